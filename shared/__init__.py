@@ -1,0 +1,1 @@
+"""Reynolds' domain core: nothing in this package imports ``azure.functions``."""

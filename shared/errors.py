@@ -1,0 +1,57 @@
+"""Error hierarchy of the domain core; triggers translate it to HTTP, activities let it raise."""
+
+from __future__ import annotations
+
+
+class ReynoldsError(Exception):
+    """Base class of every error the domain core raises on purpose."""
+
+
+class IncomingRequestError(ReynoldsError, ValueError):
+    """Bad input from a caller; ``status_code`` is what an HTTP trigger answers with."""
+
+    status_code: int = 400
+
+    def __init__(self, message: str, status_code: int | None = None) -> None:
+        super().__init__(message)
+        if status_code is not None:
+            self.status_code = status_code
+
+    @property
+    def reason(self) -> str:
+        """The text shown to the caller; never contains a secret."""
+        return str(self)
+
+
+class SignatureError(IncomingRequestError):
+    """A missing, malformed or wrong signature (HTTP 401)."""
+
+    status_code = 401
+
+
+class ConfigurationError(ReynoldsError):
+    """A setting the code needs is missing or invalid; names the setting, never its value."""
+
+    def __init__(self, setting: str, problem: str = "is not configured") -> None:
+        super().__init__(f"setting {setting} {problem}")
+        self.setting = setting
+
+
+class StoreError(ReynoldsError):
+    """Base class of the document store's failures."""
+
+
+class Conflict(StoreError):
+    """A create found a document with the same id (Cosmos 409)."""
+
+
+class PreconditionFailed(StoreError):
+    """A conditional write lost against a concurrent one (Cosmos 412)."""
+
+
+class NotFound(StoreError):
+    """The document does not exist (Cosmos 404)."""
+
+
+class CorruptState(StoreError):
+    """A stored document does not validate; decisions on it fail safe."""

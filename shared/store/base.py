@@ -1,0 +1,54 @@
+"""The document-store contract that the lineage service is written against.
+
+It is the subset of Cosmos DB (NoSQL) semantics that loop prevention needs, and nothing more:
+point reads, create-if-absent (409 → ``Conflict``), replace with an ETag precondition (412 →
+``PreconditionFailed``), upsert, delete, and equality queries for the (cold) chain explorer. Every
+document carries ``id`` and ``pk`` (the partition key value); stores add ``_etag`` on the way out.
+A document may carry ``ttl`` (seconds); the store expires it after that long without a write.
+
+Transactional batch is deliberately absent: the local Cosmos server does not accept it, and the
+service is designed around conditional writes instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass(frozen=True)
+class Query:
+    """Equality filters on top-level fields, optionally within one partition."""
+
+    equals: Mapping[str, Any] = field(default_factory=dict)
+    pk: str | None = None
+    limit: int = 1000
+
+
+class DocumentStore(Protocol):
+    """A partitioned JSON document store with optimistic concurrency."""
+
+    def read(self, pk: str, doc_id: str) -> dict[str, Any]:
+        """Return the document with its ``_etag``; raise ``NotFound``."""
+        ...
+
+    def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Insert a new document; raise ``Conflict`` when ``(pk, id)`` exists."""
+        ...
+
+    def replace(self, doc: Mapping[str, Any], etag: str | None) -> dict[str, Any]:
+        """Overwrite a document; with ``etag``, raise ``PreconditionFailed`` if it changed meanwhile."""
+        ...
+
+    def upsert(self, doc: Mapping[str, Any]) -> dict[str, Any]:
+        """Create or overwrite unconditionally."""
+        ...
+
+    def delete(self, pk: str, doc_id: str) -> None:
+        """Remove a document; raise ``NotFound``."""
+        ...
+
+    def query(self, query: Query) -> list[dict[str, Any]]:
+        """Documents matching every equality filter (cold paths only: explorer, reconciliation)."""
+        ...
