@@ -13,13 +13,14 @@ from collections.abc import Mapping
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
+from pydantic.json_schema import JsonDict
 
 from shared.errors import ConfigurationError
 
 # Settings only a developer's machine uses (emulator keys, a personal token). Azure never gets them: the
 # deployed app authenticates with its managed identity and the GitHub App. The settings contract test
 # exempts exactly these from the Bicep side.
-LOCAL_ONLY: dict[str, object] = {"local_only": True}
+LOCAL_ONLY: JsonDict = {"local_only": True}
 
 
 class Settings(BaseModel):
