@@ -41,7 +41,10 @@ class Settings(BaseModel):
     bot_app_id: str | None = Field(None, alias="REYNOLDS_BOT_APP_ID")
     marker_signing_key: SecretStr | None = Field(None, alias="REYNOLDS_MARKER_KEY")
     routing_profile: Literal["default", "reply-all"] = Field("default", alias="REYNOLDS_ROUTING_PROFILE")
-    max_automated_depth: int = Field(3, alias="LOOP_MAX_AUTOMATED_DEPTH", ge=1, le=50)
+    max_automated_depth: int = Field(4, alias="LOOP_MAX_AUTOMATED_DEPTH", ge=1, le=50)
+    causal_window_seconds: int = Field(86400, alias="LOOP_CAUSAL_WINDOW_SECONDS", ge=60, le=30 * 86400)
+    chain_budget: int = Field(12, alias="LOOP_CHAIN_BUDGET", ge=1, le=1000)
+    max_children: int = Field(3, alias="LOOP_MAX_CHILDREN", ge=1, le=100)
     dedupe_ttl_hours: int = Field(72, alias="LOOP_DEDUPE_TTL_HOURS", ge=72, le=24 * 30)
     lineage_ttl_days: int = Field(30, alias="LOOP_LINEAGE_TTL_DAYS", ge=1, le=3650)
 

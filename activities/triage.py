@@ -1,0 +1,41 @@
+"""Activities of the triage orchestration: thin, idempotent adapters over ``shared.triage``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared import names
+from shared.services import get_services
+from shared.triage import TriageInput, TriagePlan, plan_triage, render_triage_comment
+
+logger = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload", activity=names.PLAN)
+def plan_activity(payload: dict[str, Any]) -> dict[str, Any]:
+    """Offline, deterministic plan (pure: safe to run any number of times)."""
+    request = TriageInput.model_validate(payload)
+    return plan_triage(request.text).model_dump(mode="json")
+
+
+@bp.activity_trigger(input_name="payload", activity=names.REPORT)
+def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
+    """Post the status comment once per event (effect ledger + marker), return the effect."""
+    request = TriageInput.model_validate(payload["request"])
+    plan = TriagePlan.model_validate(payload["plan"])
+    instance_id = str(payload["instance_id"])
+    reporter = get_services().reporter()
+    record = reporter.post_comment(
+        key=f"{request.event_id}:report", repo=request.repo, number=request.number,
+        installation_id=request.installation_id, body=render_triage_comment(plan, instance_id),
+        chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1,
+    )
+    logger.info("event %s chain %s instance %s: status comment %s", request.event_id, request.chain_id,
+                instance_id, record.resource_id)
+    return {"platform": "github", "kind": "comment", "target": record.target,
+            "id": (record.resource_id or "").removeprefix("comment:")}

@@ -1,0 +1,15 @@
+"""Reynolds' Function App: builds the app and registers one blueprint per module, nothing else."""
+
+from __future__ import annotations
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from activities import triage as triage_activities
+from orchestrators import triage as triage_orchestrator
+from triggers import github_webhook
+
+app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
+
+for blueprint in (github_webhook.bp, triage_orchestrator.bp, triage_activities.bp):
+    app.register_functions(blueprint)

@@ -1,0 +1,232 @@
+// The Reynolds Function App on Flex Consumption. Every app setting the code reads (shared/settings.py) is set
+// here: secrets as Key Vault references, endpoints from resource outputs, the rest at their code defaults.
+// tests/test_settings_contract.py compares the keys of `appSettings` below with the settings model.
+
+@description('Function App name.')
+param name string
+
+@description('Location of the Function App.')
+param location string = resourceGroup().location
+
+@description('Tags; the azd-service-name tag is added here.')
+param tags object = {}
+
+@description('azd service name this app deploys (azure.yaml).')
+param serviceName string = 'api'
+
+@description('Resource id of the Flex Consumption plan.')
+param appServicePlanId string
+
+@description('Python runtime version.')
+@allowed([
+  '3.11'
+])
+param pythonVersion string = '3.11'
+
+@description('Instance memory in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Maximum number of instances.')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Host storage account (identity-based AzureWebJobsStorage and the deployment container).')
+param storageAccountName string
+
+@description('Blob container holding the deployment package.')
+param deploymentStorageContainerName string
+
+@description('Resource id of the user-assigned identity.')
+param identityId string
+
+@description('Client id of the user-assigned identity.')
+param identityClientId string
+
+@description('Application Insights connection string (Entra-authenticated ingestion; contains no credential).')
+param applicationInsightsConnectionString string
+
+@description('Cosmos DB account endpoint.')
+param cosmosEndpoint string
+
+@description('Cosmos DB database name.')
+param cosmosDatabaseName string
+
+@description('Cosmos DB lineage container name.')
+param lineageContainerName string
+
+@description('Service Bus fully qualified namespace (host name).')
+param serviceBusFqdn string
+
+@description('Service Bus queue of inbound events.')
+param eventsQueueName string
+
+@description('Service Bus queue of outbound messages.')
+param outQueueName string
+
+@description('Azure OpenAI endpoint.')
+param openAiEndpoint string
+
+@description('Azure OpenAI chat deployment name.')
+param openAiDeploymentName string
+
+@description('Durable Functions task hub name.')
+param taskHubName string
+
+@description('GitHub App id.')
+param githubAppId string = ''
+
+@description('GitHub App id of the Reynolds bot.')
+param botAppId string = ''
+
+@description('Login of the Reynolds bot.')
+param botLogin string = 'reynolds[bot]'
+
+@description('owner/repo for tracking issues.')
+param trackingRepo string = ''
+
+@description('Public Graph notification URL.')
+param graphNotificationUrl string = ''
+
+@description('Routing profile.')
+@allowed([
+  'default'
+  'reply-all'
+])
+param routingProfile string = 'default'
+
+@description('Key Vault secret URI (versionless) of the GitHub webhook secret.')
+param githubWebhookSecretUri string
+
+@description('Key Vault secret URI (versionless) of the GitHub App private key.')
+param githubAppPrivateKeyUri string
+
+@description('Key Vault secret URI (versionless) of the Teams outgoing-webhook token.')
+param teamsOutgoingWebhookTokenUri string
+
+@description('Key Vault secret URI (versionless) of the Graph clientState.')
+param graphClientStateUri string
+
+@description('Key Vault secret URI (versionless) of the lineage-marker signing key.')
+param markerSigningKeyUri string
+
+resource stg 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
+  name: storageAccountName
+}
+
+var appSettings = {
+  // ---- Functions host (identity-based host storage; Durable task hub needs blob, queue and table) ----------
+  AzureWebJobsStorage__credential: 'managedidentity'
+  AzureWebJobsStorage__clientId: identityClientId
+  AzureWebJobsStorage__blobServiceUri: stg.properties.primaryEndpoints.blob
+  AzureWebJobsStorage__queueServiceUri: stg.properties.primaryEndpoints.queue
+  AzureWebJobsStorage__tableServiceUri: stg.properties.primaryEndpoints.table
+  APPLICATIONINSIGHTS_AUTHENTICATION_STRING: 'ClientId=${identityClientId};Authorization=AAD'
+  APPLICATIONINSIGHTS_CONNECTION_STRING: applicationInsightsConnectionString
+  // Service Bus trigger and output: identity-based connection `ServiceBusConnection`.
+  ServiceBusConnection__fullyQualifiedNamespace: serviceBusFqdn
+  ServiceBusConnection__credential: 'managedidentity'
+  ServiceBusConnection__clientId: identityClientId
+  // ---- Identity used by DefaultAzureCredential / ManagedIdentityCredential in the code ----------------------
+  AZURE_CLIENT_ID: identityClientId
+  // ---- GitHub ------------------------------------------------------------------------------------------------
+  GITHUB_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${githubWebhookSecretUri})'
+  GITHUB_API_URL: 'https://api.github.com'
+  GITHUB_APP_ID: githubAppId
+  GITHUB_APP_PRIVATE_KEY: '@Microsoft.KeyVault(SecretUri=${githubAppPrivateKeyUri})'
+  GITHUB_TIMEOUT_SECONDS: '10'
+  // ---- Reynolds identity and loop guard ----------------------------------------------------------------------
+  REYNOLDS_BOT_LOGIN: botLogin
+  REYNOLDS_BOT_APP_ID: botAppId
+  REYNOLDS_MARKER_KEY: '@Microsoft.KeyVault(SecretUri=${markerSigningKeyUri})'
+  REYNOLDS_ROUTING_PROFILE: routingProfile
+  REYNOLDS_TRACKING_REPO: trackingRepo
+  LOOP_MAX_AUTOMATED_DEPTH: '4'
+  LOOP_CAUSAL_WINDOW_SECONDS: '86400'
+  LOOP_CHAIN_BUDGET: '12'
+  LOOP_MAX_CHILDREN: '3'
+  LOOP_DEDUPE_TTL_HOURS: '72'
+  LOOP_LINEAGE_TTL_DAYS: '30'
+  // ---- Lineage store -----------------------------------------------------------------------------------------
+  LINEAGE_STORE: 'cosmos'
+  COSMOS__accountEndpoint: cosmosEndpoint
+  COSMOS_DATABASE: cosmosDatabaseName
+  COSMOS_LINEAGE_CONTAINER: lineageContainerName
+  // ---- Durable Functions -------------------------------------------------------------------------------------
+  TASK_HUB_NAME: taskHubName
+  // ---- Azure OpenAI ------------------------------------------------------------------------------------------
+  AZURE_OPENAI_ENDPOINT: openAiEndpoint
+  AZURE_OPENAI_DEPLOYMENT: openAiDeploymentName
+  AZURE_OPENAI_TIMEOUT_SECONDS: '30'
+  AZURE_OPENAI_TOKEN_BUDGET: '60000'
+  // ---- Teams and Graph ---------------------------------------------------------------------------------------
+  TEAMS_OUTGOING_WEBHOOK_TOKEN: '@Microsoft.KeyVault(SecretUri=${teamsOutgoingWebhookTokenUri})'
+  GRAPH_CLIENT_STATE: '@Microsoft.KeyVault(SecretUri=${graphClientStateUri})'
+  GRAPH_API_URL: 'https://graph.microsoft.com/v1.0'
+  GRAPH_NOTIFICATION_URL: graphNotificationUrl
+  // ---- Service Bus queues ------------------------------------------------------------------------------------
+  SERVICEBUS_EVENTS_QUEUE: eventsQueueName
+  SERVICEBUS_OUT_QUEUE: outQueueName
+}
+
+module api 'br/public:avm/res/web/site:0.15.1' = {
+  name: '${serviceName}-flex-consumption'
+  params: {
+    kind: 'functionapp,linux'
+    name: name
+    location: location
+    tags: union(tags, {
+      'azd-service-name': serviceName
+    })
+    serverFarmResourceId: appServicePlanId
+    httpsOnly: true
+    managedIdentities: {
+      systemAssigned: false
+      userAssignedResourceIds: [
+        identityId
+      ]
+    }
+    // Key Vault references resolve with the user-assigned identity (there is no system identity).
+    keyVaultAccessIdentityResourceId: identityId
+    functionAppConfig: {
+      deployment: {
+        storage: {
+          type: 'blobContainer'
+          value: '${stg.properties.primaryEndpoints.blob}${deploymentStorageContainerName}'
+          authentication: {
+            type: 'UserAssignedIdentity'
+            userAssignedIdentityResourceId: identityId
+          }
+        }
+      }
+      scaleAndConcurrency: {
+        instanceMemoryMB: instanceMemoryMB
+        maximumInstanceCount: maximumInstanceCount
+      }
+      runtime: {
+        name: 'python'
+        version: pythonVersion
+      }
+    }
+    siteConfig: {
+      alwaysOn: false
+      minTlsVersion: '1.2'
+      ftpsState: 'Disabled'
+      http20Enabled: true
+    }
+    appSettingsKeyValuePairs: appSettings
+  }
+}
+
+// Read back the host name (Flex apps may get a unique regional default host name).
+resource site 'Microsoft.Web/sites@2024-04-01' existing = {
+  name: api.outputs.name
+}
+
+output SERVICE_API_NAME string = api.outputs.name
+output SERVICE_API_URI string = 'https://${site.properties.defaultHostName}'

@@ -1,0 +1,395 @@
+// Reynolds: everything `azd up` provisions. Subscription scope so the resource group is part of the template.
+// Keyless by design: every data-plane call uses the app's user-assigned identity (see app/rbac.bicep), secrets the
+// code needs live in Key Vault and reach the app as Key Vault references, and no output carries a key.
+targetScope = 'subscription'
+
+@minLength(1)
+@maxLength(64)
+@description('Name of the azd environment; seeds the resource token and the azd-env-name tag.')
+param environmentName string
+
+@minLength(1)
+@description('Primary location for all resources (must offer Flex Consumption; azd asks for it).')
+@metadata({
+  azd: {
+    type: 'location'
+  }
+})
+param location string
+
+@description('Location of the Azure OpenAI account when the model is not offered in the primary location; empty = primary location.')
+param openAiLocation string = ''
+
+@description('Object id of the deploying user or pipeline principal; gets the same data roles as the app so local runs reach Azure. Empty = none.')
+param principalId string = ''
+
+@description('Kind of the deploying principal.')
+@allowed([
+  'User'
+  'ServicePrincipal'
+  'Group'
+])
+param principalType string = 'User'
+
+// ---- name overrides (empty = derived from the resource token) ----------------------------------------------
+@description('Override: resource group name.')
+param resourceGroupName string = ''
+@description('Override: Function App name.')
+param apiServiceName string = ''
+@description('Override: user-assigned identity name.')
+param apiUserAssignedIdentityName string = ''
+@description('Override: Flex Consumption plan name.')
+param appServicePlanName string = ''
+@description('Override: storage account name.')
+param storageAccountName string = ''
+@description('Override: Service Bus namespace name.')
+param serviceBusNamespaceName string = ''
+@description('Override: Cosmos DB account name.')
+param cosmosAccountName string = ''
+@description('Override: Azure OpenAI account name.')
+param openAiAccountName string = ''
+@description('Override: Key Vault name.')
+param keyVaultName string = ''
+@description('Override: Log Analytics workspace name.')
+param logAnalyticsName string = ''
+@description('Override: Application Insights name.')
+param applicationInsightsName string = ''
+
+// ---- app configuration ---------------------------------------------------------------------------------------
+@description('Python version of the Flex Consumption runtime.')
+@allowed([
+  '3.11'
+])
+param pythonVersion string = '3.11'
+
+@description('Flex Consumption instance memory in MB.')
+@allowed([
+  512
+  2048
+  4096
+])
+param instanceMemoryMB int = 2048
+
+@description('Upper bound of Flex Consumption instances (caps cost and fan-out pressure on GitHub).')
+@minValue(1)
+@maxValue(1000)
+param maximumInstanceCount int = 40
+
+@description('Name of the chat model deployment (app setting AZURE_OPENAI_DEPLOYMENT).')
+param chatModelDeploymentName string = 'gpt-4o-mini'
+
+@description('Chat model name.')
+param chatModelName string = 'gpt-4o-mini'
+
+@description('Chat model version.')
+param chatModelVersion string = '2024-07-18'
+
+@description('Chat model deployment SKU.')
+@allowed([
+  'GlobalStandard'
+  'Standard'
+  'DataZoneStandard'
+])
+param chatModelSkuName string = 'GlobalStandard'
+
+@description('Chat model capacity in thousands of tokens per minute.')
+@minValue(1)
+param chatModelCapacity int = 30
+
+@description('GitHub App id (app setting GITHUB_APP_ID); empty until the App is registered.')
+param githubAppId string = ''
+
+@description('GitHub App id of the Reynolds bot used by the loop guard to recognise itself (REYNOLDS_BOT_APP_ID).')
+param botAppId string = ''
+
+@description('Login of the Reynolds bot (REYNOLDS_BOT_LOGIN).')
+param botLogin string = 'reynolds[bot]'
+
+@description('owner/repo where Reynolds files its tracking issues (REYNOLDS_TRACKING_REPO); empty = the source repository.')
+param trackingRepo string = ''
+
+@description('Public URL Graph posts change notifications to (GRAPH_NOTIFICATION_URL); empty until a subscription is created.')
+param graphNotificationUrl string = ''
+
+@description('Routing profile (REYNOLDS_ROUTING_PROFILE).')
+@allowed([
+  'default'
+  'reply-all'
+])
+param routingProfile string = 'default'
+
+@description('Email address that receives alert notifications; empty = alerts fire without notification.')
+param alertEmail string = ''
+
+// ---- secrets: written to Key Vault only, never outputs. azd fills them with secretOrRandomPassword, which keeps
+// the value already in the vault on re-provision (so values set with `az keyvault secret set` survive). ----------
+@secure()
+@description('GitHub webhook secret (Key Vault secret github-webhook-secret).')
+param githubWebhookSecret string = ''
+
+@secure()
+@description('GitHub App private key, PEM (Key Vault secret github-app-private-key); replace the generated placeholder after registering the App.')
+param githubAppPrivateKey string = ''
+
+@secure()
+@description('Teams outgoing-webhook security token, base64 (Key Vault secret teams-outgoing-webhook-token).')
+param teamsOutgoingWebhookToken string = ''
+
+@secure()
+@description('Graph change-notification clientState (Key Vault secret graph-client-state).')
+param graphClientState string = ''
+
+@secure()
+@description('HMAC key signing lineage markers (Key Vault secret reynolds-marker-key).')
+param markerSigningKey string = ''
+
+@secure()
+@description('Leave at its default: a fresh random seed for the fail-closed value of any secret given empty.')
+param unsetSecretSeed string = newGuid()
+
+var abbrs = loadJsonContent('./abbreviations.json')
+var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
+var tags = {
+  'azd-env-name': environmentName
+}
+var functionAppName = !empty(apiServiceName) ? apiServiceName : '${abbrs.webSitesFunctions}api-${resourceToken}'
+var deploymentStorageContainerName = 'app-package-${take(functionAppName, 32)}-${take(toLower(uniqueString(functionAppName, resourceToken)), 7)}'
+var eventsQueueName = 'reynolds-events'
+var outQueueName = 'reynolds-out'
+var cosmosDatabaseName = 'reynolds'
+var lineageContainerName = 'lineage'
+var agentsContainerName = 'agents'
+var taskHubName = 'reynolds'
+
+resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
+  name: !empty(resourceGroupName) ? resourceGroupName : '${abbrs.resourcesResourceGroups}${environmentName}'
+  location: location
+  tags: tags
+}
+
+// The one identity the app uses for everything (storage, Service Bus, Cosmos, OpenAI, Key Vault, App Insights).
+module apiIdentity 'br/public:avm/res/managed-identity/user-assigned-identity:0.4.1' = {
+  name: 'apiUserAssignedIdentity'
+  scope: rg
+  params: {
+    name: !empty(apiUserAssignedIdentityName) ? apiUserAssignedIdentityName : '${abbrs.managedIdentityUserAssignedIdentities}api-${resourceToken}'
+    location: location
+    tags: tags
+  }
+}
+
+module appServicePlan 'br/public:avm/res/web/serverfarm:0.1.1' = {
+  name: 'appserviceplan'
+  scope: rg
+  params: {
+    name: !empty(appServicePlanName) ? appServicePlanName : '${abbrs.webServerFarms}${resourceToken}'
+    sku: {
+      name: 'FC1'
+      tier: 'FlexConsumption'
+    }
+    reserved: true
+    location: location
+    tags: tags
+  }
+}
+
+// Host storage: deployment package, Durable task hub (blobs, queues, tables). Shared keys off: identity only.
+module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
+  name: 'storage'
+  scope: rg
+  params: {
+    name: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    allowBlobPublicAccess: false
+    allowSharedKeyAccess: false
+    dnsEndpointType: 'Standard'
+    publicNetworkAccess: 'Enabled'
+    networkAcls: {
+      defaultAction: 'Allow'
+      bypass: 'AzureServices'
+    }
+    blobServices: {
+      containers: [
+        {
+          name: deploymentStorageContainerName
+        }
+      ]
+    }
+    minimumTlsVersion: 'TLS1_2'
+  }
+}
+
+module monitoring './app/monitoring.bicep' = {
+  name: 'monitoring'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    logAnalyticsName: !empty(logAnalyticsName) ? logAnalyticsName : '${abbrs.operationalInsightsWorkspaces}${resourceToken}'
+    applicationInsightsName: !empty(applicationInsightsName) ? applicationInsightsName : '${abbrs.insightsComponents}${resourceToken}'
+  }
+}
+
+module messaging './app/servicebus.bicep' = {
+  name: 'servicebus'
+  scope: rg
+  params: {
+    name: !empty(serviceBusNamespaceName) ? serviceBusNamespaceName : '${abbrs.serviceBusNamespaces}${resourceToken}'
+    location: location
+    tags: tags
+    eventsQueueName: eventsQueueName
+    outQueueName: outQueueName
+  }
+}
+
+module cosmos './app/cosmos.bicep' = {
+  name: 'cosmos'
+  scope: rg
+  params: {
+    name: !empty(cosmosAccountName) ? cosmosAccountName : '${abbrs.documentDBDatabaseAccounts}${resourceToken}'
+    location: location
+    tags: tags
+    databaseName: cosmosDatabaseName
+    lineageContainerName: lineageContainerName
+    agentsContainerName: agentsContainerName
+  }
+}
+
+module openAi './app/openai.bicep' = {
+  name: 'openai'
+  scope: rg
+  params: {
+    name: !empty(openAiAccountName) ? openAiAccountName : '${abbrs.openAIAccounts}${resourceToken}'
+    location: !empty(openAiLocation) ? openAiLocation : location
+    tags: tags
+    deploymentName: chatModelDeploymentName
+    modelName: chatModelName
+    modelVersion: chatModelVersion
+    skuName: chatModelSkuName
+    capacity: chatModelCapacity
+  }
+}
+
+module keyVault './app/keyvault.bicep' = {
+  name: 'keyvault'
+  scope: rg
+  params: {
+    name: !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
+    location: location
+    tags: tags
+    githubWebhookSecret: githubWebhookSecret
+    githubAppPrivateKey: githubAppPrivateKey
+    teamsOutgoingWebhookToken: teamsOutgoingWebhookToken
+    graphClientState: graphClientState
+    markerSigningKey: markerSigningKey
+    unsetSeed: unsetSecretSeed
+  }
+}
+
+module rbac './app/rbac.bicep' = {
+  name: 'rbacAssignments'
+  scope: rg
+  params: {
+    storageAccountName: storage.outputs.name
+    serviceBusNamespaceName: messaging.outputs.name
+    cosmosAccountName: cosmos.outputs.name
+    openAiAccountName: openAi.outputs.name
+    keyVaultName: keyVault.outputs.name
+    applicationInsightsName: monitoring.outputs.applicationInsightsName
+    appPrincipalId: apiIdentity.outputs.principalId
+    userPrincipalId: principalId
+    userPrincipalType: principalType
+  }
+}
+
+module api './app/api.bicep' = {
+  name: 'api'
+  scope: rg
+  params: {
+    name: functionAppName
+    location: location
+    tags: tags
+    appServicePlanId: appServicePlan.outputs.resourceId
+    pythonVersion: pythonVersion
+    instanceMemoryMB: instanceMemoryMB
+    maximumInstanceCount: maximumInstanceCount
+    storageAccountName: storage.outputs.name
+    deploymentStorageContainerName: deploymentStorageContainerName
+    identityId: apiIdentity.outputs.resourceId
+    identityClientId: apiIdentity.outputs.clientId
+    applicationInsightsConnectionString: monitoring.outputs.applicationInsightsConnectionString
+    cosmosEndpoint: cosmos.outputs.endpoint
+    cosmosDatabaseName: cosmosDatabaseName
+    lineageContainerName: lineageContainerName
+    serviceBusFqdn: messaging.outputs.fullyQualifiedNamespace
+    eventsQueueName: eventsQueueName
+    outQueueName: outQueueName
+    openAiEndpoint: openAi.outputs.endpoint
+    openAiDeploymentName: chatModelDeploymentName
+    taskHubName: taskHubName
+    githubAppId: githubAppId
+    botAppId: botAppId
+    botLogin: botLogin
+    trackingRepo: trackingRepo
+    graphNotificationUrl: graphNotificationUrl
+    routingProfile: routingProfile
+    githubWebhookSecretUri: keyVault.outputs.githubWebhookSecretUri
+    githubAppPrivateKeyUri: keyVault.outputs.githubAppPrivateKeyUri
+    teamsOutgoingWebhookTokenUri: keyVault.outputs.teamsOutgoingWebhookTokenUri
+    graphClientStateUri: keyVault.outputs.graphClientStateUri
+    markerSigningKeyUri: keyVault.outputs.markerSigningKeyUri
+  }
+  // Key Vault references and identity-based connections resolve at start-up: roles first.
+  dependsOn: [
+    rbac
+  ]
+}
+
+module alerts './app/alerts.bicep' = {
+  name: 'alerts'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    resourceToken: resourceToken
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+    serviceBusNamespaceId: messaging.outputs.resourceId
+    alertEmail: alertEmail
+  }
+}
+
+module workbook './app/workbook.bicep' = {
+  name: 'workbook'
+  scope: rg
+  params: {
+    location: location
+    tags: tags
+    applicationInsightsId: monitoring.outputs.applicationInsightsId
+  }
+}
+
+// ---- outputs azd exports into the environment (and scripts/postprovision writes to local.settings.json) ------
+output AZURE_LOCATION string = location
+output AZURE_TENANT_ID string = tenant().tenantId
+output AZURE_RESOURCE_GROUP string = rg.name
+output AZURE_FUNCTION_APP_NAME string = api.outputs.SERVICE_API_NAME
+output SERVICE_API_NAME string = api.outputs.SERVICE_API_NAME
+output SERVICE_API_URI string = api.outputs.SERVICE_API_URI
+output AZURE_USER_ASSIGNED_IDENTITY_CLIENT_ID string = apiIdentity.outputs.clientId
+output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
+output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
+output COSMOS_DATABASE string = cosmosDatabaseName
+output COSMOS_LINEAGE_CONTAINER string = lineageContainerName
+output COSMOS_AGENTS_CONTAINER string = agentsContainerName
+output SERVICEBUS_FQDN string = messaging.outputs.fullyQualifiedNamespace
+output SERVICEBUS_EVENTS_QUEUE string = eventsQueueName
+output SERVICEBUS_OUT_QUEUE string = outQueueName
+output AZURE_OPENAI_ENDPOINT string = openAi.outputs.endpoint
+output AZURE_OPENAI_DEPLOYMENT string = chatModelDeploymentName
+output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
+output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
+output TASK_HUB_NAME string = taskHubName
+// Entra-authenticated ingestion: the connection string holds an instrumentation key (an identifier, not a
+// credential) and ingestion without a token is refused because local auth is disabled.
+output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString

@@ -1,0 +1,31 @@
+"""The triage orchestration: plan (offline), then one status comment on the issue."""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators.context import OrchestrationContext
+from shared import names
+from shared.triage import TriageInput
+
+bp = df.Blueprint()
+
+
+def run_triage(context: OrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Plan, then report. Deterministic: all I/O is in the two activities."""
+    request = TriageInput.model_validate(context.get_input())
+    plan = yield context.call_activity(names.PLAN, request.model_dump(mode="json"))
+    context.set_custom_status({"step": "report", "kind": plan.get("kind")})
+    effect = yield context.call_activity(
+        names.REPORT, {"request": request.model_dump(mode="json"), "plan": plan, "instance_id": context.instance_id}
+    )
+    return {"event_id": request.event_id, "chain_id": request.chain_id, "plan": plan, "effects": [effect]}
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.TRIAGE)
+def triage_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Registered shim over ``run_triage``."""
+    return (yield from run_triage(context))

@@ -1,0 +1,351 @@
+"""The lineage service: joins events to chains, records every decision and every effect.
+
+Storage layout (one container, partition key path ``/pk``; see ``shared.store.base``):
+
+* ``ev:<event id>`` (own partition): the event and its decision. Created if absent, so a second delivery
+  of the same event gets ``Conflict`` → verdict ``duplicate``. TTL ≥ 72 h (GitHub redelivers for 3 days).
+* ``head`` in partition ``<chain id>``: the chain's counters, fingerprints and fan-out counts. Replaced
+  with an ETag precondition; a lost race (412) re-reads, re-judges and tries again.
+* ``fx:<idempotency key>`` (own partition): an effect's intent, written before the external call, and its
+  resource id after it. What makes a re-executed activity post nothing twice.
+* ``fr:<platform>:<resource id>`` (own partition): effect index, resource → chain (Reynolds' own writes
+  coming back as events join their chain).
+* ``recent`` (own partition): Reynolds' latest effects per target and a short list of recent effect texts,
+  the evidence for causal inference when an automation acts without a marker.
+
+A decision costs at most four requests whatever the chain's length: one evidence read (none when a valid
+marker is present), the head read, the event create and the head write. No query runs on the hot path.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from shared.envelope import ActorKind, EventEnvelope
+from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed
+from shared.loopguard import ChainHead, Evidence, GuardConfig, Judgement, Verdict, apply, judge, normalise_text
+from shared.marker import Marker, find_markers
+from shared.store.base import DocumentStore, Query
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+_MAX_RETRIES = 50
+_RECENT_TARGETS = 512
+_RECENT_TEXTS = 64
+_SNIPPET_CHARS = 160
+_MIN_SNIPPET_CHARS = 24
+
+
+@dataclass(frozen=True)
+class Decision:
+    """The loop guard's answer for one event."""
+
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    event_id: str
+    chain_id: str | None = None
+    parent_id: str | None = None
+    depth: int = 0
+    #: For ``duplicate``: the verdict the first delivery got.
+    original_verdict: Verdict | None = None
+
+    @property
+    def reason(self) -> str:
+        """All reasons in one line."""
+        return "; ".join(self.reasons)
+
+
+@dataclass(frozen=True)
+class EffectRecord:
+    """An effect in the ledger: its intent and, once written, the resource it produced."""
+
+    key: str
+    platform: str
+    kind: str
+    target: str
+    chain_id: str
+    event_id: str
+    depth: int
+    resource_id: str | None = None
+    state: str = "intent"
+
+
+def instance_id_for(event_id: str) -> str:
+    """The orchestration instance id derived from an event id (no ``/ \\ ? #`` or control characters)."""
+    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", event_id)
+    if len(safe) > 100:
+        safe = safe[:80] + "-" + hashlib.sha256(event_id.encode()).hexdigest()[:16]
+    return safe
+
+
+def new_chain_id(event_id: str) -> str:
+    """A chain id derived from the event that starts it (stable across retries of one decision)."""
+    return "c-" + hashlib.sha256(event_id.encode()).hexdigest()[:20]
+
+
+class LineageService:
+    """Decides events and records effects over a ``DocumentStore``."""
+
+    def __init__(self, store: DocumentStore, config: GuardConfig, *, marker_key: str | None,
+                 dedupe_ttl_seconds: int = 72 * 3600, lineage_ttl_seconds: int = 30 * 86400,
+                 clock: Clock | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.marker_key = marker_key
+        self.event_ttl = max(dedupe_ttl_seconds, lineage_ttl_seconds)
+        self.lineage_ttl = lineage_ttl_seconds
+        self.clock: Clock = clock or (lambda: datetime.now(UTC))
+
+    # -- decisions ------------------------------------------------------------------------------------
+    def decide(self, event: EventEnvelope, *, routed: bool) -> Decision:
+        """Judge one event and record the decision; ``routed`` says whether any route would run it."""
+        if event.actor.kind is not ActorKind.SELF and not routed:
+            return self._record_unchained(event, Verdict.IGNORED, ("no route for this event",))
+        evidence = self._evidence(event)
+        head, etag = self._read_head(evidence.chain_id, event)
+        judgement = judge(event, evidence, head, self.config)
+        doc = self._event_doc(event, evidence, judgement)
+        try:
+            self.store.create(doc)
+        except Conflict:
+            return self._duplicate(event.id)
+        for _ in range(_MAX_RETRIES):
+            current = head or ChainHead(chain_id=evidence.chain_id, created_at=self._now(), root_event=event.id,
+                                        linked_from=evidence.linked_chain)
+            updated = apply(current, event, evidence, judgement, self._now(), self.config)
+            body = {"id": "head", "pk": evidence.chain_id, "kind": "chain", "ttl": self.lineage_ttl,
+                    **updated.to_doc()}
+            try:
+                if etag is None:
+                    self.store.create(body)
+                else:
+                    self.store.replace(body, etag)
+                break
+            except (Conflict, PreconditionFailed):
+                head, etag = self._read_head(evidence.chain_id, event)
+                rejudged = judge(event, evidence, head, self.config)
+                if rejudged.verdict is not judgement.verdict:
+                    judgement = rejudged
+                    self.store.replace(self._event_doc(event, evidence, judgement), None)
+        else:  # pragma: no cover - 50 lost races in a row means the store is unhealthy
+            raise CorruptState(f"chain {evidence.chain_id}: head update kept losing races")
+        return Decision(judgement.verdict, judgement.reasons, event.id, evidence.chain_id, evidence.parent_id,
+                        evidence.depth)
+
+    def hold(self, event: EventEnvelope, problem: str) -> Decision:
+        """Record an event as loop-suspect when its chain state cannot be trusted (fail safe, not silent)."""
+        reasons = (f"loop-suspect: {problem}; held, not run",)
+        return self._record_unchained(event, Verdict.LOOP, reasons)
+
+    def _record_unchained(self, event: EventEnvelope, verdict: Verdict, reasons: tuple[str, ...]) -> Decision:
+        doc = {"id": f"ev:{event.id}", "pk": f"ev:{event.id}", "kind": "event", "event_id": event.id,
+               "chain_id": None, "verdict": verdict.value, "reasons": list(reasons), "type": event.type,
+               "actor": event.actor.model_dump(mode="json"), "time": self._now(), "ttl": self.event_ttl,
+               "target": event.target.key if event.target else None}
+        try:
+            self.store.create(doc)
+        except Conflict:
+            return self._duplicate(event.id)
+        return Decision(verdict, reasons, event.id)
+
+    def _duplicate(self, event_id: str) -> Decision:
+        try:
+            first = self.store.read(f"ev:{event_id}", f"ev:{event_id}")
+            original = Verdict(first.get("verdict", Verdict.ACCEPTED.value))
+        except (NotFound, ValueError):
+            first, original = {}, None
+        return Decision(Verdict.DUPLICATE, ("this event was already received",), event_id, first.get("chain_id"),
+                        first.get("parent_id"), int(first.get("depth") or 0), original)
+
+    def _event_doc(self, event: EventEnvelope, evidence: Evidence, judgement: Judgement) -> dict[str, Any]:
+        return {"id": f"ev:{event.id}", "pk": f"ev:{event.id}", "kind": "event", "event_id": event.id,
+                "chain_id": evidence.chain_id, "parent_id": evidence.parent_id, "depth": evidence.depth,
+                "via": evidence.via, "verdict": judgement.verdict.value, "reasons": list(judgement.reasons),
+                "fingerprint": judgement.fingerprint, "type": event.type, "time": self._now(),
+                "actor": event.actor.model_dump(mode="json"), "target": event.target.key if event.target else None,
+                "linked_chain": evidence.linked_chain, "ttl": self.event_ttl}
+
+    def _read_head(self, chain_id: str, event: EventEnvelope) -> tuple[ChainHead | None, str | None]:
+        try:
+            doc = self.store.read(chain_id, "head")
+        except NotFound:
+            return None, None
+        try:
+            return ChainHead.from_doc(doc), doc["_etag"]
+        except (TypeError, ValueError, KeyError) as exc:
+            raise CorruptState(f"chain {chain_id} has a corrupt head ({type(exc).__name__})") from None
+
+    # -- evidence -------------------------------------------------------------------------------------
+    def _evidence(self, event: EventEnvelope) -> Evidence:
+        markers = find_markers(event.text, self.marker_key)
+        forged = tuple("a marker that does not verify was ignored" for m in markers[:1] if not m.valid)
+        valid = [m for m in markers if m.valid]
+        if forged:
+            logger.warning("event %s carries a marker that does not verify; ignored as evidence", event.id)
+        if event.actor.kind is ActorKind.SELF:
+            return self._self_evidence(event, valid, forged)
+        if valid:
+            return self._from_marker(event, valid[-1], forged)
+        found = self._causal(event)
+        if found is None:
+            depth = 1 if event.actor.automated else 0
+            return Evidence(new_chain_id(event.id), None, depth, "new", notes=forged)
+        chain, parent, effect_depth, via = found
+        if event.actor.automated:
+            return Evidence(chain, parent, effect_depth + 1, via, notes=forged)
+        return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=chain, notes=forged)
+
+    def _self_evidence(self, event: EventEnvelope, valid: list[Marker], notes: tuple[str, ...]) -> Evidence:
+        if valid:
+            marker = valid[-1]
+            return Evidence(marker.chain_id, marker.event_id, marker.depth, "marker", notes=notes)
+        if event.resource_id:
+            try:
+                doc = self.store.read(f"fr:{event.platform.value}:{event.resource_id}",
+                                      f"fr:{event.platform.value}:{event.resource_id}")
+                return Evidence(doc["chain_id"], doc["event_id"], int(doc["depth"]), "ledger", notes=notes)
+            except NotFound:
+                pass
+        return Evidence(new_chain_id(event.id), None, 1, "new", notes=notes)
+
+    def _from_marker(self, event: EventEnvelope, marker: Marker, notes: tuple[str, ...]) -> Evidence:
+        if event.actor.automated:
+            return Evidence(marker.chain_id, marker.event_id, marker.depth + 1, "marker", notes=notes)
+        # A person quoting Reynolds: causality noted, but a human action starts a fresh chain at depth 0.
+        return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=marker.chain_id, notes=notes)
+
+    def _causal(self, event: EventEnvelope) -> tuple[str, str, int, str] | None:
+        """Reynolds' effect this event most plausibly answers: same text copied, else same target, recently."""
+        try:
+            recent = self.store.read("recent", "recent")
+        except NotFound:
+            return None
+        now = self.clock().timestamp()
+        window = self.config.causal_window_seconds
+        text = normalise_text(event.text)
+        for entry in reversed(recent.get("texts", [])):
+            snippet = entry.get("snippet", "")
+            if len(snippet) >= _MIN_SNIPPET_CHARS and snippet in text and now - entry["at"] <= window:
+                return entry["chain_id"], entry["event_id"], int(entry["depth"]), "causal-text"
+        if event.target is not None:
+            entry = recent.get("targets", {}).get(f"{event.platform.value}:{event.target.key}")
+            if entry and now - entry["at"] <= window:
+                return entry["chain_id"], entry["event_id"], int(entry["depth"]), "causal-target"
+        return None
+
+    # -- effects --------------------------------------------------------------------------------------
+    def begin_effect(self, record: EffectRecord) -> tuple[EffectRecord, bool]:
+        """Record the intent before the external call.
+
+        Returns the record and whether it is new. An existing record in state ``intent`` means an earlier
+        attempt may have written the resource and crashed before recording it: the caller reconciles.
+        """
+        doc = {"id": f"fx:{record.key}", "pk": f"fx:{record.key}", "kind": "effect", **record.__dict__,
+               "created_at": self._now(), "ttl": self.event_ttl}
+        try:
+            self.store.create(doc)
+            return record, True
+        except Conflict:
+            stored = self.store.read(doc["pk"], doc["id"])
+            fields = EffectRecord.__dataclass_fields__
+            return EffectRecord(**{k: stored[k] for k in fields if k in stored}), False
+
+    def complete_effect(self, record: EffectRecord, resource_id: str, text: str) -> EffectRecord:
+        """Record the resource an effect produced and index it for causal inference."""
+        done = EffectRecord(**{**record.__dict__, "resource_id": resource_id, "state": "done"})
+        self.store.upsert({"id": f"fx:{record.key}", "pk": f"fx:{record.key}", "kind": "effect", **done.__dict__,
+                           "created_at": self._now(), "ttl": self.event_ttl})
+        index_id = f"fr:{record.platform}:{resource_id}"
+        self.store.upsert({"id": index_id, "pk": index_id, "kind": "effect-index", "chain_id": record.chain_id,
+                           "event_id": record.event_id, "depth": record.depth, "effect": record.key,
+                           "ttl": self.lineage_ttl})
+        self._remember_recent(done, text)
+        return done
+
+    def _remember_recent(self, record: EffectRecord, text: str) -> None:
+        now = self.clock().timestamp()
+        entry = {"chain_id": record.chain_id, "event_id": record.event_id, "depth": record.depth, "at": now}
+        snippet = normalise_text(text)[:_SNIPPET_CHARS]
+        for _ in range(_MAX_RETRIES):
+            try:
+                doc = self.store.read("recent", "recent")
+                etag: str | None = doc["_etag"]
+            except NotFound:
+                doc, etag = {"id": "recent", "pk": "recent", "kind": "recent", "targets": {}, "texts": []}, None
+            targets: dict[str, Any] = doc.get("targets", {})
+            targets.pop(f"{record.platform}:{record.target}", None)
+            targets[f"{record.platform}:{record.target}"] = entry
+            while len(targets) > _RECENT_TARGETS:
+                targets.pop(next(iter(targets)))
+            texts: list[dict[str, Any]] = doc.get("texts", [])
+            if len(snippet) >= _MIN_SNIPPET_CHARS:
+                texts = [*texts, {**entry, "snippet": snippet}][-_RECENT_TEXTS:]
+            body = {k: v for k, v in doc.items() if k != "_etag"} | {"targets": targets, "texts": texts}
+            try:
+                if etag is None:
+                    self.store.create(body)
+                else:
+                    self.store.replace(body, etag)
+                return
+            except (Conflict, PreconditionFailed):
+                continue
+
+    # -- reading --------------------------------------------------------------------------------------
+    def get_event(self, event_id: str) -> dict[str, Any] | None:
+        """The stored decision of one event, or None."""
+        try:
+            return _public(self.store.read(f"ev:{event_id}", f"ev:{event_id}"))
+        except NotFound:
+            return None
+
+    def explore(self, chain_id: str) -> dict[str, Any] | None:
+        """A chain's head, events (with verdicts) and effects; None when the chain is unknown."""
+        try:
+            head = _public(self.store.read(chain_id, "head"))
+        except NotFound:
+            return None
+        events = [_public(d) for d in self.store.query(Query(equals={"kind": "event", "chain_id": chain_id}))]
+        effects = [_public(d) for d in self.store.query(Query(equals={"kind": "effect", "chain_id": chain_id}))]
+        events.sort(key=lambda d: (d.get("time") or "", d.get("event_id") or ""))
+        return {"chain_id": chain_id, "head": head, "events": events, "effects": effects}
+
+    def _now(self) -> str:
+        return self.clock().isoformat()
+
+
+def _public(doc: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in doc.items() if k not in ("_etag", "pk", "ttl")}
+
+
+def chain_mermaid(chain: dict[str, Any]) -> str:
+    """A Mermaid flowchart of a chain: events (with verdicts) linked to their parents."""
+    lines = ["flowchart TD"]
+    ids: dict[str, str] = {}
+    for n, event in enumerate(chain["events"]):
+        node = f"e{n}"
+        ids[event["event_id"]] = node
+        actor = (event.get("actor") or {}).get("login") or "?"
+        label = f"{event.get('type', '')}<br/>{actor} · {event.get('verdict')} · depth {event.get('depth', 0)}"
+        lines.append(f'    {node}["{_mermaid_text(label)}"]')
+    for n, effect in enumerate(chain["effects"]):
+        node = f"x{n}"
+        label = f"{effect.get('kind')} → {effect.get('target')}<br/>{effect.get('state')}"
+        lines.append(f'    {node}(["{_mermaid_text(label)}"])')
+        if effect.get("event_id") in ids:
+            lines.append(f"    {ids[effect['event_id']]} --> {node}")
+    for event in chain["events"]:
+        parent = event.get("parent_id")
+        if parent in ids:
+            lines.append(f"    {ids[parent]} -.-> {ids[event['event_id']]}")
+    return "\n".join(lines) + "\n"
+
+
+def _mermaid_text(text: str) -> str:
+    return text.replace('"', "'").replace("\n", " ")

@@ -1,0 +1,170 @@
+"""Loop rules: pure functions over an event, its causal evidence and its chain's state.
+
+Nothing here does I/O or reads a clock: the lineage service gathers the inputs (a constant number of point
+reads), calls ``judge`` and writes the result with conditional writes. Each rule returns a reason or None;
+the first rule that fires decides the verdict. Human actions are never stopped by a loop rule: loops are
+made by automations, and a person must always be able to talk to Reynolds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.envelope import ActorKind, EventEnvelope
+from shared.marker import strip_markers
+
+
+class Verdict(StrEnum):
+    """What the loop guard decided for one event."""
+
+    ACCEPTED = "accepted"
+    DUPLICATE = "duplicate"
+    SELF = "self"
+    LOOP = "loop"
+    IGNORED = "ignored"
+    REJECTED = "rejected"
+
+
+class GuardConfig(BaseModel):
+    """Thresholds of the loop rules (all app settings; see the README's settings table)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    max_automated_depth: int = Field(4, ge=1)
+    causal_window_seconds: int = Field(86400, ge=60)
+    chain_budget: int = Field(12, ge=1)
+    max_children: int = Field(3, ge=1)
+    fingerprint_memory: int = Field(256, ge=8)
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """How an event was joined to a chain, and the depth that follows from it."""
+
+    chain_id: str
+    parent_id: str | None
+    depth: int
+    via: str  # "ledger" | "marker" | "causal" | "new"
+    linked_chain: str | None = None
+    notes: tuple[str, ...] = ()
+
+
+@dataclass
+class ChainHead:
+    """The per-chain state every decision reads and updates (one document, bounded size)."""
+
+    chain_id: str
+    created_at: str
+    root_event: str
+    linked_from: str | None = None
+    events: int = 0
+    verdicts: dict[str, int] = field(default_factory=dict)
+    automated_accepted: int = 0
+    max_depth: int = 0
+    fingerprints: dict[str, int] = field(default_factory=dict)
+    children: dict[str, int] = field(default_factory=dict)
+    updated_at: str = ""
+
+    def to_doc(self) -> dict[str, Any]:
+        """The head as a JSON document body (without store keys)."""
+        return dict(self.__dict__)
+
+    @classmethod
+    def from_doc(cls, doc: dict[str, Any]) -> ChainHead:
+        """Rebuild a head from its stored document; raises on a corrupt document."""
+        names = cls.__dataclass_fields__
+        head = cls(**{k: v for k, v in doc.items() if k in names})
+        if not isinstance(head.verdicts, dict) or not isinstance(head.fingerprints, dict):
+            raise ValueError("chain head has malformed counters")
+        if not isinstance(head.children, dict) or not isinstance(head.events, int):
+            raise ValueError("chain head has malformed counters")
+        return head
+
+
+@dataclass(frozen=True)
+class Judgement:
+    """The verdict with its reasons and the fingerprint the event leaves in its chain."""
+
+    verdict: Verdict
+    reasons: tuple[str, ...]
+    fingerprint: str
+
+
+_QUOTE_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
+_URL = re.compile(r"https?://\S+")
+_HEXID = re.compile(r"\b[0-9a-f]{7,}\b", re.IGNORECASE)
+_UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.IGNORECASE)
+_TIMESTAMP = re.compile(r"\d{4}-\d{2}-\d{2}[t ]\d{2}:\d{2}(:\d{2}(\.\d+)?)?(z|[+-]\d{2}:?\d{2})?", re.IGNORECASE)
+_DIGITS = re.compile(r"\d+")
+_MENTION = re.compile(r"@[A-Za-z0-9-_\[\]]+")
+_SPACE = re.compile(r"\s+")
+
+
+def normalise_text(text: str) -> str:
+    """Fold what changes between two rounds of one loop: markers, quotes, links, ids, times, numbers."""
+    folded = strip_markers(text)
+    folded = _QUOTE_LINE.sub(" ", folded)
+    folded = _URL.sub("<url>", folded)
+    folded = _UUID.sub("<id>", folded)
+    folded = _TIMESTAMP.sub("<time>", folded)
+    folded = _HEXID.sub("<id>", folded)
+    folded = _DIGITS.sub("#", folded)
+    folded = _MENTION.sub("@", folded)
+    return _SPACE.sub(" ", folded).strip().lower()
+
+
+def fingerprint(event: EventEnvelope) -> str:
+    """A short hash of (actor kind, action, target, normalised text): equal for rounds of one loop."""
+    target = event.target.key if event.target else ""
+    basis = "|".join((event.actor.kind.value, event.name, target, normalise_text(event.text)))
+    return hashlib.sha256(basis.encode()).hexdigest()[:16]
+
+
+def judge(event: EventEnvelope, evidence: Evidence, head: ChainHead | None, config: GuardConfig) -> Judgement:
+    """Apply the rules in order: self, then (for automated actors) depth, cycle, amplification, budget."""
+    fp = fingerprint(event)
+    notes = evidence.notes
+    if event.actor.kind is ActorKind.SELF:
+        return Judgement(Verdict.SELF, ("authored by Reynolds' own identity", *notes), fp)
+    if not event.actor.automated:
+        return Judgement(Verdict.ACCEPTED, ("human action", *notes), fp)
+    if evidence.depth > config.max_automated_depth:
+        reason = f"loop: automated depth {evidence.depth} exceeds the cap of {config.max_automated_depth}"
+        return Judgement(Verdict.LOOP, (reason, *notes), fp)
+    if head is not None:
+        if fp in head.fingerprints:
+            reason = "loop: cycle, the same automated action was seen before in this chain"
+            return Judgement(Verdict.LOOP, (reason, *notes), fp)
+        if evidence.parent_id and head.children.get(evidence.parent_id, 0) >= config.max_children:
+            reason = f"loop: amplification, event {evidence.parent_id} already caused {config.max_children} events"
+            return Judgement(Verdict.LOOP, (reason, *notes), fp)
+        if head.automated_accepted >= config.chain_budget:
+            reason = f"loop: chain budget of {config.chain_budget} automated runs is spent"
+            return Judgement(Verdict.LOOP, (reason, *notes), fp)
+    return Judgement(Verdict.ACCEPTED, (f"automated action at depth {evidence.depth} via {evidence.via}", *notes), fp)
+
+
+def apply(head: ChainHead, event: EventEnvelope, evidence: Evidence, judgement: Judgement, now: str,
+          config: GuardConfig) -> ChainHead:
+    """The chain head after recording this decision (counters exact; fingerprint memory bounded)."""
+    head.events += 1
+    head.verdicts[judgement.verdict.value] = head.verdicts.get(judgement.verdict.value, 0) + 1
+    head.max_depth = max(head.max_depth, evidence.depth)
+    head.updated_at = now
+    if judgement.verdict is Verdict.ACCEPTED and event.actor.automated:
+        head.automated_accepted += 1
+    if event.actor.automated:
+        head.fingerprints[judgement.fingerprint] = head.fingerprints.get(judgement.fingerprint, 0) + 1
+        while len(head.fingerprints) > config.fingerprint_memory:
+            head.fingerprints.pop(next(iter(head.fingerprints)))
+        if evidence.parent_id:
+            head.children[evidence.parent_id] = head.children.get(evidence.parent_id, 0) + 1
+            while len(head.children) > config.fingerprint_memory:
+                head.children.pop(next(iter(head.children)))
+    return head

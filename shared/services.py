@@ -1,0 +1,95 @@
+"""The service container: everything triggers and activities need, built once from settings.
+
+Triggers and activities call ``get_services()``; tests and tools install their own with
+``set_services()`` (a memory or emulator store, a fake GitHub, a simulated clock). Nothing is built at
+import time, so indexing the app needs no setting at all.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from shared.github_client import GitHubClients
+from shared.lineage import LineageService
+from shared.loopguard import GuardConfig
+from shared.settings import Settings, get_settings
+from shared.store.base import DocumentStore
+from shared.store.memory import MemoryStore
+from shared.triage import GitHubReporter
+
+
+def _utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+@dataclass
+class Services:
+    """Settings plus the long-lived clients built from them."""
+
+    settings: Settings
+    store: DocumentStore
+    clock: Callable[[], datetime] = _utc_now
+    github: GitHubClients | None = None
+    _lineage: LineageService | None = field(default=None, repr=False)
+
+    @property
+    def lineage(self) -> LineageService:
+        """The lineage service over this container's store."""
+        if self._lineage is None:
+            self._lineage = LineageService(
+                self.store, guard_config(self.settings),
+                marker_key=self.settings.marker_signing_key.get_secret_value()
+                if self.settings.marker_signing_key else None,
+                dedupe_ttl_seconds=self.settings.dedupe_ttl_hours * 3600,
+                lineage_ttl_seconds=self.settings.lineage_ttl_days * 86400,
+                clock=self.clock,
+            )
+        return self._lineage
+
+    def reporter(self) -> GitHubReporter:
+        """The GitHub writer (needs the marker key and GitHub credentials)."""
+        if self.github is None:
+            self.github = GitHubClients(self.settings)
+        return GitHubReporter(self.lineage, self.github.for_installation,
+                              marker_key=self.settings.require("marker_signing_key"),
+                              bot_login=self.settings.bot_login)
+
+
+def guard_config(settings: Settings) -> GuardConfig:
+    """Loop-rule thresholds from settings."""
+    return GuardConfig(max_automated_depth=settings.max_automated_depth,
+                       causal_window_seconds=settings.causal_window_seconds,
+                       chain_budget=settings.chain_budget,
+                       max_children=settings.max_children)
+
+
+def build_services(settings: Settings) -> Services:
+    """Production wiring: the configured store (Cosmos DB with managed identity, or memory)."""
+    if settings.lineage_store == "memory":
+        return Services(settings=settings, store=MemoryStore())
+    from shared.store.cosmos import make_cosmos_store
+
+    return Services(settings=settings, store=make_cosmos_store(settings))
+
+
+_lock = threading.Lock()
+_services: Services | None = None
+
+
+def get_services() -> Services:
+    """The process-wide services, built on first use from ``get_settings()``."""
+    global _services
+    with _lock:
+        if _services is None:
+            _services = build_services(get_settings())
+        return _services
+
+
+def set_services(services: Services | None) -> None:
+    """Install services (tests, tools); ``None`` rebuilds from settings on next use."""
+    global _services
+    with _lock:
+        _services = services

@@ -1,0 +1,128 @@
+"""Triage: the first orchestration's domain logic (offline planner and the GitHub status comment).
+
+The planner is deterministic and offline: it classifies an issue or comment by keywords and proposes labels.
+The model-backed planner of ``orchestrate_task`` lives in ``shared.ai``; triage keeps working without it.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from shared.lineage import EffectRecord, LineageService
+from shared.marker import find_markers, sign_text
+
+logger = logging.getLogger(__name__)
+
+_SIGNALS: dict[str, tuple[str, ...]] = {
+    "bug": ("bug", "error", "crash", "fail", "exception", "broken", "regression", "traceback", "500"),
+    "feature": ("feature", "add ", "support", "would be nice", "request", "enhancement", "proposal"),
+    "question": ("how do", "how to", "why ", "question", "?"),
+    "docs": ("docs", "documentation", "readme", "typo"),
+}
+
+
+class TriagePlan(BaseModel):
+    """What the planner proposes for one issue or comment."""
+
+    kind: str
+    signals: list[str]
+    labels: list[str]
+    summary: str
+    planner: str = "offline"
+
+
+class TriageInput(BaseModel):
+    """Input of the triage orchestration (small: a projection of the event plus its lineage)."""
+
+    event_id: str
+    event_type: str
+    chain_id: str
+    depth: int
+    repo: str
+    number: int
+    installation_id: int | None = None
+    actor: str | None = None
+    text: str = ""
+
+
+def plan_triage(text: str) -> TriagePlan:
+    """Classify ``text`` by keyword signals, deterministically (same text, same plan)."""
+    lowered = text.lower()
+    scores: dict[str, list[str]] = {}
+    for kind, words in _SIGNALS.items():
+        hits = [w.strip() for w in words if w in lowered]
+        if hits:
+            scores[kind] = hits
+    if scores:
+        kind = max(scores, key=lambda k: (len(scores[k]), -list(_SIGNALS).index(k)))
+        signals = scores[kind]
+    else:
+        kind, signals = "needs-info", []
+    labels = [kind] if kind != "needs-info" else ["needs-info"]
+    if kind == "needs-info":
+        summary = "Reynolds could not tell what this needs yet: a short description of the expected result helps."
+    else:
+        summary = f"Reynolds triaged this as **{kind}** (signals: {', '.join(signals)})."
+    return TriagePlan(kind=kind, signals=signals, labels=labels, summary=summary)
+
+
+def render_triage_comment(plan: TriagePlan, instance_id: str) -> str:
+    """The status comment body (the marker is added when it is posted)."""
+    labels = ", ".join(f"`{label}`" for label in plan.labels)
+    return (
+        f"### Reynolds · triage\n\n{plan.summary}\n\n"
+        f"- Suggested labels: {labels}\n"
+        f"- Planner: {plan.planner}\n"
+        f"- Orchestration: `{instance_id}`\n"
+    )
+
+
+GitHubFor = Callable[[int | None], Any]
+
+
+class GitHubReporter:
+    """Writes Reynolds' comments through githubkit, each exactly once, each recorded in the effect ledger."""
+
+    def __init__(self, lineage: LineageService, github_for: GitHubFor, *, marker_key: str, bot_login: str) -> None:
+        self.lineage = lineage
+        self.github_for = github_for
+        self.marker_key = marker_key
+        self.bot_login = bot_login
+
+    def post_comment(self, *, key: str, repo: str, number: int, installation_id: int | None, body: str,
+                     chain_id: str, event_id: str, depth: int) -> EffectRecord:
+        """Post ``body`` once per ``key``: a retry after success, or after a crash mid-way, posts nothing new."""
+        intent = EffectRecord(key=key, platform="github", kind="comment", target=f"{repo}#{number}",
+                              chain_id=chain_id, event_id=event_id, depth=depth)
+        record, fresh = self.lineage.begin_effect(intent)
+        if record.state == "done" and record.resource_id:
+            logger.info("effect %s already done (%s); not posting again", key, record.resource_id)
+            return record
+        owner, name = repo.split("/", 1)
+        github = self.github_for(installation_id)
+        signed = sign_text(self.marker_key, body, chain_id, event_id, depth)
+        if not fresh:
+            found = self._find_posted(github, owner, name, number, event_id)
+            if found is not None:
+                logger.info("effect %s was posted before a crash (comment %s); recording it", key, found)
+                return self.lineage.complete_effect(record, f"comment:{found}", body)
+        response = github.rest.issues.create_comment(owner, name, number, body=signed)
+        comment_id = response.parsed_data.id
+        logger.info("posted comment %s on %s#%s for event %s (chain %s)", comment_id, repo, number, event_id, chain_id)
+        return self.lineage.complete_effect(record, f"comment:{comment_id}", body)
+
+    def _find_posted(self, github: Any, owner: str, name: str, number: int, event_id: str) -> int | None:
+        """A comment by Reynolds on the issue whose valid marker answers ``event_id`` (crash reconciliation)."""
+        for comment in github.rest.paginate(github.rest.issues.list_comments, owner=owner, repo=name,
+                                            issue_number=number, per_page=100):
+            login = comment.user.login if comment.user else None
+            if login != self.bot_login:
+                continue
+            for marker in find_markers(comment.body or "", self.marker_key):
+                if marker.valid and marker.event_id == event_id:
+                    return int(comment.id)
+        return None

@@ -1,0 +1,601 @@
+"""A stateful Microsoft Graph fake on 127.0.0.1 that msgraph-sdk reaches through its normal base URL.
+
+Routes (all under ``/v1.0``): ``/subscriptions`` (POST, GET), ``/subscriptions/{id}`` (GET, PATCH, DELETE),
+``/subscriptions/{id}/reauthorize`` (POST), ``/teams/{team}/channels/{channel}/messages`` (POST, GET by id),
+``…/messages/{id}/replies`` (POST, GET by id), ``/chats/{chat}/messages`` (POST, GET by id). Errors use Graph's
+shape ``{"error": {"code", "message", "innerError": {…}}}``. Anything else is a 404 recorded in ``unexpected``.
+
+Like Graph, every posted message (Reynolds' own included) becomes a change notification for each matching
+subscription; the payloads collect in ``outbox`` and ``notifications_for(message)`` builds one on demand.
+``lifecycle_notification`` builds lifecycle events, ``validation_request`` the validation handshake call, and
+an optional ``validator`` callback plays the subscriber's endpoint during subscription creation.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+MAX_MESSAGE_LIFETIME = timedelta(minutes=60)
+MAX_RICH_MESSAGE_LIFETIME = timedelta(minutes=4320)
+MIN_LIFETIME = timedelta(minutes=45)
+LIFECYCLE_REQUIRED_ABOVE = timedelta(hours=1)
+MAX_CLIENT_STATE = 128
+CHANGE_TYPES = {"created", "updated", "deleted"}
+
+Validator = Callable[[str], tuple[int, str, str]]
+
+
+class Headers(dict[str, str]):
+    """Request headers with case-insensitive lookup (HTTP header names are case-insensitive)."""
+
+    def __init__(self, items: Any = ()) -> None:
+        super().__init__((str(k).lower(), v) for k, v in dict(items).items())
+
+    def __getitem__(self, key: str) -> str:
+        return super().__getitem__(key.lower())
+
+    def __contains__(self, key: object) -> bool:
+        return isinstance(key, str) and super().__contains__(key.lower())
+
+    def get(self, key: str, default: Any = None) -> Any:  # type: ignore[override]
+        return super().get(key.lower(), default)
+
+
+@dataclass
+class RecordedRequest:
+    """One request the fake received."""
+
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    headers: Headers
+    body: Any
+
+    @property
+    def json(self) -> Any:
+        """The parsed JSON body (``None`` when there was none)."""
+        return self.body
+
+
+@dataclass
+class ScriptedFailure:
+    """Answer the next matching request(s) with ``status`` (and ``Retry-After`` when given)."""
+
+    method: str | None
+    path_pattern: str | None
+    status: int
+    retry_after: str | None
+    code: str
+    times: int
+
+
+@dataclass(frozen=True)
+class ValidationRequest:
+    """The call Graph makes to ``notificationUrl`` when a subscription is created or its URL changes."""
+
+    method: str
+    url: str
+    token: str
+    headers: dict[str, str] = field(default_factory=lambda: {"Content-Type": "text/plain; charset=utf-8"})
+
+
+def _iso(value: datetime) -> str:
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _parse_time(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    text = re.sub(r"(\.\d{6})\d+", r"\1", value.strip().replace("Z", "+00:00"))
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+class GraphError(Exception):
+    """Raised inside a route to answer with Graph's error shape."""
+
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.headers = headers or {}
+
+
+class FakeGraph:
+    """Graph on loopback: subscriptions, channel/chat messages, notifications, scripted throttling."""
+
+    def __init__(
+        self,
+        *,
+        clock: Callable[[], datetime] | None = None,
+        tenant_id: str = "tenant-0001",
+        poster: dict[str, Any] | None = None,
+        validator: Validator | None = None,
+        require_token: str | None = None,
+    ) -> None:
+        self.clock = clock or (lambda: datetime.now(UTC))
+        self.tenant_id = tenant_id
+        #: The identity Graph reports as author of messages posted through the API (a delegated account).
+        self.poster = poster or {
+            "user": {
+                "@odata.type": "#microsoft.graph.teamworkUserIdentity",
+                "id": "00000000-0000-0000-0000-00000000cafe",
+                "displayName": "Reynolds Service",
+                "userIdentityType": "aadUser",
+                "tenantId": tenant_id,
+            }
+        }
+        self.validator = validator
+        self.require_token = require_token
+        self.subscriptions: dict[str, dict[str, Any]] = {}
+        #: Stored messages: ``("channel", team, channel)`` or ``("chat", chat)`` → id → message.
+        self.messages: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
+        self.requests: list[RecordedRequest] = []
+        self.unexpected: list[RecordedRequest] = []
+        self.outbox: list[dict[str, Any]] = []
+        self._failures: list[ScriptedFailure] = []
+        self._lock = threading.RLock()
+        self._next_message = 1_700_000_000_000
+        self._server: ThreadingHTTPServer | None = None
+        self._thread: threading.Thread | None = None
+
+    # --- lifecycle ---------------------------------------------------------------------------------------
+
+    def __enter__(self) -> FakeGraph:
+        fake = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - BaseHTTPRequestHandler's name
+                return
+
+            def _handle(self) -> None:
+                fake._dispatch(self)
+
+            do_GET = do_POST = do_PATCH = do_DELETE = do_PUT = _handle
+
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, name="fake-graph", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._server is not None:
+            self._server.shutdown()
+            self._server.server_close()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+
+    @property
+    def base_url(self) -> str:
+        """``http://127.0.0.1:<port>/v1.0``: what ``make_graph_client(base_url=…)`` takes."""
+        assert self._server is not None, "use FakeGraph as a context manager"
+        return f"http://127.0.0.1:{self._server.server_address[1]}/v1.0"
+
+    # --- scripting ---------------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        status: int = 429,
+        *,
+        method: str | None = None,
+        path: str | None = None,
+        retry_after: str | int | None = None,
+        code: str | None = None,
+        times: int = 1,
+    ) -> None:
+        """Answer the next ``times`` requests matching ``method``/``path`` (a regex) with ``status``."""
+        default_code = {429: "TooManyRequests", 503: "ServiceNotAvailable", 504: "GatewayTimeout"}.get(status, "Error")
+        with self._lock:
+            self._failures.append(
+                ScriptedFailure(
+                    method.upper() if method else None,
+                    path,
+                    status,
+                    str(retry_after) if retry_after is not None else None,
+                    code or default_code,
+                    times,
+                )
+            )
+
+    def requests_to(self, method: str, path_pattern: str) -> list[RecordedRequest]:
+        """Recorded requests whose method matches and whose path matches the regex."""
+        return [r for r in self.requests if r.method == method.upper() and re.search(path_pattern, r.path)]
+
+    # --- notifications -----------------------------------------------------------------------------------
+
+    @staticmethod
+    def message_resource(message: dict[str, Any]) -> str:
+        """Graph's notification resource for a stored message."""
+        ident = message.get("channelIdentity")
+        if ident:
+            base = f"teams('{ident['teamId']}')/channels('{ident['channelId']}')/messages"
+            if message.get("replyToId"):
+                return f"{base}('{message['replyToId']}')/replies('{message['id']}')"
+            return f"{base}('{message['id']}')"
+        return f"chats('{message['chatId']}')/messages('{message['id']}')"
+
+    def _matches(self, sub: dict[str, Any], message: dict[str, Any], change_type: str) -> bool:
+        if change_type not in sub["changeType"].split(","):
+            return False
+        resource = sub["resource"].strip("/").lower()
+        ident = message.get("channelIdentity")
+        if ident:
+            exact = f"teams/{ident['teamId']}/channels/{ident['channelId']}/messages".lower()
+            return resource in (exact, "teams/getallmessages")
+        return resource in (f"chats/{message['chatId']}/messages".lower(), "chats/getallmessages")
+
+    def notifications_for(self, message: dict[str, Any], change_type: str = "created") -> dict[str, Any]:
+        """The change-notification POST Graph would send for ``message`` (``value`` empty when nothing matches)."""
+        resource = self.message_resource(message)
+        with self._lock:
+            subs = [s for s in self.subscriptions.values() if self._matches(s, message, change_type)]
+        return {
+            "value": [
+                {
+                    "subscriptionId": sub["id"],
+                    "clientState": sub.get("clientState"),
+                    "changeType": change_type,
+                    "resource": resource,
+                    "subscriptionExpirationDateTime": sub["expirationDateTime"],
+                    "resourceData": {
+                        "id": message["id"],
+                        "@odata.type": "#Microsoft.Graph.chatMessage",
+                        "@odata.id": resource,
+                    },
+                    "tenantId": self.tenant_id,
+                }
+                for sub in subs
+            ]
+        }
+
+    def lifecycle_notification(self, subscription_id: str, event: str) -> dict[str, Any]:
+        """A lifecycle notification POST (``reauthorizationRequired``, ``subscriptionRemoved``, ``missed``)."""
+        sub = self.subscriptions[subscription_id]
+        return {
+            "value": [
+                {
+                    "subscriptionId": sub["id"],
+                    "subscriptionExpirationDateTime": sub["expirationDateTime"],
+                    "tenantId": self.tenant_id,
+                    "clientState": sub.get("clientState"),
+                    "lifecycleEvent": event,
+                    "resource": sub["resource"],
+                }
+            ]
+        }
+
+    @staticmethod
+    def validation_request(notification_url: str, token: str | None = None) -> ValidationRequest:
+        """The validation call: ``POST {notificationUrl}?validationToken=<url-encoded token>``, text/plain."""
+        token = token or f"Validation: Testing client application reachability for subscription {uuid.uuid4()}"
+        sep = "&" if "?" in notification_url else "?"
+        return ValidationRequest("POST", f"{notification_url}{sep}validationToken={quote(token)}", token)
+
+    def post_as_user(
+        self, text_html: str, *, team: str | None = None, channel: str | None = None, chat: str | None = None
+    ) -> dict[str, Any]:
+        """A human posts in Teams (not through the API): stores the message and emits its notifications."""
+        sender = {
+            "user": {
+                "@odata.type": "#microsoft.graph.teamworkUserIdentity",
+                "id": "11111111-2222-3333-4444-555555555555",
+                "displayName": "Ada Human",
+                "userIdentityType": "aadUser",
+                "tenantId": self.tenant_id,
+            }
+        }
+        key: tuple[str, ...] = ("channel", team or "", channel or "") if team else ("chat", chat or "")
+        return self._store_message(key, {"body": {"contentType": "html", "content": text_html}}, sender, None)
+
+    # --- internals ---------------------------------------------------------------------------------------
+
+    def _store_message(
+        self, key: tuple[str, ...], body: dict[str, Any], sender: dict[str, Any], reply_to: str | None
+    ) -> dict[str, Any]:
+        with self._lock:
+            self._next_message += 1
+            message_id = str(self._next_message)
+            now = _iso(self.clock())
+            message: dict[str, Any] = {
+                "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#chatMessage",
+                "id": message_id,
+                "replyToId": reply_to,
+                "etag": message_id,
+                "messageType": "message",
+                "createdDateTime": now,
+                "lastModifiedDateTime": now,
+                "lastEditedDateTime": None,
+                "deletedDateTime": None,
+                "subject": body.get("subject"),
+                "summary": None,
+                "importance": "normal",
+                "locale": "en-us",
+                "webUrl": None,
+                "from": {"application": None, "device": None, **sender},
+                "body": body.get("body") or {"contentType": "text", "content": ""},
+                "attachments": body.get("attachments") or [],
+                "mentions": [],
+                "reactions": [],
+            }
+            if key[0] == "channel":
+                message["channelIdentity"] = {"teamId": key[1], "channelId": key[2]}
+            else:
+                message["chatId"] = key[1]
+            self.messages.setdefault(key, {})[message_id] = message
+            notification = self.notifications_for(message)
+            if notification["value"]:
+                self.outbox.append(notification)
+            return message
+
+    def _error(self, status: int, code: str, message: str) -> GraphError:
+        return GraphError(status, code, message)
+
+    def _dispatch(self, handler: BaseHTTPRequestHandler) -> None:
+        split = urlsplit(handler.path)
+        length = int(handler.headers.get("Content-Length") or 0)
+        raw = handler.rfile.read(length) if length else b""
+        try:
+            body: Any = json.loads(raw) if raw else None
+        except json.JSONDecodeError:
+            body = raw.decode("utf-8", "replace")
+        record = RecordedRequest(
+            handler.command,
+            split.path,
+            parse_qs(split.query),
+            Headers(handler.headers.items()),
+            body,
+        )
+        with self._lock:
+            self.requests.append(record)
+        status, payload, headers = 500, None, {}
+        try:
+            self._check_auth(record)
+            self._scripted(record)
+            status, payload = self._route(record)
+        except GraphError as exc:
+            status, headers = exc.status, exc.headers
+            payload = {
+                "error": {
+                    "code": exc.code,
+                    "message": exc.message,
+                    "innerError": {
+                        "date": _iso(self.clock()),
+                        "request-id": str(uuid.uuid4()),
+                        "client-request-id": record.headers.get("client-request-id", str(uuid.uuid4())),
+                    },
+                }
+            }
+        data = b"" if payload is None else json.dumps(payload).encode("utf-8")
+        handler.send_response(status)
+        for name, value in headers.items():
+            handler.send_header(name, value)
+        if data:
+            handler.send_header("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
+        handler.send_header("Content-Length", str(len(data)))
+        handler.end_headers()
+        if data:
+            handler.wfile.write(data)
+
+    def _check_auth(self, record: RecordedRequest) -> None:
+        if self.require_token is None:
+            return
+        if record.headers.get("Authorization") != f"Bearer {self.require_token}":
+            raise GraphError(401, "InvalidAuthenticationToken", "Access token is empty or invalid.")
+
+    def _scripted(self, record: RecordedRequest) -> None:
+        with self._lock:
+            for failure in self._failures:
+                if failure.method and failure.method != record.method:
+                    continue
+                if failure.path_pattern and not re.search(failure.path_pattern, record.path):
+                    continue
+                failure.times -= 1
+                if failure.times <= 0:
+                    self._failures.remove(failure)
+                headers = {"Retry-After": failure.retry_after} if failure.retry_after is not None else {}
+                raise GraphError(failure.status, failure.code, "Scripted failure.", headers)
+
+    def _route(self, record: RecordedRequest) -> tuple[int, Any]:
+        segments = [unquote(s) for s in record.path.split("/") if s]
+        if not segments or segments[0] != "v1.0":
+            return self._unexpected(record)
+        seg = segments[1:]
+        method = record.method
+        if seg[:1] == ["subscriptions"]:
+            return self._subscriptions(method, seg[1:], record)
+        if len(seg) >= 5 and seg[0] == "teams" and seg[2] == "channels" and seg[4] == "messages":
+            key: tuple[str, ...] = ("channel", seg[1], seg[3])
+            return self._messages(method, key, seg[5:], record)
+        if len(seg) >= 3 and seg[0] == "chats" and seg[2] == "messages":
+            return self._messages(method, ("chat", seg[1]), seg[3:], record)
+        return self._unexpected(record)
+
+    def _unexpected(self, record: RecordedRequest) -> tuple[int, Any]:
+        with self._lock:
+            self.unexpected.append(record)
+        raise GraphError(404, "UnknownRoute", f"No fake route for {record.method} {record.path}")
+
+    # --- subscriptions -----------------------------------------------------------------------------------
+
+    def _lifetime_ok(self, sub: dict[str, Any], expiry: datetime) -> datetime:
+        now = self.clock()
+        if expiry <= now:
+            raise GraphError(400, "InvalidRequest", "Subscription expiration can only be in the future.")
+        limit = MAX_RICH_MESSAGE_LIFETIME if sub.get("includeResourceData") else MAX_MESSAGE_LIFETIME
+        if expiry - now > limit + timedelta(seconds=30):
+            raise GraphError(
+                400,
+                "ExtensionError",
+                f"Subscription expiration exceeds the maximum of {int(limit.total_seconds() // 60)} minutes.",
+            )
+        if expiry - now > LIFECYCLE_REQUIRED_ABOVE and not sub.get("lifecycleNotificationUrl"):
+            raise GraphError(
+                400,
+                "ValidationError",
+                "lifecycleNotificationUrl is required for subscriptions with an expiration above 1 hour.",
+            )
+        # Graph silently moves anything under 45 minutes to 45 minutes.
+        return max(expiry, now + MIN_LIFETIME)
+
+    def _validate_url(self, url: Any, name: str) -> None:
+        if not isinstance(url, str) or not url.lower().startswith("https://"):
+            raise GraphError(400, "ValidationError", f"{name} must be an https URL.")
+        if self.validator is not None:
+            request = self.validation_request(url)
+            status, text, content_type = self.validator(request.token)
+            if status != 200 or text != request.token or not content_type.startswith("text/plain"):
+                raise GraphError(
+                    400,
+                    "ValidationError",
+                    "Subscription validation request failed. Response must exactly match validationToken query "
+                    "parameter.",
+                )
+
+    def _subscriptions(self, method: str, rest: list[str], record: RecordedRequest) -> tuple[int, Any]:
+        if not rest and method == "POST":
+            return self._create_subscription(record.body)
+        if not rest and method == "GET":
+            with self._lock:
+                return 200, {
+                    "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions",
+                    "value": [dict(s) for s in self.subscriptions.values()],
+                }
+        sub_id = rest[0] if rest else ""
+        with self._lock:
+            sub = self.subscriptions.get(sub_id)
+        if sub is None:
+            if len(rest) in (1, 2):
+                raise GraphError(404, "ResourceNotFound", f"The object was not found: subscription {sub_id}.")
+            return self._unexpected(record)
+        if len(rest) == 2 and rest[1] == "reauthorize" and method == "POST":
+            with self._lock:
+                sub["reauthorizedCount"] = sub.get("reauthorizedCount", 0) + 1
+            return 204, None
+        if len(rest) != 1:
+            return self._unexpected(record)
+        if method == "GET":
+            return 200, dict(sub)
+        if method == "DELETE":
+            with self._lock:
+                del self.subscriptions[sub_id]
+            return 204, None
+        if method == "PATCH":
+            body = record.body if isinstance(record.body, dict) else {}
+            allowed = {"expirationDateTime", "notificationUrl", "@odata.type"}
+            if set(body) - allowed:
+                raise GraphError(400, "InvalidRequest", f"Only {sorted(allowed)} can be updated.")
+            if "notificationUrl" in body:
+                self._validate_url(body["notificationUrl"], "notificationUrl")
+            expiry = _parse_time(body.get("expirationDateTime"))
+            if expiry is None:
+                raise GraphError(400, "InvalidRequest", "expirationDateTime is required.")
+            with self._lock:
+                sub["expirationDateTime"] = _iso(self._lifetime_ok(sub, expiry))
+                if "notificationUrl" in body:
+                    sub["notificationUrl"] = body["notificationUrl"]
+            return 200, dict(sub)
+        return self._unexpected(record)
+
+    def _create_subscription(self, body: Any) -> tuple[int, Any]:
+        if not isinstance(body, dict):
+            raise GraphError(400, "InvalidRequest", "A subscription body is required.")
+        for name in ("changeType", "notificationUrl", "resource", "expirationDateTime"):
+            if not body.get(name):
+                raise GraphError(400, "InvalidRequest", f"Property {name} is required.")
+        change_types = {c.strip() for c in str(body["changeType"]).split(",")}
+        if not change_types or not change_types <= CHANGE_TYPES:
+            raise GraphError(400, "InvalidRequest", f"Unsupported changeType {body['changeType']!r}.")
+        resource = str(body["resource"]).strip("/")
+        if not (
+            re.fullmatch(r"teams/[^/]+/channels/[^/]+/messages", resource)
+            or re.fullmatch(r"chats/[^/]+/messages", resource)
+            or resource in ("teams/getAllMessages", "chats/getAllMessages")
+        ):
+            raise GraphError(400, "InvalidRequest", f"Resource {resource!r} is not supported by the fake.")
+        client_state = body.get("clientState")
+        if client_state is not None and (not isinstance(client_state, str) or len(client_state) > MAX_CLIENT_STATE):
+            raise GraphError(400, "InvalidRequest", "clientState must be a string of at most 128 characters.")
+        if body.get("includeResourceData") and not body.get("encryptionCertificate"):
+            raise GraphError(400, "InvalidRequest", "encryptionCertificate is required with includeResourceData.")
+        expiry = _parse_time(body["expirationDateTime"])
+        if expiry is None:
+            raise GraphError(400, "InvalidRequest", "expirationDateTime is not a valid date.")
+        self._validate_url(body["notificationUrl"], "notificationUrl")
+        if body.get("lifecycleNotificationUrl"):
+            self._validate_url(body["lifecycleNotificationUrl"], "lifecycleNotificationUrl")
+        sub = {
+            "@odata.context": "https://graph.microsoft.com/v1.0/$metadata#subscriptions/$entity",
+            "id": str(uuid.uuid4()),
+            "resource": body["resource"],
+            "applicationId": "app-0001",
+            "changeType": ",".join(sorted(change_types)),
+            "clientState": client_state,
+            "notificationUrl": body["notificationUrl"],
+            "lifecycleNotificationUrl": body.get("lifecycleNotificationUrl"),
+            "includeResourceData": bool(body.get("includeResourceData")),
+            "latestSupportedTlsVersion": "v1_2",
+            "creatorId": "creator-0001",
+        }
+        sub["expirationDateTime"] = _iso(self._lifetime_ok(sub, expiry))
+        with self._lock:
+            self.subscriptions[sub["id"]] = sub
+        return 201, dict(sub)
+
+    # --- messages ----------------------------------------------------------------------------------------
+
+    def _messages(self, method: str, key: tuple[str, ...], rest: list[str], record: RecordedRequest) -> tuple[int, Any]:
+        store = self.messages.get(key, {})
+        if not rest and method == "POST":
+            return 201, self._post_message(key, record.body, None)
+        if len(rest) == 1 and method == "GET":
+            message = store.get(rest[0])
+            if message is None:
+                raise GraphError(404, "NotFound", f"Message {rest[0]} not found.")
+            return 200, message
+        if len(rest) >= 2 and rest[1] == "replies" and key[0] == "channel":
+            root = store.get(rest[0])
+            if root is None:
+                raise GraphError(404, "NotFound", f"Message {rest[0]} not found.")
+            if len(rest) == 2 and method == "POST":
+                return 201, self._post_message(key, record.body, rest[0])
+            if len(rest) == 3 and method == "GET":
+                reply = store.get(rest[2])
+                if reply is None or reply.get("replyToId") != rest[0]:
+                    raise GraphError(404, "NotFound", f"Reply {rest[2]} not found.")
+                return 200, reply
+        return self._unexpected(record)
+
+    def _post_message(self, key: tuple[str, ...], body: Any, reply_to: str | None) -> dict[str, Any]:
+        if not isinstance(body, dict) or not isinstance(body.get("body"), dict):
+            raise GraphError(400, "BadRequest", "A chatMessage with a body is required.")
+        content = body["body"].get("content")
+        if not isinstance(content, str) or not content:
+            raise GraphError(400, "BadRequest", "Message body content is required.")
+        for attachment in body.get("attachments") or []:
+            att_id = attachment.get("id")
+            if not att_id or f'<attachment id="{att_id}"></attachment>' not in content:
+                raise GraphError(400, "BadRequest", "Each attachment must be referenced in the body by id.")
+            if attachment.get("contentType") == "application/vnd.microsoft.card.adaptive":
+                try:
+                    json.loads(attachment.get("content") or "")
+                except json.JSONDecodeError:
+                    raise GraphError(400, "BadRequest", "Adaptive card content must be JSON.") from None
+        return self._store_message(key, body, self.poster, reply_to)

@@ -1,0 +1,841 @@
+"""Drive Durable orchestrators through the real ``azure-functions-durable`` replay, offline.
+
+The Functions host and the Durable extension cannot run here, so this module plays the extension's part:
+it keeps each instance's history, calls the SDK's orchestrator handle once per episode with the same context
+JSON the extension sends (``history``, ``input``, ``instanceId``, ``isReplaying``, ``parentInstanceId``,
+``upperSchemaVersion`` 1 / ``upperSchemaVersionNew`` 2, timer limits), reads back the orchestrator state
+(``isDone``, ``actions``, ``output``, ``error``, ``customStatus``) and turns new actions into history events on a
+simulated clock: activities run in-process and finish after ``latency(name, input)`` seconds, timers fire at
+their ``FireAt``, external events arrive at their scheduled time, sub-orchestrations run as child instances.
+Every payload crosses JSON like on the wire; activity inputs and outputs go through the worker's own
+``ActivityTriggerConverter``.
+
+Task ids follow the SDK's sequence numbering: every CallActivity/CreateTimer/CallSubOrchestrator action
+(flattened depth-first through WhenAll/WhenAny) takes the next id, and so do the retry timers and
+re-scheduled attempts of ``*_with_retry`` calls, which the SDK (like DTFx's ``RetryInterceptor``) expects as
+``TaskFailed`` -> ``TimerCreated``/``TimerFired`` -> ``TaskScheduled`` ... with one extra timer after the last
+failed attempt. Retry events are fed first in a batch so that their ids precede those of newly yielded tasks,
+which is the order in which the SDK assigns them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import heapq
+import inspect
+import itertools
+import json
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+from azure.durable_functions.models.DurableOrchestrationStatus import DurableOrchestrationStatus
+from azure.durable_functions.models.history.HistoryEventType import HistoryEventType
+from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
+from azure.functions._durable_functions import OrchestrationContext as WorkerOrchestrationContext
+from azure.functions.durable_functions import ActivityTriggerConverter
+
+DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
+_OUT_OF_PROC_LABEL = "\n\n$OutOfProcData$:"
+_TS_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+# Action types of the out-of-proc protocol (ActionType in the SDK, AsyncActionType in the extension).
+_CALL_ACTIVITY, _CALL_ACTIVITY_RETRY, _CALL_SUB, _CALL_SUB_RETRY = 0, 1, 2, 3
+_CONTINUE_AS_NEW, _CREATE_TIMER, _WAIT_EVENT = 4, 5, 6
+_WHEN_ANY, _WHEN_ALL = 11, 12
+_TAKES_ID = {_CALL_ACTIVITY, _CALL_ACTIVITY_RETRY, _CALL_SUB, _CALL_SUB_RETRY, _CREATE_TIMER}
+_NOT_SUPPORTED = {7: "CallEntity", 8: "CallHttp", 9: "SignalEntity", 10: "ScheduledSignalEntity"}
+
+Latency = Callable[[str, Any], float]
+
+
+class HarnessError(RuntimeError):
+    """The harness met something the extension would reject (bad state JSON, non-determinism, runaway)."""
+
+
+class NonDeterminismError(HarnessError):
+    """A replay produced different actions than the history recorded (DTFx's NonDeterministicOrchestrationException)."""
+
+
+@dataclass(frozen=True)
+class ExternalEvent:
+    """An event raised to the instance ``at_seconds`` after the run starts (simulated time)."""
+
+    at_seconds: float
+    name: str
+    data: Any = None
+
+
+@dataclass
+class OrchestrationRun:
+    """What one orchestration instance did, as far as the simulation got."""
+
+    name: str
+    instance_id: str
+    runtime_status: str  # "Completed" | "Failed" | "Running" (waits with nothing scheduled) | "Terminated"
+    output: Any
+    custom_status: Any
+    error: str | None
+    history: list[dict[str, Any]]
+    activity_calls: list[tuple[str, Any]]
+    timers: list[tuple[datetime, datetime]]
+    max_concurrent: int
+    elapsed_seconds: float
+    episodes: int
+    sub_orchestrations: list[OrchestrationRun] = field(default_factory=list)
+    waiting_for: list[str] = field(default_factory=list)
+
+
+@dataclass(order=True)
+class _Pending:
+    at: datetime
+    priority: int  # 0: retry events that take a task id; they must reach the SDK before anything else
+    seq: int
+    event: dict[str, Any] = field(compare=False)
+    retry: _Retry | None = field(default=None, compare=False)
+    finishes_work: bool = field(default=False, compare=False)
+    user_timer: bool = field(default=False, compare=False)
+
+
+@dataclass
+class _Retry:
+    kind: str  # "activity" | "sub"
+    name: str
+    input: str  # JSON text, as the SDK put it in the action
+    instance_id: str | None
+    interval: timedelta
+    max_attempts: int
+    attempt: int = 1
+
+
+def _ts(value: datetime) -> str:
+    return value.astimezone(UTC).strftime(_TS_FORMAT)
+
+
+def _parse_dt(text: str) -> datetime:
+    parsed = datetime.fromisoformat(text)
+    return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+
+
+def _run_maybe_async(result: Any) -> Any:
+    if not inspect.iscoroutine(result):
+        return result
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(result)
+    # Called from inside a running loop (e.g. an async HTTP trigger using FakeDurableClient).
+    with concurrent.futures.ThreadPoolExecutor(max_workers=1) as pool:
+        return pool.submit(asyncio.run, result).result()
+
+
+def _flatten(actions: Iterable[Any]) -> list[dict[str, Any]]:
+    flat: list[dict[str, Any]] = []
+    for action in actions:
+        if not isinstance(action, dict) or "actionType" not in action:
+            raise HarnessError(f"malformed action in orchestrator state: {action!r}")
+        if action["actionType"] in (_WHEN_ANY, _WHEN_ALL):
+            flat.extend(_flatten(action.get("compoundActions") or []))
+        else:
+            flat.append(action)
+    return flat
+
+
+def _action_key(action: dict[str, Any]) -> tuple[Any, ...]:
+    return (action.get("actionType"), action.get("functionName"), action.get("externalEventName"))
+
+
+def parse_orchestrator_state(text: Any) -> dict[str, Any]:
+    """Parse the JSON the SDK's orchestrator handle returns into a normalised dict.
+
+    Keys: ``isDone`` (bool), ``actions`` (flat list of atomic action dicts, compound actions expanded),
+    ``output``, ``error``, ``customStatus``, ``schemaVersion``. The SDK omits ``output``/``error`` when
+    ``None`` and ``customStatus`` when falsy; missing keys come back as ``None``.
+    """
+    state = json.loads(text) if isinstance(text, str | bytes) else text
+    if not isinstance(state, dict):
+        raise HarnessError(f"orchestrator state is not a JSON object: {text!r}")
+    schema = state.get("schemaVersion", 0)
+    raw_actions = state.get("actions") or []
+    if not isinstance(raw_actions, list):
+        raise HarnessError(f"'actions' is not a list: {raw_actions!r}")
+    if schema >= 1:
+        # ReplayPatchV1+: one flat list per invocation, nested once for legacy reasons (the extension
+        # rejects any other outer length).
+        if len(raw_actions) > 1:
+            raise HarnessError(f"schema {schema} expects one action list, got {len(raw_actions)}")
+        actions = _flatten(raw_actions[0] if raw_actions else [])
+    elif any(raw_actions):
+        raise NotImplementedError("replay schema V1 (list of lists per execution) is not simulated")
+    else:
+        actions = []
+    return {
+        "isDone": bool(state.get("isDone", False)),
+        "actions": actions,
+        "output": state.get("output"),
+        "error": state.get("error"),
+        "customStatus": state.get("customStatus"),
+        "schemaVersion": schema,
+    }
+
+
+def _orchestrator_handle(obj: Any) -> Callable[[Any], str]:
+    """Accept a plain generator function, an ``Orchestrator.create`` handle or a decorated FunctionBuilder."""
+    if hasattr(obj, "build") and hasattr(obj, "_function"):
+        obj = obj.build().get_user_function()
+    if hasattr(obj, "orchestrator_function"):
+        handle: Callable[[Any], str] = obj
+        return handle
+    if callable(obj):
+        return df.Orchestrator.create(obj)
+    raise TypeError(f"not an orchestrator: {obj!r}")
+
+
+class ReplayHarness:
+    """Run orchestrations through the real SDK replay on a simulated clock (see module docstring)."""
+
+    def __init__(
+        self,
+        orchestrators: Mapping[str, Any],
+        activities: Mapping[str, Callable[[Any], Any]],
+        start: datetime = DEFAULT_START,
+        latency: Latency | None = None,
+        *,
+        max_short_timer: timedelta | None = timedelta(days=6),
+        long_timer_interval: timedelta = timedelta(days=3),
+    ) -> None:
+        self.orchestrators: dict[str, Callable[[Any], str]] = {
+            name: _orchestrator_handle(fn) for name, fn in orchestrators.items()
+        }
+        self.activities: dict[str, Callable[[Any], Any]] = dict(activities)
+        self.start = start if start.tzinfo else start.replace(tzinfo=UTC)
+        self.latency: Latency = latency or (lambda _name, _input: 0.0)
+        # Azure Storage caps a single durable timer (6 days); with replay schema V3 the SDK splits longer
+        # timers into intervals itself. ``None`` leaves the timer limits out of the context.
+        self.max_short_timer = max_short_timer
+        self.long_timer_interval = long_timer_interval
+
+    @classmethod
+    def from_app(cls, app: Any, **kw: Any) -> ReplayHarness:
+        """Discover orchestrators and activities from ``app.get_functions()`` (a ``df.DFApp``).
+
+        Orchestrators: the indexed function's user function *is* the SDK handle from
+        ``Orchestrator.create`` (it carries ``.orchestrator_function`` and the decorator's input type), so the
+        harness calls exactly what the worker calls. Activities: the user function is called with its
+        ``activityTrigger`` binding parameter as keyword, holding the JSON-decoded input like the worker.
+        """
+        orchestrators: dict[str, Any] = {}
+        activities: dict[str, Callable[[Any], Any]] = {}
+        # ``get_functions()`` may run once per app (a second call fails name validation): accept its result.
+        listed = app.get_functions() if hasattr(app, "get_functions") else app
+        for function in listed:
+            trigger = function.get_trigger()
+            if trigger is None:
+                continue
+            if trigger.type == "orchestrationTrigger":
+                name = getattr(trigger, "orchestration", None) or function.get_function_name()
+                orchestrators[name] = function.get_user_function()
+            elif trigger.type == "activityTrigger":
+                name = getattr(trigger, "activity", None) or function.get_function_name()
+                activities[name] = _bind_activity(function.get_user_function(), trigger.name)
+        orchestrators.update(kw.pop("orchestrators", {}))
+        activities.update(kw.pop("activities", {}))
+        return cls(orchestrators, activities, **kw)
+
+    def run(
+        self,
+        name: str,
+        input: Any = None,  # noqa: A002 - mirrors the SDK's wording
+        instance_id: str = "harness-instance",
+        events: Sequence[ExternalEvent] = (),
+        max_episodes: int = 10_000,
+    ) -> OrchestrationRun:
+        """Run ``name`` until it completes, fails, or waits with nothing left to happen."""
+        execution = self.start_instance(name, input, instance_id, self.start)
+        for event in events:
+            execution.raise_event(event.name, event.data, at=self.start + timedelta(seconds=event.at_seconds))
+        execution.run_until_idle(max_episodes)
+        return execution.snapshot()
+
+    def start_instance(
+        self, name: str, input: Any, instance_id: str, at: datetime, parent_instance_id: str | None = None
+    ) -> _Instance:
+        """Create an instance (no episode run yet); drive it with ``run_until_idle``."""
+        if name not in self.orchestrators:
+            raise KeyError(f"The function '{name}' doesn't exist or is not an orchestrator function.")
+        return _Instance(self, name, json.dumps(input), instance_id, at, parent_instance_id)
+
+    def _invoke_activity(self, name: str, input_json: str) -> tuple[bool, str, Any, Any]:
+        """Run an activity like the worker: returns (ok, result_json_or_reason, details, decoded_input)."""
+        decoded = ActivityTriggerConverter.decode(func.meta.Datum(input_json, "json"), trigger_metadata=None)
+        fn = self.activities.get(name)
+        if fn is None:
+            reason = f"The function '{name}' doesn't exist, is disabled, or is not an activity function."
+            return False, reason, "FunctionFailedException", decoded
+        try:
+            result = _run_maybe_async(fn(decoded))
+            encoded = ActivityTriggerConverter.encode(result, expected_type=None).value
+        except Exception as exc:  # every activity exception becomes TaskFailed, like the host
+            return False, str(exc), type(exc).__name__, decoded
+        return True, encoded, None, decoded
+
+
+def _bind_activity(user_function: Callable[..., Any], param: str) -> Callable[[Any], Any]:
+    def call(payload: Any) -> Any:
+        return user_function(**{param: payload})
+
+    call.__name__ = getattr(user_function, "__name__", "activity")
+    return call
+
+
+class _Instance:
+    """One orchestration instance: its history, pending events and simulated clock."""
+
+    def __init__(
+        self,
+        harness: ReplayHarness,
+        name: str,
+        input_json: str,
+        instance_id: str,
+        at: datetime,
+        parent_instance_id: str | None,
+    ) -> None:
+        self.harness = harness
+        self.name = name
+        self.handle = harness.orchestrators[name]
+        self.instance_id = instance_id
+        self.parent_instance_id = parent_instance_id
+        self.started_at = at
+        self.now = at
+        self.created_at = at
+        self.last_updated = at
+        self.queue: list[_Pending] = []
+        self.seq = itertools.count()
+        self.status = "Pending"
+        self.output: Any = None
+        self.custom_status: Any = None
+        self.error: str | None = None
+        self.episodes = 0
+        self.activity_calls: list[tuple[str, Any]] = []
+        self.timers: list[tuple[datetime, datetime]] = []
+        self.sub_runs: list[OrchestrationRun] = []
+        self.in_flight = 0
+        self.max_concurrent = 0
+        self.waiting_for: list[str] = []
+        self._reset_execution(input_json)
+
+    # -- public surface used by ReplayHarness and FakeDurableClient ---------------------------------------
+
+    @property
+    def is_finished(self) -> bool:
+        return self.status in ("Completed", "Failed", "Terminated")
+
+    def raise_event(self, name: str, data: Any = None, at: datetime | None = None) -> None:
+        event = self._event(HistoryEventType.EVENT_RAISED, Name=name, Input=json.dumps(data))
+        self._push(at or self.now, event)
+
+    def terminate(self, reason: str) -> None:
+        self.history.append(
+            self._event(HistoryEventType.EXECUTION_TERMINATED, Input=json.dumps(reason), Timestamp=_ts(self.now))
+        )
+        self.status, self.output = "Terminated", reason
+        self.queue.clear()
+
+    def run_until_idle(self, max_episodes: int = 10_000, timer_horizon: datetime | None = None) -> None:
+        """Feed episodes until nothing is pending; with ``timer_horizon``, stop before a durable timer
+        (created by the orchestrator, not a retry timer) that fires after it."""
+        if self.status == "Pending":
+            self.status = "Running"
+            self._episode([self._execution_started()], [])
+        while not self.is_finished and self.queue:
+            top = self.queue[0]
+            if timer_horizon is not None and top.user_timer and top.at > timer_horizon:
+                break
+            if self.episodes >= max_episodes:
+                raise HarnessError(f"{self.name}/{self.instance_id}: more than {max_episodes} episodes")
+            self._next_batch()
+        if timer_horizon is not None and not self.is_finished:
+            self.now = max(self.now, timer_horizon)  # the waiting instance's clock keeps running
+
+    def snapshot(self) -> OrchestrationRun:
+        return OrchestrationRun(
+            name=self.name,
+            instance_id=self.instance_id,
+            runtime_status=self.status,
+            output=self.output,
+            custom_status=self.custom_status,
+            error=self.error,
+            history=json.loads(json.dumps(self.history)),
+            activity_calls=list(self.activity_calls),
+            timers=list(self.timers),
+            max_concurrent=self.max_concurrent,
+            elapsed_seconds=(self.now - self.started_at).total_seconds(),
+            episodes=self.episodes,
+            sub_orchestrations=list(self.sub_runs),
+            waiting_for=list(self.waiting_for),
+        )
+
+    # -- simulation ------------------------------------------------------------------------------------------
+
+    def _reset_execution(self, input_json: str) -> None:
+        self.input_json = input_json
+        self.execution_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{self.instance_id}/{self.now.isoformat()}").hex
+        self.history: list[dict[str, Any]] = []
+        self.next_id = 0
+        self.seen_actions: list[dict[str, Any]] = []
+
+    def _event(self, event_type: HistoryEventType, event_id: int = -1, **fields: Any) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "EventType": int(event_type),
+            "EventId": event_id,
+            "IsPlayed": False,
+            "Timestamp": _ts(self.now),
+        }
+        event.update(fields)
+        return event
+
+    def _execution_started(self) -> dict[str, Any]:
+        parent = None
+        if self.parent_instance_id is not None:
+            parent = {"OrchestrationInstance": {"InstanceId": self.parent_instance_id}}
+        return self._event(
+            HistoryEventType.EXECUTION_STARTED,
+            Name=self.name,
+            Input=self.input_json,
+            Version="",
+            OrchestrationInstance={"InstanceId": self.instance_id, "ExecutionId": self.execution_id},
+            ParentInstance=parent,
+        )
+
+    def _push(
+        self,
+        at: datetime,
+        event: dict[str, Any],
+        *,
+        priority: int = 1,
+        retry: _Retry | None = None,
+        finishes_work: bool = False,
+        user_timer: bool = False,
+    ) -> None:
+        heapq.heappush(self.queue, _Pending(at, priority, next(self.seq), event, retry, finishes_work, user_timer))
+
+    def _next_batch(self) -> None:
+        first = heapq.heappop(self.queue)
+        batch = [first]
+        while self.queue and self.queue[0].at == first.at:
+            batch.append(heapq.heappop(self.queue))
+        self.now = max(self.now, first.at)
+        batch.sort(key=lambda p: (p.priority, p.seq))
+        new_events: list[dict[str, Any]] = []
+        follow_ups: list[tuple[str, Any]] = []  # history appended / work started after the episode
+        for pending in batch:
+            pending.event["Timestamp"] = _ts(self.now)
+            new_events.append(pending.event)
+            if pending.finishes_work:
+                self.in_flight -= 1
+            retry = pending.retry
+            if retry is None:
+                continue
+            if pending.event["EventType"] in (
+                HistoryEventType.TASK_FAILED,
+                HistoryEventType.SUB_ORCHESTRATION_INSTANCE_FAILED,
+            ):
+                timer_id = self._take_id()
+                fire_at = self.now + retry.interval
+                follow_ups.append(
+                    ("history", self._event(HistoryEventType.TIMER_CREATED, timer_id, FireAt=_ts(fire_at)))
+                )
+                self.timers.append((self.now, fire_at))
+                # The timer after the last attempt takes no new id when it fires: the SDK then fails the task.
+                last = retry.attempt >= retry.max_attempts
+                fired = self._event(HistoryEventType.TIMER_FIRED, TimerId=timer_id, FireAt=_ts(fire_at))
+                self._push(fire_at, fired, priority=1 if last else 0, retry=None if last else retry)
+            else:  # a retry timer fired: schedule the next attempt under a fresh id
+                retry.attempt += 1
+                follow_ups.append(("retry", (self._take_id(), retry)))
+        self._episode(new_events, follow_ups)
+
+    def _take_id(self) -> int:
+        task_id = self.next_id
+        self.next_id += 1
+        return task_id
+
+    def _episode(self, new_events: list[dict[str, Any]], follow_ups: list[tuple[str, Any]]) -> None:
+        replaying = bool(self.history)
+        self.history.append(self._event(HistoryEventType.ORCHESTRATOR_STARTED))
+        self.history.extend(new_events)
+        context = {
+            "history": self.history,
+            "input": self.input_json,
+            "instanceId": self.instance_id,
+            "isReplaying": replaying,
+            "parentInstanceId": self.parent_instance_id,
+            "upperSchemaVersion": 1,
+            "upperSchemaVersionNew": 2,
+            "defaultHttpAsyncRequestSleepTimeMillseconds": 30000,
+        }
+        if self.harness.max_short_timer is not None:
+            context["maximumShortTimerDuration"] = _timespan(self.harness.max_short_timer)
+            context["longRunningTimerIntervalDuration"] = _timespan(self.harness.long_timer_interval)
+        self.episodes += 1
+        self.last_updated = self.now
+        failure: str | None = None
+        try:
+            state_text = self.handle(WorkerOrchestrationContext(json.dumps(context)))
+        except Exception as exc:
+            message = str(exc)
+            if _OUT_OF_PROC_LABEL not in message:
+                raise HarnessError(f"orchestrator handle crashed outside the SDK protocol: {exc!r}") from exc
+            failure, state_text = message.split(_OUT_OF_PROC_LABEL, 1)
+        for event in self.history:
+            event["IsPlayed"] = True
+        state = parse_orchestrator_state(state_text)
+        if state["customStatus"] is not None:
+            self.custom_status = state["customStatus"]
+        if failure is not None or state["error"]:
+            self._finish("Failed", error=state["error"] or failure)
+            return
+
+        for kind, item in follow_ups:
+            if kind == "history":
+                self.history.append(item)
+            else:
+                task_id, retry = item
+                self._start_work(task_id, retry.kind, retry.name, retry.input, retry.instance_id, retry)
+
+        actions = state["actions"]
+        if len(actions) < len(self.seen_actions) or any(
+            _action_key(a) != _action_key(b) for a, b in zip(actions, self.seen_actions, strict=False)
+        ):
+            raise NonDeterminismError(
+                f"{self.name}/{self.instance_id}: replay produced {[_action_key(a) for a in actions]}, "
+                f"history recorded {[_action_key(a) for a in self.seen_actions]}"
+            )
+        new_actions = actions[len(self.seen_actions) :]
+        self.seen_actions = list(actions)
+        continue_as_new: dict[str, Any] | None = None
+        for action in new_actions:
+            action_type = action["actionType"]
+            if action_type in _NOT_SUPPORTED:
+                raise NotImplementedError(f"{_NOT_SUPPORTED[action_type]} actions are not simulated")
+            if action_type == _CONTINUE_AS_NEW:
+                continue_as_new = action
+            elif action_type == _WAIT_EVENT:
+                self.waiting_for.append(action["externalEventName"])
+            elif action_type == _CREATE_TIMER:
+                if self._create_timer(action):
+                    return
+            elif action_type in _TAKES_ID:
+                self._schedule(action)
+        self.history.append(self._event(HistoryEventType.ORCHESTRATOR_COMPLETED))
+
+        if state["isDone"] and continue_as_new is not None:
+            self.history.append(self._event(HistoryEventType.CONTINUE_AS_NEW, Result=_wire_input(continue_as_new)))
+            # A new execution: fresh history and ids; in-flight work of the old execution is dropped.
+            self.queue = [p for p in self.queue if p.event["EventType"] == HistoryEventType.EVENT_RAISED]
+            heapq.heapify(self.queue)
+            self.in_flight = 0
+            self._reset_execution(_wire_input(continue_as_new))
+            self._episode([self._execution_started()], [])
+        elif state["isDone"]:
+            self._finish("Completed", output=state["output"])
+
+    def _create_timer(self, action: dict[str, Any]) -> bool:
+        timer_id = self._take_id()
+        fire_at = _parse_dt(action["fireAt"])
+        limit = self.harness.max_short_timer
+        if limit is not None and fire_at - self.now > limit:
+            # The extension's ThrowIfInvalidTimerLengthForStorageProvider fails the orchestration.
+            self._finish("Failed", error=f"Timer duration {fire_at - self.now} exceeds the maximum {limit}.")
+            return True
+        self.history.append(self._event(HistoryEventType.TIMER_CREATED, timer_id, FireAt=_ts(fire_at)))
+        self.timers.append((self.now, fire_at))
+        fired = self._event(HistoryEventType.TIMER_FIRED, TimerId=timer_id, FireAt=_ts(fire_at))
+        self._push(max(fire_at, self.now), fired, user_timer=True)
+        return False
+
+    def _schedule(self, action: dict[str, Any]) -> None:
+        action_type = action["actionType"]
+        kind = "activity" if action_type in (_CALL_ACTIVITY, _CALL_ACTIVITY_RETRY) else "sub"
+        retry: _Retry | None = None
+        if action_type in (_CALL_ACTIVITY_RETRY, _CALL_SUB_RETRY):
+            options = action.get("retryOptions") or {}
+            retry = _Retry(
+                kind=kind,
+                name=action["functionName"],
+                input=_wire_input(action),
+                instance_id=action.get("instanceId"),
+                interval=timedelta(milliseconds=options["firstRetryIntervalInMilliseconds"]),
+                max_attempts=int(options["maxNumberOfAttempts"]),
+            )
+        self._start_work(
+            self._take_id(), kind, action["functionName"], _wire_input(action), action.get("instanceId"), retry
+        )
+
+    def _start_work(
+        self, task_id: int, kind: str, name: str, input_json: str, instance_id: str | None, retry: _Retry | None
+    ) -> None:
+        self.in_flight += 1
+        self.max_concurrent = max(self.max_concurrent, self.in_flight)
+        priority_on_failure = 0 if retry is not None else 1
+        if kind == "activity":
+            self.history.append(
+                self._event(HistoryEventType.TASK_SCHEDULED, task_id, Name=name, Version="", Input=input_json)
+            )
+            ok, payload, details, decoded = self.harness._invoke_activity(name, input_json)
+            self.activity_calls.append((name, decoded))
+            done_at = self.now + timedelta(seconds=float(self.harness.latency(name, decoded)))
+            if ok:
+                event = self._event(HistoryEventType.TASK_COMPLETED, TaskScheduledId=task_id, Result=payload)
+                self._push(done_at, event, finishes_work=True)
+            else:
+                event = self._event(
+                    HistoryEventType.TASK_FAILED, TaskScheduledId=task_id, Reason=payload, Details=details
+                )
+                self._push(done_at, event, priority=priority_on_failure, retry=retry, finishes_work=True)
+            return
+
+        child_id = instance_id or f"{self.instance_id}:{task_id:04X}"
+        self.history.append(
+            self._event(
+                HistoryEventType.SUB_ORCHESTRATION_INSTANCE_CREATED,
+                task_id,
+                Name=name,
+                InstanceId=child_id,
+                Input=input_json,
+                Version="",
+            )
+        )
+        if name not in self.harness.orchestrators:
+            reason = f"The function '{name}' doesn't exist or is not an orchestrator function."
+            event = self._event(
+                HistoryEventType.SUB_ORCHESTRATION_INSTANCE_FAILED,
+                TaskScheduledId=task_id,
+                Reason=reason,
+                Details="FunctionFailedException",
+            )
+            self._push(self.now, event, priority=priority_on_failure, retry=retry, finishes_work=True)
+            return
+        child = _Instance(self.harness, name, input_json, child_id, self.now, self.instance_id)
+        child.run_until_idle()
+        run = child.snapshot()
+        self.sub_runs.append(run)
+        if run.runtime_status == "Completed":
+            event = self._event(
+                HistoryEventType.SUB_ORCHESTRATION_INSTANCE_COMPLETED,
+                TaskScheduledId=task_id,
+                Result=json.dumps(run.output),
+            )
+            self._push(child.now, event, finishes_work=True)
+        elif run.runtime_status == "Failed":
+            event = self._event(
+                HistoryEventType.SUB_ORCHESTRATION_INSTANCE_FAILED,
+                TaskScheduledId=task_id,
+                Reason=f"Orchestrator function '{name}' failed: {run.error}",
+                Details=run.error,
+            )
+            self._push(child.now, event, priority=priority_on_failure, retry=retry, finishes_work=True)
+        # A child that waits forever never reports back; the parent waits with it.
+
+    def _finish(self, status: str, output: Any = None, error: str | None = None) -> None:
+        self.status, self.output, self.error = status, output, error
+        if status == "Completed":
+            result = json.dumps(output)
+            completed = self._event(HistoryEventType.EXECUTION_COMPLETED, OrchestrationStatus=status, Result=result)
+        else:
+            completed = self._event(HistoryEventType.EXECUTION_COMPLETED, OrchestrationStatus=status, Result=error)
+        if not self.history or self.history[-1]["EventType"] != HistoryEventType.ORCHESTRATOR_COMPLETED:
+            self.history.append(self._event(HistoryEventType.ORCHESTRATOR_COMPLETED))
+        self.history.append(completed)
+        self.queue.clear()
+
+
+def _wire_input(action: dict[str, Any]) -> str:
+    """The SDK pre-serialises action inputs (``df_dumps``); the extension passes that JSON text through."""
+    value = action.get("input")
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _timespan(value: timedelta) -> str:
+    total = int(value.total_seconds())
+    days, rest = divmod(total, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, seconds = divmod(rest, 60)
+    return f"{days}.{hours:02d}:{minutes:02d}:{seconds:02d}"
+
+
+# -- the client ----------------------------------------------------------------------------------------------
+
+_FAKE_ORIGIN = "http://localhost:7071"
+_FAKE_QUERY = "taskHub=ReynoldsHub&connection=Storage&code=fake-system-key"
+
+
+def _binding_json(task_hub: str) -> str:
+    base = f"{_FAKE_ORIGIN}/runtime/webhooks/durabletask"
+    query = _FAKE_QUERY.replace("ReynoldsHub", task_hub)
+    instance = f"{base}/instances/INSTANCEID"
+    return json.dumps(
+        {
+            "taskHubName": task_hub,
+            "creationUrls": {
+                "createNewInstancePostUri": f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?code=fake",
+                "createAndWaitOnNewInstancePostUri": (
+                    f"{base}/orchestrators/{{functionName}}[/{{instanceId}}]?timeout={{timeoutInSeconds}}"
+                    f"&pollingInterval={{intervalInSeconds}}&code=fake"
+                ),
+            },
+            "managementUrls": {
+                "id": "INSTANCEID",
+                "statusQueryGetUri": f"{instance}?{query}",
+                "sendEventPostUri": f"{instance}/raiseEvent/{{eventName}}?{query}",
+                "terminatePostUri": f"{instance}/terminate?reason={{text}}&{query}",
+                "rewindPostUri": f"{instance}/rewind?reason={{text}}&{query}",
+                "purgeHistoryDeleteUri": f"{instance}?{query}",
+                "restartPostUri": f"{instance}/restart?{query}",
+                "suspendPostUri": f"{instance}/suspend?reason={{text}}&{query}",
+                "resumePostUri": f"{instance}/resume?reason={{text}}&{query}",
+            },
+            "baseUrl": base,
+            "requiredQueryStringParameters": query,
+            "rpcBaseUrl": "http://127.0.0.1:17071/durabletask/",
+            "httpBaseUrl": "",
+        }
+    )
+
+
+async def _unexpected_request(url: str, *args: Any, **kwargs: Any) -> Any:
+    raise AssertionError(f"FakeDurableClient does not simulate {url}")
+
+
+class FakeDurableClient(df.DurableOrchestrationClient):
+    """A ``DurableOrchestrationClient`` whose instances run in-process on a :class:`ReplayHarness`.
+
+    ``start_new`` runs the orchestration until it completes, fails, or only waits: on external events, on
+    work that never reports back, or on a durable timer of its own. The client's clock stands still: it
+    fast-forwards through activity latency, sub-orchestrations and retry intervals, but fires an
+    orchestrator's timers only when told, with ``advance(seconds)`` (``None``: run every instance to idle).
+    Instance state is kept; ``raise_event`` resumes it at the instance's current simulated time.
+
+    Instance-id reuse follows the extension's default (``overridableExistingInstanceStates`` =
+    NonRunningStates): starting an id whose instance is Pending or Running raises like the extension's 409;
+    a Completed/Failed/Terminated instance is replaced by a fresh run. ``starts`` counts the instances
+    actually started (``start_log`` keeps (name, id, input)).
+    ``create_check_status_response``/``create_http_management_payload`` are the SDK's own, fed a fake binding
+    with ``http://localhost:7071`` URLs. Any other client call that would reach the host raises.
+    """
+
+    def __init__(self, harness: ReplayHarness, task_hub: str = "ReynoldsHub") -> None:
+        super().__init__(_binding_json(task_hub))
+        self._post_async_request = _unexpected_request
+        self._get_async_request = _unexpected_request
+        self._delete_async_request = _unexpected_request
+        self.harness = harness
+        self.instances: dict[str, _Instance] = {}
+        self.starts = 0
+        self.start_log: list[tuple[str, str, Any]] = []
+        self.events_raised: list[tuple[str, str, Any]] = []
+        self.max_episodes = 10_000
+
+    async def start_new(
+        self,
+        orchestration_function_name: str,
+        instance_id: str | None = None,
+        client_input: Any | None = None,
+        version: str | None = None,
+    ) -> str:
+        instance_id = instance_id or uuid.uuid4().hex
+        existing = self.instances.get(instance_id)
+        if existing is not None and not existing.is_finished:
+            raise Exception(f"An Orchestration instance with the status {existing.status} already exists.")
+        # The client serialises the input before the host sees it; round-trip the same way.
+        wire_input = json.loads(self._get_json_input(client_input) or "null")
+        start_at = existing.now if existing is not None else self.harness.start
+        instance = self.harness.start_instance(orchestration_function_name, wire_input, instance_id, start_at)
+        self.instances[instance_id] = instance
+        self.starts += 1
+        self.start_log.append((orchestration_function_name, instance_id, wire_input))
+        instance.run_until_idle(self.max_episodes, timer_horizon=instance.now)
+        return instance_id
+
+    async def get_status(
+        self,
+        instance_id: str,
+        show_history: bool = False,
+        show_history_output: bool = False,
+        show_input: bool = False,
+    ) -> DurableOrchestrationStatus:
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            # The real client turns the host's 404 into a status object with no runtime status (falsy).
+            return DurableOrchestrationStatus.from_json(f"No instance with ID '{instance_id}' found.")
+        output = instance.output
+        if instance.status == "Failed":
+            output = f"Orchestrator function '{instance.name}' failed: {instance.error}"
+        payload: dict[str, Any] = {
+            "name": instance.name,
+            "instanceId": instance.instance_id,
+            "createdTime": _ts(instance.created_at),
+            "lastUpdatedTime": _ts(instance.last_updated),
+            "input": json.loads(instance.input_json) if show_input else None,
+            "output": output,
+            "runtimeStatus": instance.status,
+            "customStatus": instance.custom_status,
+        }
+        if show_history:
+            payload["history"] = json.loads(json.dumps(instance.history))
+        return DurableOrchestrationStatus.from_json(payload)
+
+    async def raise_event(
+        self,
+        instance_id: str,
+        event_name: str,
+        event_data: Any = None,
+        task_hub_name: str | None = None,
+        connection_name: str | None = None,
+    ) -> None:
+        if event_name == "":
+            raise ValueError("event_name must be a non-empty string.")
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            raise Exception(f"No instance with ID {instance_id} found.")
+        if instance.is_finished:
+            raise Exception(f"Instance with ID {instance_id} is gone: either completed or failed")
+        self.events_raised.append((instance_id, event_name, event_data))
+        instance.raise_event(event_name, json.loads(json.dumps(event_data)))
+        instance.run_until_idle(self.max_episodes, timer_horizon=instance.now)
+
+    async def advance(self, seconds: float | None = None) -> None:
+        """Move every unfinished instance ``seconds`` forward (``None``: until it completes or only waits)."""
+        for instance in self.instances.values():
+            if not instance.is_finished:
+                horizon = None if seconds is None else instance.now + timedelta(seconds=seconds)
+                instance.run_until_idle(self.max_episodes, timer_horizon=horizon)
+
+    async def terminate(self, instance_id: str, reason: str) -> None:
+        instance = self.instances.get(instance_id)
+        if instance is None:
+            raise Exception(f"No instance with ID '{instance_id}' found.")
+        if not instance.is_finished:
+            instance.terminate(reason)
+
+    def run_of(self, instance_id: str) -> OrchestrationRun:
+        """The harness view (history, activity calls, clock) of a started instance."""
+        return self.instances[instance_id].snapshot()
+
+
+__all__ = [
+    "DEFAULT_START",
+    "ExternalEvent",
+    "FakeDurableClient",
+    "HarnessError",
+    "NonDeterminismError",
+    "OrchestrationRun",
+    "OrchestrationRuntimeStatus",
+    "ReplayHarness",
+    "parse_orchestrator_state",
+]

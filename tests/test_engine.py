@@ -1,0 +1,521 @@
+"""Unit tests of the orchestrate_task engine and its pure policy, on the fake context (no SDK)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator, Iterable
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from orchestrators.engine import (
+    APPROVAL_EVENT,
+    CANCEL_EVENT,
+    PLAN_TASK,
+    REPORT_STATUS,
+    RUN_SUBTASK,
+    SUBTASK_ORCHESTRATOR,
+    EngineFailed,
+    approval_granted,
+    run_orchestrate_task,
+    run_subtask,
+    subtask_instance_id,
+)
+from shared.engine_policy import (
+    MAX_TIMER_SECONDS,
+    RetryPolicy,
+    backoff_seconds,
+    blocked_by_failure,
+    next_ready,
+    retry_delay_seconds,
+    truncate,
+    validate_plan,
+)
+from shared.tasks import Plan, SubtaskState
+from tests.harness.fake_context import PENDING, FakeOrchestrationContext, FakeTask, drive
+
+START = datetime(2026, 1, 1, tzinfo=UTC)
+OK = {"ok": True, "summary": "done"}
+
+
+# ----------------------------------------------------------------------------------------------------- helpers
+
+
+def make_plan(
+    ids: Iterable[str], deps: dict[str, list[str]] | None = None, writes: Iterable[str] = ()
+) -> dict[str, Any]:
+    deps = deps or {}
+    gated = set(writes)
+    return {
+        "subtasks": [
+            {
+                "id": sid,
+                "title": f"do {sid}",
+                "specialist": "devops",
+                "dependencies": deps.get(sid, []),
+                "writes": sid in gated,
+            }
+            for sid in ids
+        ],
+        "planner": "offline",
+    }
+
+
+def make_request(max_concurrency: int = 8, approach: str = "parallel_optimized") -> dict[str, Any]:
+    return {
+        "task": {"type": "incident", "description": "fix the pipeline"},
+        "strategy": {"approach": approach, "max_concurrency": max_concurrency},
+        "event_id": "evt-1",
+        "chain_id": "chain-1",
+        "tracking_issue": "octo/repo#1",
+    }
+
+
+def subtask_input(sid: str = "s1", writes: bool = False, **policy: Any) -> dict[str, Any]:
+    return {
+        "parent_instance_id": "parent",
+        "subtask": {"id": sid, "title": "t", "specialist": "devops", "writes": writes},
+        "task": {"type": "incident", "description": "fix"},
+        "policy": RetryPolicy(**policy).model_dump(mode="json"),
+    }
+
+
+def observed(gen: Generator[Any, Any, Any], windows: list[list[str]]) -> Generator[Any, Any, Any]:
+    """Proxy a generator, recording the sub-orchestrations in flight at every ``task_any``."""
+    value: Any = None
+    error: BaseException | None = None
+    while True:
+        try:
+            task = gen.throw(error) if error is not None else gen.send(value)
+        except StopIteration as stop:
+            return stop.value
+        if task.kind == "any":
+            windows.append([c.instance_id for c in task.children if c.kind == "sub"])
+        try:
+            value, error = (yield task), None
+        except Exception as exc:
+            value, error = None, exc
+
+
+class World:
+    """Resolves the parent's activities and runs each sub-orchestration through ``run_subtask``."""
+
+    def __init__(
+        self,
+        plan: dict[str, Any],
+        run: Callable[[dict[str, Any]], Any] = lambda _inp: OK,
+        approvals: dict[str, Any] | None = None,
+        pending_subs: Iterable[str] = (),
+        parent_events: dict[str, Any] | None = None,
+        report: Callable[[dict[str, Any]], Any] | None = None,
+    ) -> None:
+        self.plan = plan
+        self.run = run
+        self.approvals = approvals or {}
+        self.pending_subs = set(pending_subs)
+        self.parent_events = parent_events or {}
+        self.report = report
+        self.reports: list[dict[str, Any]] = []
+        self.children: dict[str, FakeOrchestrationContext] = {}
+        self.run_inputs: list[dict[str, Any]] = []
+
+    def resolve(self, task: FakeTask) -> Any:
+        if task.kind == "activity" and task.name == PLAN_TASK:
+            return self.plan
+        if task.kind == "activity" and task.name == REPORT_STATUS:
+            self.reports.append(task.input)
+            return self.report(task.input) if self.report else {"comment_id": 1}
+        if task.kind == "sub" and task.name == SUBTASK_ORCHESTRATOR:
+            sid = task.input["subtask"]["id"]
+            if sid in self.pending_subs:
+                return PENDING
+            child = FakeOrchestrationContext(task.input, instance_id=task.instance_id or "", now=START)
+            self.children[sid] = child
+            return drive(run_subtask(child), self.resolve_child(sid), child)
+        if task.kind == "event":
+            return self.parent_events.get(task.name or "", PENDING)
+        if task.kind == "timer":
+            return None
+        raise AssertionError(f"unexpected {task.kind} {task.name}")
+
+    def resolve_child(self, sid: str) -> Callable[[FakeTask], Any]:
+        def resolve(task: FakeTask) -> Any:
+            if task.kind == "activity" and task.name == RUN_SUBTASK:
+                self.run_inputs.append(task.input)
+                return self.run(task.input)
+            if task.kind == "event" and task.name == APPROVAL_EVENT:
+                return self.approvals.get(sid, PENDING)
+            if task.kind == "event":
+                return PENDING
+            if task.kind == "timer":
+                return None
+            raise AssertionError(f"unexpected {task.kind} {task.name}")
+
+        return resolve
+
+
+def run_parent(
+    world: World, request: dict[str, Any] | None = None, **kw: Any
+) -> tuple[dict[str, Any], FakeOrchestrationContext, list[list[str]]]:
+    ctx = FakeOrchestrationContext(request or make_request(**kw), instance_id="inst", now=START)
+    windows: list[list[str]] = []
+    output = drive(observed(run_orchestrate_task(ctx), windows), world.resolve, ctx)
+    return output, ctx, windows
+
+
+def backoff_durations(ctx: FakeOrchestrationContext) -> list[float]:
+    """Durations of the timers that fired (backoffs and approval deadlines), from the fake clock's steps."""
+    fired = [t for t in ctx.calls if t.kind == "timer" and t.is_completed]
+    durations: list[float] = []
+    previous = START
+    for timer in fired:
+        assert timer.fire_at is not None
+        durations.append((timer.fire_at - previous).total_seconds())
+        previous = timer.fire_at
+    return durations
+
+
+# ------------------------------------------------------------------------------------------------------ policy
+
+
+def test_backoff_is_deterministic_exponential_and_capped() -> None:
+    delays = [backoff_seconds(n, 2, 300, seed="inst:s1") for n in range(1, 12)]
+    assert delays == [backoff_seconds(n, 2, 300, seed="inst:s1") for n in range(1, 12)]
+    for n, delay in enumerate(delays, start=1):
+        ceiling = min(300, 2 * 2 ** (n - 1))
+        assert ceiling / 2 <= delay <= ceiling  # equal jitter never collapses to ~0
+    assert max(delays) <= 300
+    assert backoff_seconds(3, seed="a") != backoff_seconds(3, seed="b")
+
+
+def test_full_jitter_stays_below_the_ceiling() -> None:
+    values = [backoff_seconds(4, 2, 300, seed=f"s{i}", jitter="full") for i in range(50)]
+    assert all(0 <= v < 16 for v in values)
+    assert min(values) < 8  # full jitter uses the whole range
+
+
+def test_backoff_rejects_attempt_zero() -> None:
+    with pytest.raises(ValueError, match="1-based"):
+        backoff_seconds(0, seed="x")
+
+
+def test_retry_delay_honours_retry_after_and_timer_limit() -> None:
+    policy = RetryPolicy()
+    assert retry_delay_seconds(policy, 1, seed="x", retry_after=30) >= 30
+    assert retry_delay_seconds(policy, 1, seed="x", retry_after=None) <= 2
+    assert retry_delay_seconds(policy, 1, seed="x", retry_after=10 * 24 * 3600) == MAX_TIMER_SECONDS
+
+
+def test_retry_policy_bounds() -> None:
+    assert RetryPolicy().approval_timeout_seconds == 24 * 3600
+    with pytest.raises(ValueError, match="less than or equal"):
+        RetryPolicy(approval_timeout_seconds=7 * 24 * 3600)
+    with pytest.raises(ValueError, match="cap must be at least base"):
+        RetryPolicy(base=10, cap=5)
+
+
+def test_next_ready_and_blocked_by_failure() -> None:
+    plan = Plan.model_validate(make_plan(["a", "b", "c", "d", "e"], {"b": ["a"], "c": ["b"], "d": ["a", "e"]}))
+    states: dict[str, SubtaskState] = dict.fromkeys(["a", "b", "c", "d", "e"], SubtaskState.PENDING)
+    assert next_ready(plan, states) == ["a", "e"]
+    states["a"] = SubtaskState.SUCCEEDED
+    assert next_ready(plan, states) == ["b", "e"]
+    states["b"] = SubtaskState.FAILED
+    assert blocked_by_failure(plan, states) == {"c": "b"}
+    states["e"] = SubtaskState.SKIPPED
+    assert blocked_by_failure(plan, states) == {"c": "b", "d": "e"}
+
+
+def test_validate_plan_rejects_bad_graphs() -> None:
+    with pytest.raises(ValueError, match="unknown"):
+        validate_plan(Plan.model_validate(make_plan(["a"], {"a": ["zz"]})))
+    with pytest.raises(ValueError, match="cycle"):
+        validate_plan(Plan.model_validate(make_plan(["a", "b", "c"], {"a": ["c"], "b": ["a"], "c": ["b"]})))
+    with pytest.raises(ValueError, match="duplicate"):
+        validate_plan(Plan.model_validate(make_plan(["a", "a"])))
+    with pytest.raises(ValueError, match="itself"):
+        validate_plan(Plan.model_validate(make_plan(["a"], {"a": ["a"]})))
+
+
+def test_truncate_and_approval_payloads() -> None:
+    assert len(truncate("x" * 5000)) == 500
+    assert truncate("short") == "short"
+    assert approval_granted(None) == (True, "")
+    assert approval_granted({"approved": False, "by": "octocat"}) == (False, "octocat")
+    assert subtask_instance_id("inst", "s1") == "inst:s1"
+
+
+# ------------------------------------------------------------------------------------------- sliding window
+
+
+def test_sliding_window_keeps_exactly_max_concurrency_in_flight() -> None:
+    ids = [f"s{i:02d}" for i in range(10)]
+    world = World(make_plan(ids))
+    output, ctx, windows = run_parent(world, max_concurrency=3)
+
+    assert output["succeeded"] == 10
+    assert output["max_running"] == 3
+    # While work remains, every wait has exactly 3 in flight; each completion admits exactly one more.
+    assert [len(w) for w in windows] == [3] * 8 + [2, 1]
+    for before, after in zip(windows, windows[1:], strict=False):
+        assert len(set(after) - set(before)) <= 1
+    assert windows[1] == ["inst:s01", "inst:s02", "inst:s03"]  # not batch-and-wait
+    started = [t.instance_id for t in ctx.calls if t.kind == "sub"]
+    assert started == [f"inst:{sid}" for sid in ids]
+
+
+def test_sequential_runs_one_at_a_time() -> None:
+    world = World(make_plan(["a", "b", "c"]))
+    output, _, windows = run_parent(world, max_concurrency=8, approach="sequential")
+    assert output["max_running"] == 1
+    assert all(len(w) == 1 for w in windows)
+
+
+def test_dependencies_are_respected_and_summaries_passed_on() -> None:
+    world = World(
+        make_plan(["a", "b", "c"], {"b": ["a"], "c": ["a", "b"]}),
+        run=lambda inp: {"ok": True, "summary": f"did {inp['subtask']['id']}"},
+    )
+    output, _, windows = run_parent(world)
+    assert windows == [["inst:a"], ["inst:b"], ["inst:c"]]
+    assert output["succeeded"] == 3
+    c_input = next(i for i in world.run_inputs if i["subtask"]["id"] == "c")
+    assert c_input["dependency_summaries"] == {"a": "did a", "b": "did b"}
+
+
+def test_failed_dependency_skips_the_downstream_cone() -> None:
+    def run(inp: dict[str, Any]) -> dict[str, Any]:
+        if inp["subtask"]["id"] == "a":
+            return {"ok": False, "retryable": False, "error": "bad config"}
+        return OK
+
+    world = World(make_plan(["a", "b", "c", "d"], {"b": ["a"], "c": ["b"]}), run=run)
+    output, ctx, _ = run_parent(world)
+    by_id = {o["id"]: o for o in output["outcomes"]}
+    assert by_id["a"]["status"] == "failed"
+    assert by_id["a"]["attempts"] == 1
+    assert by_id["b"]["status"] == "skipped"
+    assert "dependency a" in by_id["b"]["error"]
+    assert by_id["c"]["status"] == "skipped"
+    assert "dependency b" in by_id["c"]["error"]
+    assert by_id["d"]["status"] == "succeeded"
+    assert (output["succeeded"], output["failed"], output["skipped"]) == (1, 1, 2)
+    assert {sid for sid in world.children} == {"a", "d"}  # skipped subtasks never start
+    assert ctx.custom_status["done"] == 4
+    assert ctx.custom_status["failed"] == 1
+    assert world.reports[-1]["phase"] == "partial"
+    assert world.reports[-1]["labels"] == ["reynolds:failed"]
+
+
+def test_nothing_succeeds_fails_the_orchestration_after_reporting() -> None:
+    world = World(make_plan(["a", "b"]), run=lambda _inp: {"ok": False, "retryable": False, "error": "no"})
+    with pytest.raises(EngineFailed, match="no subtask succeeded"):
+        run_parent(world)
+    assert [r["phase"] for r in world.reports] == ["started", "failed"]
+
+
+def test_invalid_plan_fails_after_one_report() -> None:
+    world = World(make_plan(["a", "b"], {"a": ["b"], "b": ["a"]}))
+    with pytest.raises(EngineFailed, match="planning failed"):
+        run_parent(world)
+    assert [r["phase"] for r in world.reports] == ["failed"]
+
+
+def test_reports_are_batched_and_custom_status_tracks_states() -> None:
+    world = World(make_plan(["a", "w", "b"], {"b": ["a"]}, writes=["w"]), approvals={"w": {"approved": True}})
+    output, ctx, _ = run_parent(world)
+    assert [r["phase"] for r in world.reports] == ["started", "needs_approval", "succeeded"]
+    assert world.reports[1]["states"]["w"] == "waiting"
+    assert [r["idempotency_key"] for r in world.reports] == ["inst:report:1", "inst:report:2", "inst:report:3"]
+    first = ctx.custom_statuses[1]
+    assert first["subtasks"] == {"a": "pending", "w": "pending", "b": "pending"}
+    assert any(s.get("waiting") == 1 and s.get("running") == 1 for s in ctx.custom_statuses)
+    assert ctx.custom_status == {
+        "phase": "succeeded",
+        "subtasks": {"a": "succeeded", "w": "succeeded", "b": "succeeded"},
+        "total": 3,
+        "done": 3,
+        "succeeded": 3,
+        "running": 0,
+        "waiting": 0,
+        "failed": 0,
+        "skipped": 0,
+    }
+    assert output["succeeded"] == 3
+
+
+def test_a_failing_report_does_not_fail_the_work() -> None:
+    def report(_inp: dict[str, Any]) -> Any:
+        raise RuntimeError("GitHub down")
+
+    world = World(make_plan(["a"]), report=report)
+    output, _, _ = run_parent(world)
+    assert output["succeeded"] == 1
+    assert output["report_failures"] == 2
+
+
+def test_cancel_skips_the_rest_and_reports_final() -> None:
+    world = World(
+        make_plan(["a", "b", "c"], {"b": ["a"]}),
+        pending_subs=["a", "c"],
+        parent_events={CANCEL_EVENT: {"by": "octocat"}},
+    )
+    output, ctx, _ = run_parent(world)
+    assert output["cancelled"] is True
+    assert {o["status"] for o in output["outcomes"]} == {"skipped"}
+    assert output["outcomes"][0]["error"] == "cancelled by octocat"
+    assert world.reports[-1]["phase"] == "cancelled"
+    assert world.reports[-1]["labels"] == []
+    assert ctx.custom_status["skipped"] == 3
+
+
+# ------------------------------------------------------------------------------------------------ subtask
+
+
+def run_child(
+    inp: dict[str, Any], run: Callable[[dict[str, Any]], Any], events: dict[str, Any] | None = None
+) -> tuple[dict[str, Any], FakeOrchestrationContext, list[dict[str, Any]]]:
+    ctx = FakeOrchestrationContext(inp, instance_id="parent:s1", now=START)
+    calls: list[dict[str, Any]] = []
+
+    def resolve(task: FakeTask) -> Any:
+        if task.kind == "activity" and task.name == RUN_SUBTASK:
+            calls.append(task.input)
+            return run(task.input)
+        if task.kind == "event":
+            return (events or {}).get(task.name or "", PENDING)
+        if task.kind == "timer":
+            return None
+        raise AssertionError(task)
+
+    return drive(run_subtask(ctx), resolve, ctx), ctx, calls
+
+
+def failing_then_ok(failures: list[Any]) -> Callable[[dict[str, Any]], Any]:
+    def run(inp: dict[str, Any]) -> Any:
+        attempt = inp["attempt"]
+        if attempt <= len(failures):
+            failure = failures[attempt - 1]
+            if isinstance(failure, Exception):
+                raise failure
+            return failure
+        return {"ok": True, "summary": f"ok on {attempt}"}
+
+    return run
+
+
+def test_backoff_delays_come_from_durable_timers() -> None:
+    retry = {"ok": False, "retryable": True, "error": "flaky"}
+    outcome, ctx, calls = run_child(subtask_input(), failing_then_ok([retry, retry, retry]))
+    assert outcome["status"] == "succeeded"
+    assert outcome["attempts"] == 4
+    assert [c["attempt"] for c in calls] == [1, 2, 3, 4]
+    assert {c["idempotency_key"] for c in calls} == {"parent:s1"}
+    expected = [backoff_seconds(n, 2, 300, seed="parent:s1") for n in (1, 2, 3)]
+    assert backoff_durations(ctx) == pytest.approx(expected, abs=1e-3)
+    # Per-attempt timeouts that lost the race were cancelled.
+    timeouts = [t for t in ctx.calls if t.kind == "timer" and not t.is_completed]
+    assert len(timeouts) == 4
+    assert all(t.is_cancelled for t in timeouts)
+
+
+def test_retry_after_is_honoured() -> None:
+    limited = {"ok": False, "retryable": True, "retry_after": 30, "error": "429 secondary rate limit"}
+    outcome, ctx, _ = run_child(subtask_input(), failing_then_ok([limited]))
+    assert outcome["status"] == "succeeded"
+    assert outcome["attempts"] == 2
+    assert backoff_durations(ctx)[0] >= 30
+
+
+def test_raised_activity_failure_is_retried_and_attempt_cap_applies() -> None:
+    outcome, ctx, calls = run_child(subtask_input(max_attempts=3), failing_then_ok([RuntimeError("boom")] * 5))
+    assert outcome["status"] == "failed"
+    assert outcome["attempts"] == 3
+    assert "boom" in outcome["error"]
+    assert len(calls) == 3
+    assert len(backoff_durations(ctx)) == 2
+
+
+def test_permanent_failure_is_not_retried_and_error_truncated() -> None:
+    permanent = {"ok": False, "retryable": False, "error": "x" * 10_000}
+    outcome, ctx, calls = run_child(subtask_input(), failing_then_ok([permanent]))
+    assert outcome["status"] == "failed"
+    assert outcome["attempts"] == 1
+    assert len(calls) == 1
+    assert len(outcome["error"]) <= 500
+    assert backoff_durations(ctx) == []
+
+
+def test_malformed_result_is_a_permanent_failure() -> None:
+    outcome, _, calls = run_child(subtask_input(), lambda _inp: {"status": "weird"})
+    assert outcome["status"] == "failed"
+    assert "malformed" in outcome["error"]
+    assert len(calls) == 1
+
+
+def test_attempt_timeout_counts_as_retryable() -> None:
+    def run(inp: dict[str, Any]) -> Any:
+        return PENDING if inp["attempt"] == 1 else OK
+
+    outcome, ctx, _ = run_child(subtask_input(attempt_timeout_seconds=120), run)
+    assert outcome["status"] == "succeeded"
+    assert outcome["attempts"] == 2
+    assert backoff_durations(ctx)[0] == 120  # the attempt's timeout timer fired first
+
+
+def test_approval_times_out_cleanly() -> None:
+    outcome, ctx, calls = run_child(subtask_input(writes=True, approval_timeout_seconds=3600), lambda _i: OK)
+    assert outcome == {
+        "id": "s1",
+        "specialist": "devops",
+        "status": "failed",
+        "attempts": 0,
+        "summary": "",
+        "error": "approval timed out",
+    }
+    assert calls == []
+    assert backoff_durations(ctx) == [3600]
+    assert ctx.custom_statuses[0] == {"state": "waiting", "attempt": 0}
+
+
+def test_approval_delivered_runs_the_subtask() -> None:
+    outcome, ctx, calls = run_child(
+        subtask_input(writes=True), lambda _i: OK, events={APPROVAL_EVENT: {"approved": True, "by": "octocat"}}
+    )
+    assert outcome["status"] == "succeeded"
+    assert len(calls) == 1
+    approval_deadline = next(t for t in ctx.calls if t.kind == "timer")
+    assert approval_deadline.is_cancelled
+
+
+def test_approval_denied_fails_without_running() -> None:
+    outcome, _, calls = run_child(
+        subtask_input(writes=True), lambda _i: OK, events={APPROVAL_EVENT: {"approved": False, "by": "octocat"}}
+    )
+    assert outcome["status"] == "failed"
+    assert outcome["error"] == "approval denied by octocat"
+    assert calls == []
+
+
+def test_cancel_during_backoff_skips() -> None:
+    retry = {"ok": False, "retryable": True, "error": "flaky"}
+    ctx = FakeOrchestrationContext(subtask_input(), instance_id="parent:s1", now=START)
+
+    def resolve(task: FakeTask) -> Any:
+        if task.kind == "activity":
+            return retry
+        if task.kind == "event" and task.name == CANCEL_EVENT:
+            return {"by": "octocat"}
+        return PENDING  # timers never fire: the cancel wins
+
+    outcome = drive(run_subtask(ctx), resolve, ctx)
+    assert outcome["status"] == "skipped"
+    assert outcome["attempts"] == 1
+    assert outcome["error"].startswith("cancelled")
+
+
+def test_invalid_input_fails_with_a_short_message() -> None:
+    ctx = FakeOrchestrationContext({"task": {"type": "x", "description": "y" * 100_000}, "bogus": 1})
+    with pytest.raises(EngineFailed, match="invalid TaskRequest input") as raised:
+        drive(run_orchestrate_task(ctx), lambda _t: None, ctx)
+    assert len(str(raised.value)) <= 500

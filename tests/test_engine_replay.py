@@ -1,0 +1,272 @@
+"""The orchestrate_task engine through the REAL azure-functions-durable replay (tests/harness/durable.py).
+
+Every episode re-runs the generators against the SDK's own context from the recorded history, so these tests
+also prove the engine deterministic: the harness fails on any replay that produces different actions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from datetime import timedelta
+from typing import Any
+
+import azure.durable_functions as df
+import pytest
+
+from orchestrators.engine import (
+    APPROVAL_EVENT,
+    CANCEL_EVENT,
+    ORCHESTRATE_TASK,
+    PLAN_TASK,
+    REPORT_STATUS,
+    RUN_SUBTASK,
+    SUBTASK_ORCHESTRATOR,
+    run_orchestrate_task,
+    run_subtask,
+)
+from shared.engine_policy import RetryPolicy
+from tests.harness.durable import ExternalEvent, OrchestrationRun, ReplayHarness
+
+LATENCY = 10.0
+
+bp = df.Blueprint()
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=ORCHESTRATE_TASK)
+def orchestrate_task(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    return (yield from run_orchestrate_task(context))
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=SUBTASK_ORCHESTRATOR)
+def run_subtask_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    return (yield from run_subtask(context))
+
+
+def plan_of(n: int, writes: tuple[str, ...] = ()) -> dict[str, Any]:
+    return {
+        "subtasks": [
+            {"id": f"s{i:02d}", "title": f"step {i}", "specialist": "platform", "writes": f"s{i:02d}" in writes}
+            for i in range(n)
+        ],
+        "planner": "offline",
+    }
+
+
+def request(max_concurrency: int = 8) -> dict[str, Any]:
+    return {
+        "task": {"type": "rollout", "description": "roll out the new runner image"},
+        "strategy": {"approach": "parallel_optimized", "max_concurrency": max_concurrency},
+        "event_id": "delivery-1",
+        "chain_id": "chain-1",
+        "tracking_issue": "octo/repo#7",
+    }
+
+
+def latency(name: str, _input: Any) -> float:
+    return LATENCY if name == RUN_SUBTASK else 0.0
+
+
+def harness(
+    plan: dict[str, Any],
+    run: Callable[[Any], Any] = lambda _inp: {"ok": True, "summary": "done"},
+    orchestrators: dict[str, Any] | None = None,
+) -> tuple[ReplayHarness, list[dict[str, Any]]]:
+    reports: list[dict[str, Any]] = []
+
+    def report(payload: dict[str, Any]) -> dict[str, Any]:
+        reports.append(payload)
+        return {"comment_id": 1, "created": payload["sequence"] == 1}
+
+    return (
+        ReplayHarness(
+            orchestrators=orchestrators
+            or {ORCHESTRATE_TASK: orchestrate_task, SUBTASK_ORCHESTRATOR: run_subtask_orchestrator},
+            activities={PLAN_TASK: lambda _inp: plan, RUN_SUBTASK: run, REPORT_STATUS: report},
+            latency=latency,
+        ),
+        reports,
+    )
+
+
+def durations(run: OrchestrationRun) -> list[float]:
+    return [(fire - created).total_seconds() for created, fire in run.timers]
+
+
+def test_sixteen_subtasks_window_of_eight() -> None:
+    h, reports = harness(plan_of(16))
+    run = h.run(ORCHESTRATE_TASK, request(8), instance_id="inst-16")
+
+    assert run.runtime_status == "Completed", run.error
+    assert run.max_concurrent <= 8
+    assert run.output["succeeded"] == 16
+    assert run.output["failed"] == 0
+    assert run.output["max_running"] == 8
+    assert run.elapsed_seconds == pytest.approx(2 * LATENCY)
+    assert len(run.sub_orchestrations) == 16
+    assert {s.instance_id for s in run.sub_orchestrations} == {f"inst-16:s{i:02d}" for i in range(16)}
+    assert [r["phase"] for r in reports] == ["started", "succeeded"]
+    assert run.custom_status["done"] == 16
+
+
+def test_sliding_window_refills_without_waiting_for_the_batch() -> None:
+    # s00 is slow; with batch-and-wait the others would idle behind it. With a sliding window of 2 the other
+    # nine run through the second slot while s00 is still running.
+    def slow_first(name: str, inp: Any) -> float:
+        if name != RUN_SUBTASK:
+            return 0.0
+        return 100.0 if inp["subtask"]["id"] == "s00" else LATENCY
+
+    h, _ = harness(plan_of(10))
+    h.latency = slow_first
+    run = h.run(ORCHESTRATE_TASK, request(2), instance_id="inst-slide")
+    assert run.runtime_status == "Completed", run.error
+    assert run.output["succeeded"] == 10
+    assert run.output["max_running"] == 2
+    assert run.elapsed_seconds == pytest.approx(100.0)  # 9 × 10 s fit beside the 100 s one
+
+
+def test_retry_after_becomes_a_durable_timer() -> None:
+    calls: dict[str, int] = {}
+
+    def run_activity(inp: dict[str, Any]) -> dict[str, Any]:
+        sid = inp["subtask"]["id"]
+        calls[sid] = calls.get(sid, 0) + 1
+        if sid == "s00" and inp["attempt"] == 1:
+            return {"ok": False, "retryable": True, "retry_after": 30, "error": "HTTP 429: secondary rate limit"}
+        return {"ok": True, "summary": "done"}
+
+    h, _ = harness(plan_of(2), run_activity)
+    run = h.run(ORCHESTRATE_TASK, request(), instance_id="inst-429")
+
+    assert run.runtime_status == "Completed", run.error
+    assert run.output["succeeded"] == 2
+    limited = next(s for s in run.sub_orchestrations if s.instance_id == "inst-429:s00")
+    assert any(30 <= d <= 31 for d in durations(limited)), durations(limited)
+    assert limited.elapsed_seconds >= 30 + 2 * LATENCY
+    assert calls == {"s00": 2, "s01": 1}
+    assert run.output["outcomes"][0]["attempts"] == 2
+
+
+def test_raised_activity_error_is_retried_with_backoff() -> None:
+    def run_activity(inp: dict[str, Any]) -> dict[str, Any]:
+        if inp["attempt"] < 3:
+            raise ConnectionError("connection reset by peer")
+        return {"ok": True, "summary": "third time lucky"}
+
+    h, _ = harness(plan_of(1), run_activity)
+    run = h.run(ORCHESTRATE_TASK, request(), instance_id="inst-raise")
+    assert run.runtime_status == "Completed", run.error
+    outcome = run.output["outcomes"][0]
+    assert outcome["status"] == "succeeded"
+    assert outcome["attempts"] == 3
+    backoffs = [d for d in durations(run.sub_orchestrations[0]) if d < 600]
+    assert len(backoffs) == 2
+    assert 1 <= backoffs[0] <= 2
+    assert 2 <= backoffs[1] <= 4
+
+
+def test_one_permanent_failure_completes_with_the_others() -> None:
+    def run_activity(inp: dict[str, Any]) -> dict[str, Any]:
+        if inp["subtask"]["id"] == "s05":
+            return {"ok": False, "retryable": False, "error": "repository archived"}
+        return {"ok": True, "summary": "done"}
+
+    h, reports = harness(plan_of(16), run_activity)
+    run = h.run(ORCHESTRATE_TASK, request(8), instance_id="inst-perm")
+
+    assert run.runtime_status == "Completed", run.error
+    assert (run.output["succeeded"], run.output["failed"], run.output["skipped"]) == (15, 1, 0)
+    failed = [o for o in run.output["outcomes"] if o["status"] == "failed"]
+    assert failed == [
+        {
+            "id": "s05",
+            "specialist": "platform",
+            "status": "failed",
+            "attempts": 1,
+            "summary": "",
+            "error": "repository archived",
+        }
+    ]
+    final = reports[-1]
+    assert final["phase"] == "partial"
+    assert final["states"]["s05"] == "failed"
+    assert final["labels"] == ["reynolds:failed"]
+    assert len(reports) <= 3
+
+
+def test_all_failing_fails_the_orchestration() -> None:
+    h, reports = harness(plan_of(2), lambda _inp: {"ok": False, "retryable": False, "error": "nope"})
+    run = h.run(ORCHESTRATE_TASK, request(), instance_id="inst-allfail")
+    assert run.runtime_status == "Failed"
+    assert "no subtask succeeded" in (run.error or "")
+    assert reports[-1]["phase"] == "failed"
+
+
+def test_approval_that_never_comes_times_out_cleanly() -> None:
+    h, reports = harness(plan_of(2, writes=("s01",)))
+    run = h.run(ORCHESTRATE_TASK, request(), instance_id="inst-noapprove")
+
+    assert run.runtime_status == "Completed", run.error
+    by_id = {o["id"]: o for o in run.output["outcomes"]}
+    assert by_id["s00"]["status"] == "succeeded"
+    assert by_id["s01"]["status"] == "failed"
+    assert by_id["s01"]["error"] == "approval timed out"
+    gated = next(s for s in run.sub_orchestrations if s.instance_id == "inst-noapprove:s01")
+    assert gated.runtime_status == "Completed"
+    assert durations(gated) == [24 * 3600.0]
+    assert run.elapsed_seconds == pytest.approx(24 * 3600.0)
+    assert [r["phase"] for r in reports] == ["started", "needs_approval", "partial"]
+    assert reports[1]["labels"] == ["reynolds:needs-approval", "reynolds:running"]
+
+
+def test_approval_delivered_lets_the_subtask_run() -> None:
+    h, _ = harness(plan_of(1))
+    subtask_input = {
+        "parent_instance_id": "inst-approve",
+        "subtask": {"id": "deploy", "title": "deploy", "specialist": "devops", "writes": True},
+        "task": {"type": "rollout", "description": "deploy"},
+        "policy": RetryPolicy().model_dump(mode="json"),
+    }
+    run = h.run(
+        SUBTASK_ORCHESTRATOR,
+        subtask_input,
+        instance_id="inst-approve:deploy",
+        events=[ExternalEvent(90, APPROVAL_EVENT, {"approved": True, "by": "octocat"})],
+    )
+    assert run.runtime_status == "Completed", run.error
+    assert run.output["status"] == "succeeded"
+    assert run.output["attempts"] == 1
+    assert [name for name, _ in run.activity_calls] == [RUN_SUBTASK]
+    assert run.elapsed_seconds == pytest.approx(90 + LATENCY)
+    assert run.custom_status == {"state": "succeeded", "attempt": 1}
+
+
+def test_cancel_event_skips_remaining_subtasks() -> None:
+    h, reports = harness(plan_of(4, writes=("s00", "s01", "s02", "s03")))
+    run = h.run(
+        ORCHESTRATE_TASK,
+        request(2),
+        instance_id="inst-cancel",
+        events=[ExternalEvent(60, CANCEL_EVENT, {"by": "octocat"})],
+    )
+    assert run.runtime_status == "Completed", run.error
+    assert run.output["cancelled"] is True
+    assert {o["status"] for o in run.output["outcomes"]} == {"skipped"}
+    assert run.elapsed_seconds == pytest.approx(60)
+    assert reports[-1]["phase"] == "cancelled"
+    assert len(run.sub_orchestrations) == 2  # s02 and s03 never started
+
+
+def test_plain_generators_work_as_well() -> None:
+    def parent(context: Any) -> Generator[Any, Any, dict[str, Any]]:
+        return (yield from run_orchestrate_task(context, RetryPolicy(max_attempts=2)))
+
+    h, _ = harness(
+        plan_of(3),
+        lambda _inp: {"ok": False, "retryable": True, "error": "flaky"},
+        orchestrators={ORCHESTRATE_TASK: parent, SUBTASK_ORCHESTRATOR: run_subtask},
+    )
+    run = h.run(ORCHESTRATE_TASK, request(), instance_id="inst-plain")
+    assert run.runtime_status == "Failed"
+    assert all(s.output["attempts"] == 2 for s in run.sub_orchestrations)
+    assert run.elapsed_seconds < timedelta(minutes=1).total_seconds()

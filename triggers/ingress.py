@@ -1,0 +1,107 @@
+"""The shared tail of every trigger: decide with the loop guard, start the orchestration, answer.
+
+Triggers do five things (read raw bytes, verify, parse, decide, start and answer); this module is the last
+two, the same for every door. It never calls GitHub or a model: it answers within the caller's deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import azure.durable_functions as df
+import azure.functions as func
+
+from shared import names
+from shared.envelope import EventEnvelope
+from shared.errors import ConfigurationError, CorruptState, IncomingRequestError, StoreError
+from shared.lineage import Decision, instance_id_for
+from shared.loopguard import Verdict
+from shared.routing import route
+from shared.services import Services
+from shared.triage import TriageInput
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Admission:
+    """What a trigger answers: the decision and, when something runs, the orchestration instance."""
+
+    decision: Decision
+    instance_id: str | None = None
+    started: bool = False
+
+    def body(self, delivery: str | None) -> dict[str, Any]:
+        """The JSON answer (no secret, no stack trace)."""
+        return {
+            "delivery": delivery,
+            "event_id": self.decision.event_id,
+            "verdict": self.decision.verdict.value,
+            "reason": self.decision.reason,
+            "chain_id": self.decision.chain_id,
+            "instance_id": self.instance_id,
+            "status_url": f"/api/orchestrations/{self.instance_id}" if self.instance_id else None,
+        }
+
+
+def orchestration_input(orchestrator: str, event: EventEnvelope, decision: Decision) -> dict[str, Any]:
+    """The (small) input of the orchestration an event starts."""
+    if orchestrator == names.TRIAGE:
+        if event.target is None or not event.target.repo or event.target.number is None:
+            raise ValueError("triage needs an issue target")
+        return TriageInput(
+            event_id=event.id, event_type=event.type, chain_id=decision.chain_id or "", depth=decision.depth,
+            repo=event.target.repo, number=event.target.number, installation_id=event.target.installation_id,
+            actor=event.actor.login, text=event.text[:2000],
+        ).model_dump(mode="json")
+    raise ValueError(f"no input builder for {orchestrator}")  # pragma: no cover - the routing table is closed
+
+
+async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, services: Services) -> Admission:
+    """Decide ``event`` and start its orchestration when accepted (exactly once per event id)."""
+    orchestrator = route(event, services.settings.routing_profile)
+    if orchestrator == names.TRIAGE and (event.target is None or event.target.number is None):
+        orchestrator = None
+    try:
+        decision = await asyncio.to_thread(services.lineage.decide, event, routed=orchestrator is not None)
+    except CorruptState as exc:
+        logger.error("event %s: %s; held as loop-suspect", event.id, exc)
+        decision = await asyncio.to_thread(services.lineage.hold, event, str(exc))
+    logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
+    runs = decision.verdict is Verdict.ACCEPTED or (
+        decision.verdict is Verdict.DUPLICATE and decision.original_verdict is Verdict.ACCEPTED
+    )
+    if orchestrator is None or not runs:
+        return Admission(decision)
+    instance_id = instance_id_for(event.id)
+    status = await client.get_status(instance_id)
+    if status and status.runtime_status is not None:
+        # Started before (this is a redelivery, or a retry after a lost answer): never a second run.
+        return Admission(decision, instance_id)
+    await client.start_new(orchestrator, instance_id, orchestration_input(orchestrator, event, decision))
+    logger.info("event %s chain %s: started %s as %s", event.id, decision.chain_id, orchestrator, instance_id)
+    return Admission(decision, instance_id, started=True)
+
+
+def json_response(status: int, body: dict[str, Any]) -> func.HttpResponse:
+    """A JSON HTTP answer."""
+    return func.HttpResponse(json.dumps(body), status_code=status, mimetype="application/json")
+
+
+def error_response(exc: Exception, delivery: str | None = None) -> func.HttpResponse:
+    """Translate the domain's errors to HTTP; anything unexpected is a 500 without details."""
+    if isinstance(exc, IncomingRequestError):
+        return json_response(exc.status_code, {"delivery": delivery, "verdict": "rejected", "reason": exc.reason})
+    if isinstance(exc, ConfigurationError):
+        return json_response(503, {"delivery": delivery, "verdict": "rejected", "reason": str(exc),
+                                   "setting": exc.setting})
+    if isinstance(exc, StoreError):
+        logger.error("lineage store unavailable: %s", type(exc).__name__)
+        return json_response(503, {"delivery": delivery, "verdict": "rejected",
+                                   "reason": "the lineage store is unavailable; redeliver later"})
+    logger.exception("unexpected failure")
+    return json_response(500, {"delivery": delivery, "verdict": "rejected", "reason": "internal error"})
