@@ -8,6 +8,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from shared import names
+from shared.commands import CommandName, authorize, parse_command
 from shared.services import get_services
 from shared.triage import TriageInput, TriagePlan, plan_triage, render_triage_comment
 
@@ -29,13 +30,24 @@ def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
     request = TriageInput.model_validate(payload["request"])
     plan = TriagePlan.model_validate(payload["plan"])
     instance_id = str(payload["instance_id"])
-    reporter = get_services().reporter()
+    services = get_services()
+    reporter = services.reporter()
+    command = parse_command(request.text)
+    if command is not None and command.name == CommandName.RESUME and authorize(command, request.association).allowed:
+        services.breakers.reset(platform="github", target=f"{request.repo}#{request.number}",
+                                counterpart=request.actor)
+        logger.info("event %s: breakers on %s#%s closed by %s", request.event_id, request.repo, request.number,
+                    request.actor)
     record = reporter.post_comment(
         key=f"{request.event_id}:report", repo=request.repo, number=request.number,
         installation_id=request.installation_id, body=render_triage_comment(plan, instance_id),
         chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1,
+        counterpart=request.actor, counterpart_text=request.text,
     )
-    logger.info("event %s chain %s instance %s: status comment %s", request.event_id, request.chain_id,
-                instance_id, record.resource_id)
-    return {"platform": "github", "kind": "comment", "target": record.target,
-            "id": (record.resource_id or "").removeprefix("comment:")}
+    logger.info("event %s chain %s instance %s: status comment %s (%s)", request.event_id, request.chain_id,
+                instance_id, record.resource_id, record.state)
+    effect: dict[str, Any] = {"platform": "github", "kind": "comment", "target": record.target,
+              "id": (record.resource_id or "").removeprefix("comment:")}
+    if record.state == "suppressed":
+        effect["suppressed"] = True
+    return effect

@@ -269,6 +269,14 @@ class LineageService:
         self._remember_recent(done, text)
         return done
 
+    def suppress_effect(self, record: EffectRecord, reason: str) -> EffectRecord:
+        """Record that an effect was not written because a breaker is open (a retry will not write it)."""
+        suppressed = EffectRecord(**{**record.__dict__, "state": "suppressed"})
+        self.store.upsert({"id": f"fx:{record.key}", "pk": f"fx:{record.key}", "kind": "effect",
+                           **suppressed.__dict__, "reason": reason, "created_at": self._now(),
+                           "ttl": self.event_ttl})
+        return suppressed
+
     def _remember_recent(self, record: EffectRecord, text: str) -> None:
         now = self.clock().timestamp()
         entry = {"chain_id": record.chain_id, "event_id": record.event_id, "depth": record.depth, "at": now}

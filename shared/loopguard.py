@@ -38,8 +38,8 @@ class GuardConfig(BaseModel):
 
     max_automated_depth: int = Field(4, ge=1)
     causal_window_seconds: int = Field(86400, ge=60)
-    chain_budget: int = Field(12, ge=1)
-    max_children: int = Field(3, ge=1)
+    chain_budget: int = Field(2, ge=1)
+    max_children: int = Field(2, ge=1)
     fingerprint_memory: int = Field(256, ge=8)
 
 

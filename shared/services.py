@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
+from shared.breakers import BreakerConfig, BreakerService
 from shared.github_client import GitHubClients
 from shared.lineage import LineageService
 from shared.loopguard import GuardConfig
@@ -55,7 +56,16 @@ class Services:
             self.github = GitHubClients(self.settings)
         return GitHubReporter(self.lineage, self.github.for_installation,
                               marker_key=self.settings.require("marker_signing_key"),
-                              bot_login=self.settings.bot_login)
+                              bot_login=self.settings.bot_login, breakers=self.breakers)
+
+    @property
+    def breakers(self) -> BreakerService:
+        """The rate breakers over this container's store."""
+        s = self.settings
+        return BreakerService(self.store, BreakerConfig(
+            window_seconds=s.breaker_window_seconds, target_max_writes=s.breaker_target_max_writes,
+            counterpart_max_writes=s.breaker_counterpart_max_writes,
+            counterpart_max_repeats=s.breaker_counterpart_max_repeats, cooldown_seconds=s.breaker_cooldown_seconds))
 
 
 def guard_config(settings: Settings) -> GuardConfig:

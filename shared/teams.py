@@ -36,8 +36,9 @@ MAX_ACK_CHARS = 280
 #: Bot accounts in Teams have ids of the form ``28:<app id>``; users ``29:…`` (or an AAD object id).
 _BOT_ID_PREFIX = "28:"
 
-_MARKER_COMMENT = re.compile(r"<!--\s*reynolds-marker:\s*(?P<marker>[^\s<>]+?)\s*-->", re.IGNORECASE)
-_MARKER_ATTR = re.compile(r"""data-reynolds-marker\s*=\s*["'](?P<marker>[^"'<>]+)["']""", re.IGNORECASE)
+# Markers from ``shared.marker`` are HTML comments ``<!-- reynolds:v1 … -->``; a bare token is wrapped as
+# ``<!-- reynolds-marker: … -->``. Either way the whole comment is what the loop guard verifies.
+_MARKER_COMMENT = re.compile(r"<!--\s*reynolds[:-].*?-->", re.IGNORECASE | re.DOTALL)
 _AT_MENTION = re.compile(r"<at\b[^>]*>(?P<name>.*?)</at>", re.IGNORECASE | re.DOTALL)
 
 
@@ -120,16 +121,31 @@ def strip_mention(fragment: str, name: str = DEFAULT_MENTION_NAME) -> str:
 
 
 def extract_markers(fragment: str) -> list[str]:
-    """Lineage markers found in Teams/Graph HTML (comment form, or a ``data-reynolds-marker`` attribute)."""
-    found = [m.group("marker") for m in _MARKER_COMMENT.finditer(fragment)]
-    found.extend(html.unescape(m.group("marker")) for m in _MARKER_ATTR.finditer(fragment))
+    """Lineage marker comments (``<!-- reynolds… -->``) found in Teams/Graph HTML, in order, without repeats.
+
+    Graph may return the comment HTML-escaped inside the body; both forms are found. The loop guard checks
+    their signatures with ``shared.marker.find_markers``.
+    """
+    candidates = [fragment]
+    if "&lt;!--" in fragment:
+        candidates.append(html.unescape(fragment))
+    found = [m.group(0) for text in candidates for m in _MARKER_COMMENT.finditer(text)]
     return list(dict.fromkeys(found))
 
 
 def embed_marker(html_content: str, marker: str) -> str:
-    """Append the lineage marker to HTML as an invisible comment; the marker itself is never shown."""
+    """Append the lineage marker to HTML as an invisible comment (never shown to readers).
+
+    ``marker`` is either the ready-made comment from ``shared.marker.hidden_marker`` or a bare token, which
+    is wrapped as ``<!-- reynolds-marker: token -->``.
+    """
     if not marker:
         return html_content
+    marker = marker.strip()
+    if marker.startswith("<!--") and marker.endswith("-->"):
+        if "--" in marker[4:-3] or ">" in marker[4:-3]:
+            raise ValueError("marker comment contains '--' or '>' inside")
+        return f"{html_content}{marker}"
     if "--" in marker or any(ch in marker for ch in "<>\r\n\t "):
         raise ValueError("marker contains characters that cannot live in an HTML comment")
     return f"{html_content}<!-- reynolds-marker: {marker} -->"

@@ -12,7 +12,9 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.breakers import BreakerService, text_fingerprint
 from shared.lineage import EffectRecord, LineageService
+from shared.loopguard import normalise_text
 from shared.marker import find_markers, sign_text
 
 logger = logging.getLogger(__name__)
@@ -46,6 +48,7 @@ class TriageInput(BaseModel):
     number: int
     installation_id: int | None = None
     actor: str | None = None
+    association: str | None = None
     text: str = ""
 
 
@@ -87,33 +90,67 @@ GitHubFor = Callable[[int | None], Any]
 class GitHubReporter:
     """Writes Reynolds' comments through githubkit, each exactly once, each recorded in the effect ledger."""
 
-    def __init__(self, lineage: LineageService, github_for: GitHubFor, *, marker_key: str, bot_login: str) -> None:
+    def __init__(self, lineage: LineageService, github_for: GitHubFor, *, marker_key: str, bot_login: str,
+                 breakers: BreakerService | None = None) -> None:
         self.lineage = lineage
         self.github_for = github_for
         self.marker_key = marker_key
         self.bot_login = bot_login
+        self.breakers = breakers
 
     def post_comment(self, *, key: str, repo: str, number: int, installation_id: int | None, body: str,
-                     chain_id: str, event_id: str, depth: int) -> EffectRecord:
-        """Post ``body`` once per ``key``: a retry after success, or after a crash mid-way, posts nothing new."""
+                     chain_id: str, event_id: str, depth: int, counterpart: str | None = None,
+                     counterpart_text: str | None = None) -> EffectRecord:
+        """Post ``body`` once per ``key``: a retry after success, or after a crash mid-way, posts nothing new.
+
+        Before a new write the target's and the counterpart's rate breakers are asked; an open breaker
+        suppresses the write (recorded as ``suppressed``) and, when it has just opened, one note is left.
+        """
         intent = EffectRecord(key=key, platform="github", kind="comment", target=f"{repo}#{number}",
                               chain_id=chain_id, event_id=event_id, depth=depth)
         record, fresh = self.lineage.begin_effect(intent)
-        if record.state == "done" and record.resource_id:
-            logger.info("effect %s already done (%s); not posting again", key, record.resource_id)
+        if record.state in ("done", "suppressed"):
+            logger.info("effect %s already %s (%s); not posting again", key, record.state, record.resource_id)
             return record
         owner, name = repo.split("/", 1)
         github = self.github_for(installation_id)
-        signed = sign_text(self.marker_key, body, chain_id, event_id, depth)
         if not fresh:
             found = self._find_posted(github, owner, name, number, event_id)
             if found is not None:
                 logger.info("effect %s was posted before a crash (comment %s); recording it", key, found)
                 return self.lineage.complete_effect(record, f"comment:{found}", body)
+        if self.breakers is not None:
+            permit = self.breakers.permit(
+                platform="github", target=record.target, counterpart=counterpart,
+                text_fp=text_fingerprint(normalise_text(counterpart_text)) if counterpart_text else None,
+                now=self.lineage.clock(),
+            )
+            if not permit.allowed:
+                logger.warning("effect %s suppressed: breaker %s is open (%s)", key, permit.key, permit.reason)
+                if permit.opened:
+                    self._post_note(github, owner, name, number, key, record, permit.reason)
+                return self.lineage.suppress_effect(record, permit.reason)
+        signed = sign_text(self.marker_key, body, chain_id, event_id, depth)
         response = github.rest.issues.create_comment(owner, name, number, body=signed)
         comment_id = response.parsed_data.id
         logger.info("posted comment %s on %s#%s for event %s (chain %s)", comment_id, repo, number, event_id, chain_id)
         return self.lineage.complete_effect(record, f"comment:{comment_id}", body)
+
+    def _post_note(self, github: Any, owner: str, name: str, number: int, key: str, record: EffectRecord,
+                   reason: str) -> None:
+        """The one visible note a breaker leaves when it opens (itself an idempotent, recorded effect)."""
+        note_key = f"{key}:note"
+        intent = EffectRecord(key=note_key, platform="github", kind="note", target=record.target,
+                              chain_id=record.chain_id, event_id=record.event_id, depth=record.depth)
+        note, fresh = self.lineage.begin_effect(intent)
+        if not fresh:
+            return
+        body = (f"### Reynolds · paused\n\nReynolds stopped answering on this thread: {reason}. "
+                "This looks like a loop between automations. A collaborator can comment `/reynolds resume` "
+                "to let Reynolds answer again.")
+        signed = sign_text(self.marker_key, body, record.chain_id, record.event_id, record.depth)
+        response = github.rest.issues.create_comment(owner, name, number, body=signed)
+        self.lineage.complete_effect(note, f"comment:{response.parsed_data.id}", body)
 
     def _find_posted(self, github: Any, owner: str, name: str, number: int, event_id: str) -> int | None:
         """A comment by Reynolds on the issue whose valid marker answers ``event_id`` (crash reconciliation)."""

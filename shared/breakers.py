@@ -1,0 +1,160 @@
+"""Rate breakers on Reynolds' writes: per target, and per counterpart on a target.
+
+The loop guard stops loops made by automations. A bot on a user account looks like a person to it, so a
+second line of defence sits where Reynolds writes: before every write, the breakers of the target (an issue,
+a channel) and of the counterpart Reynolds answers there count recent writes. Past a threshold the breaker
+opens: Reynolds stops writing there, records why, and leaves one visible note. After a cooldown it goes
+half-open and lets one write through; another trip re-opens it with a doubled cooldown. A collaborator's
+``/reynolds resume`` closes it at once.
+
+State lives in the document store (``br:<key>`` documents, own partition), updated with ETag preconditions
+so concurrent Function instances agree; the state machine itself is the pure ``step`` function.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from shared.errors import Conflict, NotFound, PreconditionFailed
+from shared.store.base import DocumentStore
+
+_MAX_RETRIES = 50
+
+
+class BreakerConfig(BaseModel):
+    """Thresholds (app settings, documented in the README)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    window_seconds: int = Field(3600, ge=60)
+    target_max_writes: int = Field(20, ge=1)
+    counterpart_max_writes: int = Field(11, ge=1)
+    #: The same (normalised) text from one counterpart this many times in the window opens its breaker.
+    counterpart_max_repeats: int = Field(3, ge=2)
+    cooldown_seconds: int = Field(3600, ge=60)
+
+
+@dataclass
+class BreakerState:
+    """One breaker's state (a bounded document)."""
+
+    key: str
+    state: str = "closed"  # closed | open | half_open
+    writes: list[float] = field(default_factory=list)
+    texts: dict[str, list[float]] = field(default_factory=dict)
+    opened_at: float | None = None
+    trips: int = 0
+    reason: str = ""
+
+
+@dataclass(frozen=True)
+class Permit:
+    """Whether a write may go ahead; ``opened`` is True only for the write that tripped the breaker."""
+
+    allowed: bool
+    opened: bool = False
+    reason: str = ""
+    key: str = ""
+
+
+def text_fingerprint(normalised_text: str) -> str:
+    """A short hash of a normalised text."""
+    return hashlib.sha256(normalised_text.encode()).hexdigest()[:12]
+
+
+def step(state: BreakerState, now: float, limit: int, config: BreakerConfig, text_fp: str | None) -> Permit:
+    """Decide one write against ``state`` (mutated in place): the breaker's state machine."""
+    horizon = now - config.window_seconds
+    state.writes = [t for t in state.writes if t > horizon]
+    state.texts = {fp: kept for fp, times in state.texts.items() if (kept := [t for t in times if t > horizon])}
+    if state.state == "open":
+        cooldown = config.cooldown_seconds * (2 ** max(state.trips - 1, 0))
+        if state.opened_at is not None and now - state.opened_at >= cooldown:
+            state.state = "half_open"
+        else:
+            return Permit(False, reason=state.reason, key=state.key)
+    repeats = len(state.texts.get(text_fp, [])) + 1 if text_fp else 0
+    tripped = ""
+    if state.state == "half_open" and state.writes:
+        tripped = "writes resumed at loop pace after the cooldown"
+    elif len(state.writes) >= limit:
+        tripped = f"{len(state.writes)} writes within {config.window_seconds} s (limit {limit})"
+    elif text_fp and repeats >= config.counterpart_max_repeats:
+        tripped = f"the same text arrived {repeats} times within {config.window_seconds} s"
+    if tripped:
+        state.state, state.opened_at, state.trips, state.reason = "open", now, state.trips + 1, tripped
+        return Permit(False, opened=True, reason=tripped, key=state.key)
+    if state.state == "half_open":
+        state.state = "closed"
+    state.writes.append(now)
+    if text_fp:
+        state.texts.setdefault(text_fp, []).append(now)
+    return Permit(True, key=state.key)
+
+
+class BreakerService:
+    """Store-backed breakers (conditional writes; safe under concurrent instances)."""
+
+    def __init__(self, store: DocumentStore, config: BreakerConfig) -> None:
+        self.store = store
+        self.config = config
+
+    def permit(self, *, platform: str, target: str, counterpart: str | None, text_fp: str | None,
+               now: datetime) -> Permit:
+        """Check (and count) one write to ``target`` answering ``counterpart``: the first closed-to-open wins."""
+        ts = now.timestamp()
+        checks: list[tuple[str, int, str | None]] = [(f"br:{platform}:{target}", self.config.target_max_writes, None)]
+        if counterpart:
+            checks.append((f"br:{platform}:{target}:{counterpart}", self.config.counterpart_max_writes, text_fp))
+        for key, limit, fp in checks:
+            permit = self._apply(key, lambda s, limit=limit, fp=fp: step(s, ts, limit, self.config, fp))
+            if not permit.allowed:
+                return permit
+        return Permit(True)
+
+    def reset(self, *, platform: str, target: str, counterpart: str | None = None) -> None:
+        """Close the target's breaker (and a counterpart's): a collaborator said ``/reynolds resume``."""
+        keys = [f"br:{platform}:{target}"] + ([f"br:{platform}:{target}:{counterpart}"] if counterpart else [])
+        for key in keys:
+            self._apply(key, _close)
+
+    def state(self, key: str) -> BreakerState | None:
+        """A breaker's current state, or None."""
+        try:
+            return _from_doc(self.store.read(key, key))
+        except NotFound:
+            return None
+
+    def _apply(self, key: str, change: Any) -> Permit:
+        for _ in range(_MAX_RETRIES):
+            try:
+                doc = self.store.read(key, key)
+                state, etag = _from_doc(doc), doc["_etag"]
+            except NotFound:
+                state, etag = BreakerState(key=key), None
+            result = change(state)
+            body = {"id": key, "pk": key, "kind": "breaker", **state.__dict__, "ttl": 30 * 86400}
+            try:
+                if etag is None:
+                    self.store.create(body)
+                else:
+                    self.store.replace(body, etag)
+                return result if isinstance(result, Permit) else Permit(True, key=key)
+            except (Conflict, PreconditionFailed):
+                continue
+        raise PreconditionFailed(f"breaker {key}: kept losing races")
+
+
+def _close(state: BreakerState) -> Permit:
+    state.state, state.writes, state.texts, state.opened_at, state.reason = "closed", [], {}, None, ""
+    return Permit(True, key=state.key)
+
+
+def _from_doc(doc: dict[str, Any]) -> BreakerState:
+    names = BreakerState.__dataclass_fields__
+    return BreakerState(**{k: v for k, v in doc.items() if k in names})
