@@ -35,7 +35,7 @@ class BreakerConfig(BaseModel):
     target_max_writes: int = Field(20, ge=1)
     counterpart_max_writes: int = Field(11, ge=1)
     #: The same (normalised) text from one counterpart this many times in the window opens its breaker.
-    counterpart_max_repeats: int = Field(3, ge=2)
+    counterpart_max_repeats: int = Field(2, ge=2)
     cooldown_seconds: int = Field(3600, ge=60)
 
 

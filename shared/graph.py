@@ -676,11 +676,17 @@ class SubscriptionManager:
                 await self.delete(sub.id)
         return await self.create(resource)
 
-    async def handle_lifecycle(self, event: LifecycleNotification, resource: str) -> GraphSubscription | None:
-        """Act on a lifecycle event for ``resource``: reauthorize and renew, recreate, or (``missed``) nothing.
+    async def handle_lifecycle(
+        self, event: LifecycleNotification, resource: str | None = None
+    ) -> GraphSubscription | None:
+        """Act on a lifecycle event: reauthorize and renew, recreate, or (``missed``) nothing.
 
-        ``missed`` means notifications were lost: the caller resynchronises the resource (Graph delta query).
+        ``resource`` defaults to the one the notification names. ``missed`` means notifications were lost:
+        the caller resynchronises the resource (Graph delta query); nothing is done here.
         """
+        resource = resource or event.resource
+        if resource is None and event.event is not LifecycleEvent.MISSED:
+            raise IncomingRequestError("lifecycle notification names no resource")
         if event.event is LifecycleEvent.REAUTHORIZATION_REQUIRED:
             try:
                 await self.reauthorize(event.subscription_id)
@@ -688,9 +694,9 @@ class SubscriptionManager:
             except GraphError as exc:
                 if exc.status_code != 404 or isinstance(exc, GraphThrottled):
                     raise
-                return await self.recreate(resource)
+                return await self.recreate(str(resource))
         if event.event is LifecycleEvent.SUBSCRIPTION_REMOVED:
-            return await self.recreate(resource)
+            return await self.recreate(str(resource))
         return None
 
 

@@ -48,7 +48,7 @@ class Settings(BaseModel):
     breaker_window_seconds: int = Field(3600, alias="LOOP_BREAKER_WINDOW_SECONDS", ge=60, le=7 * 86400)
     breaker_target_max_writes: int = Field(20, alias="LOOP_TARGET_MAX_WRITES", ge=1, le=10000)
     breaker_counterpart_max_writes: int = Field(11, alias="LOOP_COUNTERPART_MAX_WRITES", ge=1, le=10000)
-    breaker_counterpart_max_repeats: int = Field(3, alias="LOOP_COUNTERPART_MAX_REPEATS", ge=2, le=100)
+    breaker_counterpart_max_repeats: int = Field(2, alias="LOOP_COUNTERPART_MAX_REPEATS", ge=2, le=100)
     breaker_cooldown_seconds: int = Field(3600, alias="LOOP_BREAKER_COOLDOWN_SECONDS", ge=60, le=7 * 86400)
     dedupe_ttl_hours: int = Field(72, alias="LOOP_DEDUPE_TTL_HOURS", ge=72, le=24 * 30)
     lineage_ttl_days: int = Field(30, alias="LOOP_LINEAGE_TTL_DAYS", ge=1, le=3650)

@@ -87,6 +87,13 @@ def render_triage_comment(plan: TriagePlan, instance_id: str) -> str:
 GitHubFor = Callable[[int | None], Any]
 
 
+def _repeat_fingerprint(text: str | None) -> str | None:
+    """What repeat-counting compares; commands (``/reynolds …``) are meant to be repeated and never count."""
+    if not text or text.lstrip().lower().startswith("/reynolds"):
+        return None
+    return text_fingerprint(normalise_text(text))
+
+
 class GitHubReporter:
     """Writes Reynolds' comments through githubkit, each exactly once, each recorded in the effect ledger."""
 
@@ -122,13 +129,14 @@ class GitHubReporter:
         if self.breakers is not None:
             permit = self.breakers.permit(
                 platform="github", target=record.target, counterpart=counterpart,
-                text_fp=text_fingerprint(normalise_text(counterpart_text)) if counterpart_text else None,
+                text_fp=_repeat_fingerprint(counterpart_text),
                 now=self.lineage.clock(),
             )
             if not permit.allowed:
                 logger.warning("effect %s suppressed: breaker %s is open (%s)", key, permit.key, permit.reason)
                 if permit.opened:
-                    self._post_note(github, owner, name, number, key, record, permit.reason)
+                    who = f" answering {counterpart}" if permit.key.endswith(f":{counterpart}") else ""
+                    self._post_note(github, owner, name, number, key, record, f"{permit.reason}", who)
                 return self.lineage.suppress_effect(record, permit.reason)
         signed = sign_text(self.marker_key, body, chain_id, event_id, depth)
         response = github.rest.issues.create_comment(owner, name, number, body=signed)
@@ -137,7 +145,7 @@ class GitHubReporter:
         return self.lineage.complete_effect(record, f"comment:{comment_id}", body)
 
     def _post_note(self, github: Any, owner: str, name: str, number: int, key: str, record: EffectRecord,
-                   reason: str) -> None:
+                   reason: str, who: str = "") -> None:
         """The one visible note a breaker leaves when it opens (itself an idempotent, recorded effect)."""
         note_key = f"{key}:note"
         intent = EffectRecord(key=note_key, platform="github", kind="note", target=record.target,
@@ -145,7 +153,7 @@ class GitHubReporter:
         note, fresh = self.lineage.begin_effect(intent)
         if not fresh:
             return
-        body = (f"### Reynolds · paused\n\nReynolds stopped answering on this thread: {reason}. "
+        body = (f"### Reynolds · paused\n\nReynolds stopped{who} on this thread: {reason}. "
                 "This looks like a loop between automations. A collaborator can comment `/reynolds resume` "
                 "to let Reynolds answer again.")
         signed = sign_text(self.marker_key, body, record.chain_id, record.event_id, record.depth)
