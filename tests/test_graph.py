@@ -32,6 +32,7 @@ from shared.graph import (
     post_chat_message,
     status_card,
 )
+from shared.marker import hidden_marker
 from shared.settings import Settings
 from tests.fakes.graph_server import FakeGraph
 
@@ -60,11 +61,24 @@ class StaticToken:
         self.token = token
         self.scopes: list[tuple[str, ...]] = []
 
-    async def get_token(self, *scopes: str, **_: Any) -> AccessToken:
+    async def get_token(
+        self,
+        *scopes: str,
+        claims: str | None = None,
+        tenant_id: str | None = None,
+        enable_cae: bool = False,
+        **kwargs: Any,
+    ) -> AccessToken:
         self.scopes.append(scopes)
         return AccessToken(self.token, int(NOW.timestamp()) + 3600)
 
     async def close(self) -> None:
+        return None
+
+    async def __aenter__(self) -> StaticToken:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
         return None
 
 
@@ -202,7 +216,8 @@ def test_notification_envelope_shares_the_webhook_event_id() -> None:
     envelope = notification_to_envelope(batch.changes[0], received_at=NOW)
     assert envelope.id == "teams:1612289765949"
     assert envelope.platform is Platform.TEAMS
-    assert envelope.target is not None and envelope.target.key == f"teams:{TEAM}/{CHANNEL}"
+    assert envelope.target is not None
+    assert envelope.target.key == f"teams:{TEAM}/{CHANNEL}"
     assert envelope.actor.kind is ActorKind.SYSTEM
     assert envelope.data["subscription_id"] == "sub-1"
 
@@ -224,6 +239,8 @@ async def test_client_sends_bearer_token_over_loopback_http(
     assert await manager.list_ours() == []
     (request,) = fake.requests_to("GET", r"^/v1\.0/subscriptions$")
     assert request.headers["Authorization"] == "Bearer test-token"
+    credential = client.request_adapter._authentication_provider.access_token_provider._credentials  # type: ignore[attr-defined]
+    assert credential.scopes == [("https://graph.microsoft.com/.default",)]
 
 
 async def test_anonymous_provider_reaches_the_fake(settings: Settings, clock: Clock) -> None:
@@ -332,8 +349,9 @@ async def test_reauthorize_and_recreate_through_lifecycle(
 
     payload = fake.lifecycle_notification(sub.id, "subscriptionRemoved")
     (removed,) = parse_notifications(json.dumps(payload).encode(), CLIENT_STATE).lifecycle
-    fresh = await manager.handle_lifecycle(removed, resource)
-    assert fresh is not None and fresh.id != sub.id
+    fresh = await manager.handle_lifecycle(removed)  # the resource comes from the notification
+    assert fresh is not None
+    assert fresh.id != sub.id
     assert list(fake.subscriptions) == [fresh.id]
     assert fake.requests_to("DELETE", sub.id)
 
@@ -389,12 +407,13 @@ async def test_post_channel_message_embeds_marker_and_triggers_notification(
     manager = SubscriptionManager(client, settings, clock)
     sub = await manager.ensure(f"/teams/{TEAM}/channels/{CHANNEL}/messages")
 
-    message_id = await post_channel_message(client, TEAM, CHANNEL, "<p>Done: <b>3</b> checks</p>", "rmk.v1.abc")
+    marker = hidden_marker("key", "chain-9", "github:delivery-1", 1)
+    message_id = await post_channel_message(client, TEAM, CHANNEL, "<p>Done: <b>3</b> checks</p>", marker)
 
     (post,) = fake.requests_to("POST", r"/channels/.+/messages$")
     assert post.path == f"/v1.0/teams/{TEAM}/channels/{CHANNEL.replace(':', '%3A').replace('@', '%40')}/messages"
     assert post.json["body"]["contentType"] == "html"
-    assert post.json["body"]["content"] == "<p>Done: <b>3</b> checks</p><!-- reynolds-marker: rmk.v1.abc -->"
+    assert post.json["body"]["content"] == f"<p>Done: <b>3</b> checks</p>{marker}"
 
     # Graph tells Reynolds about its own message, like any other.
     (payload,) = fake.outbox
@@ -407,14 +426,16 @@ async def test_post_channel_message_embeds_marker_and_triggers_notification(
     envelope = await fetch_message(client, change.resource)
     assert envelope.id == f"teams:{message_id}"
     assert envelope.text == "Done: 3 checks"
-    assert envelope.data["markers"] == ["rmk.v1.abc"]
+    assert envelope.data["markers"] == [marker]
     assert envelope.actor.login == "Reynolds Service"
 
 
 async def test_reply_and_card_are_posted_and_fetched(fake: FakeGraph, client: GraphServiceClient) -> None:
     root = fake.post_as_user("<p>please deploy</p>", team=TEAM, channel=CHANNEL)
     card = status_card("Deploy #7", {"plan": "succeeded", "build": "running", "ship": "pending"})
-    reply_id = await post_channel_message(client, TEAM, CHANNEL, "<p>status</p>", "mk", reply_to_id=root["id"], card=card)
+    reply_id = await post_channel_message(
+        client, TEAM, CHANNEL, "<p>status</p>", "mk", reply_to_id=root["id"], card=card
+    )
 
     (post,) = fake.requests_to("POST", r"/replies$")
     (attachment,) = post.json["attachments"]
@@ -433,7 +454,8 @@ async def test_chat_message_fetch_gives_human_actor(fake: FakeGraph, client: Gra
     envelope = await fetch_message(client, f"chats('{CHAT}')/messages('{message['id']}')")
     assert envelope.actor.kind is ActorKind.HUMAN
     assert envelope.actor.id == "11111111-2222-3333-4444-555555555555"
-    assert envelope.target is not None and envelope.target.key == CHAT
+    assert envelope.target is not None
+    assert envelope.target.key == CHAT
     assert envelope.text == "ship it Reynolds"
     assert envelope.data["markers"] == []
 
@@ -467,6 +489,7 @@ async def test_unknown_route_is_recorded(settings: Settings, clock: Clock) -> No
 
 def test_status_card_is_an_adaptive_card() -> None:
     card = status_card("Run", [("a", "failed"), ("b", "weird")])
-    assert card["type"] == "AdaptiveCard" and card["version"] == "1.4"
+    assert card["type"] == "AdaptiveCard"
+    assert card["version"] == "1.4"
     facts = card["body"][1]["facts"]
     assert facts == [{"title": "a", "value": "❌ failed"}, {"title": "b", "value": "• weird"}]

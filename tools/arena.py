@@ -203,13 +203,11 @@ async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
     with build_world(store=store, profile="reply-all") as world:
         run = _Run(scenario=scenario, world=world)
         for spec in [s.actor for s in scenario.start] + [a.actor for a in scenario.actors]:
-            try:
+            with contextlib.suppress(ValueError):
                 world.github.add_user(spec.login, type=spec.type)
-            except ValueError:
-                pass
         world.github.on_write.append(lambda w: _on_write(run, w))
-        for start in scenario.start:
-            run.push(start.at, "start", start)
+        for opening in scenario.start:
+            run.push(opening.at, "start", opening)
         stopped = False
         while True:
             if not run.queue:

@@ -71,7 +71,9 @@ def raw_body(body: Any) -> bytes:
 
 
 def _delivery_id(item: dict[str, Any]) -> str | None:
-    headers = item.get("headers") if isinstance(item.get("headers"), dict) else {}
+    headers = item.get("headers")
+    if not isinstance(headers, dict):
+        return None
     for key, value in headers.items():
         if key.lower() == "x-github-delivery" and isinstance(value, str):
             return value
