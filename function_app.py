@@ -7,9 +7,9 @@ import azure.functions as func
 
 from activities import triage as triage_activities
 from orchestrators import triage as triage_orchestrator
-from triggers import github_webhook
+from triggers import chains, github_webhook
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (github_webhook.bp, triage_orchestrator.bp, triage_activities.bp):
+for blueprint in (github_webhook.bp, chains.bp, triage_orchestrator.bp, triage_activities.bp):
     app.register_functions(blueprint)

@@ -247,21 +247,25 @@ class LineageService:
         Returns the record and whether it is new. An existing record in state ``intent`` means an earlier
         attempt may have written the resource and crashed before recording it: the caller reconciles.
         """
-        doc = {"id": f"fx:{record.key}", "pk": f"fx:{record.key}", "kind": "effect", **record.__dict__,
-               "created_at": self._now(), "ttl": self.event_ttl}
+        doc = self._effect_doc(record)
         try:
             self.store.create(doc)
             return record, True
         except Conflict:
             stored = self.store.read(doc["pk"], doc["id"])
             fields = EffectRecord.__dataclass_fields__
-            return EffectRecord(**{k: stored[k] for k in fields if k in stored}), False
+            values = {k: stored[k] for k in fields if k in stored and k != "kind"}
+            return EffectRecord(kind=stored.get("effect_kind", ""), **values), False
+
+    def _effect_doc(self, record: EffectRecord, **extra: Any) -> dict[str, Any]:
+        body = {k: v for k, v in record.__dict__.items() if k != "kind"}
+        return {"id": f"fx:{record.key}", "pk": f"fx:{record.key}", "kind": "effect", "effect_kind": record.kind,
+                **body, **extra, "created_at": self._now(), "ttl": self.event_ttl}
 
     def complete_effect(self, record: EffectRecord, resource_id: str, text: str) -> EffectRecord:
         """Record the resource an effect produced and index it for causal inference."""
         done = EffectRecord(**{**record.__dict__, "resource_id": resource_id, "state": "done"})
-        self.store.upsert({"id": f"fx:{record.key}", "pk": f"fx:{record.key}", "kind": "effect", **done.__dict__,
-                           "created_at": self._now(), "ttl": self.event_ttl})
+        self.store.upsert(self._effect_doc(done))
         index_id = f"fr:{record.platform}:{resource_id}"
         self.store.upsert({"id": index_id, "pk": index_id, "kind": "effect-index", "chain_id": record.chain_id,
                            "event_id": record.event_id, "depth": record.depth, "effect": record.key,
@@ -272,9 +276,7 @@ class LineageService:
     def suppress_effect(self, record: EffectRecord, reason: str) -> EffectRecord:
         """Record that an effect was not written because a breaker is open (a retry will not write it)."""
         suppressed = EffectRecord(**{**record.__dict__, "state": "suppressed"})
-        self.store.upsert({"id": f"fx:{record.key}", "pk": f"fx:{record.key}", "kind": "effect",
-                           **suppressed.__dict__, "reason": reason, "created_at": self._now(),
-                           "ttl": self.event_ttl})
+        self.store.upsert(self._effect_doc(suppressed, reason=reason))
         return suppressed
 
     def _remember_recent(self, record: EffectRecord, text: str) -> None:
@@ -344,7 +346,7 @@ def chain_mermaid(chain: dict[str, Any]) -> str:
         lines.append(f'    {node}["{_mermaid_text(label)}"]')
     for n, effect in enumerate(chain["effects"]):
         node = f"x{n}"
-        label = f"{effect.get('kind')} → {effect.get('target')}<br/>{effect.get('state')}"
+        label = f"{effect.get('effect_kind')} → {effect.get('target')}<br/>{effect.get('state')}"
         lines.append(f'    {node}(["{_mermaid_text(label)}"])')
         if effect.get("event_id") in ids:
             lines.append(f"    {ids[effect['event_id']]} --> {node}")
