@@ -21,7 +21,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import Conflict, NotFound, PreconditionFailed
-from shared.store.base import DocumentStore
+from shared.store.base import DocumentStore, safe_id
 
 _MAX_RETRIES = 50
 
@@ -48,6 +48,7 @@ class BreakerState:
     writes: list[float] = field(default_factory=list)
     texts: dict[str, list[float]] = field(default_factory=dict)
     opened_at: float | None = None
+    probe_at: float | None = None
     trips: int = 0
     reason: str = ""
 
@@ -72,15 +73,17 @@ def step(state: BreakerState, now: float, limit: int, config: BreakerConfig, tex
     horizon = now - config.window_seconds
     state.writes = [t for t in state.writes if t > horizon]
     state.texts = {fp: kept for fp, times in state.texts.items() if (kept := [t for t in times if t > horizon])}
+    cooldown = config.cooldown_seconds * (2 ** max(state.trips - 1, 0))
     if state.state == "open":
-        cooldown = config.cooldown_seconds * (2 ** max(state.trips - 1, 0))
-        if state.opened_at is not None and now - state.opened_at >= cooldown:
-            state.state = "half_open"
-        else:
+        if state.opened_at is None or now - state.opened_at < cooldown:
             return Permit(False, reason=state.reason, key=state.key)
-    repeats = len(state.texts.get(text_fp, [])) + 1 if text_fp else 0
+        # Cooled down: half-open, forget the old writes and let this one through as a probe.
+        state.state, state.writes, state.texts, state.probe_at = "half_open", [], {}, now
+        _count(state, now, text_fp)
+        return Permit(True, key=state.key)
     tripped = ""
-    if state.state == "half_open" and state.writes:
+    repeats = len(state.texts.get(text_fp, [])) + 1 if text_fp else 0
+    if state.state == "half_open" and state.probe_at is not None and now - state.probe_at < cooldown:
         tripped = "writes resumed at loop pace after the cooldown"
     elif len(state.writes) >= limit:
         tripped = f"{len(state.writes)} writes within {config.window_seconds} s (limit {limit})"
@@ -89,12 +92,15 @@ def step(state: BreakerState, now: float, limit: int, config: BreakerConfig, tex
     if tripped:
         state.state, state.opened_at, state.trips, state.reason = "open", now, state.trips + 1, tripped
         return Permit(False, opened=True, reason=tripped, key=state.key)
-    if state.state == "half_open":
-        state.state = "closed"
+    state.state = "closed"
+    _count(state, now, text_fp)
+    return Permit(True, key=state.key)
+
+
+def _count(state: BreakerState, now: float, text_fp: str | None) -> None:
     state.writes.append(now)
     if text_fp:
         state.texts.setdefault(text_fp, []).append(now)
-    return Permit(True, key=state.key)
 
 
 class BreakerService:
@@ -126,19 +132,19 @@ class BreakerService:
     def state(self, key: str) -> BreakerState | None:
         """A breaker's current state, or None."""
         try:
-            return _from_doc(self.store.read(key, key))
+            return _from_doc(self.store.read(safe_id(key), safe_id(key)))
         except NotFound:
             return None
 
     def _apply(self, key: str, change: Any) -> Permit:
         for _ in range(_MAX_RETRIES):
             try:
-                doc = self.store.read(key, key)
+                doc = self.store.read(safe_id(key), safe_id(key))
                 state, etag = _from_doc(doc), doc["_etag"]
             except NotFound:
                 state, etag = BreakerState(key=key), None
             result = change(state)
-            body = {"id": key, "pk": key, "kind": "breaker", **state.__dict__, "ttl": 30 * 86400}
+            body = {"id": safe_id(key), "pk": safe_id(key), "kind": "breaker", **state.__dict__, "ttl": 30 * 86400}
             try:
                 if etag is None:
                     self.store.create(body)
@@ -152,6 +158,7 @@ class BreakerService:
 
 def _close(state: BreakerState) -> Permit:
     state.state, state.writes, state.texts, state.opened_at, state.reason = "closed", [], {}, None, ""
+    state.probe_at, state.trips = None, 0
     return Permit(True, key=state.key)
 
 

@@ -31,7 +31,7 @@ from shared.envelope import ActorKind, EventEnvelope
 from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed
 from shared.loopguard import ChainHead, Evidence, GuardConfig, Judgement, Verdict, apply, judge, normalise_text
 from shared.marker import Marker, find_markers
-from shared.store.base import DocumentStore, Query
+from shared.store.base import DocumentStore, Query, safe_id
 
 logger = logging.getLogger(__name__)
 
@@ -145,7 +145,7 @@ class LineageService:
         return self._record_unchained(event, Verdict.LOOP, reasons)
 
     def _record_unchained(self, event: EventEnvelope, verdict: Verdict, reasons: tuple[str, ...]) -> Decision:
-        doc = {"id": f"ev:{event.id}", "pk": f"ev:{event.id}", "kind": "event", "event_id": event.id,
+        doc = {"id": _doc_id("ev", event.id), "pk": _doc_id("ev", event.id), "kind": "event", "event_id": event.id,
                "chain_id": None, "verdict": verdict.value, "reasons": list(reasons), "type": event.type,
                "actor": event.actor.model_dump(mode="json"), "time": self._now(), "ttl": self.event_ttl,
                "target": event.target.key if event.target else None}
@@ -157,7 +157,7 @@ class LineageService:
 
     def _duplicate(self, event_id: str) -> Decision:
         try:
-            first = self.store.read(f"ev:{event_id}", f"ev:{event_id}")
+            first = self.store.read(_doc_id("ev", event_id), _doc_id("ev", event_id))
             original = Verdict(first.get("verdict", Verdict.ACCEPTED.value))
         except (NotFound, ValueError):
             first, original = {}, None
@@ -165,7 +165,7 @@ class LineageService:
                         first.get("parent_id"), int(first.get("depth") or 0), original)
 
     def _event_doc(self, event: EventEnvelope, evidence: Evidence, judgement: Judgement) -> dict[str, Any]:
-        return {"id": f"ev:{event.id}", "pk": f"ev:{event.id}", "kind": "event", "event_id": event.id,
+        return {"id": _doc_id("ev", event.id), "pk": _doc_id("ev", event.id), "kind": "event", "event_id": event.id,
                 "chain_id": evidence.chain_id, "parent_id": evidence.parent_id, "depth": evidence.depth,
                 "via": evidence.via, "verdict": judgement.verdict.value, "reasons": list(judgement.reasons),
                 "fingerprint": judgement.fingerprint, "type": event.type, "time": self._now(),
@@ -208,8 +208,8 @@ class LineageService:
             return Evidence(marker.chain_id, marker.event_id, marker.depth, "marker", notes=notes)
         if event.resource_id:
             try:
-                doc = self.store.read(f"fr:{event.platform.value}:{event.resource_id}",
-                                      f"fr:{event.platform.value}:{event.resource_id}")
+                index_id = _doc_id("fr", f"{event.platform.value}:{event.resource_id}")
+                doc = self.store.read(index_id, index_id)
                 return Evidence(doc["chain_id"], doc["event_id"], int(doc["depth"]), "ledger", notes=notes)
             except NotFound:
                 pass
@@ -259,14 +259,15 @@ class LineageService:
 
     def _effect_doc(self, record: EffectRecord, **extra: Any) -> dict[str, Any]:
         body = {k: v for k, v in record.__dict__.items() if k != "kind"}
-        return {"id": f"fx:{record.key}", "pk": f"fx:{record.key}", "kind": "effect", "effect_kind": record.kind,
+        doc_id = _doc_id("fx", record.key)
+        return {"id": doc_id, "pk": doc_id, "kind": "effect", "effect_kind": record.kind,
                 **body, **extra, "created_at": self._now(), "ttl": self.event_ttl}
 
     def complete_effect(self, record: EffectRecord, resource_id: str, text: str) -> EffectRecord:
         """Record the resource an effect produced and index it for causal inference."""
         done = EffectRecord(**{**record.__dict__, "resource_id": resource_id, "state": "done"})
         self.store.upsert(self._effect_doc(done))
-        index_id = f"fr:{record.platform}:{resource_id}"
+        index_id = _doc_id("fr", f"{record.platform}:{resource_id}")
         self.store.upsert({"id": index_id, "pk": index_id, "kind": "effect-index", "chain_id": record.chain_id,
                            "event_id": record.event_id, "depth": record.depth, "effect": record.key,
                            "ttl": self.lineage_ttl})
@@ -311,7 +312,7 @@ class LineageService:
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         """The stored decision of one event, or None."""
         try:
-            return _public(self.store.read(f"ev:{event_id}", f"ev:{event_id}"))
+            return _public(self.store.read(_doc_id("ev", event_id), _doc_id("ev", event_id)))
         except NotFound:
             return None
 
@@ -328,6 +329,10 @@ class LineageService:
 
     def _now(self) -> str:
         return self.clock().isoformat()
+
+
+def _doc_id(prefix: str, key: str) -> str:
+    return safe_id(f"{prefix}:{key}")
 
 
 def _public(doc: dict[str, Any]) -> dict[str, Any]:

@@ -4,10 +4,19 @@ from __future__ import annotations
 
 # Orchestrators
 TRIAGE = "triage_orchestrator"
+ORCHESTRATE_TASK = "orchestrate_task_orchestrator"
+SUBTASK_ORCHESTRATOR = "run_subtask_orchestrator"
 
 # Activities
 PLAN = "plan_activity"
 REPORT = "report_activity"
+PLAN_TASK = "plan_task_activity"
+RUN_SUBTASK = "run_subtask_activity"
+REPORT_STATUS = "report_status_activity"
+
+# External events of the orchestrate_task engine
+APPROVAL_EVENT = "approval"
+CANCEL_EVENT = "cancel"
 
 # Event types (CloudEvents ``type``) are built as ``com.github.<event>.<action>``.
 GITHUB_EVENT_TYPE_PREFIX = "com.github."

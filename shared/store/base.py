@@ -12,9 +12,17 @@ service is designed around conditional writes instead.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
+
+_FORBIDDEN = re.compile(r"[/\\?#%]")
+
+
+def safe_id(key: str) -> str:
+    """A document id for ``key``: Cosmos DB ids may not contain ``/ \\ ? #`` (``%`` escapes them)."""
+    return _FORBIDDEN.sub(lambda m: f"%{ord(m.group()):02X}", key)
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,82 @@
+"""Rate breakers: the pure state machine and the store-backed service (concurrency-safe)."""
+
+from __future__ import annotations
+
+import threading
+from datetime import UTC, datetime, timedelta
+
+from shared.breakers import BreakerConfig, BreakerService, BreakerState, step
+from shared.store.memory import MemoryStore
+
+CONFIG = BreakerConfig(window_seconds=3600, target_max_writes=5, counterpart_max_writes=3,
+                       counterpart_max_repeats=2, cooldown_seconds=600)
+
+
+def test_opens_at_the_limit_then_half_opens_after_cooldown() -> None:
+    state = BreakerState(key="k")
+    for t in range(3):
+        assert step(state, float(t), 3, CONFIG, None).allowed
+    tripped = step(state, 3.0, 3, CONFIG, None)
+    assert not tripped.allowed
+    assert tripped.opened
+    again = step(state, 4.0, 3, CONFIG, None)
+    assert not again.allowed
+    assert not again.opened  # only the write that trips it says "opened": one note, not one per write
+    probe = step(state, 3.0 + 600 + 1, 3, CONFIG, None)
+    assert probe.allowed  # half-open: one probe goes through
+    assert state.state == "half_open"
+    assert step(state, 3.0 + 600 + 1 + 700, 3, CONFIG, None).allowed  # quiet for a cooldown: closed again
+    assert state.state == "closed"
+
+
+def test_half_open_reopens_with_a_doubled_cooldown_when_the_loop_continues() -> None:
+    state = BreakerState(key="k", state="open", opened_at=0.0, trips=1, writes=[0.0])
+    assert not step(state, 100.0, 3, CONFIG, None).allowed
+    assert step(state, 700.0, 3, CONFIG, None).allowed  # the probe
+    tripped = step(state, 705.0, 3, CONFIG, None)  # the loop answers the probe at once
+    assert not tripped.allowed
+    assert state.trips == 2
+    assert not step(state, 705.0 + 900, 3, CONFIG, None).allowed  # the cooldown doubled to 1,200 s
+    assert state.state == "open"
+
+
+def test_the_same_text_twice_opens_the_counterpart_breaker() -> None:
+    state = BreakerState(key="k")
+    assert step(state, 0.0, 10, CONFIG, "fp").allowed
+    assert step(state, 1.0, 10, CONFIG, "other").allowed
+    permit = step(state, 2.0, 10, CONFIG, "fp")
+    assert not permit.allowed
+    assert "same text" in permit.reason
+
+
+def test_window_forgets_old_writes() -> None:
+    state = BreakerState(key="k")
+    for t in range(3):
+        step(state, float(t), 3, CONFIG, None)
+    assert step(state, 3601.0 + 2, 3, CONFIG, None).allowed
+
+
+def test_service_counts_exactly_under_concurrency_and_resets() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    service = BreakerService(MemoryStore(clock=lambda: now), BreakerConfig(target_max_writes=40,
+                                                                          counterpart_max_writes=100))
+    allowed: list[bool] = []
+    lock = threading.Lock()
+
+    def write(i: int) -> None:
+        permit = service.permit(platform="github", target="o/r#1", counterpart=f"u{i % 3}", text_fp=None,
+                                now=now + timedelta(seconds=i))
+        with lock:
+            allowed.append(permit.allowed)
+
+    threads = [threading.Thread(target=write, args=(i,)) for i in range(50)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert allowed.count(True) == 40
+    state = service.state("br:github:o/r#1")
+    assert state is not None
+    assert state.state == "open"
+    service.reset(platform="github", target="o/r#1")
+    assert service.permit(platform="github", target="o/r#1", counterpart=None, text_fp=None, now=now).allowed
