@@ -5,11 +5,14 @@ from __future__ import annotations
 import azure.durable_functions as df
 import azure.functions as func
 
+from activities import tasks as task_activities
 from activities import triage as triage_activities
+from orchestrators import tasks as task_orchestrators
 from orchestrators import triage as triage_orchestrator
-from triggers import chains, github_webhook
+from triggers import chains, github_webhook, http_api, mcp_tools
 
 app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 
-for blueprint in (github_webhook.bp, chains.bp, triage_orchestrator.bp, triage_activities.bp):
+for blueprint in (github_webhook.bp, chains.bp, triage_orchestrator.bp, triage_activities.bp, http_api.bp,
+                  mcp_tools.bp, task_orchestrators.bp, task_activities.bp):
     app.register_functions(blueprint)

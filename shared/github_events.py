@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 MAX_BODY_BYTES = 25 * 1024 * 1024
 _DELIVERY = re.compile(r"^[A-Za-z0-9-]{1,100}$")
-_EVENT = re.compile(r"^[a-z_]{1,64}$")
+_EVENT = re.compile(r"^[a-z0-9_]{1,64}$")
 # Events whose fields Reynolds reads: parsed with githubkit's typed models as a shape check.
 _TYPED_EVENTS = frozenset({"issues", "issue_comment"})
 
@@ -185,10 +185,10 @@ def to_envelope(delivery: Delivery, *, received_at: datetime, bot_login: str, bo
         association = issue.get("author_association")
 
     actor = Actor(
-        login=sender.get("login"),
+        login=sender["login"] if isinstance(sender.get("login"), str) else None,
         id=str(sender["id"]) if sender.get("id") is not None else None,
         kind=_actor_kind(sender, payload, bot_login, bot_app_id),
-        account_type=sender.get("type"),
+        account_type=sender["type"] if isinstance(sender.get("type"), str) else None,
         association=association if isinstance(association, str) else None,
     )
     data: dict[str, Any] = {"repo": repo, "number": number, "installation_id": installation_id,

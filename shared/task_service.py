@@ -533,7 +533,8 @@ class TaskService:
 
     def _find_status_comment(self, github: Any, owner: str, name: str, number: int, instance_id: str) -> int | None:
         """Crash reconciliation: Reynolds' comment on the issue that carries this instance's status marker."""
-        needle = render_status_comment("x", instance_id, {}).splitlines()[0]
+        # sign_text strips hidden comments other than the lineage marker; the visible instance line remains.
+        needle = f"Instance: `{escape_content(instance_id, 200).replace('`', '')}`"
         for comment in github.rest.paginate(github.rest.issues.list_comments, owner=owner, repo=name,
                                             issue_number=number, per_page=100):
             login = comment.user.login if comment.user else None

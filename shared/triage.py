@@ -126,7 +126,8 @@ class GitHubReporter:
             if found is not None:
                 logger.info("effect %s was posted before a crash (comment %s); recording it", key, found)
                 return self.lineage.complete_effect(record, f"comment:{found}", body)
-        if self.breakers is not None:
+        # The breaker counts a write once: a retry of the same effect (intent already recorded) was counted.
+        if self.breakers is not None and fresh:
             permit = self.breakers.permit(
                 platform="github", target=record.target, counterpart=counterpart,
                 text_fp=_repeat_fingerprint(counterpart_text),

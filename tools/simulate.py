@@ -124,6 +124,10 @@ async def simulate(items: list[dict[str, Any]], store: str) -> list[dict[str, An
             source = item.get("source")
             if source == "github":
                 line = await run_github(world, item)
+            elif source == "http" and "task" in item:
+                from tools.simulate_tasks import run_task
+
+                line = await run_task(world, item)
             else:
                 line = rejected(item, f"unsupported source {source!r} (expected 'github')")
             print(f"[{n}/{len(items)}] {source}: {line['status']} {line['verdict']} — {line['reason']}",

@@ -1,0 +1,119 @@
+"""``python -m tools.simulate``: the command line as a developer runs it (a subprocess, from the repo root)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+from typing import Any
+
+from shared.github_events import signature_for
+from tools.world import SIMULATE_WEBHOOK_SECRET
+
+ROOT = Path(__file__).resolve().parents[1]
+SAMPLES = ROOT / "samples"
+SAMPLE = json.loads((SAMPLES / "issues-opened.json").read_text(encoding="utf-8"))
+KNOWN_VERDICTS = {"accepted", "duplicate", "self", "loop", "ignored", "rejected"}
+
+
+def simulate(*args: str, secret: str | None = None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "GITHUB_WEBHOOK_SECRET"}
+    if secret is not None:
+        env["GITHUB_WEBHOOK_SECRET"] = secret
+    return subprocess.run([sys.executable, "-m", "tools.simulate", *args], cwd=ROOT, env=env, capture_output=True,
+                          text=True, timeout=120, check=False)
+
+
+def lines_of(result: subprocess.CompletedProcess[str]) -> list[dict[str, Any]]:
+    """Every stdout line, each parsed as JSON (a non-JSON line fails the test)."""
+    lines = result.stdout.splitlines()
+    assert lines, result.stderr
+    return [json.loads(line) for line in lines]
+
+
+def delivery(number: int, signature: str = "auto") -> dict[str, Any]:
+    """A recorded ``issues.opened`` delivery about a fresh issue (body kept as raw text, as GitHub sent it)."""
+    body = json.loads(json.dumps(SAMPLE["body"]))
+    body["issue"]["number"] = number
+    body["issue"]["title"] = f"Issue {number}: the app crashes"
+    body["issue"]["body"] = f"Report {number}: it fails with an error."
+    raw = json.dumps(body)
+    if signature == "default-secret":
+        signature = signature_for(SIMULATE_WEBHOOK_SECRET, raw.encode())
+    elif signature.startswith("secret:"):
+        signature = signature_for(signature.removeprefix("secret:"), raw.encode())
+    headers = {**SAMPLE["headers"], "X-GitHub-Delivery": str(uuid.uuid4()), "X-Hub-Signature-256": signature}
+    return {"source": "github", "headers": headers, "body": raw}
+
+
+def write_jsonl(path: Path, items: list[dict[str, Any]]) -> Path:
+    path.write_text("".join(json.dumps(item) + "\n" for item in items), encoding="utf-8")
+    return path
+
+
+def test_sample_deliveries() -> None:
+    sample_file = SAMPLES / "deliveries.jsonl"
+    items = [json.loads(line) for line in sample_file.read_text(encoding="utf-8").splitlines() if line.strip()]
+    result = simulate(str(sample_file.relative_to(ROOT)))
+    assert result.returncode == 0, result.stderr
+    assert "Traceback" not in result.stderr
+    lines = lines_of(result)
+    assert len(lines) == len(items)
+    first, second = lines[0], lines[1]
+    assert (first["status"], first["verdict"], first["runtime_status"]) == (202, "accepted", "Completed")
+    assert len(first["effects"]) == 1
+    assert first["effects"][0]["platform"] == "github"
+    assert first["effects"][0]["kind"] == "comment"
+    assert first["effects"][0]["target"] == "octo/app#7"
+    assert (second["status"], second["verdict"], second["effects"]) == (200, "duplicate", [])
+    assert second["delivery"] == first["delivery"]
+    assert second["instance_id"] == first["instance_id"]
+    for line in lines:
+        assert line["verdict"] in KNOWN_VERDICTS
+        assert set(line) >= {"delivery", "status", "verdict", "reason", "instance_id", "runtime_status", "effects"}
+
+
+def test_missing_file_exits_2(tmp_path: Path) -> None:
+    missing = tmp_path / "nope.jsonl"
+    result = simulate(str(missing))
+    assert result.returncode == 2
+    assert "nope.jsonl" in result.stderr
+    assert "cannot read" in result.stderr
+    assert result.stdout == ""
+
+
+def test_bad_json_line_exits_2_naming_the_line(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(json.dumps(delivery(1)) + "\n{not json\n", encoding="utf-8")
+    result = simulate(str(bad))
+    assert result.returncode == 2
+    assert "bad.jsonl:2" in result.stderr
+    assert "bad JSON" in result.stderr
+    assert result.stdout == ""  # nothing was delivered: the input is checked first
+
+
+def test_bad_signature_is_a_401_line_not_a_failure(tmp_path: Path) -> None:
+    items = [delivery(11, signature="sha256=" + "0" * 64), delivery(12, signature="default-secret"), delivery(13)]
+    result = simulate(str(write_jsonl(tmp_path / "mixed.jsonl", items)))
+    assert result.returncode == 0, result.stderr
+    lines = lines_of(result)
+    assert [(line["status"], line["verdict"]) for line in lines] == [(401, "rejected"), (202, "accepted"),
+                                                                      (202, "accepted")]
+    assert lines[0]["effects"] == []
+    assert lines[0]["instance_id"] is None
+    assert SIMULATE_WEBHOOK_SECRET not in result.stdout + result.stderr
+
+
+def test_webhook_secret_from_the_environment_is_what_auto_signs_with(tmp_path: Path) -> None:
+    custom = f"custom-{uuid.uuid4().hex}"
+    items = [delivery(21), delivery(22, signature="default-secret"), delivery(23, signature=f"secret:{custom}")]
+    result = simulate(str(write_jsonl(tmp_path / "custom.jsonl", items)), secret=custom)
+    assert result.returncode == 0, result.stderr
+    lines = lines_of(result)
+    assert [line["status"] for line in lines] == [202, 401, 202]
+    assert lines[0]["runtime_status"] == "Completed"
+    assert len(lines[0]["effects"]) == 1
+    assert custom not in result.stdout + result.stderr
