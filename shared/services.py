@@ -19,6 +19,7 @@ from shared.loopguard import GuardConfig
 from shared.settings import Settings, get_settings
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
+from shared.telemetry import configure_telemetry
 from shared.triage import GitHubReporter
 
 
@@ -94,7 +95,9 @@ def get_services() -> Services:
     global _services
     with _lock:
         if _services is None:
-            _services = build_services(get_settings())
+            settings = get_settings()
+            configure_telemetry(settings)  # no-op without APPLICATIONINSIGHTS_CONNECTION_STRING
+            _services = build_services(settings)
         return _services
 
 

@@ -22,6 +22,7 @@ from shared.lineage import Decision, instance_id_for
 from shared.loopguard import Verdict
 from shared.routing import route
 from shared.services import Services
+from shared.telemetry import record_loop_stopped, record_verdict
 from shared.triage import TriageInput
 
 logger = logging.getLogger(__name__)
@@ -72,6 +73,9 @@ async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, ser
         logger.error("event %s: %s; held as loop-suspect", event.id, exc)
         decision = await asyncio.to_thread(services.lineage.hold, event, str(exc))
     logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
+    record_verdict(decision.verdict.value, event.platform.value)
+    if decision.verdict is Verdict.LOOP:
+        record_loop_stopped(decision.reason.split(",")[0][:60])
     runs = decision.verdict is Verdict.ACCEPTED or (
         decision.verdict is Verdict.DUPLICATE and decision.original_verdict is Verdict.ACCEPTED
     )
