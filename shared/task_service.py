@@ -22,9 +22,10 @@ import math
 import re
 import threading
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
+from githubkit.exception import RequestFailed
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.ai.client import ModelError, ModelThrottled, TokenBudget, make_openai_client
@@ -408,9 +409,8 @@ class TaskService:
         if record.state != "done":
             found = None if fresh else self._find_status_comment(github, owner, name, number, payload.instance_id)
             if found is None:
-                self._acquire_write()
-                response = github.rest.issues.create_comment(
-                    owner, name, number, body=sign_text(self._marker_key(), body, chain_id, event_id, depth))
+                signed = sign_text(self._marker_key(), body, chain_id, event_id, depth)
+                response = self._write(lambda: github.rest.issues.create_comment(owner, name, number, body=signed))
                 found = int(response.parsed_data.id)
                 result.created = True
                 logger.info("event %s chain %s instance %s: status comment %s on %s", event_id, chain_id,
@@ -438,9 +438,8 @@ class TaskService:
         if record.state == "done":
             return False
         # An edit is idempotent by nature: after a crash mid-way, editing again to the same body is harmless.
-        self._acquire_write()
-        github.rest.issues.update_comment(owner, name, comment_id,
-                                          body=sign_text(self._marker_key(), body, chain_id, event_id, depth))
+        signed = sign_text(self._marker_key(), body, chain_id, event_id, depth)
+        self._write(lambda: github.rest.issues.update_comment(owner, name, comment_id, body=signed))
         self.services.lineage.complete_effect(record, f"comment:{comment_id}", body)
         logger.info("event %s chain %s instance %s: status comment %s edited (report %d, %s)", event_id, chain_id,
                     payload.instance_id, comment_id, payload.sequence, payload.phase.value)
@@ -464,11 +463,9 @@ class TaskService:
         if to_remove:
             # One PATCH sets the whole list (keeping everyone else's labels); cheaper than a DELETE per label.
             keep = [label for label in current if not label.lower().startswith(LABEL_PREFIX)]
-            self._acquire_write()
-            github.rest.issues.update(owner, name, number, labels=keep + sorted(wanted.values()))
+            self._write(lambda: github.rest.issues.update(owner, name, number, labels=keep + sorted(wanted.values())))
         elif to_add:
-            self._acquire_write()
-            github.rest.issues.add_labels(owner, name, number, labels=to_add)
+            self._write(lambda: github.rest.issues.add_labels(owner, name, number, labels=to_add))
         self.services.lineage.complete_effect(record, f"labels:{target}:{payload.sequence}",
                                               " ".join(sorted(wanted.values())))
         if changed:
@@ -506,10 +503,11 @@ class TaskService:
                            event_id, payload.instance_id)
         owner, name = repo.split("/", 1)
         text = self._tracking_body(payload)
-        self._acquire_write()
-        response = self._github(None).rest.issues.create(
-            owner, name, title=escape_content(f"Reynolds: {payload.title}", 250),
-            body=sign_text(self._marker_key(), text, chain_id, event_id, depth), labels=sorted(payload.labels))
+        github = self._github(None)
+        title = escape_content(f"Reynolds: {payload.title}", 250)
+        signed = sign_text(self._marker_key(), text, chain_id, event_id, depth)
+        response = self._write(lambda: github.rest.issues.create(owner, name, title=title, body=signed,
+                                                                 labels=sorted(payload.labels)))
         number = int(response.parsed_data.number)
         self.services.lineage.complete_effect(record, f"issue:{number}", text)
         logger.info("event %s chain %s instance %s: opened tracking issue %s#%s", event_id, chain_id,
@@ -559,8 +557,31 @@ class TaskService:
     def _marker_key(self) -> str:
         return self.settings.require("marker_signing_key")
 
-    def _acquire_write(self, installation: int | str = "default") -> None:
+    def _write(self, call: Callable[[], Any], installation: int | str = "default") -> Any:
+        """One GitHub write, paced; a secondary-limit answer (403/429) blocks further writes, then raises."""
         self.pacer.acquire(installation, max_wait=MAX_WRITE_WAIT_SECONDS)
+        try:
+            response = call()
+        except RequestFailed as exc:
+            status = exc.response.status_code
+            if status == 429 or (status == 403 and _rate_limited(exc)):
+                wait = self.pacer.penalize(installation, _retry_after(exc))
+                logger.warning("GitHub secondary rate limit (HTTP %s): writes paused for %.0f s", status, wait)
+            raise
+        self.pacer.record_success(installation)
+        return response
+
+
+def _retry_after(exc: RequestFailed) -> float | None:
+    try:
+        return float(exc.response.headers.get("retry-after", ""))
+    except ValueError:
+        return None
+
+
+def _rate_limited(exc: RequestFailed) -> bool:
+    headers = exc.response.headers
+    return "retry-after" in headers or headers.get("x-ratelimit-remaining") == "0" or "rate limit" in str(exc).lower()
 
 
 def subtask_ids_waiting(custom_status: Any) -> list[str]:

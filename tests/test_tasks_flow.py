@@ -179,6 +179,23 @@ def test_the_tracking_issue_is_opened_once(world: World) -> None:
     assert [c.method for c in write_requests(world)].count("POST") == 2  # issue (with labels) + comment
 
 
+def test_a_secondary_rate_limit_pauses_writes_and_the_retry_posts_once(world: World) -> None:
+    from githubkit.exception import RequestFailed
+
+    from shared.task_service import get_pacer
+
+    world.ensure_issue("octo/repo", 11)
+    world.github.secondary_rate_limit("POST", r"/comments$", retry_after=30)
+    report = user_function(names.REPORT_STATUS)
+    payload = report_payload("inst-s", 1, "started", ["reynolds:running"], tracking_issue="octo/repo#11")
+    with pytest.raises(RequestFailed):
+        report(payload)
+    assert get_pacer().next_slot("default") == pytest.approx(30, abs=1)
+    world.clock.advance(31)
+    assert report(payload)["created"] is True
+    assert len(reynolds_comments(world, "octo/repo", 11)) == 1
+
+
 def test_without_a_tracking_repo_the_report_writes_nothing() -> None:
     with build_world() as world:
         result = user_function(names.REPORT_STATUS)(report_payload("inst-n", 1, "started", ["reynolds:running"]))
