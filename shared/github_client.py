@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 from typing import Any
 
-from githubkit import AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
+from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
 
 from shared.errors import ConfigurationError
 from shared.settings import Settings
+
+_NO_CREDENTIALS = "and GITHUB_APP_PRIVATE_KEY (or GITHUB_TOKEN locally) are not set"
 
 
 class GitHubClients:
@@ -18,6 +20,7 @@ class GitHubClients:
     def __init__(self, settings: Settings) -> None:
         self._settings = settings
         self._clients: dict[int | None, GitHub[Any]] = {}
+        self._installations: dict[str, int] = {}
         self._lock = threading.Lock()
 
     def for_installation(self, installation_id: int | None) -> GitHub[Any]:
@@ -30,6 +33,28 @@ class GitHubClients:
                 self._clients[key] = client
             return client
 
+    def for_repo(self, repo: str | None) -> GitHub[Any]:
+        """The client that may act on ``owner/repo``: the token client, or the App's installation there.
+
+        Work started outside GitHub (HTTP, MCP, Teams, Service Bus) carries no installation id; with a GitHub
+        App the installation is looked up once per repository through the App's own JWT and cached.
+        """
+        settings = self._settings
+        if settings.github_token is not None or repo is None:
+            return self.for_installation(None)
+        with self._lock:
+            installation = self._installations.get(repo)
+        if installation is None:
+            if not (settings.github_app_id and settings.github_app_private_key):
+                raise ConfigurationError("GITHUB_APP_ID", _NO_CREDENTIALS)
+            key = settings.github_app_private_key.get_secret_value()
+            app = self._build(AppAuthStrategy(settings.github_app_id, key))
+            owner, name = repo.split("/", 1)
+            installation = int(app.rest.apps.get_repo_installation(owner, name).parsed_data.id)
+            with self._lock:
+                self._installations[repo] = installation
+        return self.for_installation(installation)
+
     def _auth(self, installation_id: int | None) -> BaseAuthStrategy:
         settings = self._settings
         if settings.github_token is not None:
@@ -40,7 +65,7 @@ class GitHubClients:
             return AppInstallationAuthStrategy(
                 settings.github_app_id, settings.github_app_private_key.get_secret_value(), installation_id
             )
-        raise ConfigurationError("GITHUB_APP_ID", "and GITHUB_APP_PRIVATE_KEY (or GITHUB_TOKEN locally) are not set")
+        raise ConfigurationError("GITHUB_APP_ID", _NO_CREDENTIALS)
 
     def _build(self, auth: BaseAuthStrategy) -> GitHub[Any]:
         # githubkit has no default timeout and retries rate limits on its own: bound both. Secondary-limit

@@ -184,7 +184,7 @@ class LineageService:
 
     # -- evidence -------------------------------------------------------------------------------------
     def _evidence(self, event: EventEnvelope) -> Evidence:
-        markers = find_markers(event.text, self.marker_key)
+        markers = find_markers(_marker_text(event), self.marker_key)
         forged = tuple("a marker that does not verify was ignored" for m in markers[:1] if not m.valid)
         valid = [m for m in markers if m.valid]
         if forged:
@@ -239,6 +239,20 @@ class LineageService:
             if entry and now - entry["at"] <= window:
                 return entry["chain_id"], entry["event_id"], int(entry["depth"]), "causal-target"
         return None
+
+    def own_effect(self, platform: str, resource_id: str | None) -> dict[str, Any] | None:
+        """The effect index entry when ``resource_id`` on ``platform`` is something Reynolds wrote, else None.
+
+        For doors whose author identity cannot tell Reynolds from a person (Graph names the delegated account
+        Reynolds posts with as a human author), the ingress asks this one point read before the decision.
+        """
+        if not resource_id:
+            return None
+        index_id = _doc_id("fr", f"{platform}:{resource_id}")
+        try:
+            return _public(self.store.read(index_id, index_id))
+        except NotFound:
+            return None
 
     # -- effects --------------------------------------------------------------------------------------
     def begin_effect(self, record: EffectRecord) -> tuple[EffectRecord, bool]:
@@ -329,6 +343,18 @@ class LineageService:
 
     def _now(self) -> str:
         return self.clock().isoformat()
+
+
+def _marker_text(event: EventEnvelope) -> str:
+    """Where an event's markers are: its text, plus markers the door found outside it.
+
+    Teams HTML comments do not survive ``html_to_text`` and Service Bus carries the marker in an application
+    property, so those doors put the marker strings in ``data["markers"]``; both count as evidence.
+    """
+    extra = event.data.get("markers") if isinstance(event.data, dict) else None
+    if not isinstance(extra, list) or not extra:
+        return event.text
+    return "\n".join([event.text, *(m for m in extra if isinstance(m, str))])
 
 
 def _doc_id(prefix: str, key: str) -> str:

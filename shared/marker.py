@@ -48,8 +48,12 @@ def hidden_marker(key: str, chain_id: str, event_id: str, depth: int) -> str:
 
 
 def sign_text(key: str, text: str, chain_id: str, event_id: str, depth: int) -> str:
-    """Append the marker to ``text`` (after removing any marker it already carried)."""
-    body = strip_markers(text).rstrip()
+    """Append the lineage marker to ``text`` (after removing any lineage marker it already carried).
+
+    Only v1 lineage markers are removed: other hidden Reynolds comments in Reynolds' own text (the status
+    comment's ``<!-- reynolds:status … -->``) stay.
+    """
+    body = _HIDDEN.sub("", text or "").rstrip()
     return f"{body}\n\n{hidden_marker(key, chain_id, event_id, depth)}"
 
 

@@ -6,6 +6,9 @@ from __future__ import annotations
 TRIAGE = "triage_orchestrator"
 ORCHESTRATE_TASK = "orchestrate_task_orchestrator"
 SUBTASK_ORCHESTRATOR = "run_subtask_orchestrator"
+REPLY = "reply_orchestrator"
+TEAMS_NOTIFICATION = "teams_notification_orchestrator"
+GRAPH_SUBSCRIPTIONS = "graph_subscriptions_orchestrator"
 
 # Activities
 PLAN = "plan_activity"
@@ -13,6 +16,11 @@ REPORT = "report_activity"
 PLAN_TASK = "plan_task_activity"
 RUN_SUBTASK = "run_subtask_activity"
 REPORT_STATUS = "report_status_activity"
+REPLY_PLAN = "reply_plan_activity"
+POST_TEAMS = "post_teams_activity"
+PUBLISH_SERVICEBUS = "publish_servicebus_activity"
+TEAMS_INGEST = "teams_ingest_activity"
+GRAPH_MAINTAIN = "graph_subscriptions_activity"
 
 # External events of the orchestrate_task engine
 APPROVAL_EVENT = "approval"

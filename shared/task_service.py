@@ -274,7 +274,7 @@ class TaskService:
             context.append(UntrustedText("task-components", task.type, "\n".join(task.components)))
         context.extend(UntrustedText("dependency-result", dep, text)
                        for dep, text in payload.dependency_summaries.items())
-        tools = GitHubReadTools(self._github(None), allowed_repos=allowed)
+        tools = GitHubReadTools(self._github(task.repo), allowed_repos=allowed)
         try:
             result = run_specialist(client, self.settings.openai_deployment, subtask.specialist, subtask, context,
                                     tools, TokenBudget(self.settings.openai_token_budget), allowed_repos=allowed,
@@ -397,7 +397,7 @@ class TaskService:
                         "status only through the API", event_id, chain_id, payload.instance_id)
             return ReportResult(skipped="no tracking issue")
         repo, number, labelled = location
-        github = self._github(None)
+        github = self._github(repo)
         owner, name = repo.split("/", 1)
         body = self._status_body(payload)
         target = f"{repo}#{number}"
@@ -503,7 +503,7 @@ class TaskService:
                            event_id, payload.instance_id)
         owner, name = repo.split("/", 1)
         text = self._tracking_body(payload)
-        github = self._github(None)
+        github = self._github(repo)
         title = escape_content(f"Reynolds: {payload.title}", 250)
         signed = sign_text(self._marker_key(), text, chain_id, event_id, depth)
         response = self._write(lambda: github.rest.issues.create(owner, name, title=title, body=signed,
@@ -547,12 +547,12 @@ class TaskService:
                            "chain_id": payload.chain_id, "ttl": TASK_DOC_TTL_SECONDS})
 
     # -- GitHub plumbing ---------------------------------------------------------------------------------
-    def _github(self, installation_id: int | None) -> Any:
+    def _github(self, repo: str | None) -> Any:
         if self.services.github is None:
             from shared.github_client import GitHubClients
 
             self.services.github = GitHubClients(self.settings)
-        return self.services.github.for_installation(installation_id)
+        return self.services.github.for_repo(repo)
 
     def _marker_key(self) -> str:
         return self.settings.require("marker_signing_key")
