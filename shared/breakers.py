@@ -13,17 +13,17 @@ so concurrent Function instances agree; the state machine itself is the pure ``s
 
 from __future__ import annotations
 
+import functools
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.errors import Conflict, NotFound, PreconditionFailed
-from shared.store.base import DocumentStore, safe_id
-
-_MAX_RETRIES = 50
+from shared.errors import NotFound
+from shared.store.base import DocumentStore, safe_id, update_document
 
 
 class BreakerConfig(BaseModel):
@@ -118,7 +118,7 @@ class BreakerService:
         if counterpart:
             checks.append((f"br:{platform}:{target}:{counterpart}", self.config.counterpart_max_writes, text_fp))
         for key, limit, fp in checks:
-            permit = self._apply(key, lambda s, limit=limit, fp=fp: step(s, ts, limit, self.config, fp))
+            permit = self._apply(key, functools.partial(_step_at, now=ts, limit=limit, config=self.config, text_fp=fp))
             if not permit.allowed:
                 return permit
         return Permit(True)
@@ -136,24 +136,20 @@ class BreakerService:
         except NotFound:
             return None
 
-    def _apply(self, key: str, change: Any) -> Permit:
-        for _ in range(_MAX_RETRIES):
-            try:
-                doc = self.store.read(safe_id(key), safe_id(key))
-                state, etag = _from_doc(doc), doc["_etag"]
-            except NotFound:
-                state, etag = BreakerState(key=key), None
-            result = change(state)
-            body = {"id": safe_id(key), "pk": safe_id(key), "kind": "breaker", **state.__dict__, "ttl": 30 * 86400}
-            try:
-                if etag is None:
-                    self.store.create(body)
-                else:
-                    self.store.replace(body, etag)
-                return result if isinstance(result, Permit) else Permit(True, key=key)
-            except (Conflict, PreconditionFailed):
-                continue
-        raise PreconditionFailed(f"breaker {key}: kept losing races")
+    def _apply(self, key: str, change: Callable[[BreakerState], Permit]) -> Permit:
+        outcome: list[Permit] = []
+
+        def update(doc: dict[str, Any] | None) -> dict[str, Any]:
+            state = _from_doc(doc) if doc is not None else BreakerState(key=key)
+            outcome[:] = [change(state)]
+            return {"kind": "breaker", **state.__dict__, "ttl": 30 * 86400}
+
+        update_document(self.store, safe_id(key), update)
+        return outcome[0]
+
+
+def _step_at(state: BreakerState, *, now: float, limit: int, config: BreakerConfig, text_fp: str | None) -> Permit:
+    return step(state, now, limit, config, text_fp)
 
 
 def _close(state: BreakerState) -> Permit:

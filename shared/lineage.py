@@ -31,7 +31,7 @@ from shared.envelope import ActorKind, EventEnvelope
 from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed
 from shared.loopguard import ChainHead, Evidence, GuardConfig, Judgement, Verdict, apply, judge, normalise_text
 from shared.marker import Marker, find_markers
-from shared.store.base import DocumentStore, Query, safe_id
+from shared.store.base import DocumentStore, Query, safe_id, update_document
 
 logger = logging.getLogger(__name__)
 
@@ -295,32 +295,24 @@ class LineageService:
         return suppressed
 
     def _remember_recent(self, record: EffectRecord, text: str) -> None:
-        now = self.clock().timestamp()
-        entry = {"chain_id": record.chain_id, "event_id": record.event_id, "depth": record.depth, "at": now}
+        entry = {"chain_id": record.chain_id, "event_id": record.event_id, "depth": record.depth,
+                 "at": self.clock().timestamp()}
         snippet = normalise_text(text)[:_SNIPPET_CHARS]
-        for _ in range(_MAX_RETRIES):
-            try:
-                doc = self.store.read("recent", "recent")
-                etag: str | None = doc["_etag"]
-            except NotFound:
-                doc, etag = {"id": "recent", "pk": "recent", "kind": "recent", "targets": {}, "texts": []}, None
-            targets: dict[str, Any] = doc.get("targets", {})
-            targets.pop(f"{record.platform}:{record.target}", None)
-            targets[f"{record.platform}:{record.target}"] = entry
+        target_key = f"{record.platform}:{record.target}"
+
+        def update(doc: dict[str, Any] | None) -> dict[str, Any]:
+            doc = doc or {"kind": "recent", "targets": {}, "texts": []}
+            targets: dict[str, Any] = dict(doc.get("targets", {}))
+            targets.pop(target_key, None)
+            targets[target_key] = entry
             while len(targets) > _RECENT_TARGETS:
                 targets.pop(next(iter(targets)))
-            texts: list[dict[str, Any]] = doc.get("texts", [])
+            texts: list[dict[str, Any]] = list(doc.get("texts", []))
             if len(snippet) >= _MIN_SNIPPET_CHARS:
                 texts = [*texts, {**entry, "snippet": snippet}][-_RECENT_TEXTS:]
-            body = {k: v for k, v in doc.items() if k != "_etag"} | {"targets": targets, "texts": texts}
-            try:
-                if etag is None:
-                    self.store.create(body)
-                else:
-                    self.store.replace(body, etag)
-                return
-            except (Conflict, PreconditionFailed):
-                continue
+            return {**doc, "targets": targets, "texts": texts}
+
+        update_document(self.store, "recent", update)
 
     # -- reading --------------------------------------------------------------------------------------
     def get_event(self, event_id: str) -> dict[str, Any] | None:

@@ -32,13 +32,13 @@ from shared.ai.client import ModelError, ModelThrottled, TokenBudget, make_opena
 from shared.ai.planner import analyze_potential, offline_plan, plan_task
 from shared.ai.safety import UntrustedText, secret_values
 from shared.ai.specialists import run_specialist
-from shared.errors import Conflict, IncomingRequestError, NotFound, PreconditionFailed, StoreError
+from shared.errors import IncomingRequestError, NotFound, StoreError
 from shared.lineage import EffectRecord, new_chain_id
 from shared.marker import sign_text
 from shared.pacer import GitHubPacer
 from shared.services import Services
 from shared.status_report import MAX_COMMENT_CHARS, ReportPhase, escape_content, render_status_comment
-from shared.store.base import Query
+from shared.store.base import Query, update_document
 from shared.tasks import Plan, Specialist, Subtask, SubtaskState, TaskRequest, TaskSpec
 from shared.tool_executor import GitHubReadTools
 from shared.wisdom import get_reynolds_wisdom
@@ -62,7 +62,6 @@ LABEL_PREFIX = "reynolds:"
 _TRACKING_ISSUE = re.compile(
     r"^(?P<repo>[A-Za-z0-9][A-Za-z0-9-]{0,38}/[A-Za-z0-9._-]{1,100})#(?P<number>[1-9]\d{0,9})$"
 )
-_MAX_RETRIES = 50
 
 
 # --- payload models (the activities' contracts, see orchestrators/engine.py) -------------------------------
@@ -294,16 +293,13 @@ class TaskService:
         """Count one attempt (once per attempt key, so a re-run activity is not counted twice)."""
         doc_id = f"agent:{specialist.value}"
         now = self.services.clock().timestamp()
-        for _ in range(_MAX_RETRIES):
-            try:
-                doc = self.store.read(doc_id, doc_id)
-                etag: str | None = doc["_etag"]
-            except NotFound:
-                doc, etag = {"id": doc_id, "pk": doc_id, "kind": "agent", "specialist": specialist.value}, None
-            seen: list[str] = list(doc.get("seen", []))
+
+        def update(doc: dict[str, Any] | None) -> dict[str, Any] | None:
+            body = doc or {"kind": "agent", "specialist": specialist.value}
+            seen: list[str] = list(body.get("seen", []))
             if attempt_key in seen:
-                return
-            body = {k: v for k, v in doc.items() if k != "_etag"}
+                return None
+            body = dict(body)
             body["seen"] = [*seen, attempt_key][-SEEN_KEYS:]
             body["calls"] = int(body.get("calls", 0)) + 1
             body["successes"] = int(body.get("successes", 0)) + (1 if ok else 0)
@@ -312,15 +308,9 @@ class TaskService:
             body["consecutive_failures"] = 0 if ok else int(body.get("consecutive_failures", 0)) + 1
             if not ok:
                 body["last_failure_at"] = now
-            try:
-                if etag is None:
-                    self.store.create(body)
-                else:
-                    self.store.replace(body, etag)
-                return
-            except (Conflict, PreconditionFailed):
-                continue
-        raise PreconditionFailed(f"{doc_id}: statistics update kept losing races")
+            return body
+
+        update_document(self.store, doc_id, update)
 
     def _agent_doc(self, specialist: Specialist) -> dict[str, Any]:
         doc_id = f"agent:{specialist.value}"

@@ -13,7 +13,7 @@ service is designed around conditional writes instead.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
@@ -60,3 +60,44 @@ class DocumentStore(Protocol):
     def query(self, query: Query) -> list[dict[str, Any]]:
         """Documents matching every equality filter (cold paths only: explorer, reconciliation)."""
         ...
+
+
+MAX_UPDATE_ATTEMPTS = 50
+
+
+def update_document(
+    store: DocumentStore,
+    doc_id: str,
+    change: Callable[[dict[str, Any] | None], dict[str, Any] | None],
+    *,
+    attempts: int = MAX_UPDATE_ATTEMPTS,
+) -> dict[str, Any] | None:
+    """Optimistic read-modify-write of one document in its own partition (``pk == id``).
+
+    ``change`` gets the current body (without ``_etag``) or None when the document does not exist, and
+    returns the new body, or None to leave the document as it is. The write is a create (409 when someone
+    created it meanwhile) or a replace with the read ETag (412 when someone changed it meanwhile); a lost
+    race reads again and re-applies ``change``, so ``change`` must be a pure function of its input.
+    Returns the written body (None when nothing was written).
+    """
+    from shared.errors import Conflict, NotFound, PreconditionFailed
+
+    for _ in range(attempts):
+        try:
+            doc = store.read(doc_id, doc_id)
+            etag: str | None = doc.pop("_etag")
+        except NotFound:
+            doc, etag = None, None
+        body = change(doc)
+        if body is None:
+            return None
+        body = {**body, "id": doc_id, "pk": doc_id}
+        try:
+            if etag is None:
+                store.create(body)
+            else:
+                store.replace(body, etag)
+            return body
+        except (Conflict, PreconditionFailed):
+            continue
+    raise PreconditionFailed(f"{doc_id}: kept losing races ({attempts} attempts)")
