@@ -10,7 +10,7 @@ import azure.durable_functions as df
 from shared import names
 from shared.commands import CommandName, authorize, parse_command
 from shared.services import get_services
-from shared.triage import TriageInput, TriagePlan, plan_triage, render_triage_comment
+from shared.triage import TriageInput, TriagePlan, plan_triage, render_command_reply, render_triage_comment
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +40,9 @@ def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
                     request.actor)
     record = reporter.post_comment(
         key=f"{request.event_id}:report", repo=request.repo, number=request.number,
-        installation_id=request.installation_id, body=render_triage_comment(plan, instance_id),
+        installation_id=request.installation_id,
+        body=render_command_reply(request.reply, instance_id) if request.reply else render_triage_comment(plan,
+                                                                                                       instance_id),
         chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1,
         counterpart=request.actor, counterpart_text=request.text,
     )

@@ -111,6 +111,9 @@ param trackingRepo string = ''
 @description('Public URL Graph posts change notifications to (GRAPH_NOTIFICATION_URL); empty until a subscription is created.')
 param graphNotificationUrl string = ''
 
+@description('Comma-separated Graph resources the subscription timer keeps subscribed (GRAPH_SUBSCRIPTION_RESOURCES), e.g. teams/{team-id}/channels/{channel-id}/messages.')
+param graphSubscriptionResources string = ''
+
 @description('Routing profile (REYNOLDS_ROUTING_PROFILE).')
 @allowed([
   'default'
@@ -333,6 +336,7 @@ module api './app/api.bicep' = {
     botLogin: botLogin
     trackingRepo: trackingRepo
     graphNotificationUrl: graphNotificationUrl
+    graphSubscriptionResources: graphSubscriptionResources
     routingProfile: routingProfile
     githubWebhookSecretUri: keyVault.outputs.githubWebhookSecretUri
     githubAppPrivateKeyUri: keyVault.outputs.githubAppPrivateKeyUri

@@ -11,6 +11,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from shared.breakers import BreakerConfig, BreakerService
 from shared.github_client import GitHubClients
@@ -21,6 +22,12 @@ from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
 from shared.telemetry import configure_telemetry
 from shared.triage import GitHubReporter
+
+if TYPE_CHECKING:
+    from msgraph import GraphServiceClient
+
+    from shared.publisher import Publisher
+    from shared.reply import ServiceBusReporter, TeamsReporter
 
 
 def _utc_now() -> datetime:
@@ -35,6 +42,10 @@ class Services:
     store: DocumentStore
     clock: Callable[[], datetime] = _utc_now
     github: GitHubClients | None = None
+    #: Builds a Graph client per call (the async client binds to the loop that uses it); None → settings.
+    graph_factory: Callable[[], GraphServiceClient] | None = None
+    #: Service Bus publisher; None → azure-servicebus with DefaultAzureCredential, built on first use.
+    publisher: Publisher | None = None
     _lineage: LineageService | None = field(default=None, repr=False)
 
     @property
@@ -58,6 +69,36 @@ class Services:
         return GitHubReporter(self.lineage, self.github.for_installation,
                               marker_key=self.settings.require("marker_signing_key"),
                               bot_login=self.settings.bot_login, breakers=self.breakers)
+
+    def graph_client(self) -> GraphServiceClient:
+        """A Graph client (msgraph-sdk, managed identity, SDK retries off: throttling raises ``GraphThrottled``)."""
+        if self.graph_factory is not None:
+            return self.graph_factory()
+        from shared.graph import make_graph_client
+
+        return make_graph_client(self.settings)
+
+    def servicebus_publisher(self) -> Publisher:
+        """The Service Bus publisher (production: azure-servicebus over the identity connection)."""
+        if self.publisher is None:
+            from shared.publisher import AzureServiceBusPublisher
+
+            self.publisher = AzureServiceBusPublisher(self.settings)
+        return self.publisher
+
+    def teams_reporter(self) -> TeamsReporter:
+        """The Teams writer (Graph, effect ledger, marker, breakers)."""
+        from shared.reply import TeamsReporter
+
+        return TeamsReporter(self.lineage, self.graph_client, marker_key=self.settings.require("marker_signing_key"),
+                             breakers=self.breakers)
+
+    def servicebus_reporter(self) -> ServiceBusReporter:
+        """The Service Bus writer (publisher, effect ledger, marker, breakers)."""
+        from shared.reply import ServiceBusReporter
+
+        return ServiceBusReporter(self.lineage, self.servicebus_publisher(),
+                                  marker_key=self.settings.require("marker_signing_key"), breakers=self.breakers)
 
     @property
     def breakers(self) -> BreakerService:

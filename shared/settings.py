@@ -75,6 +75,8 @@ class Settings(BaseModel):
     graph_client_state: SecretStr | None = Field(None, alias="GRAPH_CLIENT_STATE")
     graph_api_url: str = Field("https://graph.microsoft.com/v1.0", alias="GRAPH_API_URL")
     graph_notification_url: str | None = Field(None, alias="GRAPH_NOTIFICATION_URL")
+    #: Comma-separated Graph resources the subscription timer keeps subscribed (``teams/{id}/channels/{id}/messages``).
+    graph_subscription_resources: str | None = Field(None, alias="GRAPH_SUBSCRIPTION_RESOURCES")
 
     # --- Service Bus ------------------------------------------------------------------------------------
     servicebus_namespace: str | None = Field(None, alias="ServiceBusConnection__fullyQualifiedNamespace")

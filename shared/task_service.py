@@ -38,7 +38,7 @@ from shared.marker import sign_text
 from shared.pacer import GitHubPacer
 from shared.services import Services
 from shared.status_report import MAX_COMMENT_CHARS, ReportPhase, escape_content, render_status_comment
-from shared.store.base import Query, update_document
+from shared.store.base import Query, safe_id, update_document
 from shared.tasks import Plan, Specialist, Subtask, SubtaskState, TaskRequest, TaskSpec
 from shared.tool_executor import GitHubReadTools
 from shared.wisdom import get_reynolds_wisdom
@@ -392,6 +392,8 @@ class TaskService:
         body = self._status_body(payload)
         target = f"{repo}#{number}"
         result = ReportResult(tracking_issue=target)
+        if payload.sequence == 1:
+            self.track(target, payload.instance_id)
 
         intent = EffectRecord(key=f"{payload.instance_id}:status", platform="github", kind="comment", target=target,
                               chain_id=chain_id, event_id=event_id, depth=depth)
@@ -529,6 +531,20 @@ class TaskService:
             if login == self.settings.bot_login and needle in (comment.body or ""):
                 return int(comment.id)
         return None
+
+    def track(self, issue: str, instance_id: str) -> None:
+        """Index the orchestration reporting on ``owner/repo#N`` (``/reynolds`` commands there reach it)."""
+        doc_id = safe_id(f"ti:{issue}")
+        self.store.upsert({"id": doc_id, "pk": doc_id, "kind": "tracked-issue", "issue": issue,
+                           "instance_id": instance_id, "ttl": TASK_DOC_TTL_SECONDS})
+
+    def tracked_instance(self, issue: str) -> str | None:
+        """The orchestration last started on ``owner/repo#N``, or None."""
+        doc_id = safe_id(f"ti:{issue}")
+        try:
+            return str(self.store.read(doc_id, doc_id)["instance_id"])
+        except NotFound:
+            return None
 
     def _remember_task(self, payload: ReportPayload) -> None:
         doc_id = f"task:{payload.instance_id}"

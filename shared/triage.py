@@ -50,6 +50,8 @@ class TriageInput(BaseModel):
     actor: str | None = None
     association: str | None = None
     text: str = ""
+    #: The answer to a ``/reynolds`` command in the comment (posted instead of a triage).
+    reply: str | None = None
 
 
 def plan_triage(text: str) -> TriagePlan:
@@ -71,6 +73,11 @@ def plan_triage(text: str) -> TriagePlan:
     else:
         summary = f"Reynolds triaged this as **{kind}** (signals: {', '.join(signals)})."
     return TriagePlan(kind=kind, signals=signals, labels=labels, summary=summary)
+
+
+def render_command_reply(reply: str, instance_id: str) -> str:
+    """The comment answering a ``/reynolds`` command."""
+    return f"### Reynolds · command\n\n{reply}\n\n- Orchestration: `{instance_id}`\n"
 
 
 def render_triage_comment(plan: TriagePlan, instance_id: str) -> str:

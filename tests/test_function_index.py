@@ -104,6 +104,48 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trigger": {"type": "activityTrigger", "activity": names.REPORT_STATUS},
         "others": set(),
     },
+    # Teams, Graph and Service Bus (issue 6)
+    "teams_webhook": {
+        "trigger": {"type": "httpTrigger", "route": "teams/webhook", "methods": ["POST"], "authLevel": "ANONYMOUS"},
+        "others": {"durableClient", "http"},
+    },
+    "graph_notifications": {
+        "trigger": {"type": "httpTrigger", "route": "graph/notifications", "methods": ["POST"],
+                    "authLevel": "ANONYMOUS"},
+        "others": {"durableClient", "http"},
+    },
+    "graph_subscription_timer": {
+        "trigger": {"type": "timerTrigger", "schedule": "0 */10 * * * *"},
+        "others": {"durableClient"},
+    },
+    "servicebus_events": {
+        "trigger": {"type": "serviceBusTrigger", "queueName": "%SERVICEBUS_EVENTS_QUEUE%",
+                    "connection": "ServiceBusConnection"},
+        "others": {"durableClient"},
+    },
+    names.REPLY: {
+        "trigger": {"type": "orchestrationTrigger", "orchestration": names.REPLY},
+        "others": set(),
+    },
+    names.TEAMS_NOTIFICATION: {
+        "trigger": {"type": "orchestrationTrigger", "orchestration": names.TEAMS_NOTIFICATION},
+        "others": set(),
+    },
+    names.GRAPH_SUBSCRIPTIONS: {
+        "trigger": {"type": "orchestrationTrigger", "orchestration": names.GRAPH_SUBSCRIPTIONS},
+        "others": set(),
+    },
+    names.REPLY_PLAN: {"trigger": {"type": "activityTrigger", "activity": names.REPLY_PLAN}, "others": set()},
+    names.POST_TEAMS: {"trigger": {"type": "activityTrigger", "activity": names.POST_TEAMS}, "others": set()},
+    names.PUBLISH_SERVICEBUS: {
+        "trigger": {"type": "activityTrigger", "activity": names.PUBLISH_SERVICEBUS},
+        "others": set(),
+    },
+    names.TEAMS_INGEST: {"trigger": {"type": "activityTrigger", "activity": names.TEAMS_INGEST}, "others": set()},
+    names.GRAPH_MAINTAIN: {
+        "trigger": {"type": "activityTrigger", "activity": names.GRAPH_MAINTAIN},
+        "others": set(),
+    },
     # chain explorer (triggers/chains.py)
     "get_chain": {
         "trigger": {"type": "httpTrigger", "route": "chains/{chain_id}", "methods": ["GET"], "authLevel": "FUNCTION"},

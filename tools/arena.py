@@ -16,6 +16,20 @@ Scenario format (stable; scenario files written elsewhere use it)::
     ACTION = {"platform": "github", "kind": "comment" | "issue", "repo": "octo/app", "number": 7 | "same",
               "count": 1, "body": "text with {n} {text} {quote}" | ["first", "second", …]}
 
+Cross-platform (issue 6) adds::
+
+    ACTION = {"platform": "teams", "kind": "message", "channel": "<channel id>" | "same", "team": "arena-team",
+              "body": …}   # a channel message by the actor; Reynolds sees it through a Graph change notification
+    ACTION = {"platform": "servicebus", "kind": "message", "queue": "<name>", "count": 1, "body": …}
+             # a CloudEvent (data.text = the body, actorkind from the actor's type), no lineage properties
+    on = {"platform": "teams" | "servicebus", "kind": "message", "by": …, "channel": "<id>", "queue": "<name>"}
+
+Reynolds reads ``SERVICEBUS_EVENTS_QUEUE`` (``reynolds-events``): messages sent there are delivered to its
+trigger as real ``func.ServiceBusMessage`` objects; it answers on ``reynolds-out`` (or the message's
+``ReplyTo``), where scripted actors see its messages. Reynolds' Teams messages come back to it as change
+notifications like everyone's. ``{text}`` is the visible text of the triggering write, ``{quote}`` its raw
+text with markers (Teams HTML, a Service Bus message's ``data.text``).
+
 One JSON line per scenario on stdout; exit 1 when any scenario fails, 2 when a file cannot be read.
 """
 
@@ -25,6 +39,7 @@ import argparse
 import asyncio
 import contextlib
 import heapq
+import html
 import itertools
 import json
 import sys
@@ -35,9 +50,12 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from azure.servicebus import ServiceBusMessage
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from shared.lineage import instance_id_for
 from shared.marker import strip_markers
+from shared.teams import html_to_text
 from tests.fakes.github import FakeGitHubError, WriteEvent
 from tools.world import REYNOLDS_LOGIN, START, World, build_world
 
@@ -51,25 +69,54 @@ class ActorSpec(BaseModel):
     type: Literal["User", "Bot"] = "User"
 
 
+Platform = Literal["github", "teams", "servicebus"]
+_KINDS = {"github": ("comment", "issue"), "teams": ("message",), "servicebus": ("message",)}
+DEFAULT_TEAM = "arena-team"
+
+
+def _check_kind(platform: str, kind: str) -> None:
+    if kind not in _KINDS[platform]:
+        raise ValueError(f"kind {kind!r} is not one of {_KINDS[platform]} on {platform}")
+
+
 class Action(BaseModel):
     """What an actor does."""
 
     model_config = ConfigDict(extra="allow")
 
-    platform: Literal["github"] = "github"
-    kind: Literal["comment", "issue"]
+    platform: Platform = "github"
+    kind: Literal["comment", "issue", "message"]
     repo: str = "octo/app"
     number: int | Literal["same"] | None = None
     count: int = Field(1, ge=1, le=100)
     body: str | list[str] = ""
+    channel: str | None = None
+    team: str = DEFAULT_TEAM
+    queue: str | None = None
+
+    @model_validator(mode="after")
+    def _kind_fits_platform(self) -> Action:
+        _check_kind(self.platform, self.kind)
+        if self.platform == "teams" and not self.channel:
+            raise ValueError("a teams action needs a channel (an id or \"same\")")
+        if self.platform == "servicebus" and not self.queue:
+            raise ValueError("a servicebus action needs a queue")
+        return self
 
 
 class Trigger(BaseModel):
     """Which writes an actor answers."""
 
-    platform: Literal["github"] = "github"
-    kind: Literal["comment", "issue"]
+    platform: Platform = "github"
+    kind: Literal["comment", "issue", "message"]
     by: str = "any"
+    channel: str | None = None
+    queue: str | None = None
+
+    @model_validator(mode="after")
+    def _kind_fits_platform(self) -> Trigger:
+        _check_kind(self.platform, self.kind)
+        return self
 
 
 class StartAction(BaseModel):
@@ -104,6 +151,50 @@ class Scenario(BaseModel):
     actors: list[ScriptedActor] = Field(default_factory=list)
 
 
+@dataclass(frozen=True)
+class _Write:
+    """A write on any platform, as scripted actors see it."""
+
+    platform: str
+    kind: str | None
+    author: str | None
+    text: str  # visible text
+    quote: str  # raw text, markers included
+    number: int | None = None
+    team: str | None = None
+    channel: str | None = None
+    queue: str | None = None
+
+
+def _github_write(write: WriteEvent) -> _Write:
+    kind = "comment" if write.kind == "comment" else "issue" if write.kind == "issue" else None
+    text = str((write.resource or {}).get("body") or "")
+    if write.kind == "issue":
+        text = f"{write.issue.get('title', '')}\n\n{text}".strip()
+    return _Write("github", kind, write.actor.get("login"), strip_markers(text), text, number=write.number)
+
+
+def _teams_write(world: World, message: dict[str, Any]) -> _Write:
+    sender = message.get("from") or {}
+    identity = sender.get("user") or sender.get("application") or {}
+    author = REYNOLDS_LOGIN if world.graph.is_poster(message) else identity.get("displayName")
+    content = str((message.get("body") or {}).get("content") or "")
+    ident = message.get("channelIdentity") or {}
+    return _Write("teams", "message", author, strip_markers(html_to_text(content)), content,
+                  team=ident.get("teamId"), channel=ident.get("channelId") or message.get("chatId"))
+
+
+def _servicebus_write(queue: str, message: ServiceBusMessage, by_reynolds: bool) -> _Write:
+    try:
+        event = json.loads(b"".join(message.body))
+    except ValueError:
+        event = {}
+    data = event.get("data") if isinstance(event, dict) else None
+    raw = str((data or {}).get("text") or "") if isinstance(data, dict) else ""
+    author = REYNOLDS_LOGIN if by_reynolds else (event.get("actorlogin") if isinstance(event, dict) else None)
+    return _Write("servicebus", "message", author, strip_markers(raw), raw, queue=queue)
+
+
 @dataclass(order=True)
 class _Item:
     at: float
@@ -126,13 +217,15 @@ class _Run:
     blocked_human: int = 0
     now: float = 0.0
     pending_redeliver: int = 1
+    #: Everything Reynolds wrote on any platform (GitHub writes, Teams messages, Service Bus messages).
+    reynolds_out: list[str] = field(default_factory=list)
 
     def push(self, at: float, kind: str, data: Any) -> None:
         heapq.heappush(self.queue, _Item(at, next(self.seq), kind, data))
 
 
-def _render(template: str, n: int, trigger_text: str) -> str:
-    visible = strip_markers(trigger_text)
+def _render(template: str, n: int, trigger_text: str, visible: str | None = None) -> str:
+    visible = strip_markers(trigger_text) if visible is None else visible
     return template.replace("{n}", str(n)).replace("{text}", visible).replace("{quote}", trigger_text)
 
 
@@ -142,11 +235,14 @@ def _body_for(action: Action, n: int) -> str:
     return action.body
 
 
-def _matches(trigger: Trigger, write: WriteEvent, actor_login: str) -> bool:
-    kind = "comment" if write.kind == "comment" else "issue" if write.kind == "issue" else None
-    if kind != trigger.kind:
+def _matches(trigger: Trigger, write: _Write, actor_login: str) -> bool:
+    if write.platform != trigger.platform or write.kind != trigger.kind:
         return False
-    author = write.actor.get("login")
+    if trigger.channel is not None and write.channel != trigger.channel:
+        return False
+    if trigger.queue is not None and write.queue != trigger.queue:
+        return False
+    author = write.author
     if author == actor_login and trigger.by != actor_login:
         return False  # an actor never answers itself unless told to
     if trigger.by == "any":
@@ -158,14 +254,20 @@ def _matches(trigger: Trigger, write: WriteEvent, actor_login: str) -> bool:
     return author == trigger.by
 
 
-def _perform(run: _Run, login: str, action: Action, n: int, trigger: WriteEvent | None) -> None:
+def _perform(run: _Run, actor: ActorSpec, action: Action, n: int, trigger: _Write | None) -> None:
+    login = actor.login
     world = run.world
-    trigger_text = ""
-    if trigger is not None:
-        trigger_text = str((trigger.resource or {}).get("body") or "")
-        if trigger.kind == "issue":
-            trigger_text = f"{trigger.issue.get('title', '')}\n\n{trigger_text}".strip()
-    body = _render(_body_for(action, n), n, trigger_text)
+    trigger_text = trigger.quote if trigger is not None else ""
+    visible = trigger.text if trigger is not None else None
+    body = _render(_body_for(action, n), n, trigger_text, visible)
+    if action.platform == "teams":
+        _post_teams(run, actor, action, body or f"message {n}", trigger)
+        return
+    if action.platform == "servicebus":
+        for i in range(action.count):
+            text = _render(_body_for(action, n), i + 1 if action.count > 1 else n, trigger_text, visible)
+            _send_servicebus(run, actor, action.queue or "", text or f"message {n}")
+        return
     number = trigger.number if action.number == "same" and trigger is not None else action.number
     with contextlib.suppress(ValueError):
         world.github.add_repo(action.repo)
@@ -184,18 +286,76 @@ def _perform(run: _Run, login: str, action: Action, n: int, trigger: WriteEvent 
         print(f"  actor {login} could not act: {exc}", file=sys.stderr)
 
 
+def _post_teams(run: _Run, actor: ActorSpec, action: Action, body: str, trigger: _Write | None) -> None:
+    """A channel message by ``actor`` (a user, or a bot application) as Teams stores it."""
+    channel, team = action.channel, action.team
+    if channel == "same":
+        channel = trigger.channel if trigger is not None and trigger.platform == "teams" else None
+        team = trigger.team or team if trigger is not None and trigger.platform == "teams" else team
+    if not channel:
+        print(f"  actor {actor.login} could not act: no channel to post in", file=sys.stderr)
+        return
+    if actor.type == "Bot":
+        sender = {"application": {"id": f"app-{actor.login}", "displayName": actor.login,
+                                  "applicationIdentityType": "bot"}}
+    else:
+        sender = {"user": {"id": f"aad-{actor.login}", "displayName": actor.login, "userIdentityType": "aadUser"}}
+    run.world.graph.post_as(sender, f"<p>{html.escape(body, quote=False)}</p>", team=team, channel=channel)
+
+
+def _send_servicebus(run: _Run, actor: ActorSpec, queue: str, text: str) -> None:
+    """A producer's CloudEvent (text only: a producer that copies text copies no lineage property)."""
+    ident = str(uuid.UUID(int=next(run.seq) + 1))
+    event = {"specversion": "1.0", "id": ident, "source": f"/arena/{actor.login}", "type": "com.arena.message",
+             "time": run.world.clock().isoformat(), "datacontenttype": "application/json", "data": {"text": text},
+             "actorlogin": actor.login, "actorkind": "bot" if actor.type == "Bot" else "human"}
+    message = ServiceBusMessage(json.dumps(event), message_id=ident, content_type="application/cloudevents+json")
+    _on_servicebus(run, queue, message, by_reynolds=False)
+
+
+def _notice(run: _Run, write: _Write) -> None:
+    for index, scripted in enumerate(run.scenario.actors):
+        if _matches(scripted.on, write, scripted.actor.login):
+            run.push(run.now + scripted.delay_seconds, "act", (index, write))
+
+
 def _on_write(run: _Run, write: WriteEvent) -> None:
     """GitHub's side of a write: a webhook delivery, and the scripted actors that notice it."""
     event = run.world.github.webhook_for(write)
+    if write.actor.get("login") == REYNOLDS_LOGIN:
+        run.reynolds_out.append(str((write.resource or {}).get("body") or ""))
     if event is not None:
         name, payload = event
         times = run.pending_redeliver
         delivery = str(uuid.UUID(int=next(run.seq) + 1))
         for _ in range(times):
             run.push(run.now + WEBHOOK_LATENCY_SECONDS, "delivery", (name, payload, delivery))
-    for index, scripted in enumerate(run.scenario.actors):
-        if _matches(scripted.on, write, scripted.actor.login):
-            run.push(run.now + scripted.delay_seconds, "act", (index, write))
+    _notice(run, _github_write(write))
+
+
+def _on_teams_message(run: _Run, message: dict[str, Any]) -> None:
+    """Teams' side of a message: Graph's change notification to Reynolds, and the actors that notice it."""
+    world = run.world
+    world.graph.outbox.clear()  # the arena schedules notifications itself, with latency and redelivery
+    write = _teams_write(world, message)
+    if write.author == REYNOLDS_LOGIN:
+        run.reynolds_out.append(str((message.get("body") or {}).get("content") or ""))
+    payload = world.graph.notifications_for(message)
+    if payload["value"]:
+        for _ in range(run.pending_redeliver):
+            run.push(run.now + WEBHOOK_LATENCY_SECONDS, "graph", (payload, f"teams:{message['id']}"))
+    _notice(run, write)
+
+
+def _on_servicebus(run: _Run, queue: str, message: ServiceBusMessage, *, by_reynolds: bool) -> None:
+    """The broker's side of a message: Reynolds' queue is delivered to its trigger; actors watch every queue."""
+    write = _servicebus_write(queue, message, by_reynolds)
+    if by_reynolds:
+        run.reynolds_out.append(write.quote)
+    if queue == run.world.settings.servicebus_events_queue:
+        for _ in range(run.pending_redeliver):
+            run.push(run.now + WEBHOOK_LATENCY_SECONDS, "servicebus", message)
+    _notice(run, write)
 
 
 async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
@@ -206,6 +366,10 @@ async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
             with contextlib.suppress(ValueError):
                 world.github.add_user(spec.login, type=spec.type)
         world.github.on_write.append(lambda w: _on_write(run, w))
+        world.graph.on_message.append(lambda m: _on_teams_message(run, m))
+        world.publisher.on_send.append(lambda q, m: _on_servicebus(run, q, m, by_reynolds=True))
+        if any(_uses_teams(scenario)):
+            await world.ensure_subscriptions()
         for opening in scenario.start:
             run.push(opening.at, "start", opening)
         stopped = False
@@ -221,7 +385,7 @@ async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
             if item.kind == "start":
                 start: StartAction = item.data
                 run.pending_redeliver = start.redeliver
-                _perform(run, start.actor.login, start.action, 1, None)
+                _perform(run, start.actor, start.action, 1, None)
                 run.pending_redeliver = 1
             elif item.kind == "act":
                 index, write = item.data
@@ -229,10 +393,68 @@ async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
                 done = run.counters.get(index, 0)
                 if done < scripted.max_actions:
                     run.counters[index] = done + 1
-                    _perform(run, scripted.actor.login, scripted.do, done + 1, write)
+                    _perform(run, scripted.actor, scripted.do, done + 1, write)
+            elif item.kind == "graph":
+                await _deliver_graph(run, *item.data)
+            elif item.kind == "servicebus":
+                await _deliver_servicebus(run, item.data)
             else:
                 await _deliver(run, *item.data)
         return _result(run, stopped)
+
+
+def _uses_teams(scenario: Scenario) -> list[bool]:
+    actions = [s.action for s in scenario.start] + [a.do for a in scenario.actors]
+    return [a.platform == "teams" for a in actions] + [a.on.platform == "teams" for a in scenario.actors]
+
+
+def _count_effects(run: _Run, before: int) -> None:
+    written = run.reynolds_out[before:]
+    notes = sum(1 for body in written if "Reynolds · paused" in body)
+    run.notes += notes
+    run.reynolds_effects += len(written) - notes
+
+
+async def _deliver_graph(run: _Run, payload: dict[str, Any], event_id: str) -> None:
+    """POST a change notification; the verdict comes from the notification orchestration it started."""
+    world = run.world
+    before = len(run.reynolds_out)
+    status, body, _ = await world.post_graph(json.dumps(payload).encode())
+    answer = json.loads(body or b"{}")
+    run.events += 1
+    output: dict[str, Any] = {}
+    if answer.get("started"):
+        output = world.client.run_of(instance_id_for(event_id)).output or {}
+        verdict = str(output.get("verdict"))
+    else:
+        verdict = "duplicate" if status < 400 else "rejected"
+    run.verdicts[verdict] += 1
+    _count_effects(run, before)
+    if output.get("actor_kind") == "human":
+        suppressed = any(e.get("suppressed") for e in output.get("effects", []))
+        if verdict in ("loop", "rejected") or suppressed or status >= 400:
+            run.blocked_human += 1
+
+
+async def _deliver_servicebus(run: _Run, message: ServiceBusMessage) -> None:
+    """Deliver a message to the Service Bus trigger; the verdict is the stored decision of its event."""
+    world = run.world
+    before = len(run.reynolds_out)
+    event_id = f"servicebus:{message.message_id}"
+    seen = world.services.lineage.get_event(event_id) is not None
+    settlement = await world.deliver_servicebus(message)
+    run.events += 1
+    stored = world.services.lineage.get_event(event_id) or {}
+    verdict = "duplicate" if seen else str(stored.get("verdict") or "rejected")
+    run.verdicts[verdict] += 1
+    _count_effects(run, before)
+    if (stored.get("actor") or {}).get("kind") == "human" and not seen:
+        suppressed = False
+        if verdict == "accepted":
+            output = world.client.run_of(instance_id_for(event_id)).output or {}
+            suppressed = any(e.get("suppressed") for e in output.get("effects", []))
+        if verdict in ("loop", "rejected") or suppressed or settlement.outcome != "completed":
+            run.blocked_human += 1
 
 
 async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str) -> None:
@@ -240,15 +462,12 @@ async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str)
     body = json.dumps(payload, separators=(",", ":")).encode()
     headers = {"X-GitHub-Event": name, "X-GitHub-Delivery": delivery, "X-Hub-Signature-256": "auto",
                "Content-Type": "application/json"}
-    before = len(world.reynolds_writes)
+    before = len(run.reynolds_out)
     status, answer = await world.post_github(headers, body)
     run.events += 1
     verdict = str(answer.get("verdict"))
     run.verdicts[verdict] += 1
-    written = world.reynolds_writes[before:]
-    notes = sum(1 for w in written if "Reynolds · paused" in str((w.resource or {}).get("body") or ""))
-    run.notes += notes
-    run.reynolds_effects += len(written) - notes
+    _count_effects(run, before)
     sender = payload.get("sender") or {}
     if sender.get("type") == "User" and sender.get("login") != REYNOLDS_LOGIN:
         suppressed = False

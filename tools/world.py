@@ -1,10 +1,13 @@
-"""An in-process Reynolds world: the real app code against local stand-ins for Azure and GitHub.
+"""An in-process Reynolds world: the real app code against local stand-ins for Azure, GitHub and Teams.
 
 ``tools.simulate`` and ``tools.arena`` (and the end-to-end tests) build one of these: the registered Function
-App (``function_app.app``), its HTTP trigger called in-process with real ``func.HttpRequest`` objects, the
+App (``function_app.app``), its HTTP triggers called in-process with real ``func.HttpRequest`` objects, the
+Service Bus trigger with real ``func.ServiceBusMessage`` objects (built by the worker's own converter), the
 orchestrations run through the real azure-functions-durable replay (``tests.harness.durable``), githubkit
-against the stateful fake GitHub on loopback, and the lineage store in memory or on the local Cosmos DB
-server. One world = one store, one fake GitHub and one simulated clock.
+against the stateful fake GitHub and msgraph-sdk against the fake Graph (both on loopback; Graph's
+subscription handshake calls the registered notification function), a capturing Service Bus publisher that
+keeps the real ``azure.servicebus.ServiceBusMessage`` objects Reynolds sends, and the lineage store in memory
+or on the local Cosmos DB server. One world = one store, one fake GitHub, one fake Graph and one clock.
 """
 
 from __future__ import annotations
@@ -17,19 +20,32 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import azure.functions as func
+from azure.functions import meta
+from azure.functions.servicebus import ServiceBusMessageInConverter
+from azure.servicebus import ServiceBusMessage
+from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 
 from shared.github_events import signature_for
+from shared.graph import make_graph_client
+from shared.servicebus import PoisonMessage
 from shared.services import Services, set_services
 from shared.settings import Settings, override_settings
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
+from shared.teams import teams_signature
 from tests.fakes.github import FakeGitHub, WriteEvent
+from tests.fakes.graph_server import FakeGraph
 from tests.harness.app_index import functions, user_function
 from tests.harness.durable import FakeDurableClient, ReplayHarness
 
 # Embedded defaults of the simulation (named in the README). Never used outside the simulation.
 SIMULATE_WEBHOOK_SECRET = "reynolds-simulate-secret"
 SIMULATE_MARKER_KEY = "reynolds-simulate-marker-key"
+#: The Teams outgoing-webhook security token of the simulation (base64, as Teams shows it).
+SIMULATE_TEAMS_TOKEN = "cmV5bm9sZHMtc2ltdWxhdGUtdGVhbXMtdG9rZW4="  # noqa: S105 - a simulation default
+SIMULATE_GRAPH_CLIENT_STATE = "reynolds-simulate-client-state"
+NOTIFICATION_URL = "https://reynolds.example/api/graph/notifications"
+MAX_DELIVERY_COUNT = 10
 REYNOLDS_LOGIN = "reynolds[bot]"
 START = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -52,6 +68,55 @@ class SimClock:
         self.now = max(self.now, when)
 
 
+class CapturingPublisher:
+    """A Service Bus ``Publisher`` that keeps every real ``ServiceBusMessage`` it is given, per queue."""
+
+    def __init__(self) -> None:
+        self.sent: list[tuple[str, ServiceBusMessage]] = []
+        self.on_send: list[Any] = []
+
+    async def send(self, queue: str, messages: Any) -> int:
+        """Capture ``messages`` for ``queue`` (what the broker would have accepted)."""
+        for message in messages:
+            self.sent.append((queue, message))
+            for callback in list(self.on_send):
+                callback(queue, message)
+        return len(messages)
+
+
+@dataclass(frozen=True)
+class Settlement:
+    """What the broker did with one delivered message."""
+
+    outcome: str  # "completed" | "dead-lettered" | "abandoned"
+    deliveries: int
+    reason: str = ""
+
+
+def function_message(message: ServiceBusMessage, *, delivery_count: int = 1,
+                     enqueued_time: datetime | None = None) -> func.ServiceBusMessage:
+    """The trigger argument the Python worker builds for ``message``: its own converter over host metadata."""
+    properties = {(k.decode() if isinstance(k, bytes) else str(k)): (v.decode() if isinstance(v, bytes) else v)
+                  for k, v in (message.application_properties or {}).items()}
+    metadata: dict[str, meta.Datum] = {
+        "MessageId": meta.Datum(message.message_id, "string"),
+        "DeliveryCount": meta.Datum(delivery_count, "int"),
+        "EnqueuedTimeUtc": meta.Datum((enqueued_time or START).strftime("%Y-%m-%dT%H:%M:%S.%f0Z"), "string"),
+        "ApplicationProperties": meta.Datum(json.dumps(properties, default=str), "json"),
+        "UserProperties": meta.Datum(json.dumps(properties, default=str), "json"),
+    }
+    for name, value in (("ContentType", message.content_type), ("SessionId", message.session_id),
+                        ("ReplyTo", message.reply_to), ("CorrelationId", message.correlation_id),
+                        ("Label", message.subject)):
+        if value:
+            metadata[name] = meta.Datum(value, "string")
+    body = b"".join(message.body) if not isinstance(message.body, bytes | str) else message.body
+    raw = body.encode() if isinstance(body, str) else body
+    decoded = ServiceBusMessageInConverter.decode(meta.Datum(raw, "bytes"), trigger_metadata=metadata)
+    assert isinstance(decoded, func.ServiceBusMessage)
+    return decoded
+
+
 @dataclass
 class World:
     """The real app wired to local stand-ins; see the module docstring."""
@@ -62,6 +127,8 @@ class World:
     clock: SimClock
     client: FakeDurableClient
     services: Services
+    graph: FakeGraph
+    publisher: CapturingPublisher
     reynolds_writes: list[WriteEvent] = field(default_factory=list)
 
     # -- GitHub world --------------------------------------------------------------------------------
@@ -95,6 +162,64 @@ class World:
         response = await call_function("github_webhook", req=request, client=self.client)
         return response.status_code, json.loads(response.get_body() or b"{}")
 
+    # -- Teams, Graph and Service Bus ------------------------------------------------------------------
+    async def post_teams(self, headers: dict[str, str], body: bytes) -> tuple[int, dict[str, Any], dict[str, str]]:
+        """POST an outgoing-webhook call (``Authorization: auto`` signs it); status, JSON answer, headers."""
+        signed = dict(headers)
+        for name, value in headers.items():
+            if name.lower() == "authorization" and value == "auto":
+                signed[name] = teams_signature(self.settings.require("teams_webhook_token"), body)
+        request = func.HttpRequest(method="POST", url="http://localhost:7071/api/teams/webhook", headers=signed,
+                                   params={}, route_params={}, body=body)
+        response = await call_function("teams_webhook", req=request, client=self.client)
+        return response.status_code, json.loads(response.get_body() or b"{}"), dict(response.headers)
+
+    async def post_graph(self, body: bytes, params: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+        """POST to the Graph notification function in-process; status, raw answer, mimetype."""
+        request = func.HttpRequest(method="POST", url="http://localhost:7071/api/graph/notifications",
+                                   headers={"Content-Type": "application/json"}, params=params or {},
+                                   route_params={}, body=body)
+        response = await call_function("graph_notifications", req=request, client=self.client)
+        return response.status_code, response.get_body(), response.mimetype
+
+    def graph_validator(self, token: str) -> tuple[int, str, str]:
+        """Graph's subscription handshake, answered by the registered function (runs on the fake's thread)."""
+        import asyncio
+
+        status, body, mimetype = asyncio.run(self.post_graph(b"", {"validationToken": token}))
+        return status, body.decode(), mimetype
+
+    async def ensure_subscriptions(self) -> None:
+        """Fire the subscription timer once: Reynolds subscribes to ``GRAPH_SUBSCRIPTION_RESOURCES``."""
+        await call_function("graph_subscription_timer", timer=None, client=self.client)
+
+    async def deliver_notifications(self) -> list[tuple[int, dict[str, Any]]]:
+        """POST every change notification the fake Graph queued (Reynolds' own messages included)."""
+        answers = []
+        while self.graph.outbox:
+            payload = self.graph.outbox.pop(0)
+            status, body, _ = await self.post_graph(json.dumps(payload).encode())
+            answers.append((status, json.loads(body or b"{}")))
+        return answers
+
+    async def deliver_servicebus(self, message: ServiceBusMessage, *, delivery_count: int = 1) -> Settlement:
+        """Deliver ``message`` to the Service Bus trigger like the host: completed when it returns; when it
+        raises, redelivered until ``MaxDeliveryCount``, then dead-lettered (a poison message) — a transient
+        failure on the last attempt is reported as ``abandoned``."""
+        count = delivery_count
+        while True:
+            try:
+                await call_function("servicebus_events", msg=function_message(message, delivery_count=count,
+                                                                              enqueued_time=self.clock()),
+                                    client=self.client)
+                return Settlement("completed", count)
+            except PoisonMessage as exc:
+                if count >= MAX_DELIVERY_COUNT:
+                    return Settlement("dead-lettered", count, f"{exc.reason.value}: {exc.description}")
+                count += 1
+            except Exception as exc:  # transient: the host abandons, the broker redelivers later
+                return Settlement("abandoned", count, f"{type(exc).__name__}: {str(exc)[:200]}")
+
     async def runtime_status(self, instance_id: str | None) -> str | None:
         """The orchestration's runtime status name, or None."""
         if not instance_id:
@@ -120,6 +245,7 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
     clock = SimClock()
     with contextlib.ExitStack() as stack:
         github = stack.enter_context(FakeGitHub(clock=clock))
+        graph = stack.enter_context(FakeGraph(clock=clock))
         token = "ghs_reynolds_simulation"
         github.add_user(REYNOLDS_LOGIN, type="Bot", token=token)
         values = {
@@ -130,6 +256,11 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
             "REYNOLDS_MARKER_KEY": SIMULATE_MARKER_KEY,
             "REYNOLDS_ROUTING_PROFILE": profile,
             "LINEAGE_STORE": store,
+            "TEAMS_OUTGOING_WEBHOOK_TOKEN": SIMULATE_TEAMS_TOKEN,
+            "GRAPH_CLIENT_STATE": SIMULATE_GRAPH_CLIENT_STATE,
+            "GRAPH_API_URL": graph.base_url,
+            "GRAPH_NOTIFICATION_URL": NOTIFICATION_URL,
+            "GRAPH_SUBSCRIPTION_RESOURCES": "teams/getAllMessages,chats/getAllMessages",
             **(extra_settings or {}),
         }
         document_store: DocumentStore
@@ -147,14 +278,19 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
         else:
             settings = Settings.model_validate(values)
             document_store = MemoryStore(clock=clock)
-        services = Services(settings=settings, store=document_store, clock=clock)
+        publisher = CapturingPublisher()
+        graph_url = settings.graph_api_url
+        services = Services(settings=settings, store=document_store, clock=clock, publisher=publisher,
+                            graph_factory=lambda: make_graph_client(settings, base_url=graph_url,
+                                                                    auth_provider=AnonymousAuthenticationProvider()))
         override_settings(settings)
         set_services(services)
         stack.callback(set_services, None)
         stack.callback(override_settings, None)
         harness = ReplayHarness.from_app(functions(), start=clock.now)
         world = World(settings=settings, store=document_store, github=github, clock=clock,
-                      client=FakeDurableClient(harness), services=services)
+                      client=FakeDurableClient(harness), services=services, graph=graph, publisher=publisher)
+        graph.validator = world.graph_validator
         github.on_write.append(lambda w: world.reynolds_writes.append(w) if w.actor.get("login") == REYNOLDS_LOGIN
                                else None)
         yield world

@@ -7,6 +7,7 @@ configured secret answers 503, never "accept").
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
@@ -14,6 +15,7 @@ import azure.functions as func
 from shared.envelope import EventEnvelope
 from shared.github_events import header, read_delivery, to_envelope, typed_check
 from shared.services import get_services
+from triggers.github_commands import apply_command
 from triggers.ingress import admit, error_response, json_response
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,11 @@ async def github_webhook(req: func.HttpRequest, client: df.DurableOrchestrationC
         event: EventEnvelope = to_envelope(delivery, received_at=services.clock(),
                                            bot_login=services.settings.bot_login,
                                            bot_app_id=services.settings.bot_app_id)
-        admission = await admit(event, client, services)
+        async def command_reply() -> dict[str, Any]:
+            reply = await apply_command(event, client, services)
+            return {"reply": reply} if reply else {}
+
+        admission = await admit(event, client, services, prepare=command_reply)
     except Exception as exc:  # translated to 4xx/503; never a stack trace to the caller
         return error_response(exc, delivery_id)
     accepted = admission.decision.verdict.value == "accepted" and admission.instance_id is not None

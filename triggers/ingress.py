@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from shared.envelope import EventEnvelope
 from shared.errors import ConfigurationError, CorruptState, IncomingRequestError, StoreError
 from shared.lineage import Decision, instance_id_for
 from shared.loopguard import Verdict
+from shared.reply import reply_input
 from shared.routing import route
 from shared.services import Services
 from shared.telemetry import record_loop_stopped, record_verdict
@@ -49,8 +51,11 @@ class Admission:
         }
 
 
-def orchestration_input(orchestrator: str, event: EventEnvelope, decision: Decision) -> dict[str, Any]:
+def orchestration_input(orchestrator: str, event: EventEnvelope, decision: Decision, *,
+                        out_queue: str = "reynolds-out") -> dict[str, Any]:
     """The (small) input of the orchestration an event starts."""
+    if orchestrator == names.REPLY:
+        return reply_input(event, decision, out_queue=out_queue).model_dump(mode="json")
     if orchestrator == names.TRIAGE:
         if event.target is None or not event.target.repo or event.target.number is None:
             raise ValueError("triage needs an issue target")
@@ -62,8 +67,13 @@ def orchestration_input(orchestrator: str, event: EventEnvelope, decision: Decis
     raise ValueError(f"no input builder for {orchestrator}")  # pragma: no cover - the routing table is closed
 
 
-async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, services: Services) -> Admission:
-    """Decide ``event`` and start its orchestration when accepted (exactly once per event id)."""
+async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, services: Services, *,
+                prepare: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> Admission:
+    """Decide ``event`` and start its orchestration when accepted (exactly once per event id).
+
+    ``prepare`` runs only when an orchestration is about to start for this event (never for a duplicate of a
+    started one); what it returns is merged into the orchestration's input.
+    """
     orchestrator = route(event, services.settings.routing_profile)
     if orchestrator == names.TRIAGE and (event.target is None or event.target.number is None):
         orchestrator = None
@@ -86,7 +96,10 @@ async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, ser
     if status and status.runtime_status is not None:
         # Started before (this is a redelivery, or a retry after a lost answer): never a second run.
         return Admission(decision, instance_id)
-    await client.start_new(orchestrator, instance_id, orchestration_input(orchestrator, event, decision))
+    payload = orchestration_input(orchestrator, event, decision, out_queue=services.settings.servicebus_out_queue)
+    if prepare is not None:
+        payload.update(await prepare())
+    await client.start_new(orchestrator, instance_id, payload)
     logger.info("event %s chain %s: started %s as %s", event.id, decision.chain_id, orchestrator, instance_id)
     return Admission(decision, instance_id, started=True)
 

@@ -93,6 +93,9 @@ param trackingRepo string = ''
 @description('Public Graph notification URL.')
 param graphNotificationUrl string = ''
 
+@description('Comma-separated Graph resources kept subscribed.')
+param graphSubscriptionResources string = ''
+
 @description('Routing profile.')
 @allowed([
   'default'
@@ -174,6 +177,7 @@ var appSettings = {
   GRAPH_CLIENT_STATE: '@Microsoft.KeyVault(SecretUri=${graphClientStateUri})'
   GRAPH_API_URL: 'https://graph.microsoft.com/v1.0'
   GRAPH_NOTIFICATION_URL: graphNotificationUrl
+  GRAPH_SUBSCRIPTION_RESOURCES: graphSubscriptionResources
   // ---- Service Bus queues ------------------------------------------------------------------------------------
   SERVICEBUS_EVENTS_QUEUE: eventsQueueName
   SERVICEBUS_OUT_QUEUE: outQueueName

@@ -146,6 +146,8 @@ class FakeGraph:
         self.requests: list[RecordedRequest] = []
         self.unexpected: list[RecordedRequest] = []
         self.outbox: list[dict[str, Any]] = []
+        #: Called with every stored message (API posts and ``post_as``), after its notifications were built.
+        self.on_message: list[Callable[[dict[str, Any]], None]] = []
         self._failures: list[ScriptedFailure] = []
         self._lock = threading.RLock()
         self._next_message = 1_700_000_000_000
@@ -305,6 +307,24 @@ class FakeGraph:
         key: tuple[str, ...] = ("channel", team or "", channel or "") if team else ("chat", chat or "")
         return self._store_message(key, {"body": {"contentType": "html", "content": text_html}}, sender, None)
 
+    def post_as(
+        self,
+        sender: dict[str, Any],
+        text_html: str,
+        *,
+        team: str | None = None,
+        channel: str | None = None,
+        chat: str | None = None,
+    ) -> dict[str, Any]:
+        """Someone posts in Teams (not through the API) as ``sender`` (Graph's ``from``: ``{"user": {…}}`` or
+        ``{"application": {…}}``): stores the message and emits its notifications."""
+        key: tuple[str, ...] = ("channel", team or "", channel or "") if team else ("chat", chat or "")
+        return self._store_message(key, {"body": {"contentType": "html", "content": text_html}}, sender, None)
+
+    def is_poster(self, message: dict[str, Any]) -> bool:
+        """True when ``message`` was posted through the API (by the identity in ``poster``)."""
+        return (message.get("from") or {}).get("user") == self.poster.get("user") and "user" in self.poster
+
     # --- internals ---------------------------------------------------------------------------------------
 
     def _store_message(
@@ -343,7 +363,9 @@ class FakeGraph:
             notification = self.notifications_for(message)
             if notification["value"]:
                 self.outbox.append(notification)
-            return message
+        for callback in list(self.on_message):
+            callback(message)
+        return message
 
     def _error(self, status: int, code: str, message: str) -> GraphError:
         return GraphError(status, code, message)

@@ -1,0 +1,72 @@
+"""Activities behind the Graph notification endpoint: ingest one Teams message, keep subscriptions alive."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import azure.durable_functions as df
+
+from shared import names
+from shared.envelope import ActorKind
+from shared.errors import CorruptState
+from shared.graph import SubscriptionManager, fetch_message
+from shared.loopguard import Verdict
+from shared.reply import TeamsChange, reply_input
+from shared.routing import route
+from shared.services import get_services
+from shared.subscriptions import MaintenanceInput, configured_resources, maintain
+from shared.telemetry import record_loop_stopped, record_verdict
+
+logger = logging.getLogger(__name__)
+
+bp = df.Blueprint()
+
+
+@bp.activity_trigger(input_name="payload", activity=names.TEAMS_INGEST)
+async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
+    """Fetch the message, recognise Reynolds' own, decide; return the decision and the reply input if it runs.
+
+    Graph names the account Reynolds posts with as a human author, so authorship comes from the effect
+    ledger (``fr:teams:<message id>``, written when Reynolds posted it) before the loop guard judges the
+    actor. Re-running this activity is safe: a second decision is ``duplicate`` of the first and runs the
+    same way (the orchestration instance is unique per message).
+    """
+    change = TeamsChange.model_validate(payload)
+    services = get_services()
+    event = await fetch_message(services.graph_client(), change.resource, change_type=change.change_type,
+                                received_at=change.received_at)
+    own = await asyncio.to_thread(services.lineage.own_effect, event.platform.value, event.resource_id)
+    if own is not None:
+        event = event.model_copy(update={"actor": event.actor.model_copy(update={"kind": ActorKind.SELF})})
+    orchestrator = route(event, services.settings.routing_profile)
+    try:
+        decision = await asyncio.to_thread(services.lineage.decide, event, routed=orchestrator is not None)
+    except CorruptState as exc:
+        logger.error("event %s: %s; held as loop-suspect", event.id, exc)
+        decision = await asyncio.to_thread(services.lineage.hold, event, str(exc))
+    logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
+    record_verdict(decision.verdict.value, event.platform.value)
+    if decision.verdict is Verdict.LOOP:
+        record_loop_stopped(decision.reason.split(",")[0][:60])
+    runs = decision.verdict is Verdict.ACCEPTED or (
+        decision.verdict is Verdict.DUPLICATE and decision.original_verdict is Verdict.ACCEPTED)
+    request = None
+    if runs and orchestrator == names.REPLY:
+        request = reply_input(event, decision, out_queue=services.settings.servicebus_out_queue)
+    return {"event_id": event.id, "verdict": decision.verdict.value, "reason": decision.reason,
+            "chain_id": decision.chain_id, "actor_kind": event.actor.kind.value,
+            "input": request.model_dump(mode="json") if request else None}
+
+
+@bp.activity_trigger(input_name="payload", activity=names.GRAPH_MAINTAIN)
+async def graph_subscriptions_activity(payload: dict[str, Any]) -> dict[str, Any]:
+    """Act on lifecycle events, renew expiring subscriptions, ensure the configured ones (Graph errors raise)."""
+    services = get_services()
+    settings = services.settings
+    manager = SubscriptionManager(services.graph_client(), settings, clock=services.clock)
+    report = await maintain(manager, services.store, services.clock, MaintenanceInput.model_validate(payload),
+                            configured_resources(settings.graph_subscription_resources))
+    logger.info("graph subscriptions: %s", report.model_dump())
+    return report.model_dump(mode="json")

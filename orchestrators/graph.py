@@ -1,0 +1,56 @@
+"""Orchestrations behind the Graph notification endpoint: one per Teams message, and subscription upkeep.
+
+``run_teams_notification``: the ingest activity fetches the message a change notification names, recognises
+Reynolds' own messages through the effect ledger, and asks the loop guard; when the event runs, the reply
+follows in the same instance (its id is the one the outgoing webhook would use for the same message, so
+both doors share one run). ``run_graph_subscriptions``: lifecycle events and renewals in one activity.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Generator
+from typing import Any
+
+import azure.durable_functions as df
+
+from orchestrators.context import OrchestrationContext
+from orchestrators.reply import call_with_backoff, run_reply
+from shared import names
+from shared.reply import ReplyInput, TeamsChange
+from shared.subscriptions import MaintenanceInput
+
+bp = df.Blueprint()
+
+
+def run_teams_notification(context: OrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Ingest (fetch, self check, decide), then reply when the decision lets it run."""
+    change = TeamsChange.model_validate(context.get_input())
+    ingest = yield from call_with_backoff(context, names.TEAMS_INGEST, change.model_dump(mode="json"),
+                                          seed=f"{context.instance_id}:ingest")
+    decided = {"event_id": ingest["event_id"], "verdict": ingest["verdict"], "reason": ingest["reason"],
+               "chain_id": ingest.get("chain_id"), "actor_kind": ingest.get("actor_kind")}
+    if not ingest.get("input"):
+        return {**decided, "effects": []}
+    result = yield from run_reply(context, ReplyInput.model_validate(ingest["input"]))
+    return {**decided, **result}
+
+
+def run_graph_subscriptions(context: OrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Renew, reauthorize, recreate and record ``missed`` through one activity (retried with backoff)."""
+    request = MaintenanceInput.model_validate(context.get_input() or {})
+    report: dict[str, Any] = yield from call_with_backoff(context, names.GRAPH_MAINTAIN,
+                                                          request.model_dump(mode="json"),
+                                                          seed=f"{context.instance_id}:maintain")
+    return report
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.TEAMS_NOTIFICATION)
+def teams_notification_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Registered shim over ``run_teams_notification``."""
+    return (yield from run_teams_notification(context))
+
+
+@bp.orchestration_trigger(context_name="context", orchestration=names.GRAPH_SUBSCRIPTIONS)
+def graph_subscriptions_orchestrator(context: df.DurableOrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
+    """Registered shim over ``run_graph_subscriptions``."""
+    return (yield from run_graph_subscriptions(context))

@@ -1,0 +1,247 @@
+"""Answers on Teams and Service Bus: the reply orchestration's domain logic and its two idempotent writers.
+
+A Teams message or a Service Bus message that the loop guard accepts starts the ``reply`` orchestration:
+plan (the offline triage planner), then one answer on the platform and target where the event happened —
+a message in the same Teams channel (or chat) through Graph, or a CloudEvent on Reynolds' outbound queue
+(``SERVICEBUS_OUT_QUEUE``) unless the message named a reply queue (``ReplyTo``).
+
+Both writers follow ``shared.triage.GitHubReporter``: the effect ledger records the intent before the call
+and the resource id after it (a Graph message id, a Service Bus message id), the rate breakers are asked
+before a new write, and every text carries the signed lineage marker (Teams: an HTML comment; Service Bus:
+in the text and in the ``reynolds-marker`` application property). The resource id is what makes Reynolds'
+own message, coming back as a Graph change notification, join its chain as ``self``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import html
+import logging
+import re
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel
+
+from shared.breakers import BreakerService
+from shared.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
+from shared.graph import GraphError, post_channel_message, post_chat_message
+from shared.lineage import Decision, EffectRecord, LineageService
+from shared.marker import hidden_marker, sign_text
+from shared.publisher import Publisher
+from shared.servicebus import to_servicebus_message
+from shared.teams import html_to_text
+from shared.triage import TriagePlan, _repeat_fingerprint
+
+logger = logging.getLogger(__name__)
+
+REPLY_EVENT_TYPE = "com.reynolds.reply"
+REPLY_SOURCE = "/reynolds"
+PAUSED_TITLE = "Reynolds · paused"
+_RETRY_AFTER = re.compile(r"retry after (?P<seconds>\d+(?:\.\d+)?)s", re.IGNORECASE)
+
+
+class ReplyInput(BaseModel):
+    """Input of the reply orchestration (small: where to answer, the lineage, a truncated text)."""
+
+    event_id: str
+    event_type: str
+    chain_id: str
+    depth: int
+    platform: Literal["teams", "servicebus"]
+    #: The breaker and ledger target: ``teams:<team>/<channel>``, a chat id, or the reply queue.
+    target: str
+    team_id: str | None = None
+    channel_id: str | None = None
+    chat_id: str | None = None
+    queue: str | None = None
+    actor: str | None = None
+    actor_kind: str = ActorKind.HUMAN.value
+    text: str = ""
+
+
+class TeamsChange(BaseModel):
+    """Input of the Teams notification orchestration: one verified change notification, not yet fetched."""
+
+    event_id: str
+    resource: str
+    change_type: str = "created"
+    subscription_id: str | None = None
+    tenant_id: str | None = None
+    received_at: datetime
+
+
+def reply_input(event: EventEnvelope, decision: Decision, *, out_queue: str) -> ReplyInput:
+    """The reply orchestration's input for an accepted Teams or Service Bus event."""
+    data = event.data
+    common: dict[str, Any] = {
+        "event_id": event.id, "event_type": event.type, "chain_id": decision.chain_id or "",
+        "depth": decision.depth, "actor": event.actor.login or event.actor.id,
+        "actor_kind": event.actor.kind.value, "text": event.text[:2000],
+    }
+    if event.platform is Platform.TEAMS:
+        team, channel = data.get("team_id"), data.get("channel_id")
+        if team and channel:
+            return ReplyInput(platform="teams", target=f"teams:{team}/{channel}", team_id=team, channel_id=channel,
+                              **common)
+        chat = data.get("chat_id") or data.get("conversation_id")
+        if not chat:
+            raise ValueError(f"teams event {event.id} names neither a channel nor a chat")
+        return ReplyInput(platform="teams", target=str(chat), chat_id=str(chat), **common)
+    if event.platform is Platform.SERVICEBUS:
+        queue = str(data.get("reply_to") or out_queue)
+        return ReplyInput(platform="servicebus", target=queue, queue=queue, **common)
+    raise ValueError(f"no reply on platform {event.platform.value}")
+
+
+def servicebus_event(event: EventEnvelope, message_id: str | None, reply_to: str | None = None) -> EventEnvelope:
+    """Key a received Service Bus event by its broker ``MessageId`` (the guard's event id = the message id).
+
+    Producers retry with the same message id (that is what broker duplicate detection works on), so the
+    loop guard dedupes on it too; the message id is also the resource id the effect ledger indexes Reynolds'
+    own messages under. ``reply_to`` (the broker's ``ReplyTo``) names the queue an answer goes to.
+    """
+    data = dict(event.data)
+    data["cloudevent_id"] = event.id
+    if reply_to:
+        data["reply_to"] = reply_to
+    ident = message_id or event.id
+    return event.model_copy(update={"id": f"servicebus:{ident}"[:200], "resource_id": ident, "data": data})
+
+
+def outbound_message_id(event_id: str, step: str) -> str:
+    """A deterministic Service Bus message id for (event, step): a re-sent message is a broker duplicate."""
+    return "reynolds-" + hashlib.sha256(f"{event_id}|{step}".encode()).hexdigest()[:40]
+
+
+def retry_after_from_error(text: str | None) -> float | None:
+    """The ``Retry-After`` seconds a failed activity's ``GraphThrottled`` message carries, else None."""
+    match = _RETRY_AFTER.search(text or "")
+    return float(match["seconds"]) if match else None
+
+
+def render_reply_html(plan: TriagePlan, instance_id: str) -> str:
+    """The Teams answer (HTML; the marker is embedded when posted)."""
+    labels = ", ".join(html.escape(label) for label in plan.labels)
+    summary = html.escape(plan.summary.replace("**", ""))
+    return (f"<p><b>Reynolds</b> · {html.escape(plan.kind)}</p><p>{summary}</p>"
+            f"<p>Suggested labels: {labels}<br/>Orchestration: <code>{html.escape(instance_id)}</code></p>")
+
+
+def render_reply_text(plan: TriagePlan, instance_id: str) -> str:
+    """The Service Bus answer's text (``data.text`` of the CloudEvent; the marker is appended when sent)."""
+    return f"Reynolds · {plan.kind}: {plan.summary.replace('**', '')} (orchestration {instance_id})"
+
+
+GraphFactory = Callable[[], Any]
+
+
+class TeamsReporter:
+    """Posts Reynolds' Teams messages through msgraph-sdk, each once per key, each in the effect ledger."""
+
+    def __init__(self, lineage: LineageService, graph: GraphFactory, *, marker_key: str,
+                 breakers: BreakerService | None = None) -> None:
+        self.lineage = lineage
+        self.graph = graph
+        self.marker_key = marker_key
+        self.breakers = breakers
+
+    async def post(self, *, key: str, request: ReplyInput, html_body: str) -> EffectRecord:
+        """Post ``html_body`` where ``request`` says, once per ``key``; ``GraphThrottled`` propagates.
+
+        A retry after success posts nothing. Graph has no idempotency key for channel messages, so an
+        attempt that crashed between Graph's answer and the ledger's "done" may post twice; the copy carries
+        the same marker and joins the chain as ``self``.
+        """
+        intent = EffectRecord(key=key, platform=Platform.TEAMS.value, kind="message", target=request.target,
+                              chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1)
+        record, fresh = self.lineage.begin_effect(intent)
+        if record.state in ("done", "suppressed"):
+            logger.info("effect %s already %s (%s); not posting again", key, record.state, record.resource_id)
+            return record
+        client = self.graph()
+        if self.breakers is not None and fresh:
+            permit = self.breakers.permit(platform=Platform.TEAMS.value, target=record.target,
+                                          counterpart=request.actor, text_fp=_repeat_fingerprint(request.text),
+                                          now=self.lineage.clock())
+            if not permit.allowed:
+                logger.warning("effect %s chain %s suppressed: breaker %s is open (%s)", key, request.chain_id,
+                               permit.key, permit.reason)
+                if permit.opened:
+                    await self._note(client, key, record, request, permit.reason)
+                return self.lineage.suppress_effect(record, permit.reason)
+        message_id = await self._send(client, request, html_body, record)
+        logger.info("posted teams message %s on %s for event %s (chain %s)", message_id, record.target,
+                    request.event_id, request.chain_id)
+        return self.lineage.complete_effect(record, message_id, html_to_text(html_body))
+
+    async def _send(self, client: Any, request: ReplyInput, html_body: str, record: EffectRecord) -> str:
+        marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
+        if request.team_id and request.channel_id:
+            return await post_channel_message(client, request.team_id, request.channel_id, html_body, marker)
+        if request.chat_id:
+            return await post_chat_message(client, request.chat_id, html_body, marker)
+        raise GraphError(None, "noTarget", f"event {request.event_id} names no channel or chat")
+
+    async def _note(self, client: Any, key: str, record: EffectRecord, request: ReplyInput, reason: str) -> None:
+        """The one visible note a breaker leaves when it opens (itself a recorded, idempotent effect)."""
+        intent = EffectRecord(key=f"{key}:note", platform=record.platform, kind="note", target=record.target,
+                              chain_id=record.chain_id, event_id=record.event_id, depth=record.depth)
+        note, fresh = self.lineage.begin_effect(intent)
+        if not fresh:
+            return
+        body = (f"<p><b>{PAUSED_TITLE}</b></p><p>Reynolds stopped answering here: {html.escape(reason)}. "
+                "This looks like a loop between automations.</p>")
+        message_id = await self._send(client, request, body, note)
+        self.lineage.complete_effect(note, message_id, html_to_text(body))
+
+
+class ServiceBusReporter:
+    """Publishes Reynolds' answers to Service Bus, each once per key, each in the effect ledger."""
+
+    def __init__(self, lineage: LineageService, publisher: Publisher, *, marker_key: str,
+                 breakers: BreakerService | None = None) -> None:
+        self.lineage = lineage
+        self.publisher = publisher
+        self.marker_key = marker_key
+        self.breakers = breakers
+
+    async def publish(self, *, key: str, request: ReplyInput, text: str, data: dict[str, Any]) -> EffectRecord:
+        """Publish a CloudEvent answering ``request`` on ``request.queue``, once per ``key``.
+
+        ``message_id`` derives from ``key``, so a re-executed activity that crashed after sending sends a
+        broker duplicate (dropped by duplicate detection), never a second answer. ``session_id`` is the chain.
+        The per-target breaker counts writes per queue; producers on a queue are software and fan-outs are
+        normal there, so no per-counterpart breaker applies (the chain rules stop copying consumers).
+        """
+        queue = request.queue or request.target
+        intent = EffectRecord(key=key, platform=Platform.SERVICEBUS.value, kind="message", target=queue,
+                              chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1)
+        record, fresh = self.lineage.begin_effect(intent)
+        if record.state in ("done", "suppressed"):
+            logger.info("effect %s already %s (%s); not publishing again", key, record.state, record.resource_id)
+            return record
+        if self.breakers is not None and fresh:
+            permit = self.breakers.permit(platform=Platform.SERVICEBUS.value, target=queue, counterpart=None,
+                                          text_fp=None, now=self.lineage.clock())
+            if not permit.allowed:
+                logger.warning("effect %s chain %s suppressed: breaker %s is open (%s)", key, request.chain_id,
+                               permit.key, permit.reason)
+                return self.lineage.suppress_effect(record, permit.reason)
+        message_id = outbound_message_id(request.event_id, key)
+        marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
+        envelope = EventEnvelope(
+            id=message_id, source=REPLY_SOURCE, type=REPLY_EVENT_TYPE, subject=request.event_id,
+            time=self.lineage.clock(), data={**data, "in_reply_to": request.event_id},
+            platform=Platform.SERVICEBUS, event="reynolds_reply", action="created",
+            actor=Actor(login="reynolds", kind=ActorKind.SELF, account_type="application"),
+            target=Target(platform=Platform.SERVICEBUS, key=queue), resource_id=message_id,
+            text=truncate(sign_text(self.marker_key, text, record.chain_id, record.event_id, record.depth)),
+            lineage=Lineage(chain_id=record.chain_id, parent_id=record.event_id, depth=record.depth),
+        )
+        message = to_servicebus_message(envelope, marker, ordered=True)
+        await self.publisher.send(queue, [message])
+        logger.info("published servicebus message %s to %s for event %s (chain %s)", message_id, queue,
+                    request.event_id, request.chain_id)
+        return self.lineage.complete_effect(record, message_id, text)
