@@ -34,8 +34,7 @@ def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
     reporter = services.reporter()
     command = parse_command(request.text)
     if command is not None and command.name == CommandName.RESUME and authorize(command, request.association).allowed:
-        services.breakers.reset(platform="github", target=f"{request.repo}#{request.number}",
-                                counterpart=request.actor)
+        services.breakers.reset(platform="github", target=f"{request.repo}#{request.number}")
         logger.info("event %s: breakers on %s#%s closed by %s", request.event_id, request.repo, request.number,
                     request.actor)
     record = reporter.post_comment(

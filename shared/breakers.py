@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import NotFound
-from shared.store.base import DocumentStore, safe_id, update_document
+from shared.store.base import DocumentStore, Query, safe_id, update_document
 
 
 class BreakerConfig(BaseModel):
@@ -44,6 +44,7 @@ class BreakerState:
     """One breaker's state (a bounded document)."""
 
     key: str
+    target: str = ""
     state: str = "closed"  # closed | open | half_open
     writes: list[float] = field(default_factory=list)
     texts: dict[str, list[float]] = field(default_factory=dict)
@@ -114,20 +115,25 @@ class BreakerService:
                now: datetime) -> Permit:
         """Check (and count) one write to ``target`` answering ``counterpart``: the first closed-to-open wins."""
         ts = now.timestamp()
-        checks: list[tuple[str, int, str | None]] = [(f"br:{platform}:{target}", self.config.target_max_writes, None)]
+        scope = f"{platform}:{target}"
+        checks: list[tuple[str, int, str | None]] = [(f"br:{scope}", self.config.target_max_writes, None)]
         if counterpart:
-            checks.append((f"br:{platform}:{target}:{counterpart}", self.config.counterpart_max_writes, text_fp))
+            checks.append((f"br:{scope}:{counterpart}", self.config.counterpart_max_writes, text_fp))
         for key, limit, fp in checks:
-            permit = self._apply(key, functools.partial(_step_at, now=ts, limit=limit, config=self.config, text_fp=fp))
+            step_now = functools.partial(_step_at, now=ts, limit=limit, config=self.config, text_fp=fp)
+            permit = self._apply(key, scope, step_now)
             if not permit.allowed:
                 return permit
         return Permit(True)
 
-    def reset(self, *, platform: str, target: str, counterpart: str | None = None) -> None:
-        """Close the target's breaker (and a counterpart's): a collaborator said ``/reynolds resume``."""
-        keys = [f"br:{platform}:{target}"] + ([f"br:{platform}:{target}:{counterpart}"] if counterpart else [])
+    def reset(self, *, platform: str, target: str) -> list[str]:
+        """Close every breaker of a target, its own and its counterparts': ``/reynolds resume`` (cold path)."""
+        scope = f"{platform}:{target}"
+        found = self.store.query(Query(equals={"kind": "breaker", "target": scope}))
+        keys = sorted({str(doc["key"]) for doc in found} | {f"br:{scope}"})
         for key in keys:
-            self._apply(key, _close)
+            self._apply(key, scope, _close)
+        return keys
 
     def state(self, key: str) -> BreakerState | None:
         """A breaker's current state, or None."""
@@ -136,11 +142,11 @@ class BreakerService:
         except NotFound:
             return None
 
-    def _apply(self, key: str, change: Callable[[BreakerState], Permit]) -> Permit:
+    def _apply(self, key: str, scope: str, change: Callable[[BreakerState], Permit]) -> Permit:
         outcome: list[Permit] = []
 
         def update(doc: dict[str, Any] | None) -> dict[str, Any]:
-            state = _from_doc(doc) if doc is not None else BreakerState(key=key)
+            state = _from_doc(doc) if doc is not None else BreakerState(key=key, target=scope)
             outcome[:] = [change(state)]
             return {"kind": "breaker", **state.__dict__, "ttl": 30 * 86400}
 

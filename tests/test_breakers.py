@@ -78,5 +78,6 @@ def test_service_counts_exactly_under_concurrency_and_resets() -> None:
     state = service.state("br:github:o/r#1")
     assert state is not None
     assert state.state == "open"
-    service.reset(platform="github", target="o/r#1")
+    assert service.reset(platform="github", target="o/r#1") == ["br:github:o/r#1", "br:github:o/r#1:u0",
+                                                                  "br:github:o/r#1:u1", "br:github:o/r#1:u2"]
     assert service.permit(platform="github", target="o/r#1", counterpart=None, text_fp=None, now=now).allowed

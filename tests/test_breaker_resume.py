@@ -1,0 +1,67 @@
+"""An open breaker leaves one note, stops Reynolds on the thread, and a collaborator's resume reopens it."""
+
+from __future__ import annotations
+
+import json
+
+from tests.fakes.github import WriteEvent
+from tools.world import World, build_world
+
+REPO = "octo/app"
+
+
+async def _act(world: World, login: str, body: str, number: int = 7) -> dict[str, object]:
+    captured: list[WriteEvent] = []
+    world.github.on_write.append(captured.append)
+    try:
+        world.github.create_comment(REPO, number, body, login)
+    finally:
+        world.github.on_write.remove(captured.append)
+    event = world.github.webhook_for(captured[0])
+    assert event is not None
+    headers = {"X-GitHub-Event": event[0], "X-GitHub-Delivery": f"d-{captured[0].resource_id}",
+               "X-Hub-Signature-256": "auto", "Content-Type": "application/json"}
+    world.clock.advance(5)
+    _status, answer = await world.post_github(headers, json.dumps(event[1]).encode())
+    return answer
+
+
+def _bodies(world: World) -> list[str]:
+    return [str(w.resource.get("body") or "") for w in world.reynolds_writes]
+
+
+async def test_note_once_then_resume_by_a_collaborator() -> None:
+    with build_world(profile="reply-all") as world:
+        world.ensure_issue(REPO, 7, "Crash on start", "alice")
+        for login in ("relay-user", "maria"):
+            world.github.add_user(login)
+        world.github.set_association(REPO, "maria", "COLLABORATOR")
+
+        await _act(world, "relay-user", "Echo: the same words again")
+        assert len(world.reynolds_writes) == 1  # answered
+        await _act(world, "relay-user", "Echo: the same words again")
+        bodies = _bodies(world)
+        assert len(bodies) == 2
+        assert "Reynolds · paused" in bodies[1]  # the repeat opened the counterpart breaker: one note
+        await _act(world, "relay-user", "Echo: the same words again")
+        assert len(world.reynolds_writes) == 2  # open: no answer, no second note
+
+        await _act(world, "maria", "/reynolds resume")
+        assert "Resumed by maria" in _bodies(world)[-1]
+        assert world.services.breakers.state("br:github:octo/app#7:relay-user").state == "closed"  # type: ignore[union-attr]
+
+        await _act(world, "relay-user", "Echo: something new after the resume")
+        assert "Reynolds · triage" in _bodies(world)[-1]
+
+
+async def test_resume_by_someone_without_write_access_changes_nothing() -> None:
+    with build_world(profile="reply-all") as world:
+        world.ensure_issue(REPO, 7, "Crash on start", "alice")
+        world.github.add_user("relay-user")
+        world.github.add_user("stranger")
+        await _act(world, "relay-user", "Echo: loop text")
+        await _act(world, "relay-user", "Echo: loop text")
+        await _act(world, "stranger", "/reynolds resume")
+        state = world.services.breakers.state("br:github:octo/app#7:relay-user")
+        assert state is not None
+        assert state.state == "open"
