@@ -23,7 +23,7 @@ import hashlib
 import logging
 import re
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
@@ -55,6 +55,8 @@ class Decision:
     depth: int = 0
     #: For ``duplicate``: the verdict the first delivery got.
     original_verdict: Verdict | None = None
+    #: The rule that decided (see ``shared.loopguard.Judgement.rule``).
+    rule: str = ""
 
     @property
     def reason(self) -> str:
@@ -137,12 +139,13 @@ class LineageService:
         else:  # pragma: no cover - 50 lost races in a row means the store is unhealthy
             raise CorruptState(f"chain {evidence.chain_id}: head update kept losing races")
         return Decision(judgement.verdict, judgement.reasons, event.id, evidence.chain_id, evidence.parent_id,
-                        evidence.depth)
+                        evidence.depth, rule=judgement.rule)
 
     def hold(self, event: EventEnvelope, problem: str) -> Decision:
         """Record an event as loop-suspect when its chain state cannot be trusted (fail safe, not silent)."""
         reasons = (f"loop-suspect: {problem}; held, not run",)
-        return self._record_unchained(event, Verdict.LOOP, reasons)
+        decision = self._record_unchained(event, Verdict.LOOP, reasons)
+        return replace(decision, rule="loop-suspect") if decision.verdict is Verdict.LOOP else decision
 
     def _record_unchained(self, event: EventEnvelope, verdict: Verdict, reasons: tuple[str, ...]) -> Decision:
         doc = {"id": _doc_id("ev", event.id), "pk": _doc_id("ev", event.id), "kind": "event", "event_id": event.id,

@@ -94,6 +94,8 @@ class Judgement:
     verdict: Verdict
     reasons: tuple[str, ...]
     fingerprint: str
+    #: The rule that decided (``self``, ``human``, ``depth``, ``cycle``, ``amplification``, ``budget``, ``pass``).
+    rule: str = "pass"
 
 
 _QUOTE_LINE = re.compile(r"^\s*>.*$", re.MULTILINE)
@@ -131,22 +133,22 @@ def judge(event: EventEnvelope, evidence: Evidence, head: ChainHead | None, conf
     fp = fingerprint(event)
     notes = evidence.notes
     if event.actor.kind is ActorKind.SELF:
-        return Judgement(Verdict.SELF, ("authored by Reynolds' own identity", *notes), fp)
+        return Judgement(Verdict.SELF, ("authored by Reynolds' own identity", *notes), fp, "self")
     if not event.actor.automated:
-        return Judgement(Verdict.ACCEPTED, ("human action", *notes), fp)
+        return Judgement(Verdict.ACCEPTED, ("human action", *notes), fp, "human")
     if evidence.depth > config.max_automated_depth:
         reason = f"loop: automated depth {evidence.depth} exceeds the cap of {config.max_automated_depth}"
-        return Judgement(Verdict.LOOP, (reason, *notes), fp)
+        return Judgement(Verdict.LOOP, (reason, *notes), fp, "depth")
     if head is not None:
         if fp in head.fingerprints:
             reason = "loop: cycle, the same automated action was seen before in this chain"
-            return Judgement(Verdict.LOOP, (reason, *notes), fp)
+            return Judgement(Verdict.LOOP, (reason, *notes), fp, "cycle")
         if evidence.parent_id and head.children.get(evidence.parent_id, 0) >= config.max_children:
             reason = f"loop: amplification, event {evidence.parent_id} already caused {config.max_children} events"
-            return Judgement(Verdict.LOOP, (reason, *notes), fp)
+            return Judgement(Verdict.LOOP, (reason, *notes), fp, "amplification")
         if head.automated_accepted >= config.chain_budget:
             reason = f"loop: chain budget of {config.chain_budget} automated runs is spent"
-            return Judgement(Verdict.LOOP, (reason, *notes), fp)
+            return Judgement(Verdict.LOOP, (reason, *notes), fp, "budget")
     return Judgement(Verdict.ACCEPTED, (f"automated action at depth {evidence.depth} via {evidence.via}", *notes), fp)
 
 
