@@ -49,7 +49,7 @@ async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
     logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
     record_verdict(decision.verdict.value, event.platform.value)
     if decision.verdict is Verdict.LOOP:
-        record_loop_stopped(decision.reason.split(",")[0][:60])
+        record_loop_stopped(decision.rule or "loop")
     runs = decision.verdict is Verdict.ACCEPTED or (
         decision.verdict is Verdict.DUPLICATE and decision.original_verdict is Verdict.ACCEPTED)
     request = None

@@ -26,7 +26,7 @@ from pydantic import BaseModel
 
 from shared.breakers import BreakerService
 from shared.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
-from shared.graph import GraphError, post_channel_message, post_chat_message
+from shared.graph import GraphError, GraphThrottled, post_channel_message, post_chat_message
 from shared.lineage import Decision, EffectRecord, LineageService
 from shared.marker import hidden_marker, sign_text
 from shared.publisher import Publisher
@@ -178,10 +178,15 @@ class TeamsReporter:
 
     async def _send(self, client: Any, request: ReplyInput, html_body: str, record: EffectRecord) -> str:
         marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
-        if request.team_id and request.channel_id:
-            return await post_channel_message(client, request.team_id, request.channel_id, html_body, marker)
-        if request.chat_id:
-            return await post_chat_message(client, request.chat_id, html_body, marker)
+        try:
+            if request.team_id and request.channel_id:
+                return await post_channel_message(client, request.team_id, request.channel_id, html_body, marker)
+            if request.chat_id:
+                return await post_chat_message(client, request.chat_id, html_body, marker)
+        except GraphThrottled as exc:
+            # Only the message crosses to the orchestrator: it must carry the wait (``retry_after_from_error``).
+            raise GraphThrottled(exc.retry_after, exc.status_code or 429, exc.code,
+                                 f"throttled, retry after {exc.retry_after:g}s") from exc
         raise GraphError(None, "noTarget", f"event {request.event_id} names no channel or chat")
 
     async def _note(self, client: Any, key: str, record: EffectRecord, request: ReplyInput, reason: str) -> None:

@@ -8,9 +8,21 @@ Each FILE holds one JSON object, or JSON Lines of objects, each a recorded deliv
      "body": "<raw body exactly as sent>"}      # or a JSON object, serialised compactly
 
 ``auto`` signs with the configured secret (``GITHUB_WEBHOOK_SECRET``, else the simulation's default
-``reynolds-simulate-secret``). All deliveries of one run share one store, one fake GitHub and one clock.
-One JSON line per delivery on stdout; human-readable progress on stderr. Exit 0 when every delivery was
-processed (a rejection is a result), 2 when the tool itself cannot run (unreadable file, bad JSON).
+``reynolds-simulate-secret``). Teams outgoing-webhook calls and Service Bus messages go in the same files::
+
+    {"source": "teams", "headers": {"Authorization": "HMAC <base64>" | "auto", "Content-Type": "application/json"},
+     "body": "<raw activity JSON>"}
+    {"source": "servicebus", "message": {"message_id": "…", "content_type": "application/json", "session_id": null,
+     "application_properties": {…}, "delivery_count": 1, "reply_to": null}, "body": "<raw CloudEvent JSON>"}
+
+Teams ``auto`` signs with ``TEAMS_OUTGOING_WEBHOOK_TOKEN``, else the simulation's default token
+``cmV5bm9sZHMtc2ltdWxhdGUtdGVhbXMtdG9rZW4=``; the line is the GitHub one with ``delivery`` = the activity id.
+A Service Bus message is a real ``ServiceBusMessage`` handed to the trigger as the worker's
+``func.ServiceBusMessage``; its line has ``delivery`` = the message id, ``status`` null and ``settlement``
+(``completed``, ``dead-lettered`` after MaxDeliveryCount deliveries of a poison message, with the reason in
+``reason``, or ``abandoned``). All deliveries of one run share one store, one fake GitHub, one fake Graph and
+one clock. One JSON line per delivery on stdout; human-readable progress on stderr. Exit 0 when every
+delivery was processed (a rejection is a result), 2 when the tool itself cannot run (unreadable file, bad JSON).
 """
 
 from __future__ import annotations
@@ -23,6 +35,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from azure.servicebus import ServiceBusMessage
+
+from shared.lineage import instance_id_for
 from tools.world import World, build_world
 
 
@@ -101,6 +116,72 @@ async def run_github(world: World, item: dict[str, Any]) -> dict[str, Any]:
             "runtime_status": runtime, "effects": effects}
 
 
+def _effects_since(world: World, github: int, teams: int, servicebus: int) -> list[dict[str, Any]]:
+    effects = [effect_of(w) for w in world.reynolds_writes[github:]]
+    for message in world.teams_writes[teams:]:
+        ident = message.get("channelIdentity") or {}
+        target = f"teams:{ident['teamId']}/{ident['channelId']}" if ident else str(message.get("chatId"))
+        effects.append({"platform": "teams", "kind": "message", "target": target, "id": str(message["id"])})
+    for queue, sent in world.publisher.sent[servicebus:]:
+        effects.append({"platform": "servicebus", "kind": "message", "target": queue, "id": str(sent.message_id)})
+    return effects
+
+
+def _marks(world: World) -> tuple[int, int, int]:
+    return len(world.reynolds_writes), len(world.teams_writes), len(world.publisher.sent)
+
+
+async def run_teams(world: World, item: dict[str, Any]) -> dict[str, Any]:
+    """One Teams outgoing-webhook call: POST it, report the decision and what Reynolds wrote."""
+    headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
+    body = raw_body(item.get("body"))
+    before = _marks(world)
+    status, answer, response_headers = await world.post_teams(headers, body)
+    lowered = {k.lower(): v for k, v in response_headers.items()}
+    instance_id = lowered.get("x-reynolds-instance-id") or None
+    try:
+        activity_id = json.loads(body).get("id")
+    except (ValueError, AttributeError):
+        activity_id = None
+    world.clock.advance(1)
+    return {"delivery": lowered.get("x-reynolds-delivery") or answer.get("delivery") or activity_id,
+            "status": status, "verdict": lowered.get("x-reynolds-verdict") or answer.get("verdict"),
+            "reason": lowered.get("x-reynolds-reason") or answer.get("reason", ""), "instance_id": instance_id,
+            "runtime_status": await world.runtime_status(instance_id), "effects": _effects_since(world, *before)}
+
+
+def servicebus_message(item: dict[str, Any]) -> ServiceBusMessage:
+    """The ``ServiceBusMessage`` a recorded item describes (body verbatim)."""
+    spec: dict[str, Any] = item["message"] if isinstance(item.get("message"), dict) else {}
+    properties = spec.get("application_properties") if isinstance(spec.get("application_properties"), dict) else None
+    return ServiceBusMessage(raw_body(item.get("body")), message_id=spec.get("message_id"),
+                             content_type=spec.get("content_type"), session_id=spec.get("session_id"),
+                             reply_to=spec.get("reply_to"), application_properties=properties)
+
+
+async def run_servicebus(world: World, item: dict[str, Any]) -> dict[str, Any]:
+    """One Service Bus message through the trigger: decision, settlement and what Reynolds wrote."""
+    spec: dict[str, Any] = item["message"] if isinstance(item.get("message"), dict) else {}
+    message = servicebus_message(item)
+    event_id = f"servicebus:{message.message_id}"
+    seen = world.services.lineage.get_event(event_id) is not None
+    before = _marks(world)
+    settlement = await world.deliver_servicebus(message, delivery_count=int(spec.get("delivery_count") or 1))
+    stored = world.services.lineage.get_event(event_id) or {}
+    if settlement.outcome != "completed":
+        verdict, reason, instance_id = "rejected", settlement.reason, None
+    else:
+        verdict = "duplicate" if seen else str(stored.get("verdict"))
+        reason = "this event was already received" if seen else "; ".join(stored.get("reasons") or [])
+        instance_id = instance_id_for(event_id)
+        if await world.runtime_status(instance_id) is None:
+            instance_id = None
+    world.clock.advance(1)
+    return {"delivery": message.message_id, "status": None, "verdict": verdict, "reason": reason,
+            "instance_id": instance_id, "runtime_status": await world.runtime_status(instance_id),
+            "effects": _effects_since(world, *before), "settlement": settlement.outcome}
+
+
 def effect_of(write: Any) -> dict[str, Any]:
     """An effect line from a write Reynolds made on the fake GitHub."""
     kinds = {"comment": "comment", "comment_edit": "comment_edit", "issue": "issue", "label": "label",
@@ -119,17 +200,24 @@ def rejected(item: dict[str, Any], reason: str) -> dict[str, Any]:
 async def simulate(items: list[dict[str, Any]], store: str) -> list[dict[str, Any]]:
     """Run every item through one world; the output lines."""
     lines = []
-    with build_world(store=store, webhook_secret=os.environ.get("GITHUB_WEBHOOK_SECRET") or None) as world:
+    teams_token = os.environ.get("TEAMS_OUTGOING_WEBHOOK_TOKEN")
+    extra = {"TEAMS_OUTGOING_WEBHOOK_TOKEN": teams_token} if teams_token else None
+    with build_world(store=store, webhook_secret=os.environ.get("GITHUB_WEBHOOK_SECRET") or None,
+                     extra_settings=extra) as world:
         for n, item in enumerate(items, 1):
             source = item.get("source")
             if source == "github":
                 line = await run_github(world, item)
+            elif source == "teams":
+                line = await run_teams(world, item)
+            elif source == "servicebus":
+                line = await run_servicebus(world, item)
             elif source == "http" and "task" in item:
                 from tools.simulate_tasks import run_task
 
                 line = await run_task(world, item)
             else:
-                line = rejected(item, f"unsupported source {source!r} (expected 'github')")
+                line = rejected(item, f"unsupported source {source!r} (expected 'github', 'teams' or 'servicebus')")
             print(f"[{n}/{len(items)}] {source}: {line['status']} {line['verdict']} — {line['reason']}",
                   file=sys.stderr)
             print(json.dumps(line), flush=True)

@@ -130,6 +130,8 @@ class World:
     graph: FakeGraph
     publisher: CapturingPublisher
     reynolds_writes: list[WriteEvent] = field(default_factory=list)
+    #: Messages Reynolds posted through Graph (as the fake stores them).
+    teams_writes: list[dict[str, Any]] = field(default_factory=list)
 
     # -- GitHub world --------------------------------------------------------------------------------
     def ensure_issue(self, repo: str, number: int, title: str = "An issue", login: str | None = None) -> None:
@@ -291,6 +293,7 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
         world = World(settings=settings, store=document_store, github=github, clock=clock,
                       client=FakeDurableClient(harness), services=services, graph=graph, publisher=publisher)
         graph.validator = world.graph_validator
+        graph.on_message.append(lambda m: world.teams_writes.append(m) if graph.is_poster(m) else None)
         github.on_write.append(lambda w: world.reynolds_writes.append(w) if w.actor.get("login") == REYNOLDS_LOGIN
                                else None)
         yield world
