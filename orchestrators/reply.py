@@ -10,40 +10,18 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Generator
-from datetime import timedelta
 from typing import Any
 
 import azure.durable_functions as df
 
+from orchestrators.backoff import call_with_backoff
 from orchestrators.context import OrchestrationContext
 from shared import names
-from shared.engine_policy import RetryPolicy, retry_delay_seconds
-from shared.reply import ReplyInput, retry_after_from_error
+from shared.reply import ReplyInput
 
 logger = logging.getLogger(__name__)
 
 bp = df.Blueprint()
-
-WRITE_RETRY = RetryPolicy(max_attempts=5, base=5.0, cap=300.0)
-
-
-def call_with_backoff(context: OrchestrationContext, name: str, payload: Any, *, seed: str,
-                      policy: RetryPolicy = WRITE_RETRY) -> Generator[Any, Any, Any]:
-    """Call an activity; on failure wait (durable timer: backoff, at least Retry-After) and try again."""
-    attempt = 1
-    while True:
-        try:
-            return (yield context.call_activity(name, payload))
-        except Exception as exc:
-            if attempt >= policy.max_attempts:
-                raise
-            delay = retry_delay_seconds(policy, attempt, seed=seed, retry_after=retry_after_from_error(str(exc)))
-            if not context.is_replaying:
-                logger.warning("%s attempt %d failed (%s); retrying in %.1f s [instance=%s]", name, attempt,
-                               str(exc)[:200], delay, context.instance_id)
-            yield context.create_timer(context.current_utc_datetime + timedelta(seconds=delay))
-            attempt += 1
-
 
 def run_reply(context: OrchestrationContext, request: ReplyInput) -> Generator[Any, Any, dict[str, Any]]:
     """Plan, then answer on the event's own platform. Deterministic: all I/O is in the activities."""

@@ -7,6 +7,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from orchestrators.backoff import call_with_backoff
 from orchestrators.context import OrchestrationContext
 from shared import names
 from shared.triage import TriageInput
@@ -19,9 +20,8 @@ def run_triage(context: OrchestrationContext) -> Generator[Any, Any, dict[str, A
     request = TriageInput.model_validate(context.get_input())
     plan = yield context.call_activity(names.PLAN, request.model_dump(mode="json"))
     context.set_custom_status({"step": "report", "kind": plan.get("kind")})
-    effect = yield context.call_activity(
-        names.REPORT, {"request": request.model_dump(mode="json"), "plan": plan, "instance_id": context.instance_id}
-    )
+    payload = {"request": request.model_dump(mode="json"), "plan": plan, "instance_id": context.instance_id}
+    effect = yield from call_with_backoff(context, names.REPORT, payload, seed=f"{context.instance_id}:report")
     return {"event_id": request.event_id, "chain_id": request.chain_id, "plan": plan, "effects": [effect]}
 
 

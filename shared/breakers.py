@@ -23,6 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import NotFound
+from shared.lineage import scope_of
 from shared.store.base import DocumentStore, Query, safe_id, update_document
 
 
@@ -37,6 +38,8 @@ class BreakerConfig(BaseModel):
     #: The same (normalised) text from one counterpart this many times in the window opens its breaker.
     counterpart_max_repeats: int = Field(2, ge=2)
     cooldown_seconds: int = Field(3600, ge=60)
+    #: A counterpart answering Reynolds within this many seconds answers at a machine's pace.
+    fast_reply_seconds: int = Field(60, ge=1)
 
 
 @dataclass
@@ -50,6 +53,7 @@ class BreakerState:
     texts: dict[str, list[float]] = field(default_factory=dict)
     opened_at: float | None = None
     probe_at: float | None = None
+    last_write: float | None = None
     trips: int = 0
     reason: str = ""
 
@@ -69,8 +73,16 @@ def text_fingerprint(normalised_text: str) -> str:
     return hashlib.sha256(normalised_text.encode()).hexdigest()[:12]
 
 
-def step(state: BreakerState, now: float, limit: int, config: BreakerConfig, text_fp: str | None) -> Permit:
-    """Decide one write against ``state`` (mutated in place): the breaker's state machine."""
+def step(state: BreakerState, now: float, limit: int, config: BreakerConfig, text_fp: str | None,
+         automated: bool = True) -> Permit:
+    """Decide one write against ``state`` (mutated in place): the breaker's state machine.
+
+    Repeated text counts only when the counterpart is an automation or answered at a machine's pace (within
+    ``fast_reply_seconds`` of Reynolds' previous answer to it): people repeat themselves, slowly.
+    """
+    fast = state.last_write is not None and now - state.last_write <= config.fast_reply_seconds
+    if not (automated or fast):
+        text_fp = None
     horizon = now - config.window_seconds
     state.writes = [t for t in state.writes if t > horizon]
     state.texts = {fp: kept for fp, times in state.texts.items() if (kept := [t for t in times if t > horizon])}
@@ -99,6 +111,7 @@ def step(state: BreakerState, now: float, limit: int, config: BreakerConfig, tex
 
 
 def _count(state: BreakerState, now: float, text_fp: str | None) -> None:
+    state.last_write = now
     state.writes.append(now)
     if text_fp:
         state.texts.setdefault(text_fp, []).append(now)
@@ -112,16 +125,26 @@ class BreakerService:
         self.config = config
 
     def permit(self, *, platform: str, target: str, counterpart: str | None, text_fp: str | None,
-               now: datetime) -> Permit:
-        """Check (and count) one write to ``target`` answering ``counterpart``: the first closed-to-open wins."""
+               now: datetime, automated: bool = True) -> Permit:
+        """Check (and count) one write to ``target`` answering ``counterpart``: the first breaker to trip wins.
+
+        Three breakers: the target's (writes answering automations only: a thread busy with people is never
+        paused), the counterpart's on this target, and the counterpart's across its whole scope (a bot that
+        hops to a new issue each time meets the same breaker). A person is never paused by the target's.
+        """
         ts = now.timestamp()
-        scope = f"{platform}:{target}"
-        checks: list[tuple[str, int, str | None]] = [(f"br:{scope}", self.config.target_max_writes, None)]
+        where = f"{platform}:{target}"
+        scope = f"{platform}:{scope_of(target)}"
+        checks: list[tuple[str, int, str | None]] = []
+        if automated:
+            checks.append((f"br:{where}", self.config.target_max_writes, None))
         if counterpart:
-            checks.append((f"br:{scope}:{counterpart}", self.config.counterpart_max_writes, text_fp))
+            checks.append((f"br:{where}:{counterpart}", self.config.counterpart_max_writes, text_fp))
+            checks.append((f"br:{scope}:actor:{counterpart}", self.config.counterpart_max_writes, text_fp))
         for key, limit, fp in checks:
-            step_now = functools.partial(_step_at, now=ts, limit=limit, config=self.config, text_fp=fp)
-            permit = self._apply(key, scope, step_now)
+            step_now = functools.partial(_step_at, now=ts, limit=limit, config=self.config, text_fp=fp,
+                                         automated=automated)
+            permit = self._apply(key, where, step_now)
             if not permit.allowed:
                 return permit
         return Permit(True)
@@ -154,8 +177,9 @@ class BreakerService:
         return outcome[0]
 
 
-def _step_at(state: BreakerState, *, now: float, limit: int, config: BreakerConfig, text_fp: str | None) -> Permit:
-    return step(state, now, limit, config, text_fp)
+def _step_at(state: BreakerState, *, now: float, limit: int, config: BreakerConfig, text_fp: str | None,
+             automated: bool) -> Permit:
+    return step(state, now, limit, config, text_fp, automated)
 
 
 def _close(state: BreakerState) -> Permit:

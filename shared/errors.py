@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 
 class ReynoldsError(Exception):
     """Base class of every error the domain core raises on purpose."""
@@ -27,6 +29,28 @@ class SignatureError(IncomingRequestError):
     """A missing, malformed or wrong signature (HTTP 401)."""
 
     status_code = 401
+
+
+class RetryLater(ReynoldsError):
+    """A transient failure of an external call; the message carries the wait a durable retry must honour.
+
+    Only an activity's exception *message* reaches the orchestrator, so the wait travels inside it as
+    ``retry_after_seconds=<n>`` and ``retry_after_in`` reads it back.
+    """
+
+    def __init__(self, retry_after_seconds: float | None, reason: str) -> None:
+        wait = f"; retry_after_seconds={retry_after_seconds:.3f}" if retry_after_seconds is not None else ""
+        super().__init__(f"{reason}{wait}")
+        self.retry_after_seconds = retry_after_seconds
+
+
+_RETRY_AFTER = re.compile(r"retry[_ ]after(?:_seconds=| )(?P<seconds>\d+(?:\.\d+)?)s?", re.IGNORECASE)
+
+
+def retry_after_in(message: str | None) -> float | None:
+    """The Retry-After a failed activity's message carries (``retry_after_seconds=30`` or ``retry after 30s``)."""
+    match = _RETRY_AFTER.search(message or "")
+    return float(match["seconds"]) if match else None
 
 
 class ConfigurationError(ReynoldsError):

@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.envelope import ActorKind, EventEnvelope
-from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed
+from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed, RetryLater
 from shared.loopguard import ChainHead, Evidence, GuardConfig, Judgement, Verdict, apply, judge, normalise_text
 from shared.marker import Marker, find_markers
 from shared.store.base import DocumentStore, Query, safe_id, update_document
@@ -110,9 +110,13 @@ class LineageService:
         """Judge one event and record the decision; ``routed`` says whether any route would run it."""
         if event.actor.kind is not ActorKind.SELF and not routed:
             return self._record_unchained(event, Verdict.IGNORED, ("no route for this event",))
-        evidence = self._evidence(event)
-        head, etag = self._read_head(evidence.chain_id, event)
-        judgement = judge(event, evidence, head, self.config)
+        try:
+            evidence = self._evidence(event)
+            head, etag = self._read_head(evidence.chain_id, event)
+            judgement = judge(event, evidence, head, self.config)
+        except (TypeError, ValueError, KeyError, AttributeError) as exc:
+            # A stored document that does not have the shape this code wrote: never run on it, never drop.
+            raise CorruptState(f"lineage state does not validate ({type(exc).__name__})") from None
         doc = self._event_doc(event, evidence, judgement)
         try:
             self.store.create(doc)
@@ -195,7 +199,8 @@ class LineageService:
         if event.actor.kind is ActorKind.SELF:
             return self._self_evidence(event, valid, forged)
         if valid:
-            return self._from_marker(event, valid[-1], forged)
+            # The deepest valid marker: appending an older, shallower one cannot reset a bot's depth.
+            return self._from_marker(event, max(valid, key=lambda m: m.depth), forged)
         found = self._causal(event)
         if found is None:
             depth = 1 if event.actor.automated else 0
@@ -207,7 +212,7 @@ class LineageService:
 
     def _self_evidence(self, event: EventEnvelope, valid: list[Marker], notes: tuple[str, ...]) -> Evidence:
         if valid:
-            marker = valid[-1]
+            marker = max(valid, key=lambda m: m.depth)
             return Evidence(marker.chain_id, marker.event_id, marker.depth, "marker", notes=notes)
         if event.resource_id:
             try:
@@ -225,7 +230,11 @@ class LineageService:
         return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=marker.chain_id, notes=notes)
 
     def _causal(self, event: EventEnvelope) -> tuple[str, str, int, str] | None:
-        """Reynolds' effect this event most plausibly answers: same text copied, else same target, recently."""
+        """Reynolds' effect this event most plausibly answers, newest evidence first.
+
+        Copied text (anywhere), then the same target, then, for automations only, the same scope (a bot that
+        answers Reynolds on a new issue of the same repository). Entries that do not validate are skipped.
+        """
         try:
             recent = self.store.read("recent", "recent")
         except NotFound:
@@ -233,15 +242,23 @@ class LineageService:
         now = self.clock().timestamp()
         window = self.config.causal_window_seconds
         text = normalise_text(event.text)
-        for entry in reversed(recent.get("texts", [])):
-            snippet = entry.get("snippet", "")
-            if len(snippet) >= _MIN_SNIPPET_CHARS and snippet in text and now - entry["at"] <= window:
-                return entry["chain_id"], entry["event_id"], int(entry["depth"]), "causal-text"
-        if event.target is not None:
-            entry = recent.get("targets", {}).get(f"{event.platform.value}:{event.target.key}")
-            if entry and now - entry["at"] <= window:
-                return entry["chain_id"], entry["event_id"], int(entry["depth"]), "causal-target"
-        return None
+        texts = recent.get("texts")
+        for entry in reversed(texts if isinstance(texts, list) else []):
+            snippet = entry.get("snippet", "") if isinstance(entry, dict) else ""
+            if isinstance(snippet, str) and len(snippet) >= _MIN_SNIPPET_CHARS and snippet in text:
+                found = _entry(entry, now, window, "causal-text")
+                if found:
+                    return found
+        if event.target is None:
+            return None
+        targets = recent.get("targets")
+        found = _entry((targets if isinstance(targets, dict) else {}).get(_target_key(event)), now, window,
+                       "causal-target")
+        if found or not event.actor.automated:
+            return found
+        scopes = recent.get("scopes")
+        return _entry((scopes if isinstance(scopes, dict) else {}).get(_scope_key(event)), now,
+                      self.config.scope_window_seconds, "causal-scope")
 
     def own_effect(self, platform: str, resource_id: str | None) -> dict[str, Any] | None:
         """The effect index entry when ``resource_id`` on ``platform`` is something Reynolds wrote, else None.
@@ -258,21 +275,34 @@ class LineageService:
             return None
 
     # -- effects --------------------------------------------------------------------------------------
-    def begin_effect(self, record: EffectRecord) -> tuple[EffectRecord, bool]:
-        """Record the intent before the external call.
+    def begin_effect(self, record: EffectRecord, attempt: int | None = None) -> tuple[EffectRecord, bool]:
+        """Record the intent before the external call, claimed by ``attempt`` when one is given.
 
         Returns the record and whether it is new. An existing record in state ``intent`` means an earlier
-        attempt may have written the resource and crashed before recording it: the caller reconciles.
+        attempt may have written the resource and crashed before recording it: a later attempt takes the
+        claim over and the caller reconciles (looks for what was written). The same or an older attempt
+        finding a claim raises ``RetryLater``: that is a concurrent duplicate execution (activities run at
+        least once), and only one of two may write. Without ``attempt`` (writes that are idempotent by nature,
+        such as edits to a fixed body) there is no claim.
         """
-        doc = self._effect_doc(record)
+        doc = self._effect_doc(record, attempt=attempt or 1)
         try:
             self.store.create(doc)
             return record, True
         except Conflict:
             stored = self.store.read(doc["pk"], doc["id"])
-            fields = EffectRecord.__dataclass_fields__
-            values = {k: stored[k] for k in fields if k in stored and k != "kind"}
-            return EffectRecord(kind=stored.get("effect_kind", ""), **values), False
+        fields = EffectRecord.__dataclass_fields__
+        values = {k: stored[k] for k in fields if k in stored and k != "kind"}
+        existing = EffectRecord(kind=stored.get("effect_kind", ""), **values)
+        if existing.state == "intent" and attempt is not None:
+            claimed = int(stored.get("attempt") or 1)
+            if claimed >= attempt:
+                raise RetryLater(None, f"effect {record.key} is being written by attempt {claimed}")
+            try:
+                self.store.replace(self._effect_doc(existing, attempt=attempt), stored["_etag"])
+            except PreconditionFailed:
+                raise RetryLater(None, f"effect {record.key} changed while attempt {attempt} took it over") from None
+        return existing, False
 
     def _effect_doc(self, record: EffectRecord, **extra: Any) -> dict[str, Any]:
         body = {k: v for k, v in record.__dict__.items() if k != "kind"}
@@ -302,6 +332,7 @@ class LineageService:
                  "at": self.clock().timestamp()}
         snippet = normalise_text(text)[:_SNIPPET_CHARS]
         target_key = f"{record.platform}:{record.target}"
+        scope_key = f"{record.platform}:{scope_of(record.target)}"
 
         def update(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {"kind": "recent", "targets": {}, "texts": []}
@@ -310,10 +341,15 @@ class LineageService:
             targets[target_key] = entry
             while len(targets) > _RECENT_TARGETS:
                 targets.pop(next(iter(targets)))
+            scopes: dict[str, Any] = dict(doc.get("scopes", {}))
+            scopes.pop(scope_key, None)
+            scopes[scope_key] = entry
+            while len(scopes) > _RECENT_TARGETS:
+                scopes.pop(next(iter(scopes)))
             texts: list[dict[str, Any]] = list(doc.get("texts", []))
             if len(snippet) >= _MIN_SNIPPET_CHARS:
                 texts = [*texts, {**entry, "snippet": snippet}][-_RECENT_TEXTS:]
-            return {**doc, "targets": targets, "texts": texts}
+            return {**doc, "targets": targets, "scopes": scopes, "texts": texts}
 
         update_document(self.store, "recent", update)
 
@@ -350,6 +386,35 @@ def _marker_text(event: EventEnvelope) -> str:
     if not isinstance(extra, list) or not extra:
         return event.text
     return "\n".join([event.text, *(m for m in extra if isinstance(m, str))])
+
+
+def scope_of(target: str) -> str:
+    """The scope a target belongs to: ``owner/repo`` for ``owner/repo#7``, the team for a Teams channel."""
+    if "#" in target:
+        return target.split("#", 1)[0]
+    if target.startswith("teams:") and "/" in target:
+        return target.split("/", 1)[0]
+    return target
+
+
+def _target_key(event: EventEnvelope) -> str:
+    return f"{event.platform.value}:{event.target.key}" if event.target else ""
+
+
+def _scope_key(event: EventEnvelope) -> str:
+    return f"{event.platform.value}:{scope_of(event.target.key)}" if event.target else ""
+
+
+def _entry(entry: Any, now: float, window: float, via: str) -> tuple[str, str, int, str] | None:
+    """A recent-effect entry as evidence, when it validates and is within ``window`` seconds."""
+    if not isinstance(entry, dict):
+        return None
+    chain, event, depth, at = entry.get("chain_id"), entry.get("event_id"), entry.get("depth"), entry.get("at")
+    if not (isinstance(chain, str) and isinstance(event, str) and isinstance(depth, int)
+            and isinstance(at, int | float)):
+        logger.warning("a recent-effect entry does not validate; skipped as evidence")
+        return None
+    return (chain, event, depth, via) if now - at <= window else None
 
 
 def _doc_id(prefix: str, key: str) -> str:

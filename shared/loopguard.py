@@ -38,6 +38,9 @@ class GuardConfig(BaseModel):
 
     max_automated_depth: int = Field(4, ge=1)
     causal_window_seconds: int = Field(86400, ge=60)
+    #: An automation acting anywhere in a scope (repository, team, queue) where Reynolds wrote this recently
+    #: continues that chain, even on a new target: a bot that hops to a new issue each time cannot escape.
+    scope_window_seconds: int = Field(86400, ge=0)
     chain_budget: int = Field(2, ge=1)
     max_children: int = Field(2, ge=1)
     fingerprint_memory: int = Field(256, ge=8)
@@ -80,10 +83,14 @@ class ChainHead:
         """Rebuild a head from its stored document; raises on a corrupt document."""
         names = cls.__dataclass_fields__
         head = cls(**{k: v for k, v in doc.items() if k in names})
-        if not isinstance(head.verdicts, dict) or not isinstance(head.fingerprints, dict):
+        counters = (head.events, head.automated_accepted, head.max_depth)
+        maps = (head.verdicts, head.fingerprints, head.children)
+        if not all(isinstance(n, int) and not isinstance(n, bool) and n >= 0 for n in counters):
             raise ValueError("chain head has malformed counters")
-        if not isinstance(head.children, dict) or not isinstance(head.events, int):
+        if not all(isinstance(m, dict) and all(isinstance(v, int) for v in m.values()) for m in maps):
             raise ValueError("chain head has malformed counters")
+        if not isinstance(head.chain_id, str) or not isinstance(head.root_event, str):
+            raise ValueError("chain head has malformed ids")
         return head
 
 

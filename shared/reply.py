@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
-import re
 from collections.abc import Callable
 from datetime import datetime
 from typing import Any, Literal
@@ -39,9 +38,6 @@ logger = logging.getLogger(__name__)
 REPLY_EVENT_TYPE = "com.reynolds.reply"
 REPLY_SOURCE = "/reynolds"
 PAUSED_TITLE = "Reynolds · paused"
-_RETRY_AFTER = re.compile(r"retry after (?P<seconds>\d+(?:\.\d+)?)s", re.IGNORECASE)
-
-
 class ReplyInput(BaseModel):
     """Input of the reply orchestration (small: where to answer, the lineage, a truncated text)."""
 
@@ -115,12 +111,6 @@ def outbound_message_id(event_id: str, step: str) -> str:
     return "reynolds-" + hashlib.sha256(f"{event_id}|{step}".encode()).hexdigest()[:40]
 
 
-def retry_after_from_error(text: str | None) -> float | None:
-    """The ``Retry-After`` seconds a failed activity's ``GraphThrottled`` message carries, else None."""
-    match = _RETRY_AFTER.search(text or "")
-    return float(match["seconds"]) if match else None
-
-
 def render_reply_html(plan: TriagePlan, instance_id: str) -> str:
     """The Teams answer (HTML; the marker is embedded when posted)."""
     labels = ", ".join(html.escape(label) for label in plan.labels)
@@ -147,7 +137,7 @@ class TeamsReporter:
         self.marker_key = marker_key
         self.breakers = breakers
 
-    async def post(self, *, key: str, request: ReplyInput, html_body: str) -> EffectRecord:
+    async def post(self, *, key: str, request: ReplyInput, html_body: str, attempt: int | None = None) -> EffectRecord:
         """Post ``html_body`` where ``request`` says, once per ``key``; ``GraphThrottled`` propagates.
 
         A retry after success posts nothing. Graph has no idempotency key for channel messages, so an
@@ -156,7 +146,7 @@ class TeamsReporter:
         """
         intent = EffectRecord(key=key, platform=Platform.TEAMS.value, kind="message", target=request.target,
                               chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1)
-        record, fresh = self.lineage.begin_effect(intent)
+        record, fresh = self.lineage.begin_effect(intent, attempt)
         if record.state in ("done", "suppressed"):
             logger.info("effect %s already %s (%s); not posting again", key, record.state, record.resource_id)
             return record
@@ -164,7 +154,8 @@ class TeamsReporter:
         if self.breakers is not None and fresh:
             permit = self.breakers.permit(platform=Platform.TEAMS.value, target=record.target,
                                           counterpart=request.actor, text_fp=_repeat_fingerprint(request.text),
-                                          now=self.lineage.clock())
+                                          now=self.lineage.clock(),
+                                          automated=request.actor_kind != ActorKind.HUMAN.value)
             if not permit.allowed:
                 logger.warning("effect %s chain %s suppressed: breaker %s is open (%s)", key, request.chain_id,
                                permit.key, permit.reason)
@@ -184,7 +175,7 @@ class TeamsReporter:
             if request.chat_id:
                 return await post_chat_message(client, request.chat_id, html_body, marker)
         except GraphThrottled as exc:
-            # Only the message crosses to the orchestrator: it must carry the wait (``retry_after_from_error``).
+            # Only the message crosses to the orchestrator: it must carry the wait (``shared.errors.retry_after_in``).
             raise GraphThrottled(exc.retry_after, exc.status_code or 429, exc.code,
                                  f"throttled, retry after {exc.retry_after:g}s") from exc
         raise GraphError(None, "noTarget", f"event {request.event_id} names no channel or chat")
@@ -212,7 +203,8 @@ class ServiceBusReporter:
         self.marker_key = marker_key
         self.breakers = breakers
 
-    async def publish(self, *, key: str, request: ReplyInput, text: str, data: dict[str, Any]) -> EffectRecord:
+    async def publish(self, *, key: str, request: ReplyInput, text: str, data: dict[str, Any],
+                      attempt: int | None = None) -> EffectRecord:
         """Publish a CloudEvent answering ``request`` on ``request.queue``, once per ``key``.
 
         ``message_id`` derives from ``key``, so a re-executed activity that crashed after sending sends a
@@ -223,7 +215,7 @@ class ServiceBusReporter:
         queue = request.queue or request.target
         intent = EffectRecord(key=key, platform=Platform.SERVICEBUS.value, kind="message", target=queue,
                               chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1)
-        record, fresh = self.lineage.begin_effect(intent)
+        record, fresh = self.lineage.begin_effect(intent, attempt)
         if record.state in ("done", "suppressed"):
             logger.info("effect %s already %s (%s); not publishing again", key, record.state, record.resource_id)
             return record

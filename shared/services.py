@@ -107,13 +107,15 @@ class Services:
         return BreakerService(self.store, BreakerConfig(
             window_seconds=s.breaker_window_seconds, target_max_writes=s.breaker_target_max_writes,
             counterpart_max_writes=s.breaker_counterpart_max_writes,
-            counterpart_max_repeats=s.breaker_counterpart_max_repeats, cooldown_seconds=s.breaker_cooldown_seconds))
+            counterpart_max_repeats=s.breaker_counterpart_max_repeats, cooldown_seconds=s.breaker_cooldown_seconds,
+            fast_reply_seconds=s.breaker_fast_reply_seconds))
 
 
 def guard_config(settings: Settings) -> GuardConfig:
     """Loop-rule thresholds from settings."""
     return GuardConfig(max_automated_depth=settings.max_automated_depth,
                        causal_window_seconds=settings.causal_window_seconds,
+                       scope_window_seconds=settings.scope_window_seconds,
                        chain_budget=settings.chain_budget,
                        max_children=settings.max_children)
 

@@ -43,6 +43,7 @@ class Settings(BaseModel):
     routing_profile: Literal["default", "reply-all"] = Field("default", alias="REYNOLDS_ROUTING_PROFILE")
     max_automated_depth: int = Field(4, alias="LOOP_MAX_AUTOMATED_DEPTH", ge=1, le=50)
     causal_window_seconds: int = Field(86400, alias="LOOP_CAUSAL_WINDOW_SECONDS", ge=60, le=30 * 86400)
+    scope_window_seconds: int = Field(86400, alias="LOOP_SCOPE_WINDOW_SECONDS", ge=0, le=30 * 86400)
     chain_budget: int = Field(2, alias="LOOP_CHAIN_BUDGET", ge=1, le=1000)
     max_children: int = Field(2, alias="LOOP_MAX_CHILDREN", ge=1, le=100)
     breaker_window_seconds: int = Field(3600, alias="LOOP_BREAKER_WINDOW_SECONDS", ge=60, le=7 * 86400)
@@ -50,6 +51,7 @@ class Settings(BaseModel):
     breaker_counterpart_max_writes: int = Field(11, alias="LOOP_COUNTERPART_MAX_WRITES", ge=1, le=10000)
     breaker_counterpart_max_repeats: int = Field(2, alias="LOOP_COUNTERPART_MAX_REPEATS", ge=2, le=100)
     breaker_cooldown_seconds: int = Field(3600, alias="LOOP_BREAKER_COOLDOWN_SECONDS", ge=60, le=7 * 86400)
+    breaker_fast_reply_seconds: int = Field(60, alias="LOOP_FAST_REPLY_SECONDS", ge=1, le=3600)
     dedupe_ttl_hours: int = Field(72, alias="LOOP_DEDUPE_TTL_HOURS", ge=72, le=24 * 30)
     lineage_ttl_days: int = Field(30, alias="LOOP_LINEAGE_TTL_DAYS", ge=1, le=3650)
 

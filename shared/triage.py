@@ -10,9 +10,11 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from githubkit.exception import RateLimitExceeded, RequestFailed
 from pydantic import BaseModel
 
 from shared.breakers import BreakerService, text_fingerprint
+from shared.errors import RetryLater
 from shared.lineage import EffectRecord, LineageService
 from shared.loopguard import normalise_text
 from shared.marker import find_markers, sign_text
@@ -48,6 +50,7 @@ class TriageInput(BaseModel):
     number: int
     installation_id: int | None = None
     actor: str | None = None
+    actor_kind: str = "human"
     association: str | None = None
     text: str = ""
     #: The answer to a ``/reynolds`` command in the comment (posted instead of a triage).
@@ -94,6 +97,21 @@ def render_triage_comment(plan: TriagePlan, instance_id: str) -> str:
 GitHubFor = Callable[[int | None], Any]
 
 
+def create_comment(github: Any, owner: str, name: str, number: int, body: str) -> int:
+    """POST an issue comment; rate limits and server errors become ``RetryLater`` with GitHub's wait."""
+    try:
+        return int(github.rest.issues.create_comment(owner, name, number, body=body).parsed_data.id)
+    except RateLimitExceeded as exc:
+        # GitHub: wait Retry-After, or at least 60 s when a secondary limit gives none.
+        seconds = max(exc.retry_after.total_seconds(), 1.0) if exc.retry_after else 60.0
+        raise RetryLater(seconds, f"GitHub rate limit on a comment to {owner}/{name}#{number}") from None
+    except RequestFailed as exc:
+        if exc.response.status_code >= 500 or exc.response.status_code == 429:
+            raise RetryLater(None, f"GitHub answered {exc.response.status_code} to a comment on "
+                                   f"{owner}/{name}#{number}") from None
+        raise
+
+
 def _repeat_fingerprint(text: str | None) -> str | None:
     """What repeat-counting compares; commands (``/reynolds …``) are meant to be repeated and never count."""
     if not text or text.lstrip().lower().startswith("/reynolds"):
@@ -114,7 +132,8 @@ class GitHubReporter:
 
     def post_comment(self, *, key: str, repo: str, number: int, installation_id: int | None, body: str,
                      chain_id: str, event_id: str, depth: int, counterpart: str | None = None,
-                     counterpart_text: str | None = None) -> EffectRecord:
+                     counterpart_text: str | None = None, automated: bool = False,
+                     attempt: int | None = None) -> EffectRecord:
         """Post ``body`` once per ``key``: a retry after success, or after a crash mid-way, posts nothing new.
 
         Before a new write the target's and the counterpart's rate breakers are asked; an open breaker
@@ -122,7 +141,7 @@ class GitHubReporter:
         """
         intent = EffectRecord(key=key, platform="github", kind="comment", target=f"{repo}#{number}",
                               chain_id=chain_id, event_id=event_id, depth=depth)
-        record, fresh = self.lineage.begin_effect(intent)
+        record, fresh = self.lineage.begin_effect(intent, attempt)
         if record.state in ("done", "suppressed"):
             logger.info("effect %s already %s (%s); not posting again", key, record.state, record.resource_id)
             return record
@@ -138,7 +157,7 @@ class GitHubReporter:
             permit = self.breakers.permit(
                 platform="github", target=record.target, counterpart=counterpart,
                 text_fp=_repeat_fingerprint(counterpart_text),
-                now=self.lineage.clock(),
+                now=self.lineage.clock(), automated=automated,
             )
             if not permit.allowed:
                 logger.warning("effect %s suppressed: breaker %s is open (%s)", key, permit.key, permit.reason)
@@ -147,8 +166,7 @@ class GitHubReporter:
                     self._post_note(github, owner, name, number, key, record, f"{permit.reason}", who)
                 return self.lineage.suppress_effect(record, permit.reason)
         signed = sign_text(self.marker_key, body, chain_id, event_id, depth)
-        response = github.rest.issues.create_comment(owner, name, number, body=signed)
-        comment_id = response.parsed_data.id
+        comment_id = create_comment(github, owner, name, number, signed)
         logger.info("posted comment %s on %s#%s for event %s (chain %s)", comment_id, repo, number, event_id, chain_id)
         return self.lineage.complete_effect(record, f"comment:{comment_id}", body)
 
@@ -165,8 +183,7 @@ class GitHubReporter:
                 "This looks like a loop between automations. A collaborator can comment `/reynolds resume` "
                 "to let Reynolds answer again.")
         signed = sign_text(self.marker_key, body, record.chain_id, record.event_id, record.depth)
-        response = github.rest.issues.create_comment(owner, name, number, body=signed)
-        self.lineage.complete_effect(note, f"comment:{response.parsed_data.id}", body)
+        self.lineage.complete_effect(note, f"comment:{create_comment(github, owner, name, number, signed)}", body)
 
     def _find_posted(self, github: Any, owner: str, name: str, number: int, event_id: str) -> int | None:
         """A comment by Reynolds on the issue whose valid marker answers ``event_id`` (crash reconciliation)."""

@@ -38,13 +38,15 @@ async def test_note_once_then_resume_by_a_collaborator() -> None:
         world.github.set_association(REPO, "maria", "COLLABORATOR")
 
         await _act(world, "relay-user", "Echo: the same words again")
-        assert len(world.reynolds_writes) == 1  # answered
+        await _act(world, "relay-user", "Echo: the same words again")
+        assert len(world.reynolds_writes) == 2  # both answered: a first repeat may be a person's
         await _act(world, "relay-user", "Echo: the same words again")
         bodies = _bodies(world)
-        assert len(bodies) == 2
-        assert "Reynolds · paused" in bodies[1]  # the repeat opened the counterpart breaker: one note
+        assert len(bodies) == 3
+        # Repeated within seconds of Reynolds' answers (a machine's pace): the counterpart breaker opens, one note.
+        assert "Reynolds · paused" in bodies[2]
         await _act(world, "relay-user", "Echo: the same words again")
-        assert len(world.reynolds_writes) == 2  # open: no answer, no second note
+        assert len(world.reynolds_writes) == 3  # open: no answer, no second note
 
         await _act(world, "maria", "/reynolds resume")
         assert "Resumed by maria" in _bodies(world)[-1]
@@ -54,13 +56,24 @@ async def test_note_once_then_resume_by_a_collaborator() -> None:
         assert "Reynolds · triage" in _bodies(world)[-1]
 
 
+async def test_a_person_repeating_a_question_slowly_is_always_answered() -> None:
+    with build_world(profile="reply-all") as world:
+        world.ensure_issue(REPO, 7, "Crash on start", "alice")
+        world.github.add_user("bob")
+        for _ in range(4):
+            await _act(world, "bob", "Any update on this?")
+            world.clock.advance(600)  # a person's pace
+        assert len(world.reynolds_writes) == 4
+        assert not any("Reynolds · paused" in body for body in _bodies(world))
+
+
 async def test_resume_by_someone_without_write_access_changes_nothing() -> None:
     with build_world(profile="reply-all") as world:
         world.ensure_issue(REPO, 7, "Crash on start", "alice")
         world.github.add_user("relay-user")
         world.github.add_user("stranger")
-        await _act(world, "relay-user", "Echo: loop text")
-        await _act(world, "relay-user", "Echo: loop text")
+        for _ in range(3):
+            await _act(world, "relay-user", "Echo: loop text")
         await _act(world, "stranger", "/reynolds resume")
         state = world.services.breakers.state("br:github:octo/app#7:relay-user")
         assert state is not None

@@ -78,6 +78,24 @@ def test_service_counts_exactly_under_concurrency_and_resets() -> None:
     state = service.state("br:github:o/r#1")
     assert state is not None
     assert state.state == "open"
-    assert service.reset(platform="github", target="o/r#1") == ["br:github:o/r#1", "br:github:o/r#1:u0",
-                                                                  "br:github:o/r#1:u1", "br:github:o/r#1:u2"]
+    assert service.reset(platform="github", target="o/r#1") == [
+        "br:github:o/r#1", "br:github:o/r#1:u0", "br:github:o/r#1:u1", "br:github:o/r#1:u2",
+        "br:github:o/r:actor:u0", "br:github:o/r:actor:u1", "br:github:o/r:actor:u2"]
     assert service.permit(platform="github", target="o/r#1", counterpart=None, text_fp=None, now=now).allowed
+
+
+def test_a_bot_hopping_targets_meets_its_scope_breaker() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    service = BreakerService(MemoryStore(clock=lambda: now), CONFIG)
+    allowed = [service.permit(platform="github", target=f"o/r#{n}", counterpart="hopper", text_fp=None,
+                              now=now + timedelta(seconds=10 * n), automated=False).allowed for n in range(6)]
+    # A new issue each time: the per-target breakers never see a second write, the scope's actor breaker does.
+    assert allowed == [True, True, True, False, False, False]
+
+
+def test_answers_to_people_never_trip_the_target_breaker() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    service = BreakerService(MemoryStore(clock=lambda: now), CONFIG)
+    allowed = [service.permit(platform="github", target="o/r#1", counterpart=f"person{n}", text_fp="same",
+                              now=now + timedelta(seconds=n), automated=False).allowed for n in range(30)]
+    assert all(allowed)  # 30 people on one busy issue: target limit 5 applies to automations only

@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 
 from shared.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
-from shared.errors import CorruptState, NotFound
+from shared.errors import CorruptState, NotFound, RetryLater
 from shared.lineage import Decision, EffectRecord, LineageService, new_chain_id
 from shared.loopguard import ChainHead, GuardConfig, Verdict, normalise_text
 from shared.marker import hidden_marker
@@ -211,7 +211,7 @@ def test_automation_on_a_target_reynolds_just_wrote_joins_that_chain(lineage: Li
 def test_automation_long_after_reynolds_wrote_starts_a_new_chain(lineage: LineageService, chain: Decision,
                                                                   clock: SimClock) -> None:
     reynolds_wrote(lineage, chain, "Reynolds triaged this as bug (signals: crash)")
-    clock.advance(CONFIG.causal_window_seconds + 1)
+    clock.advance(max(CONFIG.causal_window_seconds, CONFIG.scope_window_seconds) + 1)
     bot = event(kind=ActorKind.BOT, text="Stale issue reminder.")
     decision = lineage.decide(bot, routed=True)
     assert (decision.chain_id, decision.depth) == (new_chain_id(bot.id), 1)
@@ -390,13 +390,16 @@ async def test_trigger_holds_an_event_on_a_corrupt_chain_as_loop(world: World) -
 # ------------------------------------------------------------------------------------------------ ledger
 def test_effect_ledger_records_intent_then_done(lineage: LineageService, store: MemoryStore,
                                                 chain: Decision) -> None:
-    intent, fresh = lineage.begin_effect(record(chain.chain_id or "", chain.event_id, 1))
+    intent, fresh = lineage.begin_effect(record(chain.chain_id or "", chain.event_id, 1), attempt=1)
     assert fresh
     assert intent.state == "intent"
-    again, fresh_again = lineage.begin_effect(record(chain.chain_id or "", chain.event_id, 1))
-    assert (fresh_again, again.state, again.resource_id) == (False, "intent", None)
+    with pytest.raises(RetryLater, match="being written by attempt 1"):
+        # The same attempt again is a concurrent duplicate execution: only one of the two may write.
+        lineage.begin_effect(record(chain.chain_id or "", chain.event_id, 1), attempt=1)
+    again, fresh_again = lineage.begin_effect(record(chain.chain_id or "", chain.event_id, 1), attempt=2)
+    assert (fresh_again, again.state, again.resource_id) == (False, "intent", None)  # a retry takes over
     lineage.complete_effect(intent, "comment:55", "Reynolds triaged this as a question")
-    stored, fresh_after = lineage.begin_effect(record(chain.chain_id or "", chain.event_id, 1))
+    stored, fresh_after = lineage.begin_effect(record(chain.chain_id or "", chain.event_id, 1), attempt=3)
     assert (fresh_after, stored.state, stored.resource_id) == (False, "done", "comment:55")
     index = store.read("fr:github:comment:55", "fr:github:comment:55")
     assert (index["chain_id"], index["event_id"], index["depth"]) == (chain.chain_id, chain.event_id, 1)

@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 
 from shared import names
+from shared.errors import RetryLater
 from shared.lineage import LineageService
 from shared.marker import find_markers, hidden_marker
 from tests.fakes.github import WriteEvent
@@ -51,11 +52,13 @@ def reynolds_comments(world: World, repo: str = REPO, number: int = NUMBER) -> l
     return [c for c in world.github.comments(repo, number) if c["user"]["login"] == REYNOLDS_LOGIN]
 
 
-def report_payload(world: World, instance_id: str) -> dict[str, Any]:
-    """The input the orchestration gave the report activity (as recorded by the replay)."""
+def report_payload(world: World, instance_id: str, attempt: int | None = None) -> dict[str, Any]:
+    """The input the orchestration gave the report activity (as recorded by the replay); ``attempt`` set, a
+    later retry's input (the orchestration retries a failed report with the next attempt number)."""
     calls = [payload for name, payload in world.client.run_of(instance_id).activity_calls if name == names.REPORT]
     assert len(calls) == 1, calls
-    return json.loads(json.dumps(calls[0]))
+    payload = json.loads(json.dumps(calls[0]))
+    return payload if attempt is None else {**payload, "attempt": attempt}
 
 
 def ledger(world: World, event_id: str) -> dict[str, Any]:
@@ -145,17 +148,44 @@ async def test_crash_after_the_comment_is_reconciled_by_its_marker(world: World,
     monkeypatch.setattr(LineageService, "complete_effect", crash_once)
     answer = await deliver_sample(world)
     assert crashes, "the simulated crash did not happen"
-    assert await world.runtime_status(answer["instance_id"]) == "Failed"
+    # The failed report waits on a durable backoff timer before its next attempt.
+    assert await world.runtime_status(answer["instance_id"]) == "Running"
     (posted,) = reynolds_comments(world)
     assert crashes == [f"comment:{posted['id']}"]
     assert ledger(world, answer["event_id"])["state"] == "intent"
+    with pytest.raises(RetryLater, match="being written by attempt 1"):
+        # A concurrent duplicate of the same attempt never writes.
+        user_function(names.REPORT)(report_payload(world, answer["instance_id"]))
 
-    # The host runs the activity again (at least once): it must find its own comment, not post a second.
-    effect = user_function(names.REPORT)(report_payload(world, answer["instance_id"]))
+    # The next attempt must find its own comment, not post a second.
+    effect = user_function(names.REPORT)(report_payload(world, answer["instance_id"], attempt=2))
     assert effect["id"] == str(posted["id"])
     assert reynolds_comments(world) == [posted]
     stored = ledger(world, answer["event_id"])
     assert (stored["state"], stored["resource_id"]) == ("done", f"comment:{posted['id']}")
+
+
+async def test_the_orchestration_retries_a_failed_report_by_itself(world: World,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    real_complete = LineageService.complete_effect
+    crashes: list[str] = []
+
+    def crash_once(self: LineageService, record: Any, resource_id: str, text: str) -> Any:
+        if not crashes:
+            crashes.append(resource_id)
+            raise RuntimeError("worker lost after the GitHub write")
+        return real_complete(self, record, resource_id, text)
+
+    monkeypatch.setattr(LineageService, "complete_effect", crash_once)
+    answer = await deliver_sample(world)
+    await world.client.advance(None)
+    assert await world.runtime_status(answer["instance_id"]) == "Completed"
+    run = world.client.run_of(answer["instance_id"])
+    assert [p.get("attempt") for n, p in run.activity_calls if n == names.REPORT] == [1, 2]
+    ((created, fires),) = run.timers  # the wait was one durable timer, backoff from 5 s
+    assert (fires - created).total_seconds() >= 2.5  # equal jitter: half of the 5 s base at least
+    (posted,) = reynolds_comments(world)
+    assert ledger(world, answer["event_id"])["resource_id"] == f"comment:{posted['id']}"
 
 
 
@@ -163,24 +193,25 @@ async def test_crash_after_the_comment_is_reconciled_by_its_marker(world: World,
 async def test_crash_before_the_comment_posts_exactly_one_on_rerun(world: World) -> None:
     world.github.fail_next("POST", r"/issues/\d+/comments$", 422)
     answer = await deliver_sample(world)
-    assert await world.runtime_status(answer["instance_id"]) == "Failed"
+    assert await world.runtime_status(answer["instance_id"]) == "Running"  # waiting to retry
     assert reynolds_comments(world) == []
     assert ledger(world, answer["event_id"])["state"] == "intent"
 
-    effect = user_function(names.REPORT)(report_payload(world, answer["instance_id"]))
+    effect = user_function(names.REPORT)(report_payload(world, answer["instance_id"], attempt=2))
     (posted,) = reynolds_comments(world)
     assert effect["id"] == str(posted["id"])
     (marker,) = find_markers(posted["body"], SIMULATE_MARKER_KEY)
     assert marker.valid
     assert marker.event_id == answer["event_id"]
-    assert user_function(names.REPORT)(report_payload(world, answer["instance_id"]))["id"] == str(posted["id"])
+    assert user_function(names.REPORT)(report_payload(world, answer["instance_id"], 3))["id"] == str(posted["id"])
+    await world.client.advance(None)  # the orchestration's own retry finds the effect done
+    assert await world.runtime_status(answer["instance_id"]) == "Completed"
     assert len(reynolds_comments(world)) == 1
 
 
 async def test_a_person_quoting_the_marker_is_not_taken_for_reynolds_comment() -> None:
     """Reconciliation trusts only Reynolds' own comments: a copied marker elsewhere does not count as posted.
 
-    The repeat breaker is widened so that this test isolates reconciliation from ``RETRY_BREAKER_BUG``.
     """
     with build_world(extra_settings={"LOOP_COUNTERPART_MAX_REPEATS": "100"}) as world:
         await _quoted_marker_is_not_reconciled(world)
@@ -194,6 +225,6 @@ async def _quoted_marker_is_not_reconciled(world: World) -> None:
 
     forged_echo = f"I copied this: {hidden_marker(SIMULATE_MARKER_KEY, answer['chain_id'], answer['event_id'], 1)}"
     world.github.create_comment(REPO, NUMBER, forged_echo, login="mallory")
-    user_function(names.REPORT)(report_payload(world, answer["instance_id"]))
+    user_function(names.REPORT)(report_payload(world, answer["instance_id"], attempt=2))
     (posted,) = reynolds_comments(world)
     assert ledger(world, answer["event_id"])["resource_id"] == f"comment:{posted['id']}"

@@ -151,6 +151,7 @@ var appSettings = {
   REYNOLDS_TRACKING_REPO: trackingRepo
   LOOP_MAX_AUTOMATED_DEPTH: '4'
   LOOP_CAUSAL_WINDOW_SECONDS: '86400'
+  LOOP_SCOPE_WINDOW_SECONDS: '86400'
   LOOP_CHAIN_BUDGET: '2'
   LOOP_MAX_CHILDREN: '2'
   LOOP_BREAKER_WINDOW_SECONDS: '3600'
@@ -158,6 +159,7 @@ var appSettings = {
   LOOP_COUNTERPART_MAX_WRITES: '11'
   LOOP_COUNTERPART_MAX_REPEATS: '2'
   LOOP_BREAKER_COOLDOWN_SECONDS: '3600'
+  LOOP_FAST_REPLY_SECONDS: '60'
   LOOP_DEDUPE_TTL_HOURS: '72'
   LOOP_LINEAGE_TTL_DAYS: '30'
   // ---- Lineage store -----------------------------------------------------------------------------------------
