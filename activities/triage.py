@@ -44,7 +44,7 @@ def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
                                                                                                        instance_id),
         chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1,
         counterpart=request.actor, counterpart_text=request.text, automated=request.actor_kind != "human",
-        attempt=int(payload.get("attempt") or 1),
+        attempt=int(payload.get("attempt") or 1), run=payload.get("run"),
     )
     logger.info("event %s chain %s instance %s: status comment %s (%s)", request.event_id, request.chain_id,
                 instance_id, record.resource_id, record.state)

@@ -27,13 +27,15 @@ def call_with_backoff(context: OrchestrationContext, name: str, payload: Any, *,
                       policy: RetryPolicy = WRITE_RETRY) -> Generator[Any, Any, Any]:
     """Call an activity; on failure wait (durable timer: backoff, at least Retry-After) and try again.
 
-    The activity receives ``attempt`` (1-based) in its payload when the payload is a dict, so an effect can
-    tell a retry (which may take over an unfinished write) from a concurrent duplicate of the same attempt.
+    The activity receives ``attempt`` (1-based) and ``run`` (unique per orchestration execution: a restarted
+    instance gets a new one) in its payload when the payload is a dict, so an effect can tell a retry or a
+    restart (which may take over an unfinished write) from a concurrent duplicate of the same attempt.
     """
     attempt = 1
+    run = str(context.new_uuid())
     while True:
         try:
-            body = {**payload, "attempt": attempt} if isinstance(payload, dict) else payload
+            body = {**payload, "attempt": attempt, "run": run} if isinstance(payload, dict) else payload
             return (yield context.call_activity(name, body))
         except Exception as exc:
             if attempt >= policy.max_attempts:

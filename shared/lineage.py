@@ -275,17 +275,19 @@ class LineageService:
             return None
 
     # -- effects --------------------------------------------------------------------------------------
-    def begin_effect(self, record: EffectRecord, attempt: int | None = None) -> tuple[EffectRecord, bool]:
+    def begin_effect(self, record: EffectRecord, attempt: int | None = None,
+                     run: str | None = None) -> tuple[EffectRecord, bool]:
         """Record the intent before the external call, claimed by ``attempt`` when one is given.
 
         Returns the record and whether it is new. An existing record in state ``intent`` means an earlier
         attempt may have written the resource and crashed before recording it: a later attempt takes the
         claim over and the caller reconciles (looks for what was written). The same or an older attempt
         finding a claim raises ``RetryLater``: that is a concurrent duplicate execution (activities run at
-        least once), and only one of two may write. Without ``attempt`` (writes that are idempotent by nature,
-        such as edits to a fixed body) there is no claim.
+        least once), and only one of two may write. A claim of another ``run`` (an earlier execution of a
+        restarted orchestration, which gave up) is taken over. Without ``attempt`` (writes that are idempotent
+        by nature, such as edits to a fixed body) there is no claim.
         """
-        doc = self._effect_doc(record, attempt=attempt or 1)
+        doc = self._effect_doc(record, attempt=attempt or 1, run=run)
         try:
             self.store.create(doc)
             return record, True
@@ -296,10 +298,10 @@ class LineageService:
         existing = EffectRecord(kind=stored.get("effect_kind", ""), **values)
         if existing.state == "intent" and attempt is not None:
             claimed = int(stored.get("attempt") or 1)
-            if claimed >= attempt:
+            if stored.get("run") == run and claimed >= attempt:
                 raise RetryLater(None, f"effect {record.key} is being written by attempt {claimed}")
             try:
-                self.store.replace(self._effect_doc(existing, attempt=attempt), stored["_etag"])
+                self.store.replace(self._effect_doc(existing, attempt=attempt, run=run), stored["_etag"])
             except PreconditionFailed:
                 raise RetryLater(None, f"effect {record.key} changed while attempt {attempt} took it over") from None
         return existing, False

@@ -137,7 +137,8 @@ class TeamsReporter:
         self.marker_key = marker_key
         self.breakers = breakers
 
-    async def post(self, *, key: str, request: ReplyInput, html_body: str, attempt: int | None = None) -> EffectRecord:
+    async def post(self, *, key: str, request: ReplyInput, html_body: str, attempt: int | None = None,
+                   run: str | None = None) -> EffectRecord:
         """Post ``html_body`` where ``request`` says, once per ``key``; ``GraphThrottled`` propagates.
 
         A retry after success posts nothing. Graph has no idempotency key for channel messages, so an
@@ -146,7 +147,7 @@ class TeamsReporter:
         """
         intent = EffectRecord(key=key, platform=Platform.TEAMS.value, kind="message", target=request.target,
                               chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1)
-        record, fresh = self.lineage.begin_effect(intent, attempt)
+        record, fresh = self.lineage.begin_effect(intent, attempt, run)
         if record.state in ("done", "suppressed"):
             logger.info("effect %s already %s (%s); not posting again", key, record.state, record.resource_id)
             return record
@@ -204,7 +205,7 @@ class ServiceBusReporter:
         self.breakers = breakers
 
     async def publish(self, *, key: str, request: ReplyInput, text: str, data: dict[str, Any],
-                      attempt: int | None = None) -> EffectRecord:
+                      attempt: int | None = None, run: str | None = None) -> EffectRecord:
         """Publish a CloudEvent answering ``request`` on ``request.queue``, once per ``key``.
 
         ``message_id`` derives from ``key``, so a re-executed activity that crashed after sending sends a
@@ -215,7 +216,7 @@ class ServiceBusReporter:
         queue = request.queue or request.target
         intent = EffectRecord(key=key, platform=Platform.SERVICEBUS.value, kind="message", target=queue,
                               chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1)
-        record, fresh = self.lineage.begin_effect(intent, attempt)
+        record, fresh = self.lineage.begin_effect(intent, attempt, run)
         if record.state in ("done", "suppressed"):
             logger.info("effect %s already %s (%s); not publishing again", key, record.state, record.resource_id)
             return record

@@ -133,7 +133,7 @@ class GitHubReporter:
     def post_comment(self, *, key: str, repo: str, number: int, installation_id: int | None, body: str,
                      chain_id: str, event_id: str, depth: int, counterpart: str | None = None,
                      counterpart_text: str | None = None, automated: bool = False,
-                     attempt: int | None = None) -> EffectRecord:
+                     attempt: int | None = None, run: str | None = None) -> EffectRecord:
         """Post ``body`` once per ``key``: a retry after success, or after a crash mid-way, posts nothing new.
 
         Before a new write the target's and the counterpart's rate breakers are asked; an open breaker
@@ -141,7 +141,7 @@ class GitHubReporter:
         """
         intent = EffectRecord(key=key, platform="github", kind="comment", target=f"{repo}#{number}",
                               chain_id=chain_id, event_id=event_id, depth=depth)
-        record, fresh = self.lineage.begin_effect(intent, attempt)
+        record, fresh = self.lineage.begin_effect(intent, attempt, run)
         if record.state in ("done", "suppressed"):
             logger.info("effect %s already %s (%s); not posting again", key, record.state, record.resource_id)
             return record

@@ -228,3 +228,25 @@ async def _quoted_marker_is_not_reconciled(world: World) -> None:
     user_function(names.REPORT)(report_payload(world, answer["instance_id"], attempt=2))
     (posted,) = reynolds_comments(world)
     assert ledger(world, answer["event_id"])["resource_id"] == f"comment:{posted['id']}"
+
+
+async def test_an_orchestration_that_gave_up_runs_again_on_redelivery(world: World) -> None:
+    """Every retry failed (GitHub down for minutes): the event is not lost, a redelivery runs it again."""
+    world.github.fail_next("POST", r"/issues/\d+/comments$", 502, times=5)
+    headers, body, payload = sample_delivery()
+    world.seed_from_payload(payload)
+    status, answer = await world.post_github(headers, body)
+    assert status == 202
+    await world.client.advance(None)
+    assert await world.runtime_status(answer["instance_id"]) == "Failed"
+    assert reynolds_comments(world) == []
+
+    status, again = await world.post_github(headers, body)  # GitHub's "Redeliver" (same delivery id)
+    assert (status, again["verdict"]) == (200, "duplicate")
+    await world.client.advance(None)
+    assert await world.runtime_status(answer["instance_id"]) == "Completed"
+    assert len(reynolds_comments(world)) == 1
+    status, third = await world.post_github(headers, body)
+    assert third["verdict"] == "duplicate"
+    assert world.client.starts == 2  # the first run and the one restart, nothing more
+    assert len(reynolds_comments(world)) == 1

@@ -215,6 +215,8 @@ class _Run:
     reynolds_effects: int = 0
     notes: int = 0
     blocked_human: int = 0
+    #: Reynolds failing (a 5xx, an orchestration that failed): never how a scenario may pass.
+    faults: int = 0
     now: float = 0.0
     pending_redeliver: int = 1
     #: Everything Reynolds wrote on any platform (GitHub writes, Teams messages, Service Bus messages).
@@ -426,6 +428,7 @@ async def _deliver_graph(run: _Run, payload: dict[str, Any], event_id: str) -> N
     if answer.get("started"):
         output = world.client.run_of(instance_id_for(event_id)).output or {}
         verdict = str(output.get("verdict"))
+        run.faults += _failed(world, instance_id_for(event_id))
     else:
         verdict = "duplicate" if status < 400 else "rejected"
     run.verdicts[verdict] += 1
@@ -445,6 +448,8 @@ async def _deliver_servicebus(run: _Run, message: ServiceBusMessage) -> None:
     settlement = await world.deliver_servicebus(message)
     run.events += 1
     stored = world.services.lineage.get_event(event_id) or {}
+    if stored.get("verdict") == "accepted" and not seen:
+        run.faults += _failed(world, instance_id_for(event_id))
     verdict = "duplicate" if seen else str(stored.get("verdict") or "rejected")
     run.verdicts[verdict] += 1
     _count_effects(run, before)
@@ -468,15 +473,25 @@ async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str)
     verdict = str(answer.get("verdict"))
     run.verdicts[verdict] += 1
     _count_effects(run, before)
+    instance = answer.get("instance_id")
+    failed = bool(instance and verdict == "accepted" and _failed(world, instance))
+    run.faults += failed or status >= 500
     sender = payload.get("sender") or {}
     if sender.get("type") == "User" and sender.get("login") != REYNOLDS_LOGIN:
         suppressed = False
-        instance = answer.get("instance_id")
         if instance and verdict == "accepted":
             output = world.client.run_of(instance).output or {}
             suppressed = any(e.get("suppressed") for e in output.get("effects", []))
-        if verdict in ("loop", "rejected") or suppressed or status >= 400:
+        if verdict in ("loop", "rejected") or suppressed or failed or status >= 400:
             run.blocked_human += 1
+
+
+def _failed(world: World, instance_id: str) -> int:
+    """1 when the orchestration ended Failed (or never finished its retries), else 0."""
+    try:
+        return int(world.client.run_of(instance_id).runtime_status == "Failed")
+    except KeyError:
+        return 0
 
 
 def _result(run: _Run, stopped: bool) -> dict[str, Any]:
@@ -487,6 +502,11 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
     else:
         passed = run.blocked_human == 0 and (
             s.expected_reynolds_effects is None or run.reynolds_effects == s.expected_reynolds_effects)
+    if run.faults:
+        # A loop "stopped" because Reynolds crashed is not stopped by design: a fault never passes.
+        print(f"  {s.name}: {run.faults} deliveries failed inside Reynolds (5xx or a failed orchestration)",
+              file=sys.stderr)
+        passed = False
     return {"name": s.name, "expect": s.expect, "reynolds_effects": run.reynolds_effects, "notes": run.notes,
             "events": run.events, "verdicts": dict(sorted(run.verdicts.items())), "stopped": stopped,
             "blocked_human_events": run.blocked_human, "passed": passed}

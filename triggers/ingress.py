@@ -94,15 +94,33 @@ async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, ser
         return Admission(decision)
     instance_id = instance_id_for(event.id)
     status = await client.get_status(instance_id)
-    if status and status.runtime_status is not None:
+    runtime = getattr(status.runtime_status, "value", status.runtime_status) if status else None
+    if runtime is not None and runtime not in _RESTARTABLE:
         # Started before (this is a redelivery, or a retry after a lost answer): never a second run.
         return Admission(decision, instance_id)
+    if runtime is not None:
+        # It ran and gave up (every retry failed, or an operator terminated it): a redelivery runs it again.
+        # Its effects are in the ledger, so what it already wrote is found, not written twice.
+        logger.warning("event %s: orchestration %s is %s; restarting it on redelivery", event.id, instance_id,
+                       runtime)
     payload = orchestration_input(orchestrator, event, decision, out_queue=services.settings.servicebus_out_queue)
-    if prepare is not None:
+    if prepare is not None and runtime is None:
         payload.update(await prepare())
-    await client.start_new(orchestrator, instance_id, payload)
+    try:
+        await client.start_new(orchestrator, instance_id, payload)
+    except Exception as exc:
+        # A concurrent delivery of the same event started it between our status read and this start.
+        again = await client.get_status(instance_id)
+        if again and again.runtime_status is not None:
+            logger.info("event %s: %s was started concurrently (%s)", event.id, instance_id, type(exc).__name__)
+            return Admission(decision, instance_id)
+        raise
     logger.info("event %s chain %s: started %s as %s", event.id, decision.chain_id, orchestrator, instance_id)
     return Admission(decision, instance_id, started=True)
+
+
+#: Runtime states after which a redelivered, accepted event may start its orchestration again.
+_RESTARTABLE = frozenset({"Failed", "Terminated", "Canceled"})
 
 
 def json_response(status: int, body: dict[str, Any]) -> func.HttpResponse:
