@@ -141,10 +141,14 @@ def _actor_kind(
     login = str(sender.get("login") or "")
     if login and login.lower() == bot_login.lower():
         return ActorKind.SELF
-    for key in ("comment", "issue"):
-        app = _obj(_obj(payload, key), "performed_via_github_app")
-        if bot_app_id and str(app.get("id")) == bot_app_id and login.endswith("[bot]"):
+    # The object the event is about (the comment of a comment event, else the issue) says whether an app
+    # wrote it, even through a user's token: that is an automation, whatever the sender's account type.
+    subject = _obj(payload, "comment") or _obj(payload, "issue")
+    app = _obj(subject, "performed_via_github_app")
+    if app.get("id") is not None:
+        if bot_app_id and str(app.get("id")) == bot_app_id:
             return ActorKind.SELF
+        return ActorKind.BOT
     if sender.get("type") == "Bot" or login.endswith("[bot]"):
         return ActorKind.BOT
     if sender.get("type") == "Organization":

@@ -427,3 +427,12 @@ async def test_reynolds_comment_echoed_by_github_is_self_in_its_chain(world: Wor
     assert answer["chain_id"] == first["chain_id"]
     assert world.client.starts == starts
     assert len(reynolds_comments(world, "octo/app", 206)) == 1
+
+
+async def test_an_app_acting_through_a_users_token_is_an_automation(world: World) -> None:
+    payload = sample_payload(208)
+    payload["issue"]["performed_via_github_app"] = {"id": 4242, "slug": "helper-app", "name": "Helper"}
+    world.seed_from_payload(payload)
+    status, answer = await world.post_github(headers("issues"), raw_body(payload))
+    # The default profile answers people only: an app's action is acknowledged and ignored, not run.
+    assert (status, answer["verdict"]) == (200, "ignored")
