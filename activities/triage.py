@@ -10,6 +10,7 @@ import azure.durable_functions as df
 from shared import names
 from shared.commands import CommandName, authorize, parse_command
 from shared.services import get_services
+from shared.telemetry import record_orchestration
 from shared.triage import TriageInput, TriagePlan, plan_triage, render_command_reply, render_triage_comment
 
 logger = logging.getLogger(__name__)
@@ -52,4 +53,6 @@ def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
               "id": (record.resource_id or "").removeprefix("comment:")}
     if record.state == "suppressed":
         effect["suppressed"] = True
+    if request.received_at is not None:
+        record_orchestration(names.TRIAGE, record.state, (services.clock() - request.received_at).total_seconds())
     return effect

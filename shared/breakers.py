@@ -25,6 +25,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from shared.errors import NotFound
 from shared.lineage import scope_of
 from shared.store.base import DocumentStore, Query, safe_id, update_document
+from shared.telemetry import record_breaker_transition
 
 
 class BreakerConfig(BaseModel):
@@ -168,13 +169,26 @@ class BreakerService:
     def _apply(self, key: str, scope: str, change: Callable[[BreakerState], Permit]) -> Permit:
         outcome: list[Permit] = []
 
+        states: list[str] = []
+
         def update(doc: dict[str, Any] | None) -> dict[str, Any]:
             state = _from_doc(doc) if doc is not None else BreakerState(key=key, target=scope)
+            states[:] = [state.state]
             outcome[:] = [change(state)]
+            states.append(state.state)
             return {"kind": "breaker", **state.__dict__, "ttl": 30 * 86400}
 
         update_document(self.store, safe_id(key), update)
+        if states[0] != states[-1]:
+            record_breaker_transition(_key_kind(key), states[-1])
         return outcome[0]
+
+
+def _key_kind(key: str) -> str:
+    """``target``, ``counterpart`` or ``actor``: which of the three breakers a key names."""
+    if ":actor:" in key:
+        return "actor"
+    return "counterpart" if key.count(":") > 2 else "target"
 
 
 def _step_at(state: BreakerState, *, now: float, limit: int, config: BreakerConfig, text_fp: str | None,

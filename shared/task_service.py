@@ -40,6 +40,7 @@ from shared.services import Services
 from shared.status_report import MAX_COMMENT_CHARS, ReportPhase, escape_content, render_status_comment
 from shared.store.base import Query, safe_id, update_document
 from shared.tasks import Plan, Specialist, Subtask, SubtaskState, TaskRequest, TaskSpec
+from shared.telemetry import record_github_write, record_llm_tokens, record_orchestration
 from shared.tool_executor import GitHubReadTools
 from shared.wisdom import get_reynolds_wisdom
 
@@ -282,6 +283,7 @@ class TaskService:
             return {"ok": False, "retryable": True, "retry_after": exc.retry_after_seconds, "error": str(exc)}
         except ModelError as exc:
             return {"ok": False, "retryable": False, "error": str(exc)}
+        record_llm_tokens(result.tokens_used, subtask.specialist.value)
         summary = result.answer.summary
         if result.proposed_writes:
             proposed = ", ".join(sorted({write.tool for write in result.proposed_writes}))
@@ -377,7 +379,10 @@ class TaskService:
     # -- reporting -------------------------------------------------------------------------------------
     def report(self, payload: ReportPayload) -> ReportResult:
         """Write the status comment and labels for one report (idempotent; see the module docstring)."""
-        self._remember_task(payload)
+        started_at = self._remember_task(payload)
+        if payload.final:
+            record_orchestration("orchestrate_task", payload.phase.value,
+                                 self.services.clock().timestamp() - started_at)
         event_id = payload.event_id or payload.instance_id
         chain_id = payload.chain_id or new_chain_id(event_id)
         depth = payload.depth + 1
@@ -402,7 +407,8 @@ class TaskService:
             found = None if fresh else self._find_status_comment(github, owner, name, number, payload.instance_id)
             if found is None:
                 signed = sign_text(self._marker_key(), body, chain_id, event_id, depth)
-                response = self._write(lambda: github.rest.issues.create_comment(owner, name, number, body=signed))
+                response = self._write(lambda: github.rest.issues.create_comment(owner, name, number, body=signed),
+                                       kind="comment")
                 found = int(response.parsed_data.id)
                 result.created = True
                 logger.info("event %s chain %s instance %s: status comment %s on %s", event_id, chain_id,
@@ -431,7 +437,8 @@ class TaskService:
             return False
         # An edit is idempotent by nature: after a crash mid-way, editing again to the same body is harmless.
         signed = sign_text(self._marker_key(), body, chain_id, event_id, depth)
-        self._write(lambda: github.rest.issues.update_comment(owner, name, comment_id, body=signed))
+        self._write(lambda: github.rest.issues.update_comment(owner, name, comment_id, body=signed),
+                    kind="comment_edit")
         self.services.lineage.complete_effect(record, f"comment:{comment_id}", body)
         logger.info("event %s chain %s instance %s: status comment %s edited (report %d, %s)", event_id, chain_id,
                     payload.instance_id, comment_id, payload.sequence, payload.phase.value)
@@ -455,9 +462,10 @@ class TaskService:
         if to_remove:
             # One PATCH sets the whole list (keeping everyone else's labels); cheaper than a DELETE per label.
             keep = [label for label in current if not label.lower().startswith(LABEL_PREFIX)]
-            self._write(lambda: github.rest.issues.update(owner, name, number, labels=keep + sorted(wanted.values())))
+            self._write(lambda: github.rest.issues.update(owner, name, number, labels=keep + sorted(wanted.values())),
+                        kind="label")
         elif to_add:
-            self._write(lambda: github.rest.issues.add_labels(owner, name, number, labels=to_add))
+            self._write(lambda: github.rest.issues.add_labels(owner, name, number, labels=to_add), kind="label")
         self.services.lineage.complete_effect(record, f"labels:{target}:{payload.sequence}",
                                               " ".join(sorted(wanted.values())))
         if changed:
@@ -499,7 +507,7 @@ class TaskService:
         title = escape_content(f"Reynolds: {payload.title}", 250)
         signed = sign_text(self._marker_key(), text, chain_id, event_id, depth)
         response = self._write(lambda: github.rest.issues.create(owner, name, title=title, body=signed,
-                                                                 labels=sorted(payload.labels)))
+                                                                 labels=sorted(payload.labels)), kind="issue")
         number = int(response.parsed_data.number)
         self.services.lineage.complete_effect(record, f"issue:{number}", text)
         logger.info("event %s chain %s instance %s: opened tracking issue %s#%s", event_id, chain_id,
@@ -546,11 +554,17 @@ class TaskService:
         except NotFound:
             return None
 
-    def _remember_task(self, payload: ReportPayload) -> None:
-        doc_id = f"task:{payload.instance_id}"
-        self.store.upsert({"id": doc_id, "pk": doc_id, "kind": "task", "instance_id": payload.instance_id,
-                           "phase": payload.phase.value, "sequence": payload.sequence,
-                           "chain_id": payload.chain_id, "ttl": TASK_DOC_TTL_SECONDS})
+    def _remember_task(self, payload: ReportPayload) -> float:
+        """Record the task's latest phase; return when it was first reported (its start, for durations)."""
+        now = self.services.clock().timestamp()
+
+        def update(doc: dict[str, Any] | None) -> dict[str, Any]:
+            return {"kind": "task", "instance_id": payload.instance_id, "phase": payload.phase.value,
+                    "sequence": payload.sequence, "chain_id": payload.chain_id, "ttl": TASK_DOC_TTL_SECONDS,
+                    "started_at": (doc or {}).get("started_at", now)}
+
+        written = update_document(self.store, safe_id(f"task:{payload.instance_id}"), update)
+        return float((written or {}).get("started_at", now))
 
     # -- GitHub plumbing ---------------------------------------------------------------------------------
     def _github(self, repo: str | None) -> Any:
@@ -563,7 +577,7 @@ class TaskService:
     def _marker_key(self) -> str:
         return self.settings.require("marker_signing_key")
 
-    def _write(self, call: Callable[[], Any], installation: int | str = "default") -> Any:
+    def _write(self, call: Callable[[], Any], installation: int | str = "default", kind: str = "write") -> Any:
         """One GitHub write, paced; a secondary-limit answer (403/429) blocks further writes, then raises."""
         self.pacer.acquire(installation, max_wait=MAX_WRITE_WAIT_SECONDS)
         try:
@@ -575,6 +589,7 @@ class TaskService:
                 logger.warning("GitHub secondary rate limit (HTTP %s): writes paused for %.0f s", status, wait)
             raise
         self.pacer.record_success(installation)
+        record_github_write(kind)
         return response
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any
 
 from githubkit.exception import RateLimitExceeded, RequestFailed
@@ -18,6 +19,7 @@ from shared.errors import RetryLater
 from shared.lineage import EffectRecord, LineageService
 from shared.loopguard import normalise_text
 from shared.marker import find_markers, sign_text
+from shared.telemetry import record_github_write
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +57,8 @@ class TriageInput(BaseModel):
     text: str = ""
     #: The answer to a ``/reynolds`` command in the comment (posted instead of a triage).
     reply: str | None = None
+    #: When the event arrived (the orchestration's duration is measured from it).
+    received_at: datetime | None = None
 
 
 def plan_triage(text: str) -> TriagePlan:
@@ -100,7 +104,7 @@ GitHubFor = Callable[[int | None], Any]
 def create_comment(github: Any, owner: str, name: str, number: int, body: str) -> int:
     """POST an issue comment; rate limits and server errors become ``RetryLater`` with GitHub's wait."""
     try:
-        return int(github.rest.issues.create_comment(owner, name, number, body=body).parsed_data.id)
+        comment_id = int(github.rest.issues.create_comment(owner, name, number, body=body).parsed_data.id)
     except RateLimitExceeded as exc:
         # GitHub: wait Retry-After, or at least 60 s when a secondary limit gives none.
         seconds = max(exc.retry_after.total_seconds(), 1.0) if exc.retry_after else 60.0
@@ -110,6 +114,8 @@ def create_comment(github: Any, owner: str, name: str, number: int, body: str) -
             raise RetryLater(None, f"GitHub answered {exc.response.status_code} to a comment on "
                                    f"{owner}/{name}#{number}") from None
         raise
+    record_github_write("comment")
+    return comment_id
 
 
 def _repeat_fingerprint(text: str | None) -> str | None:
