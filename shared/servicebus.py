@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from shared.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
 from shared.errors import ReynoldsError
+from shared.tasks import TaskRequest
 
 if TYPE_CHECKING:
     from azure.servicebus.aio import ServiceBusClient, ServiceBusSender
@@ -255,6 +256,14 @@ def parse_servicebus_body(
     if PROP_EVENT_ID in props and _text(props[PROP_EVENT_ID]) != event["id"]:
         logger.warning("servicebus message %s: %s property differs from the event id", message_id, PROP_EVENT_ID)
 
+    if "task" in data:
+        # A message asking for a task must be a valid one: dead-lettered with the reason, never guessed at.
+        try:
+            TaskRequest.model_validate({"task": data["task"], "strategy": data.get("strategy") or {}})
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            where = ".".join(str(part) for part in first["loc"])
+            raise PoisonMessage(PoisonReason.SCHEMA_INVALID, f"invalid task: {where}: {first['msg']}") from None
     text = data.get("text") if isinstance(data.get("text"), str) else data.get("body")
     projected = {key: value for key, value in data.items() if key not in ("text", "body")}
     marker = _text(props.get(PROP_MARKER))

@@ -22,7 +22,7 @@ from shared.errors import ConfigurationError, CorruptState, IncomingRequestError
 from shared.lineage import Decision, instance_id_for
 from shared.loopguard import Verdict
 from shared.reply import reply_input
-from shared.routing import route
+from shared.routing import route, task_request_of
 from shared.services import Services
 from shared.telemetry import record_loop_stopped, record_verdict
 from shared.triage import TriageInput
@@ -56,6 +56,12 @@ def orchestration_input(orchestrator: str, event: EventEnvelope, decision: Decis
     """The (small) input of the orchestration an event starts."""
     if orchestrator == names.REPLY:
         return reply_input(event, decision, out_queue=out_queue).model_dump(mode="json")
+    if orchestrator == names.ORCHESTRATE_TASK:
+        request = task_request_of(event)
+        if request is None:
+            raise ValueError("orchestrate_task needs a task")
+        return request.model_copy(update={"event_id": event.id, "chain_id": decision.chain_id,
+                                          "depth": decision.depth}).model_dump(mode="json")
     if orchestrator == names.TRIAGE:
         if event.target is None or not event.target.repo or event.target.number is None:
             raise ValueError("triage needs an issue target")
