@@ -26,7 +26,7 @@ $(NODE_STAMP): package.json package-lock.json
 	touch $(NODE_STAMP)
 
 simulate: $(STAMP)
-	$(PY) -m tools.simulate samples/deliveries.jsonl samples/task-fanout.json
+	$(PY) -m tools.simulate samples/deliveries.jsonl samples/teams-servicebus.jsonl samples/task-fanout.json
 
 lint: $(STAMP)
 	$(PY) -m ruff check .
