@@ -9,15 +9,12 @@ from typing import Any
 import azure.durable_functions as df
 
 from shared import names
+from shared.admission import judge, orchestration_input
 from shared.envelope import ActorKind
-from shared.errors import CorruptState
 from shared.graph import SubscriptionManager, fetch_message
-from shared.loopguard import Verdict
-from shared.reply import TeamsChange, reply_input
-from shared.routing import route
+from shared.reply import TeamsChange
 from shared.services import get_services
 from shared.subscriptions import MaintenanceInput, configured_resources, maintain
-from shared.telemetry import record_loop_stopped, record_verdict
 
 logger = logging.getLogger(__name__)
 
@@ -40,24 +37,14 @@ async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
     own = await asyncio.to_thread(services.lineage.own_effect, event.platform.value, event.resource_id)
     if own is not None:
         event = event.model_copy(update={"actor": event.actor.model_copy(update={"kind": ActorKind.SELF})})
-    orchestrator = route(event, services.settings.routing_profile)
-    try:
-        decision = await asyncio.to_thread(services.lineage.decide, event, routed=orchestrator is not None)
-    except CorruptState as exc:
-        logger.error("event %s: %s; held as loop-suspect", event.id, exc)
-        decision = await asyncio.to_thread(services.lineage.hold, event, str(exc))
-    logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
-    record_verdict(decision.verdict.value, event.platform.value)
-    if decision.verdict is Verdict.LOOP:
-        record_loop_stopped(decision.rule or "loop")
-    runs = decision.verdict is Verdict.ACCEPTED or (
-        decision.verdict is Verdict.DUPLICATE and decision.original_verdict is Verdict.ACCEPTED)
-    request = None
-    if runs and orchestrator == names.REPLY:
-        request = reply_input(event, decision, out_queue=services.settings.servicebus_out_queue)
+    judged = await judge(event, services)
+    decision = judged.decision
+    orchestrator = judged.orchestrator if judged.runs else None
+    started = orchestration_input(orchestrator, event, decision,
+                                  out_queue=services.settings.servicebus_out_queue) if orchestrator else None
     return {"event_id": event.id, "verdict": decision.verdict.value, "reason": decision.reason,
             "chain_id": decision.chain_id, "actor_kind": event.actor.kind.value,
-            "input": request.model_dump(mode="json") if request else None}
+            "orchestrator": orchestrator, "input": started}
 
 
 @bp.activity_trigger(input_name="payload", activity=names.GRAPH_MAINTAIN)

@@ -13,8 +13,9 @@ from typing import Any
 
 import azure.durable_functions as df
 
+from orchestrators.backoff import call_with_backoff
 from orchestrators.context import OrchestrationContext
-from orchestrators.reply import call_with_backoff, run_reply
+from orchestrators.reply import run_reply
 from shared import names
 from shared.reply import ReplyInput, TeamsChange
 from shared.subscriptions import MaintenanceInput
@@ -31,6 +32,11 @@ def run_teams_notification(context: OrchestrationContext) -> Generator[Any, Any,
                "chain_id": ingest.get("chain_id"), "actor_kind": ingest.get("actor_kind")}
     if not ingest.get("input"):
         return {**decided, "effects": []}
+    if ingest.get("orchestrator") == names.ORCHESTRATE_TASK:
+        # Work asked for in Teams: orchestrated as its own sub-orchestration, reported on a tracking issue.
+        outcome = yield context.call_sub_orchestrator(names.ORCHESTRATE_TASK, ingest["input"],
+                                                      f"{context.instance_id}:task")
+        return {**decided, "task": outcome, "effects": []}
     result = yield from run_reply(context, ReplyInput.model_validate(ingest["input"]))
     return {**decided, **result}
 

@@ -74,3 +74,21 @@ async def test_a_teams_message_asking_for_a_task_opens_a_tracking_issue() -> Non
         assert await world.runtime_status(instance) == "Completed"
         (issue,) = _tracking_issues(world)
         assert "audit the CI workflows" in str(issue.resource.get("body"))
+
+
+async def test_a_teams_task_seen_through_graph_runs_as_a_sub_orchestration() -> None:
+    with build_world() as world:
+        prepare(world)
+        await world.ensure_subscriptions()
+        message = world.graph.post_as_user("<p>task: check the nightly backup job</p>", team="team-0001",
+                                           channel="19:chan@thread.skype")
+        answers = await world.deliver_notifications()
+        assert [status for status, _ in answers] == [202]
+        instance = instance_id_for(f"teams:{message['id']}")
+        await world.client.advance(None)
+        run = world.client.run_of(instance)
+        assert run.runtime_status == "Completed"
+        assert run.output["task"]["succeeded"] >= 1
+        (issue,) = _tracking_issues(world)
+        assert "check the nightly backup job" in str(issue.resource.get("body"))
+        assert world.teams_writes == []  # the work is reported on its tracking issue

@@ -6,7 +6,6 @@ two, the same for every door. It never calls GitHub or a model: it answers withi
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 from collections.abc import Awaitable, Callable
@@ -16,16 +15,11 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared import names
+from shared.admission import judge, orchestration_input
 from shared.envelope import EventEnvelope
-from shared.errors import ConfigurationError, CorruptState, IncomingRequestError, StoreError
+from shared.errors import ConfigurationError, IncomingRequestError, StoreError
 from shared.lineage import Decision, instance_id_for
-from shared.loopguard import Verdict
-from shared.reply import reply_input
-from shared.routing import route, task_request_of
 from shared.services import Services
-from shared.telemetry import record_loop_stopped, record_verdict
-from shared.triage import TriageInput
 
 logger = logging.getLogger(__name__)
 
@@ -51,29 +45,6 @@ class Admission:
         }
 
 
-def orchestration_input(orchestrator: str, event: EventEnvelope, decision: Decision, *,
-                        out_queue: str = "reynolds-out") -> dict[str, Any]:
-    """The (small) input of the orchestration an event starts."""
-    if orchestrator == names.REPLY:
-        return reply_input(event, decision, out_queue=out_queue).model_dump(mode="json")
-    if orchestrator == names.ORCHESTRATE_TASK:
-        request = task_request_of(event)
-        if request is None:
-            raise ValueError("orchestrate_task needs a task")
-        return request.model_copy(update={"event_id": event.id, "chain_id": decision.chain_id,
-                                          "depth": decision.depth}).model_dump(mode="json")
-    if orchestrator == names.TRIAGE:
-        if event.target is None or not event.target.repo or event.target.number is None:
-            raise ValueError("triage needs an issue target")
-        return TriageInput(
-            event_id=event.id, event_type=event.type, chain_id=decision.chain_id or "", depth=decision.depth,
-            repo=event.target.repo, number=event.target.number, installation_id=event.target.installation_id,
-            actor=event.actor.login, actor_kind=event.actor.kind.value,
-            association=event.actor.association, text=event.text[:2000], received_at=event.time,
-        ).model_dump(mode="json")
-    raise ValueError(f"no input builder for {orchestrator}")  # pragma: no cover - the routing table is closed
-
-
 async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, services: Services, *,
                 prepare: Callable[[], Awaitable[dict[str, Any]]] | None = None) -> Admission:
     """Decide ``event`` and start its orchestration when accepted (exactly once per event id).
@@ -81,22 +52,9 @@ async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, ser
     ``prepare`` runs only when an orchestration is about to start for this event (never for a duplicate of a
     started one); what it returns is merged into the orchestration's input.
     """
-    orchestrator = route(event, services.settings.routing_profile)
-    if orchestrator == names.TRIAGE and (event.target is None or event.target.number is None):
-        orchestrator = None
-    try:
-        decision = await asyncio.to_thread(services.lineage.decide, event, routed=orchestrator is not None)
-    except CorruptState as exc:
-        logger.error("event %s: %s; held as loop-suspect", event.id, exc)
-        decision = await asyncio.to_thread(services.lineage.hold, event, str(exc))
-    logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
-    record_verdict(decision.verdict.value, event.platform.value)
-    if decision.verdict is Verdict.LOOP:
-        record_loop_stopped(decision.rule or "loop")
-    runs = decision.verdict is Verdict.ACCEPTED or (
-        decision.verdict is Verdict.DUPLICATE and decision.original_verdict is Verdict.ACCEPTED
-    )
-    if orchestrator is None or not runs:
+    judged = await judge(event, services)
+    decision, orchestrator = judged.decision, judged.orchestrator
+    if orchestrator is None or not judged.runs:
         return Admission(decision)
     instance_id = instance_id_for(event.id)
     status = await client.get_status(instance_id)

@@ -1,0 +1,81 @@
+"""Deciding an event, the same for every door: route, loop guard (failing safe), metrics, orchestration input.
+
+The triggers (``triggers/ingress.py``) and the Graph ingest activity (which decides only after fetching a
+Teams message) both call ``judge``; what an accepted event then starts is built by ``orchestration_input``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+from shared import names
+from shared.envelope import EventEnvelope
+from shared.errors import CorruptState
+from shared.lineage import Decision
+from shared.loopguard import Verdict
+from shared.reply import reply_input
+from shared.routing import route, task_request_of
+from shared.services import Services
+from shared.telemetry import record_loop_stopped, record_verdict
+from shared.triage import TriageInput
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Judged:
+    """The loop guard's decision and the orchestration it lets run, if any."""
+
+    decision: Decision
+    orchestrator: str | None
+
+    @property
+    def runs(self) -> bool:
+        """Whether an orchestration should run for this event (accepted, or a redelivery of an accepted one)."""
+        verdict = self.decision.verdict
+        accepted = verdict is Verdict.ACCEPTED or (
+            verdict is Verdict.DUPLICATE and self.decision.original_verdict is Verdict.ACCEPTED)
+        return accepted and self.orchestrator is not None
+
+
+async def judge(event: EventEnvelope, services: Services) -> Judged:
+    """Route and decide ``event``; corrupt lineage state holds it as loop-suspect (recorded, not run)."""
+    orchestrator = route(event, services.settings.routing_profile)
+    if orchestrator == names.TRIAGE and (event.target is None or event.target.number is None):
+        orchestrator = None
+    try:
+        decision = await asyncio.to_thread(services.lineage.decide, event, routed=orchestrator is not None)
+    except CorruptState as exc:
+        logger.error("event %s: %s; held as loop-suspect", event.id, exc)
+        decision = await asyncio.to_thread(services.lineage.hold, event, str(exc))
+    logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
+    record_verdict(decision.verdict.value, event.platform.value)
+    if decision.verdict is Verdict.LOOP:
+        record_loop_stopped(decision.rule or "loop")
+    return Judged(decision, orchestrator)
+
+
+def orchestration_input(orchestrator: str, event: EventEnvelope, decision: Decision, *,
+                        out_queue: str = "reynolds-out") -> dict[str, Any]:
+    """The (small) input of the orchestration an event starts."""
+    if orchestrator == names.REPLY:
+        return reply_input(event, decision, out_queue=out_queue).model_dump(mode="json")
+    if orchestrator == names.ORCHESTRATE_TASK:
+        request = task_request_of(event)
+        if request is None:
+            raise ValueError("orchestrate_task needs a task")
+        return request.model_copy(update={"event_id": event.id, "chain_id": decision.chain_id,
+                                          "depth": decision.depth}).model_dump(mode="json")
+    if orchestrator == names.TRIAGE:
+        if event.target is None or not event.target.repo or event.target.number is None:
+            raise ValueError("triage needs an issue target")
+        return TriageInput(
+            event_id=event.id, event_type=event.type, chain_id=decision.chain_id or "", depth=decision.depth,
+            repo=event.target.repo, number=event.target.number, installation_id=event.target.installation_id,
+            actor=event.actor.login, actor_kind=event.actor.kind.value,
+            association=event.actor.association, text=event.text[:2000], received_at=event.time,
+        ).model_dump(mode="json")
+    raise ValueError(f"no input builder for {orchestrator}")  # pragma: no cover - the routing table is closed
