@@ -148,3 +148,23 @@ class GitHubPacer:
         """A write went through: later limits start the backoff from scratch."""
         with self._lock:
             self._state(installation_id).strikes = 0
+
+
+_default: GitHubPacer | None = None
+_default_lock = threading.Lock()
+
+
+def get_pacer() -> GitHubPacer:
+    """The per-process GitHub write pacer every GitHub write goes through (see the module docstring)."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = GitHubPacer()
+        return _default
+
+
+def set_pacer(pacer: GitHubPacer | None) -> None:
+    """Install a pacer (tools and tests give it a simulated clock); ``None`` rebuilds the default."""
+    global _default
+    with _default_lock:
+        _default = pacer

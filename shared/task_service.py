@@ -35,7 +35,7 @@ from shared.ai.specialists import run_specialist
 from shared.errors import IncomingRequestError, NotFound, StoreError
 from shared.lineage import EffectRecord, new_chain_id
 from shared.marker import sign_text
-from shared.pacer import GitHubPacer
+from shared.pacer import GitHubPacer, get_pacer, set_pacer
 from shared.services import Services
 from shared.status_report import MAX_COMMENT_CHARS, ReportPhase, escape_content, render_status_comment
 from shared.store.base import Query, safe_id, update_document
@@ -152,24 +152,7 @@ def percentile(values: Iterable[float], fraction: float) -> float | None:
 # --- process-wide pacer and model client ---------------------------------------------------------------------
 
 _lock = threading.Lock()
-_pacer: GitHubPacer | None = None
 _model_clients: dict[str, Any] = {}
-
-
-def get_pacer() -> GitHubPacer:
-    """The per-process GitHub write pacer (see ``shared.pacer`` for why per process)."""
-    global _pacer
-    with _lock:
-        if _pacer is None:
-            _pacer = GitHubPacer()
-        return _pacer
-
-
-def set_pacer(pacer: GitHubPacer | None) -> None:
-    """Install a pacer (tools and tests give it a simulated clock); ``None`` rebuilds the default."""
-    global _pacer
-    with _lock:
-        _pacer = pacer
 
 
 def set_model_client(endpoint: str, client: Any | None) -> None:

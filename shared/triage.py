@@ -19,6 +19,7 @@ from shared.errors import RetryLater
 from shared.lineage import EffectRecord, LineageService
 from shared.loopguard import normalise_text
 from shared.marker import find_markers, sign_text
+from shared.pacer import PacerWouldWait, get_pacer
 from shared.telemetry import record_github_write
 
 logger = logging.getLogger(__name__)
@@ -101,19 +102,35 @@ def render_triage_comment(plan: TriagePlan, instance_id: str) -> str:
 GitHubFor = Callable[[int | None], Any]
 
 
-def create_comment(github: Any, owner: str, name: str, number: int, body: str) -> int:
-    """POST an issue comment; rate limits and server errors become ``RetryLater`` with GitHub's wait."""
+#: The longest a worker sleeps for the pacer; a longer wait goes back to the orchestration as a durable timer.
+MAX_PACER_WAIT_SECONDS = 15.0
+
+
+def create_comment(github: Any, owner: str, name: str, number: int, body: str,
+                   installation: int | str | None = None) -> int:
+    """POST an issue comment through the write pacer (≤ 80/min, ≤ 500/h, ≥ 1 s apart per installation).
+
+    Rate limits and server errors become ``RetryLater`` with GitHub's wait (a secondary limit without one:
+    at least 60 s), and a pacer wait longer than ``MAX_PACER_WAIT_SECONDS`` too.
+    """
+    pacer = get_pacer()
+    key = installation if installation is not None else "default"
+    try:
+        pacer.acquire(key, max_wait=MAX_PACER_WAIT_SECONDS)
+    except PacerWouldWait as wait:
+        raise RetryLater(wait.wait_seconds, f"GitHub write pacer for installation {key}") from None
     try:
         comment_id = int(github.rest.issues.create_comment(owner, name, number, body=body).parsed_data.id)
     except RateLimitExceeded as exc:
-        # GitHub: wait Retry-After, or at least 60 s when a secondary limit gives none.
-        seconds = max(exc.retry_after.total_seconds(), 1.0) if exc.retry_after else 60.0
-        raise RetryLater(seconds, f"GitHub rate limit on a comment to {owner}/{name}#{number}") from None
+        seconds = max(exc.retry_after.total_seconds(), 1.0) if exc.retry_after else None
+        raise RetryLater(pacer.penalize(key, seconds),
+                         f"GitHub rate limit on a comment to {owner}/{name}#{number}") from None
     except RequestFailed as exc:
         if exc.response.status_code >= 500 or exc.response.status_code == 429:
             raise RetryLater(None, f"GitHub answered {exc.response.status_code} to a comment on "
                                    f"{owner}/{name}#{number}") from None
         raise
+    pacer.record_success(key)
     record_github_write("comment")
     return comment_id
 
@@ -172,7 +189,7 @@ class GitHubReporter:
                     self._post_note(github, owner, name, number, key, record, f"{permit.reason}", who)
                 return self.lineage.suppress_effect(record, permit.reason)
         signed = sign_text(self.marker_key, body, chain_id, event_id, depth)
-        comment_id = create_comment(github, owner, name, number, signed)
+        comment_id = create_comment(github, owner, name, number, signed, installation_id)
         logger.info("posted comment %s on %s#%s for event %s (chain %s)", comment_id, repo, number, event_id, chain_id)
         return self.lineage.complete_effect(record, f"comment:{comment_id}", body)
 

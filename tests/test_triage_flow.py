@@ -250,3 +250,15 @@ async def test_an_orchestration_that_gave_up_runs_again_on_redelivery(world: Wor
     assert third["verdict"] == "duplicate"
     assert world.client.starts == 2  # the first run and the one restart, nothing more
     assert len(reynolds_comments(world)) == 1
+
+
+async def test_a_secondary_rate_limit_waits_retry_after_on_a_durable_timer(world: World) -> None:
+    world.github.secondary_rate_limit(method="POST", path_regex=r"/issues/\d+/comments$", retry_after=90)
+    answer = await deliver_sample(world)
+    assert await world.runtime_status(answer["instance_id"]) == "Running"  # waiting, not sleeping in a worker
+    await world.client.advance(None)
+    run = world.client.run_of(answer["instance_id"])
+    assert run.runtime_status == "Completed"
+    ((created, fires),) = run.timers
+    assert (fires - created).total_seconds() >= 90
+    assert len(reynolds_comments(world)) == 1

@@ -27,6 +27,7 @@ from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 
 from shared.github_events import signature_for
 from shared.graph import make_graph_client
+from shared.pacer import GitHubPacer, set_pacer
 from shared.servicebus import PoisonMessage
 from shared.services import Services, set_services
 from shared.settings import Settings, override_settings
@@ -288,8 +289,11 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
         override_settings(settings)
         set_services(services)
         stack.callback(set_services, None)
+        # GitHub writes are paced (≥ 1 s apart): on the world's clock, so pacing moves simulated time only.
+        set_pacer(GitHubPacer(clock=lambda: clock().timestamp(), sleep=clock.advance))
+        stack.callback(set_pacer, None)
         stack.callback(override_settings, None)
-        harness = ReplayHarness.from_app(functions(), start=clock.now)
+        harness = ReplayHarness.from_app(functions(), start=clock.now, clock=clock, on_time=clock.set)
         world = World(settings=settings, store=document_store, github=github, clock=clock,
                       client=FakeDurableClient(harness), services=services, graph=graph, publisher=publisher)
         graph.validator = world.graph_validator

@@ -208,7 +208,13 @@ class ReplayHarness:
         *,
         max_short_timer: timedelta | None = timedelta(days=6),
         long_timer_interval: timedelta = timedelta(days=3),
+        clock: Callable[[], datetime] | None = None,
+        on_time: Callable[[datetime], None] | None = None,
     ) -> None:
+        # ``clock``/``on_time`` tie the harness to a world's clock: new instances start at the world's now,
+        # and an instance's simulated time moving (timers, latency) moves the world's clock along.
+        self.clock = clock
+        self.on_time = on_time
         self.orchestrators: dict[str, Callable[[Any], str]] = {
             name: _orchestrator_handle(fn) for name, fn in orchestrators.items()
         }
@@ -430,6 +436,8 @@ class _Instance:
         while self.queue and self.queue[0].at == first.at:
             batch.append(heapq.heappop(self.queue))
         self.now = max(self.now, first.at)
+        if self.harness.on_time is not None:
+            self.harness.on_time(self.now)
         batch.sort(key=lambda p: (p.priority, p.seq))
         new_events: list[dict[str, Any]] = []
         follow_ups: list[tuple[str, Any]] = []  # history appended / work started after the episode
@@ -754,7 +762,8 @@ class FakeDurableClient(df.DurableOrchestrationClient):
             raise Exception(f"An Orchestration instance with the status {existing.status} already exists.")
         # The client serialises the input before the host sees it; round-trip the same way.
         wire_input = json.loads(self._get_json_input(client_input) or "null")
-        start_at = existing.now if existing is not None else self.harness.start
+        now = self.harness.clock() if self.harness.clock is not None else self.harness.start
+        start_at = max(existing.now, now) if existing is not None else now
         instance = self.harness.start_instance(orchestration_function_name, wire_input, instance_id, start_at)
         self.instances[instance_id] = instance
         self.starts += 1
