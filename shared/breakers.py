@@ -41,6 +41,9 @@ class BreakerConfig(BaseModel):
     cooldown_seconds: int = Field(3600, ge=60)
     #: A counterpart answering Reynolds within this many seconds answers at a machine's pace.
     fast_reply_seconds: int = Field(60, ge=1)
+    #: The counterpart-on-a-target breaker counts over this longer window: a bot on a user account that
+    #: answers slowly, with new text each time, still meets its limit within a day.
+    counterpart_window_seconds: int = Field(86400, ge=60)
 
 
 @dataclass
@@ -75,33 +78,39 @@ def text_fingerprint(normalised_text: str) -> str:
 
 
 def step(state: BreakerState, now: float, limit: int, config: BreakerConfig, text_fp: str | None,
-         automated: bool = True) -> Permit:
+         automated: bool = True, window: int | None = None) -> Permit:
     """Decide one write against ``state`` (mutated in place): the breaker's state machine.
 
-    Repeated text counts only when the counterpart is an automation or answered at a machine's pace (within
-    ``fast_reply_seconds`` of Reynolds' previous answer to it): people repeat themselves, slowly.
+    Repeated text trips at ``counterpart_max_repeats`` when the counterpart is an automation or answers at a
+    machine's pace (within ``fast_reply_seconds`` of Reynolds' previous answer to it); from a person at a
+    person's pace it takes one repeat more (people say "any update?" twice, not on and on).
     """
     fast = state.last_write is not None and now - state.last_write <= config.fast_reply_seconds
-    if not (automated or fast):
-        text_fp = None
-    horizon = now - config.window_seconds
+    max_repeats = config.counterpart_max_repeats + (0 if automated or fast else 1)
+    window = window or config.window_seconds
+    horizon = now - window
     state.writes = [t for t in state.writes if t > horizon]
-    state.texts = {fp: kept for fp, times in state.texts.items() if (kept := [t for t in times if t > horizon])}
-    cooldown = config.cooldown_seconds * (2 ** max(state.trips - 1, 0))
+    # Repeats count over the short window whatever the breaker's own: "any update?" once a day is a person.
+    text_horizon = now - config.window_seconds
+    state.texts = {fp: kept for fp, times in state.texts.items()
+                   if (kept := [t for t in times if t > text_horizon])}
+    # A breaker cools down at least as long as it counts, doubling on every re-trip.
+    cooldown = max(config.cooldown_seconds, window) * (2 ** max(state.trips - 1, 0))
     if state.state == "open":
         if state.opened_at is None or now - state.opened_at < cooldown:
             return Permit(False, reason=state.reason, key=state.key)
-        # Cooled down: half-open, forget the old writes and let this one through as a probe.
-        state.state, state.writes, state.texts, state.probe_at = "half_open", [], {}, now
+        # Cooled down: half-open, let this one write through as a probe. What it counted stays counted, so
+        # a loop that resumes at once, or keeps its pace inside the window, trips again at the next write.
+        state.state, state.probe_at = "half_open", now
         _count(state, now, text_fp)
         return Permit(True, key=state.key)
     tripped = ""
     repeats = len(state.texts.get(text_fp, [])) + 1 if text_fp else 0
     if state.state == "half_open" and state.probe_at is not None and now - state.probe_at < cooldown:
-        tripped = "writes resumed at loop pace after the cooldown"
+        tripped = "answers resumed at loop pace after the cooldown"
     elif len(state.writes) >= limit:
-        tripped = f"{len(state.writes)} writes within {config.window_seconds} s (limit {limit})"
-    elif text_fp and repeats >= config.counterpart_max_repeats:
+        tripped = f"{len(state.writes)} answers within {window} s (limit {limit})"
+    elif text_fp and repeats >= max_repeats:
         tripped = f"the same text arrived {repeats} times within {config.window_seconds} s"
     if tripped:
         state.state, state.opened_at, state.trips, state.reason = "open", now, state.trips + 1, tripped
@@ -136,15 +145,18 @@ class BreakerService:
         ts = now.timestamp()
         where = f"{platform}:{target}"
         scope = f"{platform}:{scope_of(target)}"
-        checks: list[tuple[str, int, str | None]] = []
+        config = self.config
+        checks: list[tuple[str, int, str | None, int]] = []
         if automated:
-            checks.append((f"br:{where}", self.config.target_max_writes, None))
+            checks.append((f"br:{where}", config.target_max_writes, None, config.window_seconds))
         if counterpart:
-            checks.append((f"br:{where}:{counterpart}", self.config.counterpart_max_writes, text_fp))
-            checks.append((f"br:{scope}:actor:{counterpart}", self.config.counterpart_max_writes, text_fp))
-        for key, limit, fp in checks:
-            step_now = functools.partial(_step_at, now=ts, limit=limit, config=self.config, text_fp=fp,
-                                         automated=automated)
+            checks.append((f"br:{where}:{counterpart}", config.counterpart_max_writes, text_fp,
+                           config.counterpart_window_seconds))
+            checks.append((f"br:{scope}:actor:{counterpart}", config.counterpart_max_writes, text_fp,
+                           config.window_seconds))
+        for key, limit, fp, window in checks:
+            step_now = functools.partial(_step_at, now=ts, limit=limit, config=config, text_fp=fp,
+                                         automated=automated, window=window)
             permit = self._apply(key, where, step_now)
             if not permit.allowed:
                 return permit
@@ -192,8 +204,8 @@ def _key_kind(key: str) -> str:
 
 
 def _step_at(state: BreakerState, *, now: float, limit: int, config: BreakerConfig, text_fp: str | None,
-             automated: bool) -> Permit:
-    return step(state, now, limit, config, text_fp, automated)
+             automated: bool, window: int) -> Permit:
+    return step(state, now, limit, config, text_fp, automated, window)
 
 
 def _close(state: BreakerState) -> Permit:

@@ -208,6 +208,12 @@ class LineageService:
         chain, parent, effect_depth, via = found
         if event.actor.automated:
             return Evidence(chain, parent, effect_depth + 1, via, notes=forged)
+        if via == "causal-text":
+            # A "person" re-posting Reynolds' own words unquoted is relaying them, as a bridge or a bot on a
+            # user account does, at any pace: judged as an automated hop in Reynolds' chain. (People quote
+            # with "> ", which is not a copy: quoted lines are folded away before the match.)
+            relayed = ("relays Reynolds' own text: judged as an automated hop",)
+            return Evidence(chain, parent, effect_depth + 1, via, notes=(*forged, *relayed), relay=True)
         return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=chain, notes=forged)
 
     def _self_evidence(self, event: EventEnvelope, valid: list[Marker], notes: tuple[str, ...]) -> Evidence:

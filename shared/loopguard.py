@@ -56,6 +56,12 @@ class Evidence:
     via: str  # "ledger" | "marker" | "causal" | "new"
     linked_chain: str | None = None
     notes: tuple[str, ...] = ()
+    #: A human-typed actor that relays Reynolds' own text: judged by the rules for automations.
+    relay: bool = False
+
+    def automated(self, event: EventEnvelope) -> bool:
+        """Whether ``event`` counts as an automated hop (an automation, or a relay of Reynolds' words)."""
+        return event.actor.automated or self.relay
 
 
 @dataclass
@@ -141,7 +147,7 @@ def judge(event: EventEnvelope, evidence: Evidence, head: ChainHead | None, conf
     notes = evidence.notes
     if event.actor.kind is ActorKind.SELF:
         return Judgement(Verdict.SELF, ("authored by Reynolds' own identity", *notes), fp, "self")
-    if not event.actor.automated:
+    if not evidence.automated(event):
         return Judgement(Verdict.ACCEPTED, ("human action", *notes), fp, "human")
     if evidence.depth > config.max_automated_depth:
         reason = f"loop: automated depth {evidence.depth} exceeds the cap of {config.max_automated_depth}"
@@ -166,9 +172,9 @@ def apply(head: ChainHead, event: EventEnvelope, evidence: Evidence, judgement: 
     head.verdicts[judgement.verdict.value] = head.verdicts.get(judgement.verdict.value, 0) + 1
     head.max_depth = max(head.max_depth, evidence.depth)
     head.updated_at = now
-    if judgement.verdict is Verdict.ACCEPTED and event.actor.automated:
+    if judgement.verdict is Verdict.ACCEPTED and evidence.automated(event):
         head.automated_accepted += 1
-    if event.actor.automated:
+    if evidence.automated(event):
         head.fingerprints[judgement.fingerprint] = head.fingerprints.get(judgement.fingerprint, 0) + 1
         while len(head.fingerprints) > config.fingerprint_memory:
             head.fingerprints.pop(next(iter(head.fingerprints)))

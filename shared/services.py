@@ -108,7 +108,8 @@ class Services:
             window_seconds=s.breaker_window_seconds, target_max_writes=s.breaker_target_max_writes,
             counterpart_max_writes=s.breaker_counterpart_max_writes,
             counterpart_max_repeats=s.breaker_counterpart_max_repeats, cooldown_seconds=s.breaker_cooldown_seconds,
-            fast_reply_seconds=s.breaker_fast_reply_seconds))
+            fast_reply_seconds=s.breaker_fast_reply_seconds,
+            counterpart_window_seconds=s.breaker_counterpart_window_seconds))
 
 
 def guard_config(settings: Settings) -> GuardConfig:

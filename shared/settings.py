@@ -52,6 +52,8 @@ class Settings(BaseModel):
     breaker_counterpart_max_repeats: int = Field(2, alias="LOOP_COUNTERPART_MAX_REPEATS", ge=2, le=100)
     breaker_cooldown_seconds: int = Field(3600, alias="LOOP_BREAKER_COOLDOWN_SECONDS", ge=60, le=7 * 86400)
     breaker_fast_reply_seconds: int = Field(60, alias="LOOP_FAST_REPLY_SECONDS", ge=1, le=3600)
+    breaker_counterpart_window_seconds: int = Field(86400, alias="LOOP_COUNTERPART_WINDOW_SECONDS", ge=60,
+                                                    le=30 * 86400)
     dedupe_ttl_hours: int = Field(72, alias="LOOP_DEDUPE_TTL_HOURS", ge=72, le=24 * 30)
     lineage_ttl_days: int = Field(30, alias="LOOP_LINEAGE_TTL_DAYS", ge=1, le=3650)
 

@@ -22,22 +22,36 @@ def test_opens_at_the_limit_then_half_opens_after_cooldown() -> None:
     again = step(state, 4.0, 3, CONFIG, None)
     assert not again.allowed
     assert not again.opened  # only the write that trips it says "opened": one note, not one per write
-    probe = step(state, 3.0 + 600 + 1, 3, CONFIG, None)
+    # The cooldown is at least the breaker's window (3,600 s here): a loop paced inside it cannot outwait it.
+    assert not step(state, 3.0 + 3599, 3, CONFIG, None).allowed
+    probe = step(state, 3.0 + 3601, 3, CONFIG, None)
     assert probe.allowed  # half-open: one probe goes through
     assert state.state == "half_open"
-    assert step(state, 3.0 + 600 + 1 + 700, 3, CONFIG, None).allowed  # quiet for a cooldown: closed again
+    assert step(state, 3.0 + 3601 + 3700, 3, CONFIG, None).allowed  # quiet for a cooldown: closed again
     assert state.state == "closed"
 
 
 def test_half_open_reopens_with_a_doubled_cooldown_when_the_loop_continues() -> None:
     state = BreakerState(key="k", state="open", opened_at=0.0, trips=1, writes=[0.0])
     assert not step(state, 100.0, 3, CONFIG, None).allowed
-    assert step(state, 700.0, 3, CONFIG, None).allowed  # the probe
-    tripped = step(state, 705.0, 3, CONFIG, None)  # the loop answers the probe at once
+    assert step(state, 3700.0, 3, CONFIG, None).allowed  # the probe
+    tripped = step(state, 3705.0, 3, CONFIG, None)  # the loop answers the probe at once
     assert not tripped.allowed
     assert state.trips == 2
-    assert not step(state, 705.0 + 900, 3, CONFIG, None).allowed  # the cooldown doubled to 1,200 s
+    assert not step(state, 3705.0 + 7000, 3, CONFIG, None).allowed  # the cooldown doubled to 7,200 s
     assert state.state == "open"
+
+
+def test_a_probe_does_not_reset_the_count() -> None:
+    config = CONFIG.model_copy(update={"cooldown_seconds": 600})
+    state = BreakerState(key="k")
+    day = 86400
+    for t in range(0, 3 * 7200, 7200):  # a slow bot, every 2 h, meets the daily limit of 3
+        assert step(state, float(t), 3, config, None, window=day).allowed
+    assert not step(state, 3 * 7200.0, 3, config, None, window=day).allowed
+    assert step(state, 3 * 7200.0 + day, 3, config, None, window=day).allowed  # the probe, a day later
+    # Its next answer, 2 h on, still has the probe and the day's writes in its window: open again.
+    assert not step(state, 4 * 7200.0 + day, 3, config, None, window=day).allowed
 
 
 def test_the_same_text_twice_opens_the_counterpart_breaker() -> None:
@@ -47,6 +61,15 @@ def test_the_same_text_twice_opens_the_counterpart_breaker() -> None:
     permit = step(state, 2.0, 10, CONFIG, "fp")
     assert not permit.allowed
     assert "same text" in permit.reason
+
+
+def test_a_person_repeating_slowly_gets_one_repeat_more() -> None:
+    state = BreakerState(key="k")
+    assert step(state, 0.0, 10, CONFIG, "fp", automated=False).allowed
+    assert step(state, 600.0, 10, CONFIG, "fp", automated=False).allowed  # twice, 10 min apart: a person
+    permit = step(state, 1200.0, 10, CONFIG, "fp", automated=False)  # a third time within the hour: not
+    assert not permit.allowed
+    assert "3 times" in permit.reason
 
 
 def test_window_forgets_old_writes() -> None:

@@ -43,9 +43,15 @@ def module_world() -> Iterator[World]:
 
 @pytest.fixture
 def world(module_world: World) -> World:
-    """The module's world, (re)installed as the process services (a test may build a second world)."""
+    """The module's world, (re)installed as the process services (a test may build a second world).
+
+    Each test starts a couple of hours after the previous one: the sweep replays hundreds of look-alike
+    deliveries by the same senders within simulated seconds, a machine's pace that the rate breakers
+    answer; a test about something else should not inherit that.
+    """
     set_services(module_world.services)
     override_settings(module_world.settings)
+    module_world.clock.advance(2 * 86400)
     return module_world
 
 
@@ -411,9 +417,6 @@ async def test_reynolds_comment_echoed_by_github_is_self_in_its_chain(world: Wor
     """The real loop: Reynolds' triage comment comes back as ``issue_comment.created`` from the fake GitHub."""
     payload = sample_payload(206)
     world.seed_from_payload(payload)
-    # This module's world has seen alice open many look-alike issues within simulated seconds (a machine's
-    # pace), which opens her repeat breaker; an hour later she is a person again.
-    world.clock.advance(2 * 3600)
     status, first = await world.post_github(headers("issues"), raw_body(payload))
     assert status == 202
     # (Other tests' orchestrations waiting on a retry timer may write too: pick this issue's comment.)

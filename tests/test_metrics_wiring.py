@@ -60,7 +60,7 @@ def test_a_loop_emits_verdicts_loops_stopped_and_github_writes(reader: InMemoryM
 
 
 def test_an_opened_breaker_is_counted_for_the_alert(reader: InMemoryMetricReader) -> None:
-    scenario = Scenario.model_validate_json((ROOT / "samples" / "arena" / "user-account-bot-echo.json").read_text())
+    scenario = Scenario.model_validate_json((ROOT / "samples" / "arena" / "user-account-bot-new-text.json").read_text())
     result = asyncio.run(run_scenario(scenario, "memory"))
     assert result["notes"] == 1
     sums = _sums(reader)

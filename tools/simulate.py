@@ -37,8 +37,10 @@ from typing import Any
 
 from azure.servicebus import ServiceBusMessage
 
+from shared.errors import IncomingRequestError
+from shared.github_events import decode_body, header
 from shared.lineage import instance_id_for
-from tools.world import World, build_world
+from tools.world import World, build_world, github_effects
 
 
 class InputError(Exception):
@@ -85,6 +87,18 @@ def raw_body(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
+class MalformedItem(ValueError):
+    """An item whose shape is not the documented one (a rejected line, not a tool failure)."""
+
+
+def item_headers(item: dict[str, Any]) -> dict[str, str]:
+    """The item's headers as strings; ``MalformedItem`` when they are not an object of strings."""
+    headers = item.get("headers", {})
+    if not isinstance(headers, dict) or not all(isinstance(v, str | int | float) for v in headers.values()):
+        raise MalformedItem("'headers' must be an object of header names to strings")
+    return {str(k): str(v) for k, v in headers.items()}
+
+
 def _delivery_id(item: dict[str, Any]) -> str | None:
     headers = item.get("headers")
     if not isinstance(headers, dict):
@@ -97,19 +111,20 @@ def _delivery_id(item: dict[str, Any]) -> str | None:
 
 async def run_github(world: World, item: dict[str, Any]) -> dict[str, Any]:
     """One GitHub delivery: POST it, wait for its orchestration, report effects seen on the fake GitHub."""
-    headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
+    headers = item_headers(item)
     body = raw_body(item.get("body"))
-    try:
-        payload = json.loads(body) if body else None
-    except ValueError:
+    try:  # seed the issue the delivery talks about, whichever encoding it was sent in
+        payload = decode_body(body, header(headers, "Content-Type"))
+    except IncomingRequestError:
         payload = None
     if isinstance(payload, dict):
         world.seed_from_payload(payload)
     before = len(world.reynolds_writes)
     status, answer = await world.post_github(headers, body)
     instance_id = answer.get("instance_id")
+    await world.client.advance(None)  # let retries waiting on durable timers finish: report the end state
     runtime = await world.runtime_status(instance_id)
-    effects = [effect_of(w) for w in world.reynolds_writes[before:]]
+    effects = github_effects(world.reynolds_writes[before:])
     world.clock.advance(1)
     return {"delivery": answer.get("delivery") or _delivery_id(item), "status": status,
             "verdict": answer.get("verdict"), "reason": answer.get("reason", ""), "instance_id": instance_id,
@@ -117,7 +132,7 @@ async def run_github(world: World, item: dict[str, Any]) -> dict[str, Any]:
 
 
 def _effects_since(world: World, github: int, teams: int, servicebus: int) -> list[dict[str, Any]]:
-    effects = [effect_of(w) for w in world.reynolds_writes[github:]]
+    effects = github_effects(world.reynolds_writes[github:])
     for message in world.teams_writes[teams:]:
         ident = message.get("channelIdentity") or {}
         target = f"teams:{ident['teamId']}/{ident['channelId']}" if ident else str(message.get("chatId"))
@@ -133,12 +148,13 @@ def _marks(world: World) -> tuple[int, int, int]:
 
 async def run_teams(world: World, item: dict[str, Any]) -> dict[str, Any]:
     """One Teams outgoing-webhook call: POST it, report the decision and what Reynolds wrote."""
-    headers = {str(k): str(v) for k, v in (item.get("headers") or {}).items()}
+    headers = item_headers(item)
     body = raw_body(item.get("body"))
     before = _marks(world)
     status, answer, response_headers = await world.post_teams(headers, body)
     lowered = {k.lower(): v for k, v in response_headers.items()}
     instance_id = lowered.get("x-reynolds-instance-id") or None
+    await world.client.advance(None)
     try:
         activity_id = json.loads(body).get("id")
     except (ValueError, AttributeError):
@@ -162,11 +178,16 @@ def servicebus_message(item: dict[str, Any]) -> ServiceBusMessage:
 async def run_servicebus(world: World, item: dict[str, Any]) -> dict[str, Any]:
     """One Service Bus message through the trigger: decision, settlement and what Reynolds wrote."""
     spec: dict[str, Any] = item["message"] if isinstance(item.get("message"), dict) else {}
+    try:
+        delivery_count = int(spec.get("delivery_count") or 1)
+    except (TypeError, ValueError):
+        raise MalformedItem("'message.delivery_count' must be a whole number") from None
     message = servicebus_message(item)
     event_id = f"servicebus:{message.message_id}"
     seen = world.services.lineage.get_event(event_id) is not None
     before = _marks(world)
-    settlement = await world.deliver_servicebus(message, delivery_count=int(spec.get("delivery_count") or 1))
+    settlement = await world.deliver_servicebus(message, delivery_count=delivery_count)
+    await world.client.advance(None)
     stored = world.services.lineage.get_event(event_id) or {}
     if settlement.outcome != "completed":
         verdict, reason, instance_id = "rejected", settlement.reason, None
@@ -182,19 +203,26 @@ async def run_servicebus(world: World, item: dict[str, Any]) -> dict[str, Any]:
             "effects": _effects_since(world, *before), "settlement": settlement.outcome}
 
 
-def effect_of(write: Any) -> dict[str, Any]:
-    """An effect line from a write Reynolds made on the fake GitHub."""
-    kinds = {"comment": "comment", "comment_edit": "comment_edit", "issue": "issue", "label": "label",
-             "issue_edit": "issue_edit"}
-    target = f"{write.repo}#{write.number}"
-    return {"platform": "github", "kind": kinds.get(write.kind, write.kind), "target": target,
-            "id": str(write.resource_id)}
-
-
 def rejected(item: dict[str, Any], reason: str) -> dict[str, Any]:
     """The line for an item this tool cannot deliver (a result, not a tool failure)."""
     return {"delivery": _delivery_id(item), "status": None, "verdict": "rejected", "reason": reason,
             "instance_id": None, "runtime_status": None, "effects": []}
+
+
+async def run_item(world: World, item: dict[str, Any]) -> dict[str, Any]:
+    """Dispatch one item by its ``source``."""
+    source = item.get("source")
+    if source == "github":
+        return await run_github(world, item)
+    if source == "teams":
+        return await run_teams(world, item)
+    if source == "servicebus":
+        return await run_servicebus(world, item)
+    if source == "http" and "task" in item:
+        from tools.simulate_tasks import run_task
+
+        return await run_task(world, item)
+    return rejected(item, f"unsupported source {source!r} (expected 'github', 'teams', 'servicebus' or 'http')")
 
 
 async def simulate(items: list[dict[str, Any]], store: str) -> list[dict[str, Any]]:
@@ -206,18 +234,10 @@ async def simulate(items: list[dict[str, Any]], store: str) -> list[dict[str, An
                      extra_settings=extra) as world:
         for n, item in enumerate(items, 1):
             source = item.get("source")
-            if source == "github":
-                line = await run_github(world, item)
-            elif source == "teams":
-                line = await run_teams(world, item)
-            elif source == "servicebus":
-                line = await run_servicebus(world, item)
-            elif source == "http" and "task" in item:
-                from tools.simulate_tasks import run_task
-
-                line = await run_task(world, item)
-            else:
-                line = rejected(item, f"unsupported source {source!r} (expected 'github', 'teams' or 'servicebus')")
+            try:
+                line = await run_item(world, item)
+            except MalformedItem as exc:
+                line = rejected(item, f"malformed item: {exc}")
             print(f"[{n}/{len(items)}] {source}: {line['status']} {line['verdict']} — {line['reason']}",
                   file=sys.stderr)
             print(json.dumps(line), flush=True)

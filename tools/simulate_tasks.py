@@ -18,7 +18,7 @@ import azure.functions as func
 from shared.pacer import GitHubPacer
 from shared.settings import override_settings
 from shared.task_service import set_pacer
-from tools.world import World, call_function
+from tools.world import World, call_function, github_effects
 
 #: The tracking repository the simulation seeds on the fake GitHub (``REYNOLDS_TRACKING_REPO``).
 TRACKING_REPO = "octo/reynolds-tracking"
@@ -39,12 +39,6 @@ def prepare(world: World) -> None:
     with contextlib.suppress(ValueError):
         world.github.add_repo(repo)
     set_pacer(GitHubPacer(clock=lambda: world.clock().timestamp(), sleep=world.clock.advance))
-
-
-def effect_of(write: Any) -> dict[str, Any]:
-    """An effect line from a write Reynolds made on the fake GitHub."""
-    return {"platform": "github", "kind": write.kind, "target": f"{write.repo}#{write.number}",
-            "id": str(write.resource_id)}
 
 
 async def post_task(world: World, body: dict[str, Any], headers: dict[str, str] | None = None,
@@ -83,7 +77,7 @@ async def run_task(world: World, item: dict[str, Any], client: Any | None = None
     line["subtasks"] = [{"id": o["id"], "specialist": o["specialist"], "status": o["status"],
                          "attempts": o["attempts"]} for o in output.get("outcomes", [])]
     writes = world.reynolds_writes[before:]
-    line["effects"] = [effect_of(w) for w in writes]
+    line["effects"] = github_effects(writes)
     line["reason"] = (f"{line['runtime_status']}: {len(line['subtasks'])} subtasks, at most {line['max_running']} "
                       f"running, {len(writes)} GitHub writes")
     _print_human(output, writes)

@@ -233,6 +233,25 @@ class World:
         return str(status.runtime_status.value if hasattr(status.runtime_status, "value") else status.runtime_status)
 
 
+#: The effect kinds of the simulate interface, from the fake GitHub's write kinds.
+_EFFECT_KINDS = {"comment": "comment", "comment_edit": "comment_edit", "issue": "issue", "issue_edit": "issue_edit",
+                 "label": "label", "unlabel": "label", "issue_state": "issue_edit"}
+
+
+def github_effects(writes: list[WriteEvent]) -> list[dict[str, Any]]:
+    """One effect line per GitHub write *request* Reynolds made (a request can make several write events:
+    an issue created with labels, a label set replaced): the first event names the request's kind."""
+    effects: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for write in writes:
+        if write.request_id and write.request_id in seen:
+            continue
+        seen.add(write.request_id)
+        effects.append({"platform": "github", "kind": _EFFECT_KINDS.get(write.kind, write.kind),
+                        "target": f"{write.repo}#{write.number}", "id": str(write.resource_id)})
+    return effects
+
+
 async def call_function(name: str, **kwargs: Any) -> Any:
     """Call a registered function in-process with the bindings as keyword arguments."""
     result = user_function(name)(**kwargs)

@@ -160,6 +160,7 @@ var appSettings = {
   LOOP_COUNTERPART_MAX_REPEATS: '2'
   LOOP_BREAKER_COOLDOWN_SECONDS: '3600'
   LOOP_FAST_REPLY_SECONDS: '60'
+  LOOP_COUNTERPART_WINDOW_SECONDS: '86400'
   LOOP_DEDUPE_TTL_HOURS: '72'
   LOOP_LINEAGE_TTL_DAYS: '30'
   // ---- Lineage store -----------------------------------------------------------------------------------------

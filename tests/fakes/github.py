@@ -95,6 +95,8 @@ class WriteEvent:
     changes: dict[str, Any] | None = None
     label: dict[str, Any] | None = None
     subject: Literal["issue", "comment"] | None = None
+    #: The ``x-github-request-id`` of the request that made this write (one request can make several).
+    request_id: str = ""
 
 
 class FakeGitHubError(Exception):
@@ -193,6 +195,7 @@ class _Ctx:
     doc: str
     writes: list[WriteEvent] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
+    request_id: str = ""
 
 
 _Handler = Callable[["FakeGitHub", _Ctx], tuple[int, JSON]]
@@ -912,6 +915,7 @@ class FakeGitHub:
             login,
             doc,
             writes,
+            request_id=request_id,
         )
         try:
             repo = self._repos.get(f"{ctx.params['owner']}/{ctx.params['repo']}")
@@ -987,6 +991,7 @@ class FakeGitHub:
                 actor=dict(self._users[ctx.login]),
                 resource=resource,
                 issue=self._render_issue(r, issue),
+                request_id=ctx.request_id,
                 **extra,
             )
         )
