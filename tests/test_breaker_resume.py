@@ -2,27 +2,14 @@
 
 from __future__ import annotations
 
-import json
-
-from tests.fakes.github import WriteEvent
 from tools.world import World, build_world
 
 REPO = "octo/app"
 
 
 async def _act(world: World, login: str, body: str, number: int = 7) -> dict[str, object]:
-    captured: list[WriteEvent] = []
-    world.github.on_write.append(captured.append)
-    try:
-        world.github.create_comment(REPO, number, body, login)
-    finally:
-        world.github.on_write.remove(captured.append)
-    event = world.github.webhook_for(captured[0])
-    assert event is not None
-    headers = {"X-GitHub-Event": event[0], "X-GitHub-Delivery": f"d-{captured[0].resource_id}",
-               "X-Hub-Signature-256": "auto", "Content-Type": "application/json"}
     world.clock.advance(5)
-    _status, answer = await world.post_github(headers, json.dumps(event[1]).encode())
+    _status, answer = await world.comment(REPO, number, body, login)
     return answer
 
 

@@ -19,18 +19,7 @@ TASK = {"task": {"type": "maintenance", "description": "Tidy the release.",
 
 async def _comment(world: World, number: int, body: str, login: str) -> tuple[int, dict[str, Any]]:
     """A person comments on the tracking issue; GitHub delivers it to the webhook."""
-    captured: list[WriteEvent] = []
-    world.github.on_write.append(captured.append)
-    try:
-        world.github.create_comment(TRACKING_REPO, number, body, login)
-    finally:
-        world.github.on_write.remove(captured.append)
-    event = world.github.webhook_for(captured[0])
-    assert event is not None
-    name, payload = event
-    headers = {"X-GitHub-Event": name, "X-GitHub-Delivery": f"cmd-{len(world.reynolds_writes)}-{login}",
-               "X-Hub-Signature-256": "auto", "Content-Type": "application/json"}
-    return await world.post_github(headers, json.dumps(payload).encode())
+    return await world.comment(TRACKING_REPO, number, body, login)
 
 
 class ParentWaiting:

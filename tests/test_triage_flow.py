@@ -134,18 +134,23 @@ async def test_rerunning_the_report_activity_posts_nothing_new(world: World) -> 
     assert len(world.github.writes()) == writes
 
 
-async def test_crash_after_the_comment_is_reconciled_by_its_marker(world: World,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.fixture
+def crashes(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The worker dies once right after the GitHub write, before the ledger records it (the resource id)."""
     real_complete = LineageService.complete_effect
-    crashes: list[str] = []
+    crashed: list[str] = []
 
     def crash_once(self: LineageService, record: Any, resource_id: str, text: str) -> Any:
-        if not crashes:
-            crashes.append(resource_id)
+        if not crashed:
+            crashed.append(resource_id)
             raise RuntimeError("worker lost after the GitHub write")
         return real_complete(self, record, resource_id, text)
 
     monkeypatch.setattr(LineageService, "complete_effect", crash_once)
+    return crashed
+
+
+async def test_crash_after_the_comment_is_reconciled_by_its_marker(world: World, crashes: list[str]) -> None:
     answer = await deliver_sample(world)
     assert crashes, "the simulated crash did not happen"
     # The failed report waits on a durable backoff timer before its next attempt.
@@ -165,18 +170,7 @@ async def test_crash_after_the_comment_is_reconciled_by_its_marker(world: World,
     assert (stored["state"], stored["resource_id"]) == ("done", f"comment:{posted['id']}")
 
 
-async def test_the_orchestration_retries_a_failed_report_by_itself(world: World,
-                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
-    real_complete = LineageService.complete_effect
-    crashes: list[str] = []
-
-    def crash_once(self: LineageService, record: Any, resource_id: str, text: str) -> Any:
-        if not crashes:
-            crashes.append(resource_id)
-            raise RuntimeError("worker lost after the GitHub write")
-        return real_complete(self, record, resource_id, text)
-
-    monkeypatch.setattr(LineageService, "complete_effect", crash_once)
+async def test_the_orchestration_retries_a_failed_report_by_itself(world: World, crashes: list[str]) -> None:
     answer = await deliver_sample(world)
     await world.client.advance(None)
     assert await world.runtime_status(answer["instance_id"]) == "Completed"

@@ -223,6 +223,22 @@ class World:
             except Exception as exc:  # transient: the host abandons, the broker redelivers later
                 return Settlement("abandoned", count, f"{type(exc).__name__}: {str(exc)[:200]}")
 
+    async def comment(self, repo: str, number: int, body: str, login: str,
+                      delivery: str | None = None) -> tuple[int, dict[str, Any]]:
+        """``login`` comments on ``repo#number`` on the fake GitHub, and GitHub delivers it to the webhook."""
+        captured: list[WriteEvent] = []
+        self.github.on_write.append(captured.append)
+        try:
+            self.github.create_comment(repo, number, body, login)
+        finally:
+            self.github.on_write.remove(captured.append)
+        event = self.github.webhook_for(captured[0])
+        if event is None:  # pragma: no cover - a comment always has a webhook
+            raise AssertionError("no webhook for a comment")
+        headers = {"X-GitHub-Event": event[0], "X-GitHub-Delivery": delivery or f"d-{captured[0].resource_id}",
+                   "X-Hub-Signature-256": "auto", "Content-Type": "application/json"}
+        return await self.post_github(headers, json.dumps(event[1]).encode())
+
     async def runtime_status(self, instance_id: str | None) -> str | None:
         """The orchestration's runtime status name, or None."""
         if not instance_id:
