@@ -258,20 +258,43 @@ class TaskService:
         context.extend(UntrustedText("dependency-result", dep, text)
                        for dep, text in payload.dependency_summaries.items())
         tools = GitHubReadTools(self._github(task.repo), allowed_repos=allowed)
+        # One token budget per orchestration, shared by its subtasks (parallel ones may overshoot by what
+        # their calls in flight spend: each checks before every model call).
+        spent = self.tokens_spent(payload.instance_id)
+        budget = TokenBudget(self.settings.openai_token_budget, used=spent)
         try:
             result = run_specialist(client, self.settings.openai_deployment, subtask.specialist, subtask, context,
-                                    tools, TokenBudget(self.settings.openai_token_budget), allowed_repos=allowed,
-                                    secrets=secret_values(self.settings))
+                                    tools, budget, allowed_repos=allowed, secrets=secret_values(self.settings))
         except ModelThrottled as exc:
             return {"ok": False, "retryable": True, "retry_after": exc.retry_after_seconds, "error": str(exc)}
         except ModelError as exc:
             return {"ok": False, "retryable": False, "error": str(exc)}
+        finally:
+            self._spend(payload.instance_id, budget.used - spent)
         record_llm_tokens(result.tokens_used, subtask.specialist.value)
         summary = result.answer.summary
         if result.proposed_writes:
             proposed = ", ".join(sorted({write.tool for write in result.proposed_writes}))
             summary = f"{summary} — approval needed: proposed {proposed} (not executed)"
         return {"ok": True, "summary": summary}
+
+    def tokens_spent(self, instance_id: str) -> int:
+        """Model tokens the orchestration ``instance_id`` has spent so far (all its subtasks)."""
+        doc_id = safe_id(f"budget:{instance_id}")
+        try:
+            return int(self.store.read(doc_id, doc_id).get("used", 0))
+        except NotFound:
+            return 0
+
+    def _spend(self, instance_id: str, tokens: int) -> None:
+        if tokens <= 0:
+            return
+
+        def update(doc: dict[str, Any] | None) -> dict[str, Any]:
+            used = int((doc or {}).get("used", 0)) + tokens
+            return {"kind": "budget", "instance_id": instance_id, "used": used, "ttl": TASK_DOC_TTL_SECONDS}
+
+        update_document(self.store, safe_id(f"budget:{instance_id}"), update)
 
     # -- agent statistics --------------------------------------------------------------------------------
     def record_call(self, specialist: Specialist, attempt_key: str, *, ok: bool, seconds: float) -> None:

@@ -349,3 +349,27 @@ def test_fanout_bench_meets_its_goal() -> None:
     assert result["ok"], result
     assert all(row["github_write_requests"] <= 4 for row in result["rows"])
     assert "| fan-out | 16 | 10 | 20 | 20 | 1.000 | 8 | 4 | 2 |" in markdown(result)
+
+
+def test_one_token_budget_spans_the_orchestrations_subtasks() -> None:
+    with FakeOpenAI(model="gpt-4o-mini") as fake, build_world(
+        extra_settings={**TASK_SETTINGS, "AZURE_OPENAI_ENDPOINT": fake.endpoint, "AZURE_OPENAI_TOKEN_BUDGET": "1000"}
+    ) as world:
+        set_model_client(fake.endpoint, make_openai_client(world.settings, api_key="k"))
+        try:
+            answer = {"summary": "looked", "findings": [], "proposed_actions": []}
+            fake.script(structured(answer, usage=(500, 300)))  # subtask 1 spends 800 of 1,000 tokens
+            first = user_function(names.RUN_SUBTASK)(subtask_payload())
+            assert first["ok"] is True
+            assert TaskService(world.services).tokens_spent("inst-1") == 800
+            fake.script(structured(answer, usage=(200, 100)))  # subtask 2 passes the limit: stopped
+            second_payload = {**subtask_payload(), "subtask_instance_id": "inst-1:s2", "idempotency_key": "inst-1:s2"}
+            second = user_function(names.RUN_SUBTASK)(second_payload)
+            assert second["ok"] is False
+            assert second["retryable"] is False
+            assert "token budget" in second["error"]
+            third = user_function(names.RUN_SUBTASK)(second_payload)  # nothing left: no model call at all
+            assert "token budget" in third["error"]
+            assert len(fake.requests) == 2
+        finally:
+            set_model_client(fake.endpoint, None)
