@@ -12,7 +12,7 @@ from shared import names
 from shared.admission import judge, orchestration_input
 from shared.envelope import ActorKind
 from shared.graph import SubscriptionManager, fetch_message
-from shared.reply import TeamsChange
+from shared.reply import TeamsChange, reply_effect_key
 from shared.services import get_services
 from shared.subscriptions import MaintenanceInput, configured_resources, maintain
 
@@ -34,7 +34,11 @@ async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
     services = get_services()
     event = await fetch_message(services.graph_client(), change.resource, change_type=change.change_type,
                                 received_at=change.received_at)
-    own = await asyncio.to_thread(services.lineage.own_effect, event.platform.value, event.resource_id)
+    own: Any = await asyncio.to_thread(services.lineage.own_effect, event.platform.value, event.resource_id)
+    if own is None:
+        # Graph may notify before the ledger has the message id (the post is in flight): its marker names the
+        # event Reynolds was answering on this very channel, and the ledger has that answer's intent.
+        own = await asyncio.to_thread(services.lineage.answering, event, reply_effect_key)
     if own is not None:
         event = event.model_copy(update={"actor": event.actor.model_copy(update={"kind": ActorKind.SELF})})
     judged = await judge(event, services)

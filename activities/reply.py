@@ -9,7 +9,7 @@ import azure.durable_functions as df
 
 from shared import names
 from shared.lineage import EffectRecord
-from shared.reply import ReplyInput, render_reply_html, render_reply_text
+from shared.reply import ReplyInput, render_reply_html, render_reply_text, reply_effect_key
 from shared.services import get_services
 from shared.triage import TriagePlan, plan_triage
 
@@ -39,7 +39,7 @@ async def post_teams_activity(payload: dict[str, Any]) -> dict[str, Any]:
     plan = TriagePlan.model_validate(payload["plan"])
     instance_id = str(payload["instance_id"])
     record = await get_services().teams_reporter().post(
-        key=f"{request.event_id}:reply", request=request, html_body=render_reply_html(plan, instance_id),
+        key=reply_effect_key(request.event_id), request=request, html_body=render_reply_html(plan, instance_id),
         attempt=int(payload.get("attempt") or 1), run=payload.get("run"))
     logger.info("event %s chain %s instance %s: teams message %s (%s)", request.event_id, request.chain_id,
                 instance_id, record.resource_id, record.state)
@@ -53,7 +53,7 @@ async def publish_servicebus_activity(payload: dict[str, Any]) -> dict[str, Any]
     plan = TriagePlan.model_validate(payload["plan"])
     instance_id = str(payload["instance_id"])
     record = await get_services().servicebus_reporter().publish(
-        key=f"{request.event_id}:reply", request=request, text=render_reply_text(plan, instance_id),
+        key=reply_effect_key(request.event_id), request=request, text=render_reply_text(plan, instance_id),
         data={"kind": plan.kind, "labels": plan.labels, "instance_id": instance_id},
         attempt=int(payload.get("attempt") or 1), run=payload.get("run"))
     logger.info("event %s chain %s instance %s: servicebus message %s (%s)", request.event_id, request.chain_id,

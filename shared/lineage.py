@@ -266,6 +266,29 @@ class LineageService:
         return _entry((scopes if isinstance(scopes, dict) else {}).get(_scope_key(event)), now,
                       self.config.scope_window_seconds, "causal-scope")
 
+    def answering(self, event: EventEnvelope, key_of: Callable[[str], str]) -> EffectRecord | None:
+        """Reynolds' own answer on ``event``'s target that ``event`` may *be*, found through its valid marker.
+
+        A door that cannot tell Reynolds' author identity (Graph) and sees the message before the ledger has
+        its resource id (the write is in flight) still finds the effect by the answered event the marker
+        names: ``key_of(answered event id)`` is the effect's ledger key. One point read per valid marker.
+        """
+        if event.target is None:
+            return None
+        for marker in find_markers(_marker_text(event), self.marker_key):
+            if not marker.valid:
+                continue
+            doc_id = _doc_id("fx", key_of(marker.event_id))
+            try:
+                stored = self.store.read(doc_id, doc_id)
+            except NotFound:
+                continue
+            if stored.get("platform") == event.platform.value and stored.get("target") == event.target.key:
+                fields = EffectRecord.__dataclass_fields__
+                values = {k: stored[k] for k in fields if k in stored and k != "kind"}
+                return EffectRecord(kind=stored.get("effect_kind", ""), **values)
+        return None
+
     def own_effect(self, platform: str, resource_id: str | None) -> dict[str, Any] | None:
         """The effect index entry when ``resource_id`` on ``platform`` is something Reynolds wrote, else None.
 

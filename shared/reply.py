@@ -68,6 +68,11 @@ class TeamsChange(BaseModel):
     received_at: datetime
 
 
+def reply_effect_key(event_id: str) -> str:
+    """The effect-ledger key of Reynolds' answer to ``event_id`` (one answer per event)."""
+    return f"{event_id}:reply"
+
+
 def reply_input(event: EventEnvelope, decision: Decision, *, out_queue: str) -> ReplyInput:
     """The reply orchestration's input for an accepted Teams or Service Bus event."""
     data = event.data
