@@ -39,7 +39,7 @@ from shared.engine_policy import (
 )
 from shared.errors import ReynoldsError
 from shared.status_report import ReportPhase, labels_for
-from shared.tasks import Plan, Subtask, SubtaskOutcome, SubtaskState, TaskRequest, TaskSpec
+from shared.tasks import Plan, Subtask, SubtaskOutcome, SubtaskState, TaskLineage, TaskRequest, TaskSpec
 
 logger = logging.getLogger(__name__)
 
@@ -71,7 +71,7 @@ class EngineFailed(ReynoldsError):
     """The orchestration could not achieve anything (no plan, or not one subtask succeeded)."""
 
 
-class SubtaskInput(BaseModel):
+class SubtaskInput(TaskLineage):
     """Input of the ``run_subtask_orchestrator`` sub-orchestration."""
 
     model_config = ConfigDict(extra="forbid")
@@ -79,10 +79,6 @@ class SubtaskInput(BaseModel):
     parent_instance_id: str
     subtask: Subtask
     task: TaskSpec
-    event_id: str | None = None
-    chain_id: str | None = None
-    depth: int = 0
-    tracking_issue: str | None = None
     #: Summaries of the dependencies' results (truncated), so a specialist can build on them.
     dependency_summaries: dict[str, str] = Field(default_factory=dict)
     policy: RetryPolicy = Field(default_factory=RetryPolicy)

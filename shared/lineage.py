@@ -220,13 +220,9 @@ class LineageService:
         if valid:
             marker = max(valid, key=lambda m: m.depth)
             return Evidence(marker.chain_id, marker.event_id, marker.depth, "marker", notes=notes)
-        if event.resource_id:
-            try:
-                index_id = _doc_id("fr", f"{event.platform.value}:{event.resource_id}")
-                doc = self.store.read(index_id, index_id)
-                return Evidence(doc["chain_id"], doc["event_id"], int(doc["depth"]), "ledger", notes=notes)
-            except NotFound:
-                pass
+        doc = self.own_effect(event.platform.value, event.resource_id)
+        if doc is not None:
+            return Evidence(doc["chain_id"], doc["event_id"], int(doc["depth"]), "ledger", notes=notes)
         return Evidence(new_chain_id(event.id), None, 1, "new", notes=notes)
 
     def _from_marker(self, event: EventEnvelope, marker: Marker, notes: tuple[str, ...]) -> Evidence:
@@ -284,9 +280,7 @@ class LineageService:
             except NotFound:
                 continue
             if stored.get("platform") == event.platform.value and stored.get("target") == event.target.key:
-                fields = EffectRecord.__dataclass_fields__
-                values = {k: stored[k] for k in fields if k in stored and k != "kind"}
-                return EffectRecord(kind=stored.get("effect_kind", ""), **values)
+                return _effect_from_doc(stored)
         return None
 
     def own_effect(self, platform: str, resource_id: str | None) -> dict[str, Any] | None:
@@ -322,9 +316,7 @@ class LineageService:
             return record, True
         except Conflict:
             stored = self.store.read(doc["pk"], doc["id"])
-        fields = EffectRecord.__dataclass_fields__
-        values = {k: stored[k] for k in fields if k in stored and k != "kind"}
-        existing = EffectRecord(kind=stored.get("effect_kind", ""), **values)
+        existing = _effect_from_doc(stored)
         if existing.state == "intent" and attempt is not None:
             claimed = int(stored.get("attempt") or 1)
             if stored.get("run") == run and claimed >= attempt:
@@ -446,6 +438,12 @@ def _entry(entry: Any, now: float, window: float, via: str) -> tuple[str, str, i
         logger.warning("a recent-effect entry does not validate; skipped as evidence")
         return None
     return (chain, event, depth, via) if now - at <= window else None
+
+
+def _effect_from_doc(stored: dict[str, Any]) -> EffectRecord:
+    """The ledger record of a stored effect document (its own ``kind`` is stored as ``effect_kind``)."""
+    values = {k: stored[k] for k in EffectRecord.__dataclass_fields__ if k in stored and k != "kind"}
+    return EffectRecord(kind=stored.get("effect_kind", ""), **values)
 
 
 def _doc_id(prefix: str, key: str) -> str:

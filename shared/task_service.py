@@ -39,7 +39,7 @@ from shared.pacer import GitHubPacer, get_pacer, set_pacer
 from shared.services import Services
 from shared.status_report import MAX_COMMENT_CHARS, ReportPhase, escape_content, render_status_comment
 from shared.store.base import Query, safe_id, update_document
-from shared.tasks import Plan, Specialist, Subtask, SubtaskState, TaskRequest, TaskSpec
+from shared.tasks import Plan, Specialist, Subtask, SubtaskState, TaskLineage, TaskRequest, TaskSpec
 from shared.telemetry import record_github_write, record_llm_tokens, record_orchestration
 from shared.tool_executor import GitHubReadTools
 from shared.wisdom import get_reynolds_wisdom
@@ -68,7 +68,7 @@ _TRACKING_ISSUE = re.compile(
 # --- payload models (the activities' contracts, see orchestrators/engine.py) -------------------------------
 
 
-class RunSubtaskPayload(BaseModel):
+class RunSubtaskPayload(TaskLineage):
     """Input of ``run_subtask_activity``."""
 
     model_config = ConfigDict(extra="ignore")
@@ -79,14 +79,10 @@ class RunSubtaskPayload(BaseModel):
     attempt: int = Field(ge=1)
     subtask: Subtask
     task: TaskSpec
-    event_id: str | None = None
-    chain_id: str | None = None
-    depth: int = 0
-    tracking_issue: str | None = None
     dependency_summaries: dict[str, str] = Field(default_factory=dict)
 
 
-class ReportPayload(BaseModel):
+class ReportPayload(TaskLineage):
     """Input of ``report_status_activity``."""
 
     model_config = ConfigDict(extra="ignore")
@@ -97,10 +93,6 @@ class ReportPayload(BaseModel):
     final: bool
     phase: ReportPhase
     title: str
-    event_id: str | None = None
-    chain_id: str | None = None
-    depth: int = 0
-    tracking_issue: str | None = None
     states: dict[str, SubtaskState] = Field(default_factory=dict)
     outcomes: list[dict[str, Any]] = Field(default_factory=list)
     labels: list[str] = Field(default_factory=list)

@@ -93,15 +93,20 @@ class SubtaskOutcome(BaseModel):
     error: str | None = None
 
 
-class TaskRequest(BaseModel):
+class TaskLineage(BaseModel):
+    """Lineage and tracking every task payload carries, filled by ingress (HTTP, MCP, Teams, Service Bus,
+    GitHub command) and passed on to the engine's sub-orchestrations and activities."""
+
+    event_id: str | None = None
+    chain_id: str | None = None
+    depth: int = 0
+    tracking_issue: str | None = None
+
+
+class TaskRequest(TaskLineage):
     """Input of the orchestrate_task orchestration."""
 
     model_config = ConfigDict(extra="forbid")
 
     task: TaskSpec
     strategy: Strategy = Field(default_factory=Strategy)
-    #: Lineage and tracking, filled by ingress (HTTP, MCP, Teams, Service Bus, GitHub command).
-    event_id: str | None = None
-    chain_id: str | None = None
-    depth: int = 0
-    tracking_issue: str | None = None

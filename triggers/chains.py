@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Callable
+from typing import Any
 
 import azure.functions as func
 
@@ -23,18 +25,12 @@ _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
 @bp.route(route="chains/{chain_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def get_chain(req: func.HttpRequest) -> func.HttpResponse:
     """A chain's head, events (with verdicts and reasons) and effects; ``?format=mermaid`` for a flowchart."""
-    chain_id = req.route_params.get("chain_id", "")
-    if not _ID.match(chain_id):
-        return json_response(400, {"error": "malformed chain id"})
     fmt = req.params.get("format", "json")
     if fmt not in ("json", "mermaid"):
         return json_response(400, {"error": "format must be json or mermaid"})
-    try:
-        chain = await asyncio.to_thread(get_services().lineage.explore, chain_id)
-    except Exception as exc:  # translated: 503 for a store outage, never a stack trace
-        return error_response(exc)
-    if chain is None:
-        return json_response(404, {"error": f"unknown chain {chain_id}"})
+    chain = await _lookup(req, "chain_id", "chain", lambda: get_services().lineage.explore)
+    if not isinstance(chain, dict):
+        return chain
     if fmt == "mermaid":
         return func.HttpResponse(chain_mermaid(chain), status_code=200, mimetype="text/plain")
     return json_response(200, chain)
@@ -44,15 +40,24 @@ async def get_chain(req: func.HttpRequest) -> func.HttpResponse:
 @bp.route(route="events/{event_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def get_event(req: func.HttpRequest) -> func.HttpResponse:
     """One event's decision and the chain it belongs to."""
-    event_id = req.route_params.get("event_id", "")
-    if not _ID.match(event_id):
-        return json_response(400, {"error": "malformed event id"})
-    try:
-        event = await asyncio.to_thread(get_services().lineage.get_event, event_id)
-    except Exception as exc:  # translated: 503 for a store outage, never a stack trace
-        return error_response(exc)
-    if event is None:
-        return json_response(404, {"error": f"unknown event {event_id}"})
+    event = await _lookup(req, "event_id", "event", lambda: get_services().lineage.get_event)
+    if not isinstance(event, dict):
+        return event
     chain = event.get("chain_id")
     return json_response(200, {"event": event, "chain_id": chain,
                                "chain_url": f"/api/chains/{chain}" if chain else None})
+
+
+async def _lookup(req: func.HttpRequest, param: str, noun: str,
+                  reader: Callable[[], Callable[[str], dict[str, Any] | None]]) -> dict[str, Any] | func.HttpResponse:
+    """Validate the route id and read it: the document, or the 400/404/503 answer."""
+    ident = req.route_params.get(param, "")
+    if not _ID.match(ident):
+        return json_response(400, {"error": f"malformed {noun} id"})
+    try:
+        found = await asyncio.to_thread(reader(), ident)
+    except Exception as exc:  # translated: 503 for a store outage, never a stack trace
+        return error_response(exc)
+    if found is None:
+        return json_response(404, {"error": f"unknown {noun} {ident}"})
+    return found
