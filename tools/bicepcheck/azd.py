@@ -268,8 +268,13 @@ def envsubst(text: str, mapping: Callable[[str], str]) -> str:
 def go_json_marshal(value: Any) -> str:
     """Go ``json.Marshal`` of a decoded JSON value: compact, HTML characters escaped."""
     text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026").replace(
-        "\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return (
+        text.replace("<", "\\u003c")
+        .replace(">", "\\u003e")
+        .replace("&", "\\u0026")
+        .replace("\u2028", "\\u2028")
+        .replace("\u2029", "\\u2029")
+    )
 
 
 @dataclass
@@ -278,6 +283,26 @@ class Resolved:
 
     parameters: dict[str, Any]
     env_mapping: dict[str, list[str]]
+
+
+class _EnvLookup:
+    """evalParamEnvSubst's mapping function: principal id/type answered by azd, the rest from the environment."""
+
+    def __init__(self, env: Mapping[str, str], principal_id: str, principal_type: str) -> None:
+        self.env, self.principal_id, self.principal_type = env, principal_id, principal_type
+        self.mapped: list[str] = []
+        self.unset = False
+
+    def __call__(self, variable: str) -> str:
+        if variable == PRINCIPAL_ID:
+            return self.principal_id
+        if variable == PRINCIPAL_TYPE:
+            return self.principal_type
+        self.mapped.append(variable)
+        if variable not in self.env:
+            self.unset = True
+            return ""
+        return self.env[variable]
 
 
 def load_parameters(
@@ -294,32 +319,17 @@ def load_parameters(
     resolved: dict[str, Any] = {}
     env_mapping: dict[str, list[str]] = {}
     for name, param in (decoded.get("parameters") or {}).items():
-        unset = False
-        mapped: list[str] = []
-
-        def lookup(variable: str) -> str:
-            nonlocal unset
-            if variable == PRINCIPAL_ID:
-                return principal_id
-            if variable == PRINCIPAL_TYPE:
-                return principal_type
-            mapped.append(variable)
-            if variable not in env:
-                unset = True
-                return ""
-            return env[variable]
-
         marshalled = go_json_marshal({"value": param.get("value"), "reference": param.get("reference")})
-        replaced = envsubst(marshalled, lookup)
-        replaced = command_substitution(replaced, secrets or {})
+        lookup = _EnvLookup(env, principal_id, principal_type)
+        replaced = command_substitution(envsubst(marshalled, lookup), secrets or {})
         try:
             value = json.loads(replaced)
         except json.JSONDecodeError as exc:
             raise ParametersError(f"error unmarshalling Bicep template parameters ({name}): {exc}") from exc
-        env_mapping[name] = mapped
+        env_mapping[name] = lookup.mapped
         if value.get("value") is None and value.get("reference") is None:
             continue
-        if value.get("value") == "" and unset:
+        if value.get("value") == "" and lookup.unset:
             continue
         resolved[name] = value.get("value") if value.get("reference") is None else value
     return Resolved(resolved, env_mapping)

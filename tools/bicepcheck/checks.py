@@ -35,6 +35,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 from collections.abc import Iterator, Mapping
@@ -215,8 +216,12 @@ class Checker:
         if decl.node.get("type") == "local":
             path = (src.path.parent / str(detail.get("path"))).resolve()
             if not path.is_file():
-                return Finding(src.relative, src.declaration_line("module", decl.symbol), "module-missing",
-                               f"module '{decl.symbol}' calls {detail.get('path')}, which does not exist")
+                return Finding(
+                    src.relative,
+                    src.declaration_line("module", decl.symbol),
+                    "module-missing",
+                    f"module '{decl.symbol}' calls {detail.get('path')}, which does not exist",
+                )
             return local_signature(self.file(path))
         registry, version = str(detail.get("path", "")), str(detail.get("tag", ""))
         template = self.fixtures.avm_template(registry, version)
@@ -246,32 +251,54 @@ class Checker:
                 continue
             for name in signature.required():
                 if name not in params:
-                    findings.append(Finding(
-                        src.relative, src.key_line("module", decl.symbol, ["params"]), "module-param-required",
-                        f"module '{decl.symbol}' ({signature.source}) requires parameter '{name}', not passed"))
+                    findings.append(
+                        Finding(
+                            src.relative,
+                            src.key_line("module", decl.symbol, ["params"]),
+                            "module-param-required",
+                            f"module '{decl.symbol}' ({signature.source}) requires parameter '{name}', not passed",
+                        )
+                    )
             for name, raw in params.items():
                 line = src.key_line("module", decl.symbol, ["params", name])
                 if name not in signature.parameters:
-                    findings.append(Finding(
-                        src.relative, line, "module-param-unknown",
-                        f"module '{decl.symbol}' ({signature.source}) has no parameter '{name}'"))
+                    findings.append(
+                        Finding(
+                            src.relative,
+                            line,
+                            "module-param-unknown",
+                            f"module '{decl.symbol}' ({signature.source}) has no parameter '{name}'",
+                        )
+                    )
                     continue
                 spec = signature.resolve(signature.parameters[name])
                 for path, message in check_value(src.evaluate(raw), spec, signature, [name]):
-                    findings.append(Finding(
-                        src.relative, src.key_line("module", decl.symbol, ["params", *path]), "module-param-value",
-                        f"module '{decl.symbol}' ({signature.source}): {message}"))
+                    findings.append(
+                        Finding(
+                            src.relative,
+                            src.key_line("module", decl.symbol, ["params", *path]),
+                            "module-param-value",
+                            f"module '{decl.symbol}' ({signature.source}): {message}",
+                        )
+                    )
         for chain in src.chains(src.parsed):
             head = chain[0]
             if head not in signatures:
                 continue
             rest = [part for part in chain[1:] if not part.startswith("[")]
             if len(rest) >= 2 and rest[0] == "outputs" and rest[1] not in signatures[head].outputs:
-                line = src.text_line(rf"\b{re.escape(head)}\b(\[[^\]]*\])?\s*\.\s*outputs\s*\.\s*{re.escape(rest[1])}\b")
-                findings.append(Finding(
-                    src.relative, line, "module-output-unknown",
-                    f"module '{head}' ({signatures[head].source}) has no output '{rest[1]}' "
-                    f"(outputs: {', '.join(sorted(signatures[head].outputs))})"))
+                line = src.text_line(
+                    rf"\b{re.escape(head)}\b(\[[^\]]*\])?\s*\.\s*outputs\s*\.\s*{re.escape(rest[1])}\b"
+                )
+                findings.append(
+                    Finding(
+                        src.relative,
+                        line,
+                        "module-output-unknown",
+                        f"module '{head}' ({signatures[head].source}) has no output '{rest[1]}' "
+                        f"(outputs: {', '.join(sorted(signatures[head].outputs))})",
+                    )
+                )
         return findings
 
     # ---- raw resources -------------------------------------------------------------------------------------
@@ -282,21 +309,32 @@ class Checker:
             body = self.fixtures.resource_body(decl.type_name, decl.api_version)
             if body is None:
                 if self.fixtures.has_library(decl.type_name, decl.api_version):
-                    message = (f"resource '{decl.symbol}': type {decl.type_name}@{decl.api_version} does not exist "
-                               f"in the Bicep type library for that API version")
+                    message = (
+                        f"resource '{decl.symbol}': type {decl.type_name}@{decl.api_version} does not exist "
+                        f"in the Bicep type library for that API version"
+                    )
                     findings.append(Finding(src.relative, line, "resource-type-unknown", message))
                 else:
-                    message = (f"resource '{decl.symbol}': no type definitions for "
-                               f"{decl.type_name.split('/')[0]}@{decl.api_version} in the reference data: ask for "
-                               f"the fixture (do not skip the check)")
+                    message = (
+                        f"resource '{decl.symbol}': no type definitions for "
+                        f"{decl.type_name.split('/')[0]}@{decl.api_version} in the reference data: ask for "
+                        f"the fixture (do not skip the check)"
+                    )
                     findings.append(Finding(src.relative, line, "types-fixture-missing", message))
                 continue
-            value = {key: src.evaluate(raw) if key not in ("name", "parent", "scope") else UNKNOWN
-                     for key, raw in decl.body.items()}
+            value = {
+                key: src.evaluate(raw) if key not in ("name", "parent", "scope") else UNKNOWN
+                for key, raw in decl.body.items()
+            }
             for path, rule, message in check_object(value, body, [], existing=decl.existing, top=True):
-                findings.append(Finding(
-                    src.relative, src.key_line("resource", decl.symbol, path), rule,
-                    f"resource '{decl.symbol}' ({decl.type_name}@{decl.api_version}): {message}"))
+                findings.append(
+                    Finding(
+                        src.relative,
+                        src.key_line("resource", decl.symbol, path),
+                        rule,
+                        f"resource '{decl.symbol}' ({decl.type_name}@{decl.api_version}): {message}",
+                    )
+                )
         return findings
 
     # ---- Flex Consumption site -----------------------------------------------------------------------------
@@ -323,17 +361,27 @@ class Checker:
                 default = ((template.get("parameters") or {}).get("siteConfig") or {}).get("defaultValue") or {}
                 rejected = sorted(k for k in default if k.lower() in FLEX_REJECTED_SITE_PROPERTIES)
                 if rejected:
-                    findings.append(Finding(
-                        src.relative, src.declaration_line("module", decl.symbol), "flex-site-config",
-                        f"module '{decl.symbol}' leaves siteConfig at the module default, which sets "
-                        f"{', '.join(rejected)}: Flex Consumption rejects them; pass a siteConfig without them"))
+                    findings.append(
+                        Finding(
+                            src.relative,
+                            src.declaration_line("module", decl.symbol),
+                            "flex-site-config",
+                            f"module '{decl.symbol}' leaves siteConfig at the module default, which sets "
+                            f"{', '.join(rejected)}: Flex Consumption rejects them; pass a siteConfig without them",
+                        )
+                    )
             settings = src.evaluate(params.get("appSettingsKeyValuePairs"))
             if isinstance(settings, dict):
                 for key in settings:
                     if key.upper() in FLEX_DEPRECATED_APP_SETTINGS:
-                        findings.append(Finding(
-                            src.relative, src.text_line(rf"^\s*{re.escape(key)}\s*:"), "flex-app-setting",
-                            f"app setting {key} is deprecated on Flex Consumption (functionAppConfig replaces it)"))
+                        findings.append(
+                            Finding(
+                                src.relative,
+                                src.text_line(rf"^\s*{re.escape(key)}\s*:"),
+                                "flex-app-setting",
+                                f"app setting {key} is deprecated on Flex Consumption (functionAppConfig replaces it)",
+                            )
+                        )
         for decl in src.resources.values():
             properties = decl.body.get("properties")
             if decl.type_name.lower() != "microsoft.web/sites" or not isinstance(properties, Mapping):
@@ -346,20 +394,26 @@ class Checker:
                 candidates += [(["siteConfig", key], f"siteConfig.{key}") for key in site_config]
             for path, label in candidates:
                 if path[-1].lower() in FLEX_REJECTED_SITE_PROPERTIES:
-                    findings.append(_flex(src, src.key_line("resource", decl.symbol, ["properties", *path]),
-                                          decl, label))
+                    findings.append(
+                        _flex(src, src.key_line("resource", decl.symbol, ["properties", *path]), decl, label)
+                    )
         return findings
 
 
 def _flex(src: BicepFile, line: int, decl: Declaration, label: str) -> Finding:
-    return Finding(src.relative, line, "flex-site-config",
-                   f"'{decl.symbol}' is a Flex Consumption site (functionAppConfig) and sets {label}, which the "
-                   f"Flex Consumption plan rejects (\"Flex Consumption plan deprecations\"): remove it")
+    return Finding(
+        src.relative,
+        line,
+        "flex-site-config",
+        f"'{decl.symbol}' is a Flex Consumption site (functionAppConfig) and sets {label}, which the "
+        f'Flex Consumption plan rejects ("Flex Consumption plan deprecations"): remove it',
+    )
 
 
 # ---- values against ARM parameter types -------------------------------------------------------------------------
-def check_value(value: Any, spec: Mapping[str, Any], signature: ModuleSignature,
-                path: list[str]) -> Iterator[tuple[list[str], str]]:
+def check_value(
+    value: Any, spec: Mapping[str, Any], signature: ModuleSignature, path: list[str]
+) -> Iterator[tuple[list[str], str]]:
     """Problems of a (partly) literal ``value`` against an ARM parameter/property ``spec``."""
     if value is UNKNOWN:
         return
@@ -425,7 +479,7 @@ def _object_members(ref: TypeRef | None, value: Mapping[str, Any]) -> list[tuple
     if kind == "DiscriminatedObjectType":
         base = dict(node.get("baseProperties") or {})
         elements = node.get("elements") or {}
-        chosen = value.get(node.get("discriminator"))
+        chosen = value.get(str(node.get("discriminator")))
         keys = [chosen] if isinstance(chosen, str) and chosen in elements else list(elements)
         members = []
         for key in keys:
@@ -453,8 +507,9 @@ def _array_item(ref: TypeRef | None) -> TypeRef | None:
     return None
 
 
-def check_object(value: Mapping[str, Any], ref: TypeRef, path: list[str], *, existing: bool = False,
-                 top: bool = False) -> Iterator[tuple[list[str], str, str]]:
+def check_object(
+    value: Mapping[str, Any], ref: TypeRef, path: list[str], *, existing: bool = False, top: bool = False
+) -> Iterator[tuple[list[str], str, str]]:
     """(key path, rule, message) for every unknown or read-only property set in ``value``."""
     members = _object_members(ref, value)
     if not members:
@@ -478,8 +533,11 @@ def check_object(value: Mapping[str, Any], ref: TypeRef, path: list[str], *, exi
         prop = found[0][0]
         flags = int(prop.get("flags", 0))
         if existing and top and key not in ("name", "scope", "parent", "dependsOn"):
-            yield here, "resource-property-read-only", (
-                f"'{label}' is read-only on an existing resource (only name, parent and scope may be set)")
+            yield (
+                here,
+                "resource-property-read-only",
+                (f"'{label}' is read-only on an existing resource (only name, parent and scope may be set)"),
+            )
             continue
         if flags & FLAG_READ_ONLY:
             yield here, "resource-property-read-only", f"'{label}' is read-only (set by Azure, never by a template)"
@@ -500,8 +558,9 @@ def _check_item(item: Any, ref: TypeRef | None, path: list[str]) -> Iterator[tup
 
 
 # ---- existing resources named from runtime values (BCP307 / BCP120) ---------------------------------------------
-def runtime_reason(src: BicepFile, expr: Any, runtime_existing: Mapping[str, str],
-                   _seen: frozenset[str] = frozenset()) -> str | None:
+def runtime_reason(
+    src: BicepFile, expr: Any, runtime_existing: Mapping[str, str], _seen: frozenset[str] = frozenset()
+) -> str | None:
     """Why ``expr`` is not a deploy-time constant (a module output, a runtime property, ...), or None."""
     for name in src.functions(expr):
         if name == "reference" or name.lower().startswith("list"):
@@ -552,11 +611,16 @@ def check_runtime_existing(src: BicepFile) -> list[Finding]:
             continue
         member = rest[0].removesuffix("()")
         line = src.text_line(rf"\b{re.escape(head)}\s*(\.\s*|\[\s*'){re.escape(member)}\b")
-        findings.append(Finding(
-            src.relative, line, "BCP307",
-            f"'{head}.{rest[0]}' cannot be read: '{head}' is an existing resource named from {runtime[head]}, so "
-            f"only id, name, type and apiVersion are readable; use the module's output instead, or name the "
-            f"existing resource from a parameter"))
+        findings.append(
+            Finding(
+                src.relative,
+                line,
+                "BCP307",
+                f"'{head}.{rest[0]}' cannot be read: '{head}' is an existing resource named from {runtime[head]}, so "
+                f"only id, name, type and apiVersion are readable; use the module's output instead, or name the "
+                f"existing resource from a parameter",
+            )
+        )
     for decl in [*src.resources.values(), *src.modules.values()]:
         if decl.kind == "resource" and decl.existing:
             continue
@@ -566,10 +630,15 @@ def check_runtime_existing(src: BicepFile) -> list[Finding]:
                 continue
             reason = runtime_reason(src, decl.body[key], runtime)
             if reason:
-                findings.append(Finding(
-                    src.relative, src.key_line(decl.kind, decl.symbol, [key]), "BCP120",
-                    f"'{key}' of {decl.kind} '{decl.symbol}' must be known at the start of the deployment, but it "
-                    f"uses {reason}; pass a parameter (or use the module's outputs) instead"))
+                findings.append(
+                    Finding(
+                        src.relative,
+                        src.key_line(decl.kind, decl.symbol, [key]),
+                        "BCP120",
+                        f"'{key}' of {decl.kind} '{decl.symbol}' must be known at the start of the deployment, but it "
+                        f"uses {reason}; pass a parameter (or use the module's outputs) instead",
+                    )
+                )
     return findings
 
 
@@ -577,23 +646,33 @@ def check_runtime_existing(src: BicepFile) -> list[Finding]:
 def check_parameters_file(main: BicepFile, parameters_file: Path) -> list[Finding]:
     findings: list[Finding] = []
     relative = parameters_file.name
-    try:
+    with contextlib.suppress(ValueError):
         relative = parameters_file.resolve().relative_to(main.path.resolve().parent.parent).as_posix()
-    except ValueError:
-        pass
     text = parameters_file.read_text(encoding="utf-8")
     mapped = json.loads(text).get("parameters") or {}
     for name, body in main.parameters.items():
         has_default = body.get("default") is not None or re.search(
-            rf"^\s*param\s+{re.escape(name)}\s+[^=\n]+=", main.text, re.MULTILINE)
+            rf"^\s*param\s+{re.escape(name)}\s+[^=\n]+=", main.text, re.MULTILINE
+        )
         if not has_default and name not in mapped:
-            findings.append(Finding(
-                main.relative, main.declaration_line("param", name), "parameter-unmapped",
-                f"parameter '{name}' has no default and is not mapped in {relative}: azd would prompt for it"))
+            findings.append(
+                Finding(
+                    main.relative,
+                    main.declaration_line("param", name),
+                    "parameter-unmapped",
+                    f"parameter '{name}' has no default and is not mapped in {relative}: azd would prompt for it",
+                )
+            )
     lines = text.splitlines()
     for name in mapped:
         if name not in main.parameters:
             line = next((i for i, row in enumerate(lines, start=1) if f'"{name}"' in row), 1)
-            findings.append(Finding(relative, line, "parameter-unknown",
-                                    f"'{name}' is not a parameter of {main.relative}: the deployment would fail"))
+            findings.append(
+                Finding(
+                    relative,
+                    line,
+                    "parameter-unknown",
+                    f"'{name}' is not a parameter of {main.relative}: the deployment would fail",
+                )
+            )
     return findings

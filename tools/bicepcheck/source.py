@@ -14,10 +14,11 @@ an identifier and a string literal alike as a Python ``str``. So this module:
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
-from functools import cached_property
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -93,14 +94,13 @@ class BicepFile:
 
     @classmethod
     def load(cls, path: Path, root: Path) -> BicepFile:
-        from pycep import BicepParser
-
-        parsed = dict(BicepParser().parse(file_path=path))
+        text = path.read_text(encoding="utf-8")
+        parsed = _parse(text)
         try:
             relative = path.resolve().relative_to(root.resolve()).as_posix()
         except ValueError:
             relative = path.as_posix()
-        return cls(path=path, relative=relative, parsed=parsed, text=path.read_text(encoding="utf-8"))
+        return cls(path=path, relative=relative, parsed=parsed, text=text)
 
     # ---- symbols -----------------------------------------------------------------------------------------------
     @property
@@ -169,8 +169,8 @@ class BicepFile:
             return
         if not isinstance(expr, Mapping):
             return
-        operator = expr.get("operator")
-        if isinstance(operator, Mapping) and operator.get("type") in ACCESSORS:
+        operator = _operator(expr)
+        if operator is not None and operator.get("type") in ACCESSORS:
             chain = self._flatten(expr)
             if chain and chain[0] in self.symbols:
                 yield chain
@@ -185,8 +185,8 @@ class BicepFile:
             return [expr]
         if isinstance(expr, int):
             return [f"[{expr}]"]
-        operator = expr.get("operator") if isinstance(expr, Mapping) else None
-        if not isinstance(operator, Mapping) or operator.get("type") not in ACCESSORS:
+        operator = _operator(expr)
+        if operator is None or operator.get("type") not in ACCESSORS:
             return ["<expr>"]
         operands = operator.get("operands") or {}
         left = self._flatten(operands.get("operand_1"))
@@ -199,8 +199,8 @@ class BicepFile:
         return [*left, *self._flatten(right)]
 
     def _nested_chains(self, expr: Any) -> Iterator[list[str]]:
-        operator = expr.get("operator") if isinstance(expr, Mapping) else None
-        if not isinstance(operator, Mapping) or operator.get("type") not in ACCESSORS:
+        operator = _operator(expr)
+        if operator is None or operator.get("type") not in ACCESSORS:
             if not isinstance(expr, str | int):
                 yield from self.chains(expr)
             return
@@ -210,7 +210,7 @@ class BicepFile:
             if isinstance(value, Mapping):
                 yield from self._nested_chains(value)
             elif key == "operand_2" and operator["type"] == "index_accessor" and self.is_reference(value):
-                yield [value]
+                yield [str(value)]
 
     def functions(self, expr: Any) -> Iterator[str]:
         """Names of the functions called in ``expr`` (pycep's snake_case names, e.g. ``resource_group``)."""
@@ -218,11 +218,11 @@ class BicepFile:
             for item in expr:
                 yield from self.functions(item)
         elif isinstance(expr, Mapping):
-            function = expr.get("function")
-            if isinstance(function, Mapping) and "type" in function:
+            function = _function(expr)
+            if function is not None:
                 yield str(function["type"])
-            operator = expr.get("operator")
-            if isinstance(operator, Mapping) and operator.get("type") == "function_accessor":
+            operator = _operator(expr)
+            if operator is not None and operator.get("type") == "function_accessor":
                 yield str((operator.get("operands") or {}).get("func_name"))
             for value in expr.values():
                 yield from self.functions(value)
@@ -243,10 +243,10 @@ class BicepFile:
         if isinstance(expr, list):
             return [self.evaluate(item, _seen) for item in expr]
         if isinstance(expr, Mapping):
-            if "operator" in expr or "loop_type" in expr:
+            if _operator(expr) is not None or ("loop_type" in expr and "config" in expr):
                 return UNKNOWN
-            function = expr.get("function")
-            if isinstance(function, Mapping):
+            function = _function(expr)
+            if function is not None:
                 if function.get("type") == "union":
                     parts = [self.evaluate(v, _seen) for v in (function.get("parameters") or {}).values()]
                     if parts and all(isinstance(p, dict) for p in parts):
@@ -313,7 +313,43 @@ class BicepFile:
         return len(self.lines)
 
 
+@lru_cache(maxsize=256)
+def _parser() -> Any:
+    from pycep import BicepParser
+
+    return BicepParser()
+
+
+@lru_cache(maxsize=256)
+def _parse_cached(text: str) -> str:
+    return json.dumps(_parser().parse(text=text), default=str)
+
+
+def _parse(text: str) -> dict[str, Any]:
+    """pycep's parse of ``text``; memoised by content (mutation tests parse many identical copies)."""
+    return dict(json.loads(_parse_cached(text)))
+
+
 ACCESSORS = frozenset({"property_accessor", "index_accessor", "function_accessor"})
+
+
+def _operator(expr: Any) -> Mapping[str, Any] | None:
+    """pycep's operator node ``{"operator": {"type": ..., "operands": ...}}`` (not an object literal that merely
+    has a key named ``operator``)."""
+    if isinstance(expr, Mapping) and len(expr) == 1:
+        operator = expr.get("operator")
+        if isinstance(operator, Mapping) and "type" in operator and "operands" in operator:
+            return operator
+    return None
+
+
+def _function(expr: Any) -> Mapping[str, Any] | None:
+    """pycep's function-call node ``{"function": {"type": ..., "parameters": ...}}``."""
+    if isinstance(expr, Mapping) and len(expr) == 1:
+        function = expr.get("function")
+        if isinstance(function, Mapping) and "type" in function and "parameters" in function:
+            return function
+    return None
 
 
 def _unquote(key: str) -> str:
