@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import re
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -70,19 +69,16 @@ def test_go_json_marshal_escapes_html_like_go() -> None:
 
 
 # ---- the original defect, reproduced ------------------------------------------------------------------------------
-def _original_parameters_file() -> str:
-    return subprocess.run(
-        ["git", "show", "57dbc0a:infra/main.parameters.json"], cwd=ROOT, capture_output=True, text=True, check=True
-    ).stdout
-
-
-def test_the_original_parameters_break_on_reprovision_with_a_pem_in_the_vault() -> None:
-    # Before issue 12: secretOrRandomPassword pasted the vault's PEM unescaped into the parameter JSON.
-    try:
-        original = _original_parameters_file()
-    except (subprocess.CalledProcessError, FileNotFoundError):
-        pytest.skip("git history of issue 12 not available in this checkout")
-    assert "secretOrRandomPassword" in original
+def test_the_original_mapping_breaks_on_reprovision_with_a_pem_in_the_vault() -> None:
+    # Before issue 12 the file mapped the key through secretOrRandomPassword, which pastes the vault's PEM
+    # unescaped into the parameter JSON on every provision after the key was stored.
+    data = json.loads(PARAMETERS.read_text())
+    data["parameters"]["githubAppPrivateKey"] = {
+        "value": "$(secretOrRandomPassword ${AZURE_KEY_VAULT_NAME} github-app-private-key)"
+    }
+    original = json.dumps(data)
+    first = load_parameters(original, ENV)  # first provision: the secret does not exist, a password is generated
+    assert first.parameters["githubAppPrivateKey"]
     with pytest.raises(ParametersError, match="githubAppPrivateKey"):
         load_parameters(original, ENV, secrets={("kv-abc", "github-app-private-key"): PEM})
 
