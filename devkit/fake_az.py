@@ -1,5 +1,6 @@
 #!/usr/bin/env python3
-"""A stateful stand-in for the few Azure CLI commands scripts/provision_secrets.py runs, for tests.
+"""A stateful stand-in for the few Azure CLI commands the azd hook scripts run (scripts/provision_secrets.py,
+scripts/grant_graph_permissions.py), for tests.
 
 Run as the ``az`` executable (a test puts a wrapper on PATH); state lives in the JSON file named by
 ``FAKE_AZ_STATE`` (vault secrets with versions and tags, restarts, every call). Behaviour modelled on Azure/azure-cli
@@ -11,7 +12,13 @@ Run as the ``az`` executable (a test puts a wrapper on PATH); state lives in the
 * ``_validators.py`` ``process_secret_set_namespace``: exactly one of ``--value``/``--file``; a text encoding
   reads the file in text mode (``open(path, 'r')``: universal newlines) and the encoding is saved as the
   ``file-encoding`` tag;
-* ``keyvault secret list`` returns ``id``/``name``/``tags``/``contentType``/``attributes``, never a value.
+* ``keyvault secret list`` returns ``id``/``name``/``tags``/``contentType``/``attributes``, never a value;
+* ``ad sp show --id <appId>`` returns the service principal (``id``, ``appId``, ``appRoles`` with
+  ``allowedMemberTypes``/``value``/``id``) seeded in the state's ``service_principals``;
+* ``rest --method GET|POST --url https://graph.microsoft.com/v1.0/servicePrincipals/{id}/appRoleAssignments``
+  answers as Microsoft Graph does: ``{"value": [...]}``; a POST needs ``principalId`` equal to ``{id}``,
+  ``resourceId`` and ``appRoleId`` of an existing app role, and an assignment that exists already is a 400
+  ``Permission being assigned already exists on the object``.
 
 Anything else exits 2 the way the CLI does for an unknown command or argument (the fake accepts nothing it does
 not model). ``refuse`` in the state makes the next N Key Vault calls fail as a role assignment that has not
@@ -22,6 +29,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sys
 from collections.abc import Collection
 from pathlib import Path
@@ -125,6 +133,49 @@ def functionapp_restart(state: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
+def sp_show(state: dict[str, Any], args: list[str]) -> int:
+    parsed = parse(args, {"--id": "id", "--output": "output", "-o": "output"})
+    if isinstance(parsed, str):
+        return fail(parsed)
+    for sp in state.get("service_principals", []):
+        if parsed.get("id") in (sp["id"], sp["appId"]):
+            print(json.dumps(sp))
+            return 0
+    return fail(f"Service principal '{parsed.get('id')}' doesn't exist", 3)
+
+
+ASSIGNMENTS = re.compile(r"^https://graph\.microsoft\.com/v1\.0/servicePrincipals/([0-9a-f-]+)/appRoleAssignments$")
+
+
+def rest(state: dict[str, Any], args: list[str]) -> int:
+    parsed = parse(args, {"--method": "method", "-m": "method", "--url": "url", "-u": "url", "--body": "body",
+                          "-b": "body", "--headers": "headers", "--output": "output", "-o": "output"})  # fmt: skip
+    if isinstance(parsed, str):
+        return fail(parsed)
+    match = ASSIGNMENTS.match(parsed.get("url", ""))
+    if not match:
+        return fail(f"Not Found({parsed.get('url')})", 1)
+    principal = match.group(1)
+    assignments = state.setdefault("app_role_assignments", [])
+    if parsed.get("method", "GET").upper() == "GET":
+        print(json.dumps({"value": [a for a in assignments if a["principalId"] == principal]}))
+        return 0
+    if parsed["method"].upper() != "POST":
+        return fail("Method Not Allowed", 1)
+    body = json.loads(parsed.get("body", "{}"))
+    resource = next((sp for sp in state.get("service_principals", []) if sp["id"] == body.get("resourceId")), None)
+    if body.get("principalId") != principal or resource is None:
+        return fail("Bad Request(Invalid principalId or resourceId)", 1)
+    if body.get("appRoleId") not in {role["id"] for role in resource.get("appRoles", [])}:
+        return fail("Bad Request(Permission being assigned was not found on application)", 1)
+    if any(a["principalId"] == principal and a["appRoleId"] == body["appRoleId"] for a in assignments):
+        return fail("Bad Request(Permission being assigned already exists on the object)", 1)
+    assignments.append({"principalId": principal, "resourceId": body["resourceId"], "appRoleId": body["appRoleId"]})
+    if parsed.get("output") != "none":
+        print(json.dumps(assignments[-1]))
+    return 0
+
+
 def _id(vault: str, name: str) -> str:
     return f"https://{vault}.vault.azure.net/secrets/{name}"
 
@@ -141,6 +192,10 @@ def main(argv: list[str]) -> int:
             return secret_set(state, argv[3:])
         if argv[:3] == ["keyvault", "secret", "list"]:
             return secret_list(state, argv[3:])
+        if argv[:3] == ["ad", "sp", "show"]:
+            return sp_show(state, argv[3:])
+        if argv[:1] == ["rest"]:
+            return rest(state, argv[1:])
         if argv[:2] == ["functionapp", "restart"]:
             return functionapp_restart(state, argv[2:])
         return fail(f"'{' '.join(argv[:3])}' is not a command the fake Azure CLI models")
