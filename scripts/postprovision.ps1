@@ -12,6 +12,13 @@ Write-Host 'Key Vault secrets:'
 & $python scripts/provision_secrets.py
 if ($LASTEXITCODE -ne 0) { throw "scripts/provision_secrets.py failed ($LASTEXITCODE)" }
 
+# Opt-in: only a tenant admin may grant Microsoft Graph application permissions (docs/deploy.md).
+if ($env:REYNOLDS_GRANT_GRAPH_PERMISSIONS -eq 'true') {
+    Write-Host 'Microsoft Graph permissions:'
+    & $python scripts/grant_graph_permissions.py
+    if ($LASTEXITCODE -ne 0) { throw "scripts/grant_graph_permissions.py failed ($LASTEXITCODE)" }
+}
+
 $envValues = azd env get-values --output json | ConvertFrom-Json
 if (Test-Path 'local.settings.json') { Copy-Item 'local.settings.json' 'local.settings.json.bak' -Force }
 

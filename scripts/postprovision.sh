@@ -14,6 +14,12 @@ PYTHON="${PYTHON:-python3}"
 echo "Key Vault secrets:"
 "$PYTHON" scripts/provision_secrets.py
 
+# Opt-in: only a tenant admin may grant Microsoft Graph application permissions (docs/deploy.md).
+if [ "${REYNOLDS_GRANT_GRAPH_PERMISSIONS:-}" = "true" ]; then
+  echo "Microsoft Graph permissions:"
+  "$PYTHON" scripts/grant_graph_permissions.py
+fi
+
 values="$(azd env get-values --output json)"
 [ -f local.settings.json ] && cp local.settings.json local.settings.json.bak
 
