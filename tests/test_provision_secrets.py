@@ -163,3 +163,29 @@ def test_secret_names_match_the_app_settings() -> None:
     script = SCRIPT.read_text()
     for name in NAMES:
         assert f'"{name}"' in script
+
+
+def test_postprovision_hook_writes_secrets_then_local_settings(hook: Hook) -> None:
+    # The whole sh hook in a copy of the project: secrets first, then local.settings.json from `azd env get-values`.
+    project = hook.tmp / "project"
+    (project / "scripts").mkdir(parents=True)
+    for name in ("postprovision.sh", "provision_secrets.py"):
+        (project / "scripts" / name).write_text((ROOT / "scripts" / name).read_text())
+    (project / "local.settings.json.example").write_text((ROOT / "local.settings.json.example").read_text())
+    values = {"COSMOS_ENDPOINT": "https://cosmos-x.documents.azure.com:443/", "AZURE_KEY_VAULT_NAME": "kv-test",
+              "SERVICEBUS_FQDN": "sb-x.servicebus.windows.net", "AZURE_OPENAI_DEPLOYMENT": "chat"}  # fmt: skip
+    azd = hook.bin / "azd"
+    azd.write_text(
+        '#!/bin/sh\n[ "$*" = "env get-values --output json" ] || { echo "unexpected azd $*" >&2; exit 2; }\n'
+        f"cat <<'JSON'\n{json.dumps(values)}\nJSON\n"
+    )
+    azd.chmod(0o755)
+    result = subprocess.run(["sh", str(project / "scripts" / "postprovision.sh")], cwd=project,
+                            env={**hook.env, "PYTHON": sys.executable}, capture_output=True, text=True,
+                            timeout=120, check=False)  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert set(hook.state["vaults"]["kv-test"]) == NAMES
+    settings = json.loads((project / "local.settings.json").read_text())["Values"]
+    assert settings["COSMOS__accountEndpoint"] == values["COSMOS_ENDPOINT"]
+    assert settings["AZURE_OPENAI_DEPLOYMENT"] == "chat"
+    assert result.stdout.index("Key Vault secrets") < result.stdout.index("local.settings.json written")
