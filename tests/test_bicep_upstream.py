@@ -236,6 +236,13 @@ def test_nested_property_in_array_item(broken: Mutator) -> None:
     assert finding.line == line_of(broken.root, finding.file, "metricMeasureColumns:")
 
 
+def test_discriminator_value_must_name_a_variant(broken: Mutator) -> None:
+    findings = broken(("infra/app/alerts.bicep", "Monitor.SingleResourceMultipleMetricCriteria'", "Monitor.Single'"))
+    [finding] = only(findings, "resource-property-value")
+    assert finding.line == line_of(broken.root, finding.file, "Monitor.Single'")
+    assert "SingleResourceMultipleMetricCriteria" in finding.message  # the variants that exist
+
+
 def test_read_only_property_set(broken: Mutator) -> None:
     findings = broken(
         (

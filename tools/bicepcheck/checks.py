@@ -6,8 +6,10 @@
   ``additionalProperties``, ``discriminator``), literal values are in ``allowedValues`` and of the declared
   type, and every ``<module>.outputs.<name>`` read exists. A pin without a fixture is a finding.
 * ``check_resources``: every raw resource's ``type@apiVersion`` exists in the Bicep type library, every property
-  name set exists (recursively through object, array, union and discriminated types), and no read-only
-  property is set (on an ``existing`` resource everything but name/parent/scope is read-only).
+  name set exists (recursively through object, array, union and discriminated types), a literal value of a closed
+  enum or a discriminator names one of its values, and no read-only property is set (on an ``existing`` resource
+  everything but name/parent/scope is read-only). Open enums (string literals plus ``StringType``) accept any
+  string, as in Bicep.
 * ``check_runtime_existing``: the Bicep compiler's rules for an ``existing`` resource whose ``name``, ``parent``
   or ``scope`` is a value known only at run time (a module output, a runtime property, or a variable built from
   one). Modelled on Azure/bicep ``src/Bicep.Core``:
@@ -514,8 +516,17 @@ def check_object(
     members = _object_members(ref, value)
     if not members:
         return
+    checked: set[str] = set()
+    if ref.kind == "DiscriminatedObjectType":
+        discriminator = str(ref.node.get("discriminator"))
+        variants = sorted(ref.node.get("elements") or {})
+        chosen = value.get(discriminator)
+        if isinstance(chosen, str) and chosen not in variants:
+            label = ".".join([*path, discriminator])
+            yield [*path, discriminator], "resource-property-value", f"'{label}' = {chosen!r} is not one of {variants}"
+            checked.add(discriminator)
     for key, item in value.items():
-        if top and key in BICEP_RESOURCE_KEYS:
+        if (top and key in BICEP_RESOURCE_KEYS) or key in checked:
             continue
         here = [*path, key]
         label = ".".join(here)
@@ -545,8 +556,29 @@ def check_object(
         yield from _check_item(item, ref.library.ref(prop.get("type")), here)
 
 
+def _closed_literals(ref: TypeRef) -> set[str] | None:
+    """The allowed strings of a closed enum (a StringLiteralType, or a union made only of them), else None."""
+    if ref.kind == "StringLiteralType":
+        return {str(ref.node.get("value"))}
+    if ref.kind != "UnionType":
+        return None
+    values: set[str] = set()
+    for element in ref.node.get("elements") or []:
+        member = ref.library.ref(element)
+        if member is None or member.kind != "StringLiteralType":
+            return None  # an open enum (string literals plus StringType) accepts any string
+        values.add(str(member.node.get("value")))
+    return values
+
+
 def _check_item(item: Any, ref: TypeRef | None, path: list[str]) -> Iterator[tuple[list[str], str, str]]:
     if ref is None or item is UNKNOWN:
+        return
+    if isinstance(item, str):
+        allowed = _closed_literals(ref)
+        if allowed is not None and item not in allowed:
+            yield path, "resource-property-value", (
+                f"'{'.'.join(path)}' = {item!r} is not one of {sorted(allowed)}")
         return
     if isinstance(item, dict):
         yield from check_object(item, ref, path)
