@@ -146,3 +146,11 @@ def test_defaults_in_the_parameters_file_match_main_bicep() -> None:
         assert str(default if default is not None else "") == match.group(2), name
         checked += 1
     assert checked >= 10
+
+
+def test_every_mapped_parameter_takes_the_modelled_path() -> None:
+    # loadParameters substitutes object/array parameters differently ("Path A"); the model covers the rest.
+    main = BicepFile.load(ROOT / "infra" / "main.bicep", ROOT)
+    mapped = json.loads(PARAMETERS.read_text())["parameters"]
+    kinds = {name: main.parameters[name]["type"] for name in mapped}
+    assert set(kinds.values()) <= {"string", "int", "bool"}, kinds
