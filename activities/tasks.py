@@ -1,4 +1,4 @@
-"""Activities of the orchestrate_task engine: thin, idempotent adapters over ``shared.task_service``.
+"""Activities of the orchestrate_task engine: thin, idempotent adapters over ``shared.work.task_service``.
 
 Contracts (``orchestrators/engine.py``): ``plan_task_activity`` TaskRequest → Plan; ``run_subtask_activity``
 one attempt → ``{"ok": true, "summary"}`` or a classified failure; ``report_status_activity`` writes the status
@@ -15,8 +15,8 @@ import azure.durable_functions as df
 
 from shared import names
 from shared.services import get_services
-from shared.task_service import ReportPayload, RunSubtaskPayload, TaskService
-from shared.tasks import TaskRequest
+from shared.work.task_service import ReportPayload, RunSubtaskPayload, TaskService
+from shared.work.tasks import TaskRequest
 
 logger = logging.getLogger(__name__)
 

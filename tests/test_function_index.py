@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared import names
-from tests.harness.app_index import functions
+from tools.harness.app_index import functions
 
 # One row per registered function: the trigger binding (exact match on these keys) and the type of every
 # other binding. Add a row when you register a function; an unlisted function fails ``test_no_unlisted``.

@@ -13,9 +13,10 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 from msgraph import GraphServiceClient
 
-from shared.envelope import ActorKind, Platform
 from shared.errors import ConfigurationError, IncomingRequestError
-from shared.graph import (
+from shared.loop.envelope import ActorKind, Platform
+from shared.loop.marker import hidden_marker
+from shared.platforms.teams.graph import (
     GraphError,
     GraphThrottled,
     LifecycleEvent,
@@ -32,9 +33,8 @@ from shared.graph import (
     post_chat_message,
     status_card,
 )
-from shared.marker import hidden_marker
 from shared.settings import Settings
-from tests.fakes.graph_server import FakeGraph
+from tools.fakes.graph import FakeGraph
 
 CLIENT_STATE = "s3cret-client-state"
 NOTIFY_URL = "https://reynolds.example.net/api/graph/notifications"

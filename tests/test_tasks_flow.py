@@ -15,19 +15,19 @@ from githubkit import GitHub
 from orchestrators import engine
 from shared import names
 from shared.ai.client import make_openai_client
-from shared.marker import find_markers
-from shared.task_service import (
+from shared.loop.marker import find_markers
+from shared.platforms.github.read_tools import GitHubReadTools, ToolNotAllowed
+from shared.work.task_service import (
     BREAKER_FAILURES,
     TaskService,
     percentile,
     set_model_client,
     set_pacer,
 )
-from shared.tasks import Specialist
-from shared.tool_executor import GitHubReadTools, ToolNotAllowed
-from tests.fakes.github import WRITE_METHODS
-from tests.fakes.openai_server import FakeOpenAI, content_filtered, rate_limited, structured, tool_call
-from tests.harness.app_index import user_function
+from shared.work.tasks import Specialist
+from tools.fakes.github import WRITE_METHODS
+from tools.fakes.openai import FakeOpenAI, content_filtered, rate_limited, structured, tool_call
+from tools.harness.app_index import user_function
 from tools.simulate_tasks import TASK_SETTINGS, TRACKING_REPO, prepare, run_task
 from tools.world import SIMULATE_MARKER_KEY, World, build_world
 
@@ -182,7 +182,7 @@ def test_the_tracking_issue_is_opened_once(world: World) -> None:
 def test_a_secondary_rate_limit_pauses_writes_and_the_retry_posts_once(world: World) -> None:
     from githubkit.exception import RequestFailed
 
-    from shared.task_service import get_pacer
+    from shared.work.task_service import get_pacer
 
     world.ensure_issue("octo/repo", 11)
     world.github.secondary_rate_limit("POST", r"/comments$", retry_after=30)

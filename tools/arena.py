@@ -53,10 +53,10 @@ from typing import Any, Literal
 from azure.servicebus import ServiceBusMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.lineage import instance_id_for
-from shared.marker import strip_markers
-from shared.teams import html_to_text
-from tests.fakes.github import FakeGitHubError, WriteEvent
+from shared.loop.lineage import instance_id_for
+from shared.loop.marker import strip_markers
+from shared.platforms.teams.webhook import html_to_text
+from tools.fakes.github import FakeGitHubError, WriteEvent
 from tools.world import REYNOLDS_LOGIN, START, World, build_world
 
 WEBHOOK_LATENCY_SECONDS = 1.0

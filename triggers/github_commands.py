@@ -13,12 +13,12 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.engine import subtask_instance_id
 from shared import names
-from shared.commands import CommandName, authorize, parse_command
-from shared.envelope import EventEnvelope
+from shared.loop.envelope import EventEnvelope
+from shared.names import subtask_instance_id
 from shared.services import Services
-from shared.task_service import TaskService, subtask_ids_waiting
+from shared.work.commands import CommandName, authorize, parse_command
+from shared.work.task_service import TaskService, subtask_ids_waiting
 
 logger = logging.getLogger(__name__)
 

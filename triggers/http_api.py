@@ -28,13 +28,13 @@ import azure.durable_functions as df
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrators.engine import subtask_instance_id
 from shared import names
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
-from shared.lineage import new_chain_id
+from shared.loop.lineage import new_chain_id
+from shared.names import subtask_instance_id
 from shared.services import get_services
-from shared.task_service import TaskService, subtask_ids_waiting
-from shared.tasks import Strategy, TaskRequest, TaskSpec
+from shared.work.task_service import TaskService, subtask_ids_waiting
+from shared.work.tasks import Strategy, TaskRequest, TaskSpec
 from triggers.ingress import json_response
 
 logger = logging.getLogger(__name__)

@@ -20,9 +20,9 @@ import azure.durable_functions as df
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.services import get_services
-from shared.task_service import TaskService
-from shared.tasks import Specialist, Strategy, TaskRequest, TaskSpec
-from shared.wisdom import get_reynolds_wisdom
+from shared.work.task_service import TaskService
+from shared.work.tasks import Specialist, Strategy, TaskRequest, TaskSpec
+from shared.work.wisdom import get_reynolds_wisdom
 from triggers.http_api import TaskBody, field_errors, start_task, task_instance_id
 
 logger = logging.getLogger(__name__)

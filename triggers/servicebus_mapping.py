@@ -1,4 +1,4 @@
-"""Map the Functions host's ``func.ServiceBusMessage`` onto ``shared.servicebus.parse_servicebus_body``.
+"""Map the host's ``func.ServiceBusMessage`` onto ``shared.platforms.servicebus.contract.parse_servicebus_body``.
 
 How an invalid (poison) message gets dead-lettered — the decision and why
 -------------------------------------------------------------------------

@@ -17,7 +17,7 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from shared.errors import NotFound
-from shared.graph import LifecycleEvent, LifecycleNotification, SubscriptionManager
+from shared.platforms.teams.graph import LifecycleEvent, LifecycleNotification, SubscriptionManager
 from shared.store.base import DocumentStore, safe_id
 
 logger = logging.getLogger(__name__)

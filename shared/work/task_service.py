@@ -25,7 +25,6 @@ import time
 from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 
-from githubkit.exception import RequestFailed
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.ai.client import ModelError, ModelThrottled, TokenBudget, make_openai_client
@@ -33,16 +32,17 @@ from shared.ai.planner import analyze_potential, offline_plan, plan_task
 from shared.ai.safety import UntrustedText, secret_values
 from shared.ai.specialists import run_specialist
 from shared.errors import IncomingRequestError, NotFound, StoreError
-from shared.lineage import EffectRecord, new_chain_id
-from shared.marker import sign_text
-from shared.pacer import GitHubPacer, get_pacer, set_pacer
+from shared.loop.lineage import EffectRecord, new_chain_id
+from shared.loop.marker import sign_text
+from shared.platforms.github.client import RequestFailed
+from shared.platforms.github.pacer import GitHubPacer, get_pacer, set_pacer
+from shared.platforms.github.read_tools import GitHubReadTools
 from shared.services import Services
-from shared.status_report import MAX_COMMENT_CHARS, ReportPhase, escape_content, render_status_comment
 from shared.store.base import Query, safe_id, update_document
-from shared.tasks import Plan, Specialist, Subtask, SubtaskState, TaskLineage, TaskRequest, TaskSpec
 from shared.telemetry import record_github_write, record_llm_tokens, record_orchestration
-from shared.tool_executor import GitHubReadTools
-from shared.wisdom import get_reynolds_wisdom
+from shared.work.status_report import MAX_COMMENT_CHARS, ReportPhase, escape_content, render_status_comment
+from shared.work.tasks import Plan, Specialist, Subtask, SubtaskState, TaskLineage, TaskRequest, TaskSpec
+from shared.work.wisdom import get_reynolds_wisdom
 
 if TYPE_CHECKING:
     import openai
@@ -567,7 +567,7 @@ class TaskService:
     # -- GitHub plumbing ---------------------------------------------------------------------------------
     def _github(self, repo: str | None) -> Any:
         if self.services.github is None:
-            from shared.github_client import GitHubClients
+            from shared.platforms.github.client import GitHubClients
 
             self.services.github = GitHubClients(self.settings)
         return self.services.github.for_repo(repo)

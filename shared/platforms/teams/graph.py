@@ -55,10 +55,10 @@ from msgraph.generated.models.subscription import Subscription
 from msgraph_core import APIVersion, GraphClientFactory
 from msgraph_core.middleware.options import GraphTelemetryHandlerOption
 
-from shared.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
 from shared.errors import ConfigurationError, IncomingRequestError, ReynoldsError
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
+from shared.platforms.teams.webhook import TEAMS_SOURCE_PREFIX, embed_marker, extract_markers, html_to_text
 from shared.settings import Settings, alias_of
-from shared.teams import TEAMS_SOURCE_PREFIX, embed_marker, extract_markers, html_to_text
 
 logger = logging.getLogger(__name__)
 
