@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from shared.work.task_service import set_pacer
+from shared.platforms.github.pacer import set_pacer
 from shared.work.wisdom import get_reynolds_wisdom
 from tools.harness.app_index import by_name
 from tools.simulate import raw_body

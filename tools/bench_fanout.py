@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from shared import names
-from shared.work.task_service import set_pacer
+from shared.platforms.github.pacer import set_pacer
 from tools.fakes.github import WRITE_METHODS
 from tools.harness.app_index import functions
 from tools.harness.durable import FakeDurableClient, ReplayHarness
