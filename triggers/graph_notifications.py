@@ -25,7 +25,7 @@ import azure.functions as func
 
 from shared import names
 from shared.loop.lineage import instance_id_for
-from shared.platforms.teams.graph import handle_validation, notification_to_envelope, parse_notifications
+from shared.platforms.teams.notifications import handle_validation, notification_to_envelope, parse_notifications
 from shared.platforms.teams.subscriptions import LifecycleItem, MaintenanceInput
 from shared.services import get_services
 from shared.work.reply import TeamsChange

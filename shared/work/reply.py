@@ -29,7 +29,8 @@ from shared.loop.lineage import Decision, EffectRecord, LineageService
 from shared.loop.marker import hidden_marker, sign_text
 from shared.platforms.servicebus.contract import to_servicebus_message
 from shared.platforms.servicebus.publisher import Publisher
-from shared.platforms.teams.graph import GraphError, GraphThrottled, post_channel_message, post_chat_message
+from shared.platforms.teams.graph import GraphError, GraphThrottled
+from shared.platforms.teams.messages import post_channel_message, post_chat_message
 from shared.platforms.teams.webhook import html_to_text
 from shared.work.triage import TriagePlan, _repeat_fingerprint
 
