@@ -104,7 +104,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trigger": {"type": "activityTrigger", "activity": names.REPORT_STATUS},
         "others": set(),
     },
-    # Teams, Graph and Service Bus (issue 6)
+    # Teams, Graph and Service Bus
     "teams_webhook": {
         "trigger": {"type": "httpTrigger", "route": "teams/webhook", "methods": ["POST"], "authLevel": "ANONYMOUS"},
         "others": {"durableClient", "http"},

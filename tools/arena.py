@@ -16,7 +16,7 @@ Scenario format (stable; scenario files written elsewhere use it)::
     ACTION = {"platform": "github", "kind": "comment" | "issue", "repo": "octo/app", "number": 7 | "same",
               "count": 1, "body": "text with {n} {text} {quote}" | ["first", "second", …]}
 
-Cross-platform (issue 6) adds::
+Cross-platform scenarios add::
 
     ACTION = {"platform": "teams", "kind": "message", "channel": "<channel id>" | "same", "team": "arena-team",
               "body": …}   # a channel message by the actor; Reynolds sees it through a Graph change notification
