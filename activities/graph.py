@@ -10,11 +10,12 @@ import azure.durable_functions as df
 
 from shared import names
 from shared.admission import judge, orchestration_input
-from shared.envelope import ActorKind
-from shared.graph import SubscriptionManager, fetch_message
-from shared.reply import TeamsChange, reply_effect_key
+from shared.loop.envelope import ActorKind
+from shared.platforms.teams.messages import fetch_message
+from shared.platforms.teams.subscription_manager import SubscriptionManager
+from shared.platforms.teams.subscriptions import MaintenanceInput, configured_resources, maintain
 from shared.services import get_services
-from shared.subscriptions import MaintenanceInput, configured_resources, maintain
+from shared.work.reply import TeamsChange, reply_effect_key
 
 logger = logging.getLogger(__name__)
 

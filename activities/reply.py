@@ -1,4 +1,4 @@
-"""Activities of the reply orchestration: thin, idempotent adapters over ``shared.reply``."""
+"""Activities of the reply orchestration: thin, idempotent adapters over ``shared.work.reply``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import azure.durable_functions as df
 
 from shared import names
-from shared.lineage import EffectRecord
-from shared.reply import ReplyInput, render_reply_html, render_reply_text, reply_effect_key
+from shared.loop.lineage import EffectRecord
 from shared.services import get_services
-from shared.triage import TriagePlan, plan_triage
+from shared.work.reply import ReplyInput, render_reply_html, render_reply_text, reply_effect_key
+from shared.work.triage import TriagePlan, plan_triage
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""Activities of the orchestrate_task engine: thin, idempotent adapters over ``shared.task_service``.
+"""Activities of the orchestrate_task engine: thin, idempotent adapters over ``shared.work.task_service``.
 
 Contracts (``orchestrators/engine.py``): ``plan_task_activity`` TaskRequest → Plan; ``run_subtask_activity``
 one attempt → ``{"ok": true, "summary"}`` or a classified failure; ``report_status_activity`` writes the status
@@ -15,8 +15,9 @@ import azure.durable_functions as df
 
 from shared import names
 from shared.services import get_services
-from shared.task_service import ReportPayload, RunSubtaskPayload, TaskService
-from shared.tasks import TaskRequest
+from shared.work.task_report import ReportPayload, TaskReporter
+from shared.work.task_service import RunSubtaskPayload, TaskService
+from shared.work.tasks import TaskRequest
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +44,7 @@ def run_subtask_activity(payload: dict[str, Any]) -> dict[str, Any]:
 def report_status_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Create or edit the status comment and set the labels, each write once (effect ledger)."""
     report = ReportPayload.model_validate(payload)
-    result = TaskService(get_services()).report(report)
+    result = TaskReporter(get_services()).report(report)
     logger.info("event %s chain %s instance %s: report %d (%s) → %s", report.event_id, report.chain_id,
                 report.instance_id, report.sequence, report.phase.value, result.model_dump(exclude_none=True))
     return result.model_dump(mode="json")

@@ -1,4 +1,4 @@
-"""Activities of the triage orchestration: thin, idempotent adapters over ``shared.triage``."""
+"""Activities of the triage orchestration: thin, idempotent adapters over ``shared.work.triage``."""
 
 from __future__ import annotations
 
@@ -8,10 +8,10 @@ from typing import Any
 import azure.durable_functions as df
 
 from shared import names
-from shared.commands import CommandName, authorize, parse_command
 from shared.services import get_services
 from shared.telemetry import record_orchestration
-from shared.triage import TriageInput, TriagePlan, plan_triage, render_command_reply, render_triage_comment
+from shared.work.commands import CommandName, authorize, parse_command
+from shared.work.triage import TriageInput, TriagePlan, plan_triage, render_command_reply, render_triage_comment
 
 logger = logging.getLogger(__name__)
 

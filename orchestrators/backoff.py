@@ -14,8 +14,8 @@ from datetime import timedelta
 from typing import Any
 
 from orchestrators.context import OrchestrationContext
-from shared.engine_policy import RetryPolicy, retry_delay_seconds
 from shared.errors import retry_after_in
+from shared.work.policy import RetryPolicy, retry_delay_seconds
 
 logger = logging.getLogger(__name__)
 

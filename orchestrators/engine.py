@@ -26,7 +26,18 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from orchestrators.context import OrchestrationContext
-from shared.engine_policy import (
+from shared.errors import ReynoldsError
+from shared.names import (
+    APPROVAL_EVENT,
+    CANCEL_EVENT,
+    ORCHESTRATE_TASK,
+    PLAN_TASK,
+    REPORT_STATUS,
+    RUN_SUBTASK,
+    SUBTASK_ORCHESTRATOR,
+    subtask_instance_id,
+)
+from shared.work.policy import (
     MAX_ERROR_CHARS,
     MAX_SUMMARY_CHARS,
     RetryPolicy,
@@ -37,22 +48,11 @@ from shared.engine_policy import (
     truncate,
     validate_plan,
 )
-from shared.errors import ReynoldsError
-from shared.status_report import ReportPhase, labels_for
-from shared.tasks import Plan, Subtask, SubtaskOutcome, SubtaskState, TaskLineage, TaskRequest, TaskSpec
+from shared.work.status_report import ReportPhase, labels_for
+from shared.work.tasks import Plan, Subtask, SubtaskOutcome, SubtaskState, TaskLineage, TaskRequest, TaskSpec
 
 logger = logging.getLogger(__name__)
 
-# Orchestrators (the lead moves these to shared/names.py)
-ORCHESTRATE_TASK = "orchestrate_task_orchestrator"
-SUBTASK_ORCHESTRATOR = "run_subtask_orchestrator"
-# Activities
-PLAN_TASK = "plan_task_activity"
-RUN_SUBTASK = "run_subtask_activity"
-REPORT_STATUS = "report_status_activity"
-# External events
-APPROVAL_EVENT = "approval"
-CANCEL_EVENT = "cancel"
 
 #: Most REPORT_STATUS calls per orchestration (GitHub content-creating writes are scarce: 80/min, 500/h).
 MAX_REPORTS = 3
@@ -104,11 +104,6 @@ class RunSubtaskResult(BaseModel):
     @classmethod
     def _short_error(cls, value: str | None) -> str | None:
         return None if value is None else truncate(value, MAX_ERROR_CHARS)
-
-
-def subtask_instance_id(parent_instance_id: str, subtask_id: str) -> str:
-    """Instance id of a subtask's sub-orchestration: derived, so commands can raise ``approval`` to it."""
-    return f"{parent_instance_id}:{subtask_id}"
 
 
 def approval_granted(data: Any) -> tuple[bool, str]:

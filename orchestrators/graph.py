@@ -17,8 +17,8 @@ from orchestrators.backoff import call_with_backoff
 from orchestrators.context import OrchestrationContext
 from orchestrators.reply import run_reply
 from shared import names
-from shared.reply import ReplyInput, TeamsChange
-from shared.subscriptions import MaintenanceInput
+from shared.platforms.teams.subscriptions import MaintenanceInput
+from shared.work.reply import ReplyInput, TeamsChange
 
 bp = df.Blueprint()
 

@@ -17,7 +17,7 @@ import azure.durable_functions as df
 from orchestrators.backoff import call_with_backoff
 from orchestrators.context import OrchestrationContext
 from shared import names
-from shared.reply import ReplyInput
+from shared.work.reply import ReplyInput
 
 logger = logging.getLogger(__name__)
 

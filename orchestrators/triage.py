@@ -10,7 +10,7 @@ import azure.durable_functions as df
 from orchestrators.backoff import call_with_backoff
 from orchestrators.context import OrchestrationContext
 from shared import names
-from shared.triage import TriageInput
+from shared.work.triage import TriageInput
 
 bp = df.Blueprint()
 

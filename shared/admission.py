@@ -12,15 +12,15 @@ from dataclasses import dataclass
 from typing import Any
 
 from shared import names
-from shared.envelope import EventEnvelope
 from shared.errors import CorruptState
-from shared.lineage import Decision
-from shared.loopguard import Verdict
-from shared.reply import reply_input
-from shared.routing import route, task_request_of
+from shared.loop.envelope import EventEnvelope
+from shared.loop.lineage import Decision
+from shared.loop.rules import Verdict
 from shared.services import Services
 from shared.telemetry import record_loop_stopped, record_verdict
-from shared.triage import TriageInput
+from shared.work.reply import reply_input
+from shared.work.routing import route, task_request_of
+from shared.work.triage import TriageInput
 
 logger = logging.getLogger(__name__)
 

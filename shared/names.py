@@ -28,3 +28,8 @@ CANCEL_EVENT = "cancel"
 
 # Event types (CloudEvents ``type``) are built as ``com.github.<event>.<action>``.
 GITHUB_EVENT_TYPE_PREFIX = "com.github."
+
+
+def subtask_instance_id(parent_instance_id: str, subtask_id: str) -> str:
+    """Instance id of a subtask's sub-orchestration: derived, so commands can raise ``approval`` to it."""
+    return f"{parent_instance_id}:{subtask_id}"

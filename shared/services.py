@@ -13,21 +13,20 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from shared.breakers import BreakerConfig, BreakerService
-from shared.github_client import GitHubClients
-from shared.lineage import LineageService
-from shared.loopguard import GuardConfig
+from shared.loop.breakers import BreakerConfig, BreakerService
+from shared.loop.lineage import LineageService
+from shared.loop.rules import GuardConfig
+from shared.platforms.github.client import GitHubClients
 from shared.settings import Settings, get_settings
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
 from shared.telemetry import configure_telemetry
-from shared.triage import GitHubReporter
+from shared.work.triage import GitHubReporter
 
 if TYPE_CHECKING:
-    from msgraph import GraphServiceClient
-
-    from shared.publisher import Publisher
-    from shared.reply import ServiceBusReporter, TeamsReporter
+    from shared.platforms.servicebus.publisher import Publisher
+    from shared.platforms.teams.graph import GraphServiceClient
+    from shared.work.reply import ServiceBusReporter, TeamsReporter
 
 
 def _utc_now() -> datetime:
@@ -74,28 +73,28 @@ class Services:
         """A Graph client (msgraph-sdk, managed identity, SDK retries off: throttling raises ``GraphThrottled``)."""
         if self.graph_factory is not None:
             return self.graph_factory()
-        from shared.graph import make_graph_client
+        from shared.platforms.teams.graph import make_graph_client
 
         return make_graph_client(self.settings)
 
     def servicebus_publisher(self) -> Publisher:
         """The Service Bus publisher (production: azure-servicebus over the identity connection)."""
         if self.publisher is None:
-            from shared.publisher import AzureServiceBusPublisher
+            from shared.platforms.servicebus.publisher import AzureServiceBusPublisher
 
             self.publisher = AzureServiceBusPublisher(self.settings)
         return self.publisher
 
     def teams_reporter(self) -> TeamsReporter:
         """The Teams writer (Graph, effect ledger, marker, breakers)."""
-        from shared.reply import TeamsReporter
+        from shared.work.reply import TeamsReporter
 
         return TeamsReporter(self.lineage, self.graph_client, marker_key=self.settings.require("marker_signing_key"),
                              breakers=self.breakers)
 
     def servicebus_reporter(self) -> ServiceBusReporter:
         """The Service Bus writer (publisher, effect ledger, marker, breakers)."""
-        from shared.reply import ServiceBusReporter
+        from shared.work.reply import ServiceBusReporter
 
         return ServiceBusReporter(self.lineage, self.servicebus_publisher(),
                                   marker_key=self.settings.require("marker_signing_key"), breakers=self.breakers)

@@ -10,7 +10,7 @@ import pytest
 from shared.settings import load_settings
 from shared.store.cosmos import CosmosStore, ensure_container, make_cosmos_store
 from shared.store.memory import MemoryStore
-from tests.harness.cosmos_server import CosmosServer, start_cosmos_server
+from tools.harness.cosmos_server import CosmosServer, start_cosmos_server
 
 
 @pytest.fixture(scope="session")

@@ -29,9 +29,9 @@ from shared.ai.planner import (
 )
 from shared.errors import ConfigurationError
 from shared.settings import Settings
-from shared.tasks import Plan, Specialist, TaskSpec
-from shared.wisdom import WISDOM, get_reynolds_wisdom, wisdom_group
-from tests.fakes.openai_server import (
+from shared.work.tasks import Plan, Specialist, TaskSpec
+from shared.work.wisdom import WISDOM, get_reynolds_wisdom, wisdom_group
+from tools.fakes.openai import (
     FakeOpenAI,
     content,
     content_filtered,

@@ -13,8 +13,8 @@ from shared.ai.client import ModelError, TokenBudget, TokenBudgetExceeded, make_
 from shared.ai.safety import ZWJ, UntrustedText, delimit_untrusted, redact_secrets, sanitize_output
 from shared.ai.specialists import SPECIALISTS, SpecialistAnswer, run_specialist
 from shared.settings import Settings
-from shared.tasks import Specialist, Subtask
-from tests.fakes.openai_server import FakeOpenAI, content, structured, tool_call, tool_calls
+from shared.work.tasks import Specialist, Subtask
+from tools.fakes.openai import FakeOpenAI, content, structured, tool_call, tool_calls
 
 DEPLOYMENT = "gpt-test"
 ANSWER = {"summary": "The build fails in the test job.", "findings": ["test_x fails"], "proposed_actions": []}

@@ -5,7 +5,7 @@ from __future__ import annotations
 import threading
 from datetime import UTC, datetime, timedelta
 
-from shared.breakers import BreakerConfig, BreakerService, BreakerState, step
+from shared.loop.breakers import BreakerConfig, BreakerService, BreakerState, step
 from shared.store.memory import MemoryStore
 
 CONFIG = BreakerConfig(window_seconds=3600, target_max_writes=5, counterpart_max_writes=3,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import azure.functions as func
 
-from tests.harness.app_index import user_function
+from tools.harness.app_index import user_function
 from tools.world import build_world
 
 ROOT = Path(__file__).resolve().parents[1]

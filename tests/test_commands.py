@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from shared.commands import Command, CommandName, authorize, parse_command, parse_commands
+from shared.work.commands import Command, CommandName, authorize, parse_command, parse_commands
 
 
 @pytest.mark.parametrize(

@@ -1,4 +1,4 @@
-"""Teams, Graph and Service Bus doors and effects (issue 6), end to end through the world.
+"""Teams, Graph and Service Bus doors and effects, end to end through the world.
 
 Everything runs the registered functions in-process: the Teams webhook and Graph notification triggers with
 real ``func.HttpRequest`` objects, the Service Bus trigger with real ``func.ServiceBusMessage`` objects,
@@ -21,12 +21,12 @@ import pytest
 from azure.servicebus import ServiceBusMessage
 
 from shared import names
-from shared.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
-from shared.lineage import instance_id_for
-from shared.marker import find_markers, hidden_marker
-from shared.reply import outbound_message_id
-from shared.routing import route
-from shared.servicebus import PROP_CHAIN_ID, PROP_DEPTH, PROP_EVENT_ID, PROP_MARKER
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
+from shared.loop.lineage import instance_id_for
+from shared.loop.marker import find_markers, hidden_marker
+from shared.platforms.servicebus.contract import PROP_CHAIN_ID, PROP_DEPTH, PROP_EVENT_ID, PROP_MARKER
+from shared.work.reply import outbound_message_id
+from shared.work.routing import route
 from tools.world import SIMULATE_MARKER_KEY, SIMULATE_TEAMS_TOKEN, World, build_world
 
 TEAM, CHANNEL = "team-0001", "19:chan@thread.skype"

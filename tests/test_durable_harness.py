@@ -11,7 +11,8 @@ import azure.functions as func
 import pytest
 
 from orchestrators.context import OrchestrationContext
-from tests.harness.durable import (
+from tests.harness.fake_context import PENDING, FakeOrchestrationContext, StalledError, drive, resolver
+from tools.harness.durable import (
     ExternalEvent,
     FakeDurableClient,
     HarnessError,
@@ -19,7 +20,6 @@ from tests.harness.durable import (
     ReplayHarness,
     parse_orchestrator_state,
 )
-from tests.harness.fake_context import PENDING, FakeOrchestrationContext, StalledError, drive, resolver
 
 bp = df.Blueprint()
 LATENCY = 10.0

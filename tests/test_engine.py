@@ -21,7 +21,7 @@ from orchestrators.engine import (
     run_subtask,
     subtask_instance_id,
 )
-from shared.engine_policy import (
+from shared.work.policy import (
     MAX_TIMER_SECONDS,
     RetryPolicy,
     backoff_seconds,
@@ -31,7 +31,7 @@ from shared.engine_policy import (
     truncate,
     validate_plan,
 )
-from shared.tasks import Plan, SubtaskState
+from shared.work.tasks import Plan, SubtaskState
 from tests.harness.fake_context import PENDING, FakeOrchestrationContext, FakeTask, drive
 
 START = datetime(2026, 1, 1, tzinfo=UTC)

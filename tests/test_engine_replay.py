@@ -1,4 +1,4 @@
-"""The orchestrate_task engine through the REAL azure-functions-durable replay (tests/harness/durable.py).
+"""The orchestrate_task engine through the REAL azure-functions-durable replay (tools/harness/durable.py).
 
 Every episode re-runs the generators against the SDK's own context from the recorded history, so these tests
 also prove the engine deterministic: the harness fails on any replay that produces different actions.
@@ -24,8 +24,8 @@ from orchestrators.engine import (
     run_orchestrate_task,
     run_subtask,
 )
-from shared.engine_policy import RetryPolicy
-from tests.harness.durable import ExternalEvent, OrchestrationRun, ReplayHarness
+from shared.work.policy import RetryPolicy
+from tools.harness.durable import ExternalEvent, OrchestrationRun, ReplayHarness
 
 LATENCY = 10.0
 

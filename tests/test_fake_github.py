@@ -14,7 +14,7 @@ from githubkit import GitHub
 from githubkit.exception import PrimaryRateLimitExceeded, RequestFailed, SecondaryRateLimitExceeded
 from githubkit.webhooks import parse as parse_webhook
 
-from tests.fakes.github import FakeGitHub, FakeGitHubError, WriteEvent
+from tools.fakes.github import FakeGitHub, FakeGitHubError, WriteEvent
 
 REPO = "octo/app"
 ALICE_TOKEN = "ghp_alice"

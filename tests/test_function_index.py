@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from shared import names
-from tests.harness.app_index import functions
+from tools.harness.app_index import functions
 
 # One row per registered function: the trigger binding (exact match on these keys) and the type of every
 # other binding. Add a row when you register a function; an unlisted function fails ``test_no_unlisted``.
@@ -104,7 +104,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trigger": {"type": "activityTrigger", "activity": names.REPORT_STATUS},
         "others": set(),
     },
-    # Teams, Graph and Service Bus (issue 6)
+    # Teams, Graph and Service Bus
     "teams_webhook": {
         "trigger": {"type": "httpTrigger", "route": "teams/webhook", "methods": ["POST"], "authLevel": "ANONYMOUS"},
         "others": {"durableClient", "http"},

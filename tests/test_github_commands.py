@@ -8,7 +8,7 @@ from typing import Any
 
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 
-from tests.fakes.github import WriteEvent
+from tools.fakes.github import WriteEvent
 from tools.simulate_tasks import TRACKING_REPO, post_task, prepare
 from tools.world import World, build_world
 

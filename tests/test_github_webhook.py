@@ -20,7 +20,7 @@ from urllib.parse import urlencode
 
 import pytest
 
-from shared.github_events import MAX_BODY_BYTES, signature_for, verify_signature
+from shared.platforms.github.events import MAX_BODY_BYTES, signature_for, verify_signature
 from shared.services import set_services
 from shared.settings import override_settings
 from shared.store.memory import MemoryStore

@@ -13,28 +13,22 @@ from kiota_abstractions.api_error import APIError
 from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 from msgraph import GraphServiceClient
 
-from shared.envelope import ActorKind, Platform
 from shared.errors import ConfigurationError, IncomingRequestError
-from shared.graph import (
-    GraphError,
-    GraphThrottled,
+from shared.loop.envelope import ActorKind, Platform
+from shared.loop.marker import hidden_marker
+from shared.platforms.teams.graph import GraphError, GraphThrottled, make_graph_client, parse_retry_after
+from shared.platforms.teams.messages import fetch_message, post_channel_message, post_chat_message, status_card
+from shared.platforms.teams.notifications import (
     LifecycleEvent,
     MessageKind,
-    SubscriptionManager,
-    fetch_message,
     handle_validation,
-    make_graph_client,
     notification_to_envelope,
     parse_message_resource,
     parse_notifications,
-    parse_retry_after,
-    post_channel_message,
-    post_chat_message,
-    status_card,
 )
-from shared.marker import hidden_marker
+from shared.platforms.teams.subscription_manager import SubscriptionManager
 from shared.settings import Settings
-from tests.fakes.graph_server import FakeGraph
+from tools.fakes.graph import FakeGraph
 
 CLIENT_STATE = "s3cret-client-state"
 NOTIFY_URL = "https://reynolds.example.net/api/graph/notifications"

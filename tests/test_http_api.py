@@ -13,11 +13,11 @@ import pytest
 from orchestrators.engine import SubtaskInput
 from shared import names
 from shared.errors import StoreError
+from shared.platforms.github.pacer import set_pacer
 from shared.services import Services, set_services
 from shared.settings import Settings
 from shared.store.memory import MemoryStore
-from shared.task_service import set_pacer
-from shared.tasks import Subtask, TaskSpec
+from shared.work.tasks import Subtask, TaskSpec
 from tools.simulate_tasks import TASK_SETTINGS, prepare
 from tools.world import World, build_world, call_function
 

@@ -19,11 +19,11 @@ from typing import Any
 
 import pytest
 
-from shared.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
 from shared.errors import CorruptState, NotFound, RetryLater
-from shared.lineage import Decision, EffectRecord, LineageService, new_chain_id
-from shared.loopguard import ChainHead, GuardConfig, Verdict, normalise_text
-from shared.marker import hidden_marker
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
+from shared.loop.lineage import Decision, EffectRecord, LineageService, new_chain_id
+from shared.loop.marker import hidden_marker
+from shared.loop.rules import ChainHead, GuardConfig, Verdict, normalise_text
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
 from tools.simulate import raw_body

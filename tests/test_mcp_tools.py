@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from shared.task_service import set_pacer
-from shared.wisdom import get_reynolds_wisdom
-from tests.harness.app_index import by_name
+from shared.platforms.github.pacer import set_pacer
+from shared.work.wisdom import get_reynolds_wisdom
+from tools.harness.app_index import by_name
 from tools.simulate import raw_body
 from tools.simulate_tasks import TASK_SETTINGS, prepare
 from tools.world import World, build_world, call_function

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from shared.pacer import GitHubPacer, PacerWouldWait
+from shared.platforms.github.pacer import GitHubPacer, PacerWouldWait
 
 
 class FakeClock:

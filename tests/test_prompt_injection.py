@@ -23,8 +23,8 @@ from shared.ai.client import TokenBudget, make_openai_client
 from shared.ai.safety import UntrustedText, neutralize_untrusted, redact_secrets, secret_values
 from shared.ai.specialists import get_profile, run_specialist
 from shared.settings import Settings
-from shared.tasks import Specialist, Subtask
-from tests.fakes.openai_server import FakeOpenAI, Reply, structured, tool_call
+from shared.work.tasks import Specialist, Subtask
+from tools.fakes.openai import FakeOpenAI, Reply, structured, tool_call
 
 CORPUS = Path(__file__).parent / "data" / "injection_corpus.jsonl"
 CASES: list[dict[str, Any]] = [json.loads(line) for line in CORPUS.read_text(encoding="utf-8").splitlines() if line]

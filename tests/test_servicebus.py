@@ -12,9 +12,9 @@ from azure.functions import meta
 from azure.functions.servicebus import ServiceBusMessageInConverter
 from azure.servicebus import ServiceBusMessage, ServiceBusMessageBatch
 
-from shared.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target
 from shared.errors import ConfigurationError
-from shared.servicebus import (
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target
+from shared.platforms.servicebus.contract import (
     CLOUDEVENTS_CONTENT_TYPE,
     MAX_MESSAGE_BYTES,
     PROP_CHAIN_ID,

@@ -10,7 +10,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from shared.github_events import signature_for
+from shared.platforms.github.events import signature_for
 from tools.world import SIMULATE_WEBHOOK_SECRET
 
 ROOT = Path(__file__).resolve().parents[1]

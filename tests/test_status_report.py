@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 
-from shared.status_report import (
+from shared.work.status_report import (
     ALL_LABELS,
     MAX_COMMENT_CHARS,
     ReportPhase,
@@ -14,7 +14,7 @@ from shared.status_report import (
     labels_for,
     render_status_comment,
 )
-from shared.tasks import SubtaskOutcome, SubtaskState
+from shared.work.tasks import SubtaskOutcome, SubtaskState
 
 
 def test_checklist_shows_every_subtask_with_its_state() -> None:

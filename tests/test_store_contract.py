@@ -25,7 +25,7 @@ from shared.settings import load_settings
 from shared.store.base import DocumentStore, Query
 from shared.store.cosmos import SYSTEM_PROPERTIES, build_query, is_loopback, make_cosmos_client, make_cosmos_store
 from shared.store.memory import MemoryStore
-from tests.harness.cosmos_server import CosmosServer
+from tools.harness.cosmos_server import CosmosServer
 
 STORES = ["memory", pytest.param("cosmos", marks=pytest.mark.integration)]
 

@@ -15,19 +15,15 @@ from githubkit import GitHub
 from orchestrators import engine
 from shared import names
 from shared.ai.client import make_openai_client
-from shared.marker import find_markers
-from shared.task_service import (
-    BREAKER_FAILURES,
-    TaskService,
-    percentile,
-    set_model_client,
-    set_pacer,
-)
-from shared.tasks import Specialist
-from shared.tool_executor import GitHubReadTools, ToolNotAllowed
-from tests.fakes.github import WRITE_METHODS
-from tests.fakes.openai_server import FakeOpenAI, content_filtered, rate_limited, structured, tool_call
-from tests.harness.app_index import user_function
+from shared.loop.marker import find_markers
+from shared.platforms.github.pacer import get_pacer, set_pacer
+from shared.platforms.github.read_tools import GitHubReadTools, ToolNotAllowed
+from shared.work.agents import BREAKER_FAILURES, AgentRegistry, percentile
+from shared.work.task_service import TaskService, set_model_client
+from shared.work.tasks import Specialist
+from tools.fakes.github import WRITE_METHODS
+from tools.fakes.openai import FakeOpenAI, content_filtered, rate_limited, structured, tool_call
+from tools.harness.app_index import user_function
 from tools.simulate_tasks import TASK_SETTINGS, TRACKING_REPO, prepare, run_task
 from tools.world import SIMULATE_MARKER_KEY, World, build_world
 
@@ -182,7 +178,6 @@ def test_the_tracking_issue_is_opened_once(world: World) -> None:
 def test_a_secondary_rate_limit_pauses_writes_and_the_retry_posts_once(world: World) -> None:
     from githubkit.exception import RequestFailed
 
-    from shared.task_service import get_pacer
 
     world.ensure_issue("octo/repo", 11)
     world.github.secondary_rate_limit("POST", r"/comments$", retry_after=30)
@@ -211,14 +206,14 @@ def test_offline_subtask_is_marked_offline_and_counted_once(world: World) -> Non
     assert run(subtask_payload()) == {"ok": True, "summary": "code_intelligence (offline): Review retry.py"}
     run(subtask_payload())  # the same attempt re-executed
     run(subtask_payload(attempt=2))
-    stats = {s.specialist: s for s in TaskService(world.services).agent_stats()}
+    stats = {s.specialist: s for s in AgentRegistry(world.services).agent_stats()}
     assert stats[Specialist.CODE].calls == 2
     assert stats[Specialist.CODE].success_rate == 1.0
     assert stats[Specialist.DEVOPS].calls == 0
 
 
 def test_open_breaker_asks_the_engine_to_wait(world: World) -> None:
-    service = TaskService(world.services)
+    service = AgentRegistry(world.services)
     for n in range(BREAKER_FAILURES):
         service.record_call(Specialist.DEVOPS, f"k{n}", ok=False, seconds=1.0)
     result = user_function(names.RUN_SUBTASK)(subtask_payload(specialist="devops"))

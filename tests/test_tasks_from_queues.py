@@ -7,7 +7,7 @@ from typing import Any
 
 from azure.servicebus import ServiceBusMessage
 
-from shared.lineage import instance_id_for
+from shared.loop.lineage import instance_id_for
 from tools.simulate_tasks import TRACKING_REPO, prepare
 from tools.world import World, build_world
 

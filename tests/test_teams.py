@@ -11,10 +11,10 @@ from typing import Any
 
 import pytest
 
-from shared.envelope import ActorKind, Platform
 from shared.errors import ConfigurationError, IncomingRequestError, SignatureError
-from shared.marker import find_markers, hidden_marker
-from shared.teams import (
+from shared.loop.envelope import ActorKind, Platform
+from shared.loop.marker import find_markers, hidden_marker
+from shared.platforms.teams.webhook import (
     build_ack_reply,
     embed_marker,
     extract_markers,

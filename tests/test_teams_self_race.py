@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from shared.lineage import EffectRecord, LineageService, instance_id_for
+from shared.loop.lineage import EffectRecord, LineageService, instance_id_for
 from tools.world import build_world
 
 TEAM, CHANNEL = "team-0001", "19:chan@thread.skype"

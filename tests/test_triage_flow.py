@@ -16,10 +16,10 @@ import pytest
 
 from shared import names
 from shared.errors import RetryLater
-from shared.lineage import LineageService
-from shared.marker import find_markers, hidden_marker
-from tests.fakes.github import WriteEvent
-from tests.harness.app_index import user_function
+from shared.loop.lineage import LineageService
+from shared.loop.marker import find_markers, hidden_marker
+from tools.fakes.github import WriteEvent
+from tools.harness.app_index import user_function
 from tools.simulate import raw_body
 from tools.world import REYNOLDS_LOGIN, SIMULATE_MARKER_KEY, World, build_world
 

@@ -16,7 +16,7 @@ Scenario format (stable; scenario files written elsewhere use it)::
     ACTION = {"platform": "github", "kind": "comment" | "issue", "repo": "octo/app", "number": 7 | "same",
               "count": 1, "body": "text with {n} {text} {quote}" | ["first", "second", …]}
 
-Cross-platform (issue 6) adds::
+Cross-platform scenarios add::
 
     ACTION = {"platform": "teams", "kind": "message", "channel": "<channel id>" | "same", "team": "arena-team",
               "body": …}   # a channel message by the actor; Reynolds sees it through a Graph change notification
@@ -53,10 +53,10 @@ from typing import Any, Literal
 from azure.servicebus import ServiceBusMessage
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from shared.lineage import instance_id_for
-from shared.marker import strip_markers
-from shared.teams import html_to_text
-from tests.fakes.github import FakeGitHubError, WriteEvent
+from shared.loop.lineage import instance_id_for
+from shared.loop.marker import strip_markers
+from shared.platforms.teams.webhook import html_to_text
+from tools.fakes.github import FakeGitHubError, WriteEvent
 from tools.world import REYNOLDS_LOGIN, START, World, build_world
 
 WEBHOOK_LATENCY_SECONDS = 1.0

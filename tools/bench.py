@@ -14,12 +14,12 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from shared.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
-from shared.lineage import EffectRecord, LineageService
-from shared.loopguard import GuardConfig
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
+from shared.loop.lineage import EffectRecord, LineageService
+from shared.loop.rules import GuardConfig
 from shared.settings import load_settings
 from shared.store.cosmos import CosmosStore, ensure_container, make_cosmos_store
-from tests.harness.cosmos_server import start_cosmos_server
+from tools.harness.cosmos_server import start_cosmos_server
 
 ROOT = Path(__file__).resolve().parents[1]
 DEPTHS = (1, 10, 100)

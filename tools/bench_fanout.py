@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from shared import names
-from shared.task_service import set_pacer
-from tests.fakes.github import WRITE_METHODS
-from tests.harness.app_index import functions
-from tests.harness.durable import FakeDurableClient, ReplayHarness
+from shared.platforms.github.pacer import set_pacer
+from tools.fakes.github import WRITE_METHODS
+from tools.harness.app_index import functions
+from tools.harness.durable import FakeDurableClient, ReplayHarness
 from tools.simulate_tasks import TASK_SETTINGS, prepare, run_task
 from tools.world import build_world
 

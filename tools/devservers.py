@@ -17,7 +17,7 @@ from pathlib import Path
 
 from shared.settings import load_settings
 from shared.store.cosmos import ensure_container
-from tests.harness.cosmos_server import CosmosServerError, start_cosmos_server
+from tools.harness.cosmos_server import CosmosServerError, start_cosmos_server
 
 ROOT = Path(__file__).resolve().parents[1]
 COSMOS_PORT = int(os.environ.get("REYNOLDS_DEV_COSMOS_PORT", "8081"))

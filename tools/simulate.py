@@ -38,8 +38,8 @@ from typing import Any
 from azure.servicebus import ServiceBusMessage
 
 from shared.errors import IncomingRequestError
-from shared.github_events import decode_body, header
-from shared.lineage import instance_id_for
+from shared.loop.lineage import instance_id_for
+from shared.platforms.github.events import decode_body, header
 from tools.world import World, build_world, github_effects
 
 

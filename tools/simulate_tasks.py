@@ -15,9 +15,8 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.pacer import GitHubPacer
+from shared.platforms.github.pacer import GitHubPacer, set_pacer
 from shared.settings import override_settings
-from shared.task_service import set_pacer
 from tools.world import World, call_function, github_effects
 
 #: The tracking repository the simulation seeds on the fake GitHub (``REYNOLDS_TRACKING_REPO``).

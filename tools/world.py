@@ -3,7 +3,7 @@
 ``tools.simulate`` and ``tools.arena`` (and the end-to-end tests) build one of these: the registered Function
 App (``function_app.app``), its HTTP triggers called in-process with real ``func.HttpRequest`` objects, the
 Service Bus trigger with real ``func.ServiceBusMessage`` objects (built by the worker's own converter), the
-orchestrations run through the real azure-functions-durable replay (``tests.harness.durable``), githubkit
+orchestrations run through the real azure-functions-durable replay (``tools.harness.durable``), githubkit
 against the stateful fake GitHub and msgraph-sdk against the fake Graph (both on loopback; Graph's
 subscription handshake calls the registered notification function), a capturing Service Bus publisher that
 keeps the real ``azure.servicebus.ServiceBusMessage`` objects Reynolds sends, and the lineage store in memory
@@ -25,19 +25,19 @@ from azure.functions.servicebus import ServiceBusMessageInConverter
 from azure.servicebus import ServiceBusMessage
 from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 
-from shared.github_events import signature_for
-from shared.graph import make_graph_client
-from shared.pacer import GitHubPacer, set_pacer
-from shared.servicebus import PoisonMessage
+from shared.platforms.github.events import signature_for
+from shared.platforms.github.pacer import GitHubPacer, set_pacer
+from shared.platforms.servicebus.contract import PoisonMessage
+from shared.platforms.teams.graph import make_graph_client
+from shared.platforms.teams.webhook import teams_signature
 from shared.services import Services, set_services
 from shared.settings import Settings, override_settings
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
-from shared.teams import teams_signature
-from tests.fakes.github import FakeGitHub, WriteEvent
-from tests.fakes.graph_server import FakeGraph
-from tests.harness.app_index import functions, user_function
-from tests.harness.durable import FakeDurableClient, ReplayHarness
+from tools.fakes.github import FakeGitHub, WriteEvent
+from tools.fakes.graph import FakeGraph
+from tools.harness.app_index import functions, user_function
+from tools.harness.durable import FakeDurableClient, ReplayHarness
 
 # Embedded defaults of the simulation (named in the README). Never used outside the simulation.
 SIMULATE_WEBHOOK_SECRET = "reynolds-simulate-secret"
@@ -304,7 +304,7 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
         document_store: DocumentStore
         if store == "cosmos":
             from shared.store.cosmos import ensure_container, make_cosmos_store
-            from tests.harness.cosmos_server import start_cosmos_server
+            from tools.harness.cosmos_server import start_cosmos_server
 
             server = stack.enter_context(start_cosmos_server())
             values.update(server.environment())

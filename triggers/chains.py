@@ -12,7 +12,7 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.lineage import chain_mermaid
+from shared.loop.lineage import chain_mermaid
 from shared.services import get_services
 from triggers.ingress import error_response, json_response
 

@@ -13,12 +13,12 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.engine import subtask_instance_id
 from shared import names
-from shared.commands import CommandName, authorize, parse_command
-from shared.envelope import EventEnvelope
+from shared.loop.envelope import EventEnvelope
+from shared.names import subtask_instance_id
 from shared.services import Services
-from shared.task_service import TaskService, subtask_ids_waiting
+from shared.work.commands import CommandName, authorize, parse_command
+from shared.work.task_report import TaskReporter, subtask_ids_waiting
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ async def apply_command(event: EventEnvelope, client: df.DurableOrchestrationCli
         return verdict.reason
     if command.name is CommandName.RESUME:
         return f"Resumed by {login}: Reynolds answers on this thread again."
-    tasks = TaskService(services)
+    tasks = TaskReporter(services)
     instance = await asyncio.to_thread(tasks.tracked_instance, event.target.key)
     if instance is None:
         return "No orchestration reports on this issue, so there is nothing to act on."

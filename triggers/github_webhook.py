@@ -12,8 +12,8 @@ from typing import Any
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.envelope import EventEnvelope
-from shared.github_events import header, read_delivery, to_envelope, typed_check
+from shared.loop.envelope import EventEnvelope
+from shared.platforms.github.events import header, read_delivery, to_envelope, typed_check
 from shared.services import get_services
 from triggers.github_commands import apply_command
 from triggers.ingress import admit, error_response, json_response

@@ -24,11 +24,11 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared import names
-from shared.graph import handle_validation, notification_to_envelope, parse_notifications
-from shared.lineage import instance_id_for
-from shared.reply import TeamsChange
+from shared.loop.lineage import instance_id_for
+from shared.platforms.teams.notifications import handle_validation, notification_to_envelope, parse_notifications
+from shared.platforms.teams.subscriptions import LifecycleItem, MaintenanceInput
 from shared.services import get_services
-from shared.subscriptions import LifecycleItem, MaintenanceInput
+from shared.work.reply import TeamsChange
 from triggers.ingress import error_response, json_response
 
 logger = logging.getLogger(__name__)

@@ -28,13 +28,15 @@ import azure.durable_functions as df
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from orchestrators.engine import subtask_instance_id
 from shared import names
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
-from shared.lineage import new_chain_id
+from shared.loop.lineage import new_chain_id
+from shared.names import subtask_instance_id
 from shared.services import get_services
-from shared.task_service import TaskService, subtask_ids_waiting
-from shared.tasks import Strategy, TaskRequest, TaskSpec
+from shared.work.agents import AgentRegistry
+from shared.work.task_report import TaskReporter, subtask_ids_waiting
+from shared.work.task_service import TaskService
+from shared.work.tasks import Strategy, TaskRequest, TaskSpec
 from triggers.ingress import json_response
 
 logger = logging.getLogger(__name__)
@@ -255,7 +257,7 @@ async def api_analyze(req: func.HttpRequest) -> func.HttpResponse:
 async def api_agents(req: func.HttpRequest) -> func.HttpResponse:
     """Learned statistics per specialist."""
     try:
-        stats = await asyncio.to_thread(TaskService(get_services()).agent_stats)
+        stats = await asyncio.to_thread(AgentRegistry(get_services()).agent_stats)
     except Exception as exc:
         return api_error(exc)
     return json_response(200, {"agents": [item.model_dump(mode="json") for item in stats]})
@@ -293,14 +295,13 @@ async def api_status(req: func.HttpRequest) -> func.HttpResponse:
     """Version, routing profile, mode and counts (orchestrations by last phase, subtask attempts)."""
     try:
         services = get_services()
-        tasks = TaskService(services)
-        orchestrations = await asyncio.to_thread(tasks.task_counts)
-        agents = await asyncio.to_thread(tasks.agent_stats)
+        orchestrations = await asyncio.to_thread(TaskReporter(services).task_counts)
+        agents = await asyncio.to_thread(AgentRegistry(services).agent_stats)
     except Exception as exc:
         return api_error(exc)
     return json_response(200, {
         "version": app_version(), "profile": services.settings.routing_profile,
-        "mode": "offline" if tasks.offline else "model",
+        "mode": "offline" if TaskService(services).offline else "model",
         "counts": {"orchestrations": orchestrations, "subtask_attempts": sum(a.calls for a in agents),
                    "subtask_failures": sum(a.failures for a in agents)},
     })

@@ -16,9 +16,9 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared.admission import judge, orchestration_input
-from shared.envelope import EventEnvelope
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
-from shared.lineage import Decision, instance_id_for
+from shared.loop.envelope import EventEnvelope
+from shared.loop.lineage import Decision, instance_id_for
 from shared.services import Services
 
 logger = logging.getLogger(__name__)

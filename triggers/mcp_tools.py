@@ -20,9 +20,10 @@ import azure.durable_functions as df
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.services import get_services
-from shared.task_service import TaskService
-from shared.tasks import Specialist, Strategy, TaskRequest, TaskSpec
-from shared.wisdom import get_reynolds_wisdom
+from shared.work.agents import AgentRegistry
+from shared.work.task_service import TaskService
+from shared.work.tasks import Specialist, Strategy, TaskRequest, TaskSpec
+from shared.work.wisdom import get_reynolds_wisdom
 from triggers.http_api import TaskBody, field_errors, start_task, task_instance_id
 
 logger = logging.getLogger(__name__)
@@ -172,7 +173,7 @@ async def mcp_get_agent_status(context: str) -> str:
         args = _validated(AgentArgs, context)
     except InvalidArguments as exc:
         return _invalid(exc)
-    stats = await asyncio.to_thread(TaskService(get_services()).agent_stats)
+    stats = await asyncio.to_thread(AgentRegistry(get_services()).agent_stats)
     chosen = [item for item in stats if args.specialist is None or item.specialist == args.specialist]
     return json.dumps({"agents": [item.model_dump(mode="json") for item in chosen]})
 

@@ -16,9 +16,9 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
-from shared.reply import servicebus_event
-from shared.servicebus import PoisonMessage, parse_servicebus_body
+from shared.platforms.servicebus.contract import PoisonMessage, parse_servicebus_body
 from shared.services import get_services
+from shared.work.reply import servicebus_event
 from triggers.ingress import admit
 from triggers.servicebus_mapping import from_function_message, log_poison
 

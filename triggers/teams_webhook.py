@@ -16,8 +16,8 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
+from shared.platforms.teams.webhook import build_ack_reply, parse_teams_activity, verify_teams_hmac
 from shared.services import get_services
-from shared.teams import build_ack_reply, parse_teams_activity, verify_teams_hmac
 from triggers.ingress import Admission, admit, error_response
 
 logger = logging.getLogger(__name__)

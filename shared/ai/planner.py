@@ -18,7 +18,7 @@ from pydantic import ValidationError
 from shared.ai.client import ModelError, TokenBudget, create_chat_completion
 from shared.ai.safety import delimit_untrusted
 from shared.errors import ReynoldsError
-from shared.tasks import Plan, Specialist, Subtask, TaskSpec
+from shared.work.tasks import Plan, Specialist, Subtask, TaskSpec
 
 if TYPE_CHECKING:
     import openai

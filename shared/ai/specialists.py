@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.ai.client import ModelError, TokenBudget, create_chat_completion
 from shared.ai.safety import UntrustedText, delimit_untrusted, redact_secrets, sanitize_output
-from shared.tasks import Specialist, Subtask
+from shared.work.tasks import Specialist, Subtask
 
 if TYPE_CHECKING:
     import openai

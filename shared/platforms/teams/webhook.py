@@ -23,8 +23,8 @@ from datetime import datetime
 from html.parser import HTMLParser
 from typing import Any
 
-from shared.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
 from shared.errors import ConfigurationError, IncomingRequestError, SignatureError
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
 
 TOKEN_SETTING = "TEAMS_OUTGOING_WEBHOOK_TOKEN"  # noqa: S105 - the setting's name, not a secret
 TEAMS_MESSAGE_TYPE = "com.microsoft.teams.message.created"
@@ -36,7 +36,7 @@ MAX_ACK_CHARS = 280
 #: Bot accounts in Teams have ids of the form ``28:<app id>``; users ``29:…`` (or an AAD object id).
 _BOT_ID_PREFIX = "28:"
 
-# Markers from ``shared.marker`` are HTML comments ``<!-- reynolds:v1 … -->``; a bare token is wrapped as
+# Markers from ``shared.loop.marker`` are HTML comments ``<!-- reynolds:v1 … -->``; a bare token is wrapped as
 # ``<!-- reynolds-marker: … -->``. Either way the whole comment is what the loop guard verifies.
 _MARKER_COMMENT = re.compile(r"<!--\s*reynolds[:-].*?-->", re.IGNORECASE | re.DOTALL)
 _AT_MENTION = re.compile(r"<at\b[^>]*>(?P<name>.*?)</at>", re.IGNORECASE | re.DOTALL)
@@ -124,7 +124,7 @@ def extract_markers(fragment: str) -> list[str]:
     """Lineage marker comments (``<!-- reynolds… -->``) found in Teams/Graph HTML, in order, without repeats.
 
     Graph may return the comment HTML-escaped inside the body; both forms are found. The loop guard checks
-    their signatures with ``shared.marker.find_markers``.
+    their signatures with ``shared.loop.marker.find_markers``.
     """
     candidates = [fragment]
     if "&lt;!--" in fragment:
@@ -136,7 +136,7 @@ def extract_markers(fragment: str) -> list[str]:
 def embed_marker(html_content: str, marker: str) -> str:
     """Append the lineage marker to HTML as an invisible comment (never shown to readers).
 
-    ``marker`` is either the ready-made comment from ``shared.marker.hidden_marker`` or a bare token, which
+    ``marker`` is either the ready-made comment from ``shared.loop.marker.hidden_marker`` or a bare token, which
     is wrapped as ``<!-- reynolds-marker: token -->``.
     """
     if not marker:

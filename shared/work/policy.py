@@ -13,7 +13,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from shared.tasks import Plan, SubtaskState
+from shared.work.tasks import Plan, SubtaskState
 
 #: Python Durable timers may last at most 6 days each.
 MAX_TIMER_SECONDS = 6 * 24 * 3600

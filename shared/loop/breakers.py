@@ -23,7 +23,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import NotFound
-from shared.lineage import scope_of
+from shared.loop.lineage import scope_of
 from shared.store.base import DocumentStore, Query, safe_id, update_document
 from shared.telemetry import record_breaker_transition
 

@@ -11,15 +11,15 @@ from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from githubkit.exception import RateLimitExceeded, RequestFailed
 from pydantic import BaseModel
 
-from shared.breakers import BreakerService, text_fingerprint
 from shared.errors import RetryLater
-from shared.lineage import EffectRecord, LineageService
-from shared.loopguard import normalise_text
-from shared.marker import find_markers, sign_text
-from shared.pacer import PacerWouldWait, get_pacer
+from shared.loop.breakers import BreakerService, text_fingerprint
+from shared.loop.lineage import EffectRecord, LineageService
+from shared.loop.marker import find_markers, sign_text
+from shared.loop.rules import normalise_text
+from shared.platforms.github.client import RateLimitExceeded, RequestFailed
+from shared.platforms.github.pacer import PacerWouldWait, get_pacer
 from shared.telemetry import record_github_write
 
 logger = logging.getLogger(__name__)

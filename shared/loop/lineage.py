@@ -27,10 +27,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.envelope import ActorKind, EventEnvelope
 from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed, RetryLater
-from shared.loopguard import ChainHead, Evidence, GuardConfig, Judgement, Verdict, apply, judge, normalise_text
-from shared.marker import Marker, find_markers
+from shared.loop.envelope import ActorKind, EventEnvelope
+from shared.loop.marker import Marker, find_markers
+from shared.loop.rules import ChainHead, Evidence, GuardConfig, Judgement, Verdict, apply, judge, normalise_text
 from shared.store.base import DocumentStore, Query, safe_id, update_document
 
 logger = logging.getLogger(__name__)
@@ -55,7 +55,7 @@ class Decision:
     depth: int = 0
     #: For ``duplicate``: the verdict the first delivery got.
     original_verdict: Verdict | None = None
-    #: The rule that decided (see ``shared.loopguard.Judgement.rule``).
+    #: The rule that decided (see ``shared.loop.rules.Judgement.rule``).
     rule: str = ""
 
     @property

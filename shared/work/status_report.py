@@ -13,7 +13,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
-from shared.tasks import SubtaskOutcome, SubtaskState
+from shared.work.tasks import SubtaskOutcome, SubtaskState
 
 #: GitHub rejects comment bodies longer than this.
 MAX_COMMENT_CHARS = 65_536

@@ -5,7 +5,7 @@ plan (the offline triage planner), then one answer on the platform and target wh
 a message in the same Teams channel (or chat) through Graph, or a CloudEvent on Reynolds' outbound queue
 (``SERVICEBUS_OUT_QUEUE``) unless the message named a reply queue (``ReplyTo``).
 
-Both writers follow ``shared.triage.GitHubReporter``: the effect ledger records the intent before the call
+Both writers follow ``shared.work.triage.GitHubReporter``: the effect ledger records the intent before the call
 and the resource id after it (a Graph message id, a Service Bus message id), the rate breakers are asked
 before a new write, and every text carries the signed lineage marker (Teams: an HTML comment; Service Bus:
 in the text and in the ``reynolds-marker`` application property). The resource id is what makes Reynolds'
@@ -23,15 +23,16 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
-from shared.breakers import BreakerService
-from shared.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
-from shared.graph import GraphError, GraphThrottled, post_channel_message, post_chat_message
-from shared.lineage import Decision, EffectRecord, LineageService
-from shared.marker import hidden_marker, sign_text
-from shared.publisher import Publisher
-from shared.servicebus import to_servicebus_message
-from shared.teams import html_to_text
-from shared.triage import TriagePlan, _repeat_fingerprint
+from shared.loop.breakers import BreakerService
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
+from shared.loop.lineage import Decision, EffectRecord, LineageService
+from shared.loop.marker import hidden_marker, sign_text
+from shared.platforms.servicebus.contract import to_servicebus_message
+from shared.platforms.servicebus.publisher import Publisher
+from shared.platforms.teams.graph import GraphError, GraphThrottled
+from shared.platforms.teams.messages import post_channel_message, post_chat_message
+from shared.platforms.teams.webhook import html_to_text
+from shared.work.triage import TriagePlan, _repeat_fingerprint
 
 logger = logging.getLogger(__name__)
 

@@ -17,7 +17,8 @@ from datetime import datetime
 from pydantic import BaseModel, Field
 
 from shared.errors import NotFound
-from shared.graph import LifecycleEvent, LifecycleNotification, SubscriptionManager
+from shared.platforms.teams.notifications import LifecycleEvent, LifecycleNotification
+from shared.platforms.teams.subscription_manager import SubscriptionManager
 from shared.store.base import DocumentStore, safe_id
 
 logger = logging.getLogger(__name__)

@@ -22,7 +22,7 @@ from githubkit.exception import RequestFailed
 
 from shared.ai.specialists import SPECIALISTS
 from shared.errors import ReynoldsError
-from shared.tasks import Specialist
+from shared.work.tasks import Specialist
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ It is not started through its ``cosmosdb-server`` bin script but through a few l
 Known gaps of the server (see ``tests/test_store_contract.py``): no TTL expiry (``ttl`` and
 ``defaultTtl`` are stored, nothing ever expires), no transactional batch from the Python SDK.
 
-No pytest import here: tools use this module too. ``python -m tests.harness.cosmos_server`` runs a server
+No pytest import here: tools use this module too. ``python -m tools.harness.cosmos_server`` runs a server
 until Ctrl-C and prints the settings to use it.
 """
 

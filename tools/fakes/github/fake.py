@@ -12,194 +12,50 @@ it into the payload GitHub would deliver, so a simulated world can feed the fake
 webhook trigger the way GitHub does.
 """
 
+
 from __future__ import annotations
 
-import base64
 import hashlib
 import json
 import logging
 import re
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime
 from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Literal, NoReturn
+from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
+from tools.fakes.github import issues_api
+from tools.fakes.github.records import (
+    ASSOCIATIONS,
+    GITHUB_WEB,
+    JSON,
+    PRIMARY_LIMIT_DOCS,
+    REACTIONS,
+    SECONDARY_LIMIT_DOCS,
+    WRITE_METHODS,
+    Association,
+    CommentRecord,
+    FakeGitHubError,
+    FaultRule,
+    HttpError,
+    IssueRecord,
+    RateBucket,
+    ReactionRecord,
+    RecordedCall,
+    RepoRecord,
+    RequestContext,
+    UserType,
+    WriteEvent,
+    error_body,
+    node_id,
+    timestamp,
+    utc_now,
+)
+
 logger = logging.getLogger(__name__)
-
-JSON = Any
-UserType = Literal["User", "Bot", "Organization"]
-Association = Literal["OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "NONE"]
-WriteKind = Literal[
-    "comment", "comment_edit", "comment_delete", "issue", "issue_edit", "issue_state", "label", "unlabel", "reaction"
-]
-
-DOCS = "https://docs.github.com/rest"
-SECONDARY_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits"
-PRIMARY_LIMIT_DOCS = "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-rate-limits"
-MAX_BODY = 65536
-REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
-ASSOCIATIONS = ("OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "NONE")
-WRITE_METHODS = frozenset({"POST", "PATCH", "PUT", "DELETE"})
-GITHUB_WEB = "https://github.com"
-
-
-def _utc_now() -> datetime:
-    return datetime.now(UTC)
-
-
-def _ts(value: datetime) -> str:
-    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _node_id(type_name: str, ident: int) -> str:
-    # GitHub's legacy global node id: base64("0<len(type)>:<Type><id>"), e.g. MDQ6VXNlcjE= for User 1.
-    return base64.b64encode(f"0{len(type_name)}:{type_name}{ident}".encode()).decode()
-
-
-def _error(status: int, message: str, doc: str = DOCS, **extra: Any) -> dict[str, Any]:
-    return {"message": message, **extra, "documentation_url": doc, "status": str(status)}
-
-
-@dataclass(frozen=True)
-class RecordedCall:
-    """One request the fake answered (HTTP or ``act``)."""
-
-    method: str
-    path: str
-    query: dict[str, str]
-    json: JSON
-    login: str | None
-    status: int
-
-
-@dataclass(frozen=True)
-class WriteEvent:
-    """A successful write, as the input of a simulated webhook delivery.
-
-    ``resource`` is the resulting object (comment, issue, label or reaction) as the REST API renders it,
-    ``issue`` the issue after the write, ``changes`` the previous values for edits (GitHub's ``changes``
-    shape), ``label`` the label for label events.
-    """
-
-    kind: WriteKind
-    repo: str
-    number: int
-    resource_id: int
-    actor: dict[str, Any]
-    resource: dict[str, Any]
-    issue: dict[str, Any]
-    changes: dict[str, Any] | None = None
-    label: dict[str, Any] | None = None
-    subject: Literal["issue", "comment"] | None = None
-    #: The ``x-github-request-id`` of the request that made this write (one request can make several).
-    request_id: str = ""
-
-
-class FakeGitHubError(Exception):
-    """An ``act`` convenience call got a non-2xx answer."""
-
-    def __init__(self, status: int, body: JSON) -> None:
-        super().__init__(f"{status}: {body!r}")
-        self.status = status
-        self.body = body
-
-
-class _HttpError(Exception):
-    def __init__(self, status: int, body: dict[str, Any], headers: dict[str, str] | None = None) -> None:
-        super().__init__(status)
-        self.status = status
-        self.body = body
-        self.headers = headers or {}
-
-
-@dataclass
-class _Rule:
-    method: str | None
-    pattern: re.Pattern[str]
-    status: int
-    body: JSON
-    headers: dict[str, str]
-    times: int
-
-
-@dataclass
-class _Bucket:
-    limit: int
-    remaining: int
-    reset: int
-
-
-@dataclass
-class _Issue:
-    id: int
-    number: int
-    title: str
-    body: str | None
-    login: str
-    created_at: datetime
-    updated_at: datetime
-    state: str = "open"
-    state_reason: str | None = None
-    closed_at: datetime | None = None
-    closed_by: str | None = None
-    labels: list[str] = field(default_factory=list)  # lower-cased label keys, in application order
-
-
-@dataclass
-class _Comment:
-    id: int
-    repo: str
-    number: int
-    body: str
-    login: str
-    created_at: datetime
-    updated_at: datetime
-
-
-@dataclass
-class _Reaction:
-    id: int
-    login: str
-    content: str
-    created_at: datetime
-
-
-@dataclass
-class _Repo:
-    id: int
-    owner: str
-    name: str
-    created_at: datetime
-    issues: dict[int, _Issue] = field(default_factory=dict)
-    labels: dict[str, dict[str, Any]] = field(default_factory=dict)  # lower-cased name -> label object
-    associations: dict[str, str] = field(default_factory=dict)
-    next_number: int = 1
-
-    @property
-    def full_name(self) -> str:
-        return f"{self.owner}/{self.name}"
-
-
-@dataclass
-class _Ctx:
-    method: str
-    path: str
-    params: dict[str, str]
-    query: dict[str, str]
-    body: JSON
-    login: str
-    doc: str
-    writes: list[WriteEvent] = field(default_factory=list)
-    headers: dict[str, str] = field(default_factory=dict)
-    request_id: str = ""
-
-
-_Handler = Callable[["FakeGitHub", _Ctx], tuple[int, JSON]]
-_OWNER_REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 
 
 class FakeGitHub:
@@ -212,7 +68,7 @@ class FakeGitHub:
         installation_id: int = 1,
         rate_limit: int = 5000,
     ) -> None:
-        self.clock: Callable[[], datetime] = clock or _utc_now
+        self.clock: Callable[[], datetime] = clock or utc_now
         self.installation_id = installation_id
         self.rate_limit = rate_limit
         self.on_write: list[Callable[[WriteEvent], None]] = []
@@ -222,11 +78,11 @@ class FakeGitHub:
         self._request_seq = 0
         self._users: dict[str, dict[str, Any]] = {}
         self._tokens: dict[str, str] = {}
-        self._repos: dict[str, _Repo] = {}
-        self._comments: dict[int, _Comment] = {}
-        self._reactions: dict[tuple[str, int], list[_Reaction]] = {}
-        self._buckets: dict[str, _Bucket] = {}
-        self._rules: list[_Rule] = []
+        self._repos: dict[str, RepoRecord] = {}
+        self._comments: dict[int, CommentRecord] = {}
+        self._reactions: dict[tuple[str, int], list[ReactionRecord]] = {}
+        self._buckets: dict[str, RateBucket] = {}
+        self._rules: list[FaultRule] = []
         self._calls: list[RecordedCall] = []
         self._unexpected: list[str] = []
         # Bound now so that base_url (and the API urls inside objects) are known before start().
@@ -295,7 +151,7 @@ class FakeGitHub:
             if full_name in self._repos:
                 raise ValueError(f"repository {full_name} exists")
             self._ensure_user(owner, "User")
-            repo = _Repo(id=self._new_id(), owner=owner, name=name, created_at=self.clock())
+            repo = RepoRecord(id=self._new_id(), owner=owner, name=name, created_at=self.clock())
             repo.associations[owner] = "OWNER"
             self._repos[full_name] = repo
             return self._render_repo(repo)
@@ -344,10 +200,10 @@ class FakeGitHub:
         ``path_regex`` is searched in the request path (no query string). Auth and rate limiting apply first.
         """
         if body is None:
-            body = _error(status, HTTPStatus(status).phrase)
+            body = error_body(status, HTTPStatus(status).phrase)
         with self._lock:
             self._rules.append(
-                _Rule(
+                FaultRule(
                     method.upper() if method else None, re.compile(path_regex), status, body, dict(headers or {}), times
                 )
             )
@@ -365,7 +221,7 @@ class FakeGitHub:
             raise ValueError("secondary rate limits answer 403 or 429")
         headers = {} if retry_after is None else {"retry-after": str(retry_after)}
         # The request id is filled in per response, as GitHub does.
-        body = _error(
+        body = error_body(
             status,
             "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you reach "
             "out to GitHub Support for help, please include the request ID {request_id}.",
@@ -487,7 +343,7 @@ class FakeGitHub:
             "sender": write.actor,
             "installation": {
                 "id": self.installation_id,
-                "node_id": _node_id("IntegrationInstallation", self.installation_id),
+                "node_id": node_id("IntegrationInstallation", self.installation_id),
             },
         }
         issue = write.issue
@@ -528,7 +384,7 @@ class FakeGitHub:
         user = {
             "login": login,
             "id": uid,
-            "node_id": _node_id(type_, uid),
+            "node_id": node_id(type_, uid),
             "avatar_url": f"https://avatars.githubusercontent.com/u/{uid}?v=4",
             "gravatar_id": "",
             "url": u,
@@ -549,32 +405,32 @@ class FakeGitHub:
         self._users[login] = user
         return user
 
-    def _repo(self, full_name: str) -> _Repo:
+    def _repo(self, full_name: str) -> RepoRecord:
         try:
             return self._repos[full_name]
         except KeyError:
             raise KeyError(f"unknown repository {full_name}") from None
 
-    def _new_issue(self, r: _Repo, title: str, body: str | None, login: str, number: int | None) -> _Issue:
+    def _new_issue(self, r: RepoRecord, title: str, body: str | None, login: str, number: int | None) -> IssueRecord:
         if number is None:
             number = r.next_number
         if number in r.issues:
             raise ValueError(f"issue {r.full_name}#{number} exists")
         now = self.clock()
-        issue = _Issue(
+        issue = IssueRecord(
             id=self._new_id(), number=number, title=title, body=body, login=login, created_at=now, updated_at=now
         )
         r.issues[number] = issue
         r.next_number = max(r.next_number, number + 1)
         return issue
 
-    def _ensure_label(self, r: _Repo, name: str, color: str = "ededed", description: str | None = None) -> dict:
+    def _ensure_label(self, r: RepoRecord, name: str, color: str = "ededed", description: str | None = None) -> dict:
         key = name.lower()
         if key not in r.labels:
             lid = self._new_id()
             r.labels[key] = {
                 "id": lid,
-                "node_id": _node_id("Label", lid),
+                "node_id": node_id("Label", lid),
                 "url": f"{self._api}/repos/{r.full_name}/labels/{name}",
                 "name": name,
                 "color": color,
@@ -585,7 +441,7 @@ class FakeGitHub:
             }
         return r.labels[key]
 
-    def _apply_label(self, r: _Repo, issue: _Issue, name: str) -> dict[str, Any] | None:
+    def _apply_label(self, r: RepoRecord, issue: IssueRecord, name: str) -> dict[str, Any] | None:
         """Attach a label (created when missing); returns it when newly attached."""
         label = self._ensure_label(r, name)
         key = label["name"].lower()
@@ -594,7 +450,7 @@ class FakeGitHub:
         issue.labels.append(key)
         return label
 
-    def _association(self, r: _Repo, login: str) -> str:
+    def _association(self, r: RepoRecord, login: str) -> str:
         return r.associations.get(login, "NONE")
 
     def _rollup(self, url: str, key: tuple[str, int]) -> dict[str, Any]:
@@ -603,10 +459,10 @@ class FakeGitHub:
             counts[reaction.content] += 1
         return {"url": url, "total_count": sum(counts.values()), **counts}
 
-    def _issue_comments(self, r: _Repo, number: int) -> list[_Comment]:
+    def _issue_comments(self, r: RepoRecord, number: int) -> list[CommentRecord]:
         return [c for c in self._comments.values() if c.repo == r.full_name and c.number == number]
 
-    def _render_issue(self, r: _Repo, issue: _Issue) -> dict[str, Any]:
+    def _render_issue(self, r: RepoRecord, issue: IssueRecord) -> dict[str, Any]:
         base = f"{self._api}/repos/{r.full_name}/issues/{issue.number}"
         return {
             "url": base,
@@ -616,7 +472,7 @@ class FakeGitHub:
             "events_url": f"{base}/events",
             "html_url": f"{GITHUB_WEB}/{r.full_name}/issues/{issue.number}",
             "id": issue.id,
-            "node_id": _node_id("Issue", issue.id),
+            "node_id": node_id("Issue", issue.id),
             "number": issue.number,
             "title": issue.title,
             "user": dict(self._users[issue.login]),
@@ -627,9 +483,9 @@ class FakeGitHub:
             "assignees": [],
             "milestone": None,
             "comments": len(self._issue_comments(r, issue.number)),
-            "created_at": _ts(issue.created_at),
-            "updated_at": _ts(issue.updated_at),
-            "closed_at": _ts(issue.closed_at) if issue.closed_at else None,
+            "created_at": timestamp(issue.created_at),
+            "updated_at": timestamp(issue.updated_at),
+            "closed_at": timestamp(issue.closed_at) if issue.closed_at else None,
             "author_association": self._association(r, issue.login),
             "type": None,
             "active_lock_reason": None,
@@ -642,40 +498,40 @@ class FakeGitHub:
             "state_reason": issue.state_reason,
         }
 
-    def _render_comment(self, r: _Repo, c: _Comment) -> dict[str, Any]:
+    def _render_comment(self, r: RepoRecord, c: CommentRecord) -> dict[str, Any]:
         url = f"{self._api}/repos/{r.full_name}/issues/comments/{c.id}"
         return {
             "url": url,
             "html_url": f"{GITHUB_WEB}/{r.full_name}/issues/{c.number}#issuecomment-{c.id}",
             "issue_url": f"{self._api}/repos/{r.full_name}/issues/{c.number}",
             "id": c.id,
-            "node_id": _node_id("IssueComment", c.id),
+            "node_id": node_id("IssueComment", c.id),
             "user": dict(self._users[c.login]),
-            "created_at": _ts(c.created_at),
-            "updated_at": _ts(c.updated_at),
+            "created_at": timestamp(c.created_at),
+            "updated_at": timestamp(c.updated_at),
             "author_association": self._association(r, c.login),
             "body": c.body,
             "reactions": self._rollup(f"{url}/reactions", ("comment", c.id)),
             "performed_via_github_app": None,
         }
 
-    def _render_reaction(self, x: _Reaction) -> dict[str, Any]:
+    def _render_reaction(self, x: ReactionRecord) -> dict[str, Any]:
         return {
             "id": x.id,
-            "node_id": _node_id("Reaction", x.id),
+            "node_id": node_id("Reaction", x.id),
             "user": dict(self._users[x.login]),
             "content": x.content,
-            "created_at": _ts(x.created_at),
+            "created_at": timestamp(x.created_at),
         }
 
-    def _render_repo(self, r: _Repo) -> dict[str, Any]:
+    def _render_repo(self, r: RepoRecord) -> dict[str, Any]:
         api = f"{self._api}/repos/{r.full_name}"
         web = f"{GITHUB_WEB}/{r.full_name}"
         open_issues = sum(1 for i in r.issues.values() if i.state == "open")
-        ts = _ts(r.created_at)
+        ts = timestamp(r.created_at)
         return {
             "id": r.id,
-            "node_id": _node_id("Repository", r.id),
+            "node_id": node_id("Repository", r.id),
             "name": r.name,
             "full_name": r.full_name,
             "private": False,
@@ -756,12 +612,12 @@ class FakeGitHub:
             "custom_properties": {},
         }
 
-    def _bucket(self, key: str) -> _Bucket:
+    def _bucket(self, key: str) -> RateBucket:
         bucket = self._buckets.get(key)
         now = int(self.clock().timestamp())
         if bucket is None or bucket.reset <= now:
             limit = 60 if key == "anonymous" else self.rate_limit
-            bucket = _Bucket(limit=limit, remaining=limit, reset=now + 3600)
+            bucket = RateBucket(limit=limit, remaining=limit, reset=now + 3600)
             self._buckets[key] = bucket
         return bucket
 
@@ -819,7 +675,7 @@ class FakeGitHub:
                         self.hook_errors.append(exc)
         return status, headers, body
 
-    def _rate_headers(self, b: _Bucket, headers: dict[str, str]) -> None:
+    def _rate_headers(self, b: RateBucket, headers: dict[str, str]) -> None:
         headers.update(
             {
                 "x-ratelimit-limit": str(b.limit),
@@ -857,7 +713,7 @@ class FakeGitHub:
             login = self._tokens.get(token) if token else None
             if login is None:
                 self._rate_headers(self._bucket("anonymous"), headers)
-                return 401, _error(401, "Bad credentials"), None
+                return 401, error_body(401, "Bad credentials"), None
             bucket_key = token  # type: ignore[assignment]
         # 2. primary rate limit, per token
         bucket = self._bucket(bucket_key)
@@ -866,7 +722,7 @@ class FakeGitHub:
             bucket.remaining = 0
             self._rate_headers(bucket, headers)
             uid = self._users[login]["id"]
-            return 403, _error(403, f"API rate limit exceeded for user ID {uid}.", PRIMARY_LIMIT_DOCS), login
+            return 403, error_body(403, f"API rate limit exceeded for user ID {uid}.", PRIMARY_LIMIT_DOCS), login
         bucket.remaining -= 1
         self._rate_headers(bucket, headers)
         # 3. injected failures
@@ -882,7 +738,7 @@ class FakeGitHub:
         # 4. routing
         route = None
         allowed = False
-        for m, pattern, handler, doc in _ROUTES:
+        for m, pattern, handler, doc in issues_api.ROUTES:
             match = pattern.fullmatch(path)
             if match:
                 allowed = True
@@ -892,21 +748,21 @@ class FakeGitHub:
         if route is None:
             why = "method not implemented for this route" if allowed else "route not implemented"
             self._unexpected.append(f"{method} {path}{'?' + urlencode(query) if query else ''}: {why}")
-            return 404, _error(404, "Not Found"), login
+            return 404, error_body(404, "Not Found"), login
         match, handler, doc = route
         if bad_json:
-            return 400, _error(400, "Problems parsing JSON", doc), login
+            return 400, error_body(400, "Problems parsing JSON", doc), login
         body_json = json.loads(raw) if raw.strip() else None
-        bare_list_ok = isinstance(body_json, list) and handler is FakeGitHub._h_add_labels
+        bare_list_ok = isinstance(body_json, list) and handler is issues_api.add_labels
         if body_json is not None and not isinstance(body_json, dict) and not bare_list_ok:
             return (
                 422,
-                _error(
+                error_body(
                     422, f"Invalid request.\n\nFor 'links/0/schema', {json.dumps(body_json)} is not an object.", doc
                 ),
                 login,
             )
-        ctx = _Ctx(
+        ctx = RequestContext(
             method,
             path,
             {k: unquote(v) for k, v in match.groupdict().items()},
@@ -920,378 +776,13 @@ class FakeGitHub:
         try:
             repo = self._repos.get(f"{ctx.params['owner']}/{ctx.params['repo']}")
             if repo is None:
-                raise _HttpError(404, _error(404, "Not Found", doc))
+                raise HttpError(404, error_body(404, "Not Found", doc))
             status, payload = handler(self, ctx)
-        except _HttpError as exc:
+        except HttpError as exc:
             headers.update(exc.headers)
             return exc.status, exc.body, login
         headers.update(ctx.headers)
         return status, payload, login
-
-    # -------------------------------------------------------------------------------------- handlers
-    def _ctx_repo(self, ctx: _Ctx) -> _Repo:
-        return self._repos[f"{ctx.params['owner']}/{ctx.params['repo']}"]
-
-    def _ctx_issue(self, ctx: _Ctx, r: _Repo) -> _Issue:
-        issue = r.issues.get(int(ctx.params["number"]))
-        if issue is None:
-            raise _HttpError(404, _error(404, "Not Found", ctx.doc))
-        return issue
-
-    def _ctx_comment(self, ctx: _Ctx, r: _Repo) -> _Comment:
-        c = self._comments.get(int(ctx.params["comment_id"]))
-        if c is None or c.repo != r.full_name:
-            raise _HttpError(404, _error(404, "Not Found", ctx.doc))
-        return c
-
-    def _reject_unknown_fields(self, ctx: _Ctx, allowed: set[str]) -> None:
-        extra = sorted(set(ctx.body) - allowed) if isinstance(ctx.body, dict) else []
-        if extra:
-            self._unexpected.append(f"{ctx.method} {ctx.path}: fields not implemented by the fake: {extra}")
-            raise _HttpError(422, _error(422, f"Fake GitHub does not implement field(s) {extra}", ctx.doc))
-
-    def _validation(self, ctx: _Ctx, resource: str, field_name: str, code: str, message: str | None = None) -> NoReturn:
-        err: dict[str, Any] = {"resource": resource, "code": code, "field": field_name}
-        if message:
-            err["message"] = message
-        raise _HttpError(422, _error(422, "Validation Failed", ctx.doc, errors=[err]))
-
-    def _check_text(self, ctx: _Ctx, resource: str, name: str, value: Any, required: bool) -> str | None:
-        if value is None and not required:
-            return None
-        if value is not None and not isinstance(value, str):
-            raise _HttpError(
-                422,
-                _error(
-                    422, f"Invalid request.\n\nFor 'properties/{name}', {json.dumps(value)} is not a string.", ctx.doc
-                ),
-            )
-        if required and not value:
-            self._validation(ctx, resource, name, "missing_field")
-        if value is not None and len(value) > MAX_BODY:
-            self._validation(ctx, resource, name, "custom", f"{name} is too long (maximum is {MAX_BODY} characters)")
-        return value
-
-    def _write(
-        self,
-        ctx: _Ctx,
-        r: _Repo,
-        issue: _Issue,
-        kind: WriteKind,
-        resource: dict[str, Any],
-        resource_id: int,
-        **extra: Any,
-    ) -> None:
-        ctx.writes.append(
-            WriteEvent(
-                kind=kind,
-                repo=r.full_name,
-                number=issue.number,
-                resource_id=resource_id,
-                actor=dict(self._users[ctx.login]),
-                resource=resource,
-                issue=self._render_issue(r, issue),
-                request_id=ctx.request_id,
-                **extra,
-            )
-        )
-
-    def _h_get_issue(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        return 200, self._render_issue(r, self._ctx_issue(ctx, r))
-
-    def _h_create_issue(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        self._reject_unknown_fields(ctx, {"title", "body", "labels"})
-        if "title" not in ctx.body or ctx.body["title"] is None:
-            raise _HttpError(422, _error(422, 'Invalid request.\n\n"title" wasn\'t supplied.', ctx.doc))
-        title = self._check_text(ctx, "Issue", "title", ctx.body["title"], required=True)
-        body = self._check_text(ctx, "Issue", "body", ctx.body.get("body"), required=False)
-        labels = self._label_names(ctx, ctx.body.get("labels", []))
-        issue = self._new_issue(r, title or "", body, ctx.login, None)
-        new_labels = [lab for lab in (self._apply_label(r, issue, n) for n in labels) if lab]
-        rendered = self._render_issue(r, issue)
-        self._write(ctx, r, issue, "issue", rendered, issue.id, subject="issue")
-        for label in new_labels:
-            self._write(ctx, r, issue, "label", dict(label), label["id"], label=dict(label), subject="issue")
-        return 201, rendered
-
-    def _h_update_issue(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        issue = self._ctx_issue(ctx, r)
-        self._reject_unknown_fields(ctx, {"title", "body", "state", "state_reason", "labels"})
-        changes: dict[str, Any] = {}
-        if "title" in ctx.body:
-            title = self._check_text(ctx, "Issue", "title", ctx.body["title"], required=True)
-            if title != issue.title:
-                changes["title"] = {"from": issue.title}
-        if "body" in ctx.body:
-            body = self._check_text(ctx, "Issue", "body", ctx.body["body"], required=False)
-            if body != issue.body:
-                changes["body"] = {"from": issue.body}
-        state = ctx.body.get("state", issue.state)
-        if state not in ("open", "closed"):
-            self._validation(ctx, "Issue", "state", "invalid")
-        reason = ctx.body.get("state_reason")
-        if reason not in (None, "completed", "not_planned", "duplicate", "reopened"):
-            self._validation(ctx, "Issue", "state_reason", "invalid")
-        labels = self._label_names(ctx, ctx.body["labels"]) if "labels" in ctx.body else None
-        now = self.clock()
-        if "title" in changes:
-            issue.title = ctx.body["title"]
-        if "body" in changes:
-            issue.body = ctx.body["body"]
-        state_changed = state != issue.state
-        if state_changed:
-            issue.state = state
-            if state == "closed":
-                issue.closed_at, issue.closed_by = now, ctx.login
-                issue.state_reason = reason or "completed"
-            else:
-                issue.closed_at, issue.closed_by = None, None
-                issue.state_reason = "reopened"
-        elif reason is not None and state == "closed":
-            issue.state_reason = reason
-        added: list[dict[str, Any]] = []
-        removed: list[dict[str, Any]] = []
-        if labels is not None:
-            wanted = [self._ensure_label(r, n)["name"].lower() for n in labels]
-            removed = [dict(r.labels[k]) for k in issue.labels if k not in wanted]
-            issue.labels = [k for k in issue.labels if k in wanted]
-            added = [dict(lab) for lab in (self._apply_label(r, issue, r.labels[k]["name"]) for k in wanted) if lab]
-        if changes or state_changed or added or removed:
-            issue.updated_at = now
-        rendered = self._render_issue(r, issue)
-        if changes:
-            self._write(ctx, r, issue, "issue_edit", rendered, issue.id, changes=changes, subject="issue")
-        if state_changed:
-            self._write(ctx, r, issue, "issue_state", rendered, issue.id, subject="issue")
-        for label in removed:
-            self._write(ctx, r, issue, "unlabel", label, label["id"], label=label, subject="issue")
-        for label in added:
-            self._write(ctx, r, issue, "label", label, label["id"], label=label, subject="issue")
-        return 200, rendered
-
-    def _h_list_comments(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        issue = self._ctx_issue(ctx, r)
-        try:
-            per_page = min(max(int(ctx.query.get("per_page", "30")), 1), 100)
-        except ValueError:
-            per_page = 30
-        try:
-            page = max(int(ctx.query.get("page", "1")), 1)
-        except ValueError:
-            page = 1
-        items = self._issue_comments(r, issue.number)
-        if "since" in ctx.query:
-            try:
-                since = datetime.fromisoformat(ctx.query["since"].replace("Z", "+00:00"))
-            except ValueError:
-                self._validation(ctx, "IssueComment", "since", "invalid")
-            items = [c for c in items if c.updated_at >= since]
-        last = max((len(items) + per_page - 1) // per_page, 1)
-        chunk = items[(page - 1) * per_page : page * per_page]
-        base = f"{self._api}/repos/{r.full_name}/issues/{issue.number}/comments"
-        extra = {k: v for k, v in ctx.query.items() if k not in ("page", "per_page")}
-
-        def link(p: int, rel: str) -> str:
-            q = {**extra, "per_page": str(per_page), "page": str(p)}
-            return f'<{base}?{urlencode(q)}>; rel="{rel}"'
-
-        links = []
-        if page > 1:
-            links += [link(min(page - 1, last), "prev")]
-        if page < last:
-            links += [link(page + 1, "next"), link(last, "last")]
-        if page > 1:
-            links += [link(1, "first")]
-        if links:
-            ctx.headers["link"] = ", ".join(links)
-        return 200, [self._render_comment(r, c) for c in chunk]
-
-    def _h_create_comment(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        issue = self._ctx_issue(ctx, r)
-        self._reject_unknown_fields(ctx, {"body"})
-        body = self._check_text(ctx, "IssueComment", "body", ctx.body.get("body"), required=True)
-        now = self.clock()
-        c = _Comment(
-            id=self._new_id(),
-            repo=r.full_name,
-            number=issue.number,
-            body=body or "",
-            login=ctx.login,
-            created_at=now,
-            updated_at=now,
-        )
-        self._comments[c.id] = c
-        issue.updated_at = now
-        rendered = self._render_comment(r, c)
-        self._write(ctx, r, issue, "comment", rendered, c.id, subject="comment")
-        return 201, rendered
-
-    def _h_get_comment(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        return 200, self._render_comment(r, self._ctx_comment(ctx, r))
-
-    def _h_update_comment(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        c = self._ctx_comment(ctx, r)
-        self._reject_unknown_fields(ctx, {"body"})
-        body = self._check_text(ctx, "IssueComment", "body", ctx.body.get("body"), required=True)
-        old = c.body
-        c.body, c.updated_at = body or "", self.clock()
-        rendered = self._render_comment(r, c)
-        self._write(
-            ctx,
-            r,
-            r.issues[c.number],
-            "comment_edit",
-            rendered,
-            c.id,
-            changes={"body": {"from": old}},
-            subject="comment",
-        )
-        return 200, rendered
-
-    def _h_delete_comment(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        c = self._ctx_comment(ctx, r)
-        rendered = self._render_comment(r, c)
-        del self._comments[c.id]
-        self._reactions.pop(("comment", c.id), None)
-        self._write(ctx, r, r.issues[c.number], "comment_delete", rendered, c.id, subject="comment")
-        return 204, None
-
-    def _label_names(self, ctx: _Ctx, value: Any) -> list[str]:
-        if not isinstance(value, list):
-            raise _HttpError(
-                422,
-                _error(
-                    422, f"Invalid request.\n\nFor 'properties/labels', {json.dumps(value)} is not an array.", ctx.doc
-                ),
-            )
-        names: list[str] = []
-        for item in value:
-            name = item.get("name") if isinstance(item, dict) else item
-            if not isinstance(name, str) or not name.strip():
-                self._validation(ctx, "Label", "name", "invalid")
-            names.append(name)
-        return names
-
-    def _h_list_labels(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        issue = self._ctx_issue(ctx, r)
-        return 200, [dict(r.labels[k]) for k in issue.labels]
-
-    def _h_add_labels(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        issue = self._ctx_issue(ctx, r)
-        if isinstance(ctx.body, dict):
-            self._reject_unknown_fields(ctx, {"labels"})
-            if "labels" not in ctx.body:
-                raise _HttpError(422, _error(422, 'Invalid request.\n\n"labels" wasn\'t supplied.', ctx.doc))
-            raw = ctx.body["labels"]
-        else:
-            raw = ctx.body
-        names = self._label_names(ctx, raw)
-        added = [dict(lab) for lab in (self._apply_label(r, issue, n) for n in names) if lab]
-        if added:
-            issue.updated_at = self.clock()
-        for label in added:
-            self._write(ctx, r, issue, "label", label, label["id"], label=label, subject="issue")
-        return 200, [dict(r.labels[k]) for k in issue.labels]
-
-    def _h_remove_label(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        issue = self._ctx_issue(ctx, r)
-        key = ctx.params["name"].lower()
-        if key not in issue.labels:
-            raise _HttpError(404, _error(404, "Label does not exist", ctx.doc))
-        issue.labels.remove(key)
-        issue.updated_at = self.clock()
-        label = dict(r.labels[key])
-        self._write(ctx, r, issue, "unlabel", label, label["id"], label=label, subject="issue")
-        return 200, [dict(r.labels[k]) for k in issue.labels]
-
-    def _react(self, ctx: _Ctx, r: _Repo, issue: _Issue, key: tuple[str, int]) -> tuple[int, JSON]:
-        self._reject_unknown_fields(ctx, {"content"})
-        content = ctx.body.get("content")
-        if not isinstance(content, str) or content not in REACTIONS:
-            self._validation(ctx, "Reaction", "content", "invalid" if content is not None else "missing_field")
-        existing = next(
-            (x for x in self._reactions.get(key, []) if x.login == ctx.login and x.content == content), None
-        )
-        if existing is not None:
-            return 200, self._render_reaction(existing)
-        x = _Reaction(id=self._new_id(), login=ctx.login, content=content, created_at=self.clock())
-        self._reactions.setdefault(key, []).append(x)
-        rendered = self._render_reaction(x)
-        self._write(ctx, r, issue, "reaction", rendered, x.id, subject=key[0])
-        return 201, rendered
-
-    def _h_react_comment(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        c = self._ctx_comment(ctx, r)
-        return self._react(ctx, r, r.issues[c.number], ("comment", c.id))
-
-    def _h_react_issue(self, ctx: _Ctx) -> tuple[int, JSON]:
-        r = self._ctx_repo(ctx)
-        issue = self._ctx_issue(ctx, r)
-        return self._react(ctx, r, issue, ("issue", issue.id))
-
-
-_D_ISSUES = "https://docs.github.com/rest/issues/issues"
-_D_COMMENTS = "https://docs.github.com/rest/issues/comments"
-_D_LABELS = "https://docs.github.com/rest/issues/labels"
-_D_REACTIONS = "https://docs.github.com/rest/reactions/reactions"
-_ROUTE_SPECS: list[tuple[str, str, _Handler, str]] = [
-    ("GET", r"/issues/(?P<number>\d+)", FakeGitHub._h_get_issue, f"{_D_ISSUES}#get-an-issue"),
-    ("PATCH", r"/issues/(?P<number>\d+)", FakeGitHub._h_update_issue, f"{_D_ISSUES}#update-an-issue"),
-    ("POST", r"/issues", FakeGitHub._h_create_issue, f"{_D_ISSUES}#create-an-issue"),
-    ("GET", r"/issues/(?P<number>\d+)/comments", FakeGitHub._h_list_comments, f"{_D_COMMENTS}#list-issue-comments"),
-    (
-        "POST",
-        r"/issues/(?P<number>\d+)/comments",
-        FakeGitHub._h_create_comment,
-        f"{_D_COMMENTS}#create-an-issue-comment",
-    ),
-    ("GET", r"/issues/comments/(?P<comment_id>\d+)", FakeGitHub._h_get_comment, f"{_D_COMMENTS}#get-an-issue-comment"),
-    (
-        "PATCH",
-        r"/issues/comments/(?P<comment_id>\d+)",
-        FakeGitHub._h_update_comment,
-        f"{_D_COMMENTS}#update-an-issue-comment",
-    ),
-    (
-        "DELETE",
-        r"/issues/comments/(?P<comment_id>\d+)",
-        FakeGitHub._h_delete_comment,
-        f"{_D_COMMENTS}#delete-an-issue-comment",
-    ),
-    ("GET", r"/issues/(?P<number>\d+)/labels", FakeGitHub._h_list_labels, f"{_D_LABELS}#list-labels-for-an-issue"),
-    ("POST", r"/issues/(?P<number>\d+)/labels", FakeGitHub._h_add_labels, f"{_D_LABELS}#add-labels-to-an-issue"),
-    (
-        "DELETE",
-        r"/issues/(?P<number>\d+)/labels/(?P<name>[^/]+)",
-        FakeGitHub._h_remove_label,
-        f"{_D_LABELS}#remove-a-label-from-an-issue",
-    ),
-    (
-        "POST",
-        r"/issues/comments/(?P<comment_id>\d+)/reactions",
-        FakeGitHub._h_react_comment,
-        f"{_D_REACTIONS}#create-reaction-for-an-issue-comment",
-    ),
-    (
-        "POST",
-        r"/issues/(?P<number>\d+)/reactions",
-        FakeGitHub._h_react_issue,
-        f"{_D_REACTIONS}#create-reaction-for-an-issue",
-    ),
-]
-_ROUTES = [(m, re.compile(_OWNER_REPO + p), h, d) for m, p, h, d in _ROUTE_SPECS]
 
 
 class _Server(ThreadingHTTPServer):
@@ -1334,4 +825,3 @@ class _RequestHandler(BaseHTTPRequestHandler):
         logger.debug("fake github: " + format, *args)
 
 
-__all__ = ["FakeGitHub", "FakeGitHubError", "RecordedCall", "WriteEvent"]

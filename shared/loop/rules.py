@@ -16,8 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from shared.envelope import ActorKind, EventEnvelope
-from shared.marker import strip_markers
+from shared.loop.envelope import ActorKind, EventEnvelope
+from shared.loop.marker import strip_markers
 
 
 class Verdict(StrEnum):

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Protocol
 
 from azure.servicebus import ServiceBusMessage
 
-from shared.servicebus import make_servicebus_client, publish
+from shared.platforms.servicebus.contract import make_servicebus_client, publish
 
 if TYPE_CHECKING:
     from shared.settings import Settings
@@ -37,7 +37,7 @@ class AzureServiceBusPublisher:
         self.settings = settings
 
     async def send(self, queue: str, messages: Sequence[ServiceBusMessage]) -> int:
-        """Open a client, send in batches (``shared.servicebus.publish``), close everything."""
+        """Open a client, send in batches (``shared.platforms.servicebus.contract.publish``), close everything."""
         client = make_servicebus_client(self.settings)
         async with client, client.get_queue_sender(queue_name=queue) as sender:
             return await publish(sender, messages)

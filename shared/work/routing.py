@@ -7,8 +7,8 @@ import re
 from pydantic import ValidationError
 
 from shared import names
-from shared.envelope import EventEnvelope, Platform
-from shared.tasks import TaskRequest, TaskSpec
+from shared.loop.envelope import EventEnvelope, Platform
+from shared.work.tasks import TaskRequest, TaskSpec
 
 # (platform, event.action) → orchestrator. Only these run; everything else is acknowledged as "ignored".
 ROUTES: dict[tuple[Platform, str], str] = {

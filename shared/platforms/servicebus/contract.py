@@ -32,9 +32,9 @@ from azure.core.credentials_async import AsyncTokenCredential
 from azure.servicebus import ServiceBusMessage
 from pydantic import ValidationError
 
-from shared.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
 from shared.errors import ReynoldsError
-from shared.tasks import TaskRequest
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
+from shared.work.tasks import TaskRequest
 
 if TYPE_CHECKING:
     from azure.servicebus.aio import ServiceBusClient, ServiceBusSender

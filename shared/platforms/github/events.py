@@ -19,8 +19,8 @@ from urllib.parse import parse_qs
 
 from githubkit import webhooks
 
-from shared.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
 from shared.errors import IncomingRequestError, SignatureError
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
 
 logger = logging.getLogger(__name__)
 

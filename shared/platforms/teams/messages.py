@@ -1,0 +1,204 @@
+"""Reading and posting Teams messages through Graph: who wrote a fetched message, and Reynolds' own posts
+(channel replies, chat messages, the status card), each with the lineage marker embedded as an HTML comment.
+
+Graph only lets an *application* post channel messages for migration; in production these calls run with a
+delegated token (a service account), so the resulting notifications name that account as a human author: the
+effect ledger (keyed by the returned message id) and the marker are what mark them as ours.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Mapping, Sequence
+from datetime import datetime
+from typing import Any
+
+from msgraph import GraphServiceClient
+from msgraph.generated.models.body_type import BodyType
+from msgraph.generated.models.chat_message import ChatMessage
+from msgraph.generated.models.chat_message_attachment import ChatMessageAttachment
+from msgraph.generated.models.item_body import ItemBody
+
+from shared.errors import IncomingRequestError
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
+from shared.platforms.teams.graph import (
+    ADAPTIVE_CARD_CONTENT_TYPE,
+    MAX_CARD_FACTS,
+    STATUS_CARD_ATTACHMENT_ID,
+    GraphError,
+    graph_call,
+    utc_now,
+)
+from shared.platforms.teams.notifications import MessageKind, message_data, message_event_id, parse_message_resource
+from shared.platforms.teams.webhook import TEAMS_SOURCE_PREFIX, embed_marker, extract_markers, html_to_text
+
+logger = logging.getLogger(__name__)
+
+
+def _actor_of(message: ChatMessage, self_app_id: str | None) -> Actor:
+    sender = message.from_
+    user = sender.user if sender else None
+    app = sender.application if sender else None
+    if user is not None and user.id:
+        return Actor(login=user.display_name, id=user.id, kind=ActorKind.HUMAN, account_type="user")
+    if app is not None and app.id:
+        kind = ActorKind.SELF if self_app_id and app.id == self_app_id else ActorKind.BOT
+        return Actor(login=app.display_name, id=app.id, kind=kind, account_type="application")
+    return Actor(kind=ActorKind.SYSTEM, account_type="system")
+
+
+async def fetch_message(
+    client: GraphServiceClient,
+    resource: str,
+    *,
+    change_type: str = "created",
+    self_app_id: str | None = None,
+    received_at: datetime | None = None,
+) -> EventEnvelope:
+    """GET the message a notification names (through msgraph-sdk) and build its full envelope.
+
+    Text is the visible text of the HTML body; lineage markers found in it go to ``data["markers"]``.
+    Raises ``IncomingRequestError`` for a resource that is not a Teams message, ``GraphThrottled`` /
+    ``GraphError`` when Graph refuses.
+    """
+    ref = parse_message_resource(resource)
+    if ref is None:
+        raise IncomingRequestError(f"not a Teams message resource: {resource[:200]}")
+    if ref.kind is MessageKind.CHAT:
+        builder = client.chats.by_chat_id(str(ref.chat_id)).messages.by_chat_message_id(ref.message_id)
+        message = await graph_call(builder.get())
+    else:
+        messages = client.teams.by_team_id(str(ref.team_id)).channels.by_channel_id(str(ref.channel_id)).messages
+        if ref.reply_to_id:
+            reply = messages.by_chat_message_id(ref.reply_to_id).replies.by_chat_message_id1(ref.message_id)
+            message = await graph_call(reply.get())
+        else:
+            message = await graph_call(messages.by_chat_message_id(ref.message_id).get())
+    if message is None:
+        raise GraphError(None, "emptyResponse", "Graph returned no message")
+    content = (message.body.content if message.body else None) or ""
+    is_html = message.body is not None and message.body.content_type == BodyType.Html
+    text = html_to_text(content) if is_html else content
+    version = message.last_edited_date_time if change_type == "updated" else message.deleted_date_time
+    when = message.created_date_time or received_at or utc_now()
+    if change_type != "created":
+        when = message.last_modified_date_time or when
+    return EventEnvelope(
+        id=message_event_id(ref.message_id, change_type, version if change_type != "created" else None),
+        source=f"{TEAMS_SOURCE_PREFIX}/{_tenant_of(message) or 'unknown-tenant'}",
+        type=f"com.microsoft.teams.message.{change_type}",
+        subject=ref.target_key,
+        time=when,
+        data=message_data(ref, resource=ref.resource, fetched=True, markers=extract_markers(content)),
+        platform=Platform.TEAMS,
+        event="teams_message",
+        action=change_type,
+        actor=_actor_of(message, self_app_id),
+        target=Target(platform=Platform.TEAMS, key=ref.target_key),
+        resource_id=ref.message_id,
+        text=truncate(text),
+    )
+
+
+def _tenant_of(message: ChatMessage) -> str | None:
+    sender = message.from_
+    user = sender.user if sender else None
+    tenant = user.additional_data.get("tenantId") if user is not None else None
+    return tenant if isinstance(tenant, str) else None
+
+
+
+
+# --- posting ------------------------------------------------------------------------------------------------
+
+
+def status_card(title: str, states: Mapping[str, str] | Sequence[tuple[str, str]]) -> dict[str, Any]:
+    """An Adaptive Card (1.4, rendered by Teams desktop and mobile) listing each step and its state."""
+    icons = {
+        "pending": "⏳",
+        "queued": "⏳",
+        "running": "🔄",
+        "waiting": "⏸️",
+        "succeeded": "✅",
+        "completed": "✅",
+        "done": "✅",
+        "failed": "❌",
+        "cancelled": "🚫",
+        "skipped": "⏭️",
+        "blocked": "⛔",
+    }
+    pairs = list(states.items()) if isinstance(states, Mapping) else list(states)
+    facts = [
+        {"title": truncate(str(step), 80), "value": f"{icons.get(str(state).lower(), '•')} {truncate(str(state), 80)}"}
+        for step, state in pairs[:MAX_CARD_FACTS]
+    ]
+    body: list[dict[str, Any]] = [
+        {"type": "TextBlock", "text": truncate(title, 200), "weight": "Bolder", "size": "Medium", "wrap": True},
+        {"type": "FactSet", "facts": facts},
+    ]
+    if len(pairs) > MAX_CARD_FACTS:
+        body.append({"type": "TextBlock", "text": f"… and {len(pairs) - MAX_CARD_FACTS} more", "isSubtle": True})
+    return {
+        "$schema": "http://adaptivecards.io/schemas/adaptive-card.json",
+        "type": "AdaptiveCard",
+        "version": "1.4",
+        "body": body,
+    }
+
+
+def _chat_message(html: str, marker: str, card: Mapping[str, Any] | None) -> ChatMessage:
+    content = html
+    attachments: list[ChatMessageAttachment] | None = None
+    if card is not None:
+        # Graph renders an attachment where the body names it with <attachment id="…">.
+        content = f'{html}<attachment id="{STATUS_CARD_ATTACHMENT_ID}"></attachment>'
+        attachments = [
+            ChatMessageAttachment(
+                id=STATUS_CARD_ATTACHMENT_ID,
+                content_type=ADAPTIVE_CARD_CONTENT_TYPE,
+                content=json.dumps(card, ensure_ascii=False),
+            )
+        ]
+    return ChatMessage(
+        body=ItemBody(content_type=BodyType.Html, content=embed_marker(content, marker)),
+        attachments=attachments,
+    )
+
+
+async def post_channel_message(
+    client: GraphServiceClient,
+    team_id: str,
+    channel_id: str,
+    html: str,
+    marker: str,
+    *,
+    reply_to_id: str | None = None,
+    card: Mapping[str, Any] | None = None,
+) -> str:
+    """Post HTML (with the lineage marker, optionally a card) to a channel or as a reply; return the message id."""
+    messages = client.teams.by_team_id(team_id).channels.by_channel_id(channel_id).messages
+    body = _chat_message(html, marker, card)
+    if reply_to_id:
+        posted = await graph_call(messages.by_chat_message_id(reply_to_id).replies.post(body))
+    else:
+        posted = await graph_call(messages.post(body))
+    if posted is None or not posted.id:
+        raise GraphError(None, "emptyResponse", "Graph returned no message id")
+    return posted.id
+
+
+async def post_chat_message(
+    client: GraphServiceClient,
+    chat_id: str,
+    html: str,
+    marker: str,
+    *,
+    card: Mapping[str, Any] | None = None,
+) -> str:
+    """Post HTML (with the lineage marker, optionally a card) to a 1:1 or group chat; return the message id."""
+    body = _chat_message(html, marker, card)
+    posted = await graph_call(client.chats.by_chat_id(chat_id).messages.post(body))
+    if posted is None or not posted.id:
+        raise GraphError(None, "emptyResponse", "Graph returned no message id")
+    return posted.id
