@@ -1,4 +1,4 @@
-"""scripts/grant_graph_permissions.py against the fake Azure CLI (devkit/fake_az.py, answering Graph's
+"""scripts/grant_graph_permissions.py against the fake Azure CLI (tools/fakes/azure_cli.py, answering Graph's
 appRoleAssignments API): it grants exactly the application permissions the configured subscriptions need, once."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "grant_graph_permissions.py"
-FAKE_AZ = ROOT / "devkit" / "fake_az.py"
+FAKE_AZ = ROOT / "tools" / "fakes" / "azure_cli.py"
 GRAPH: dict[str, Any] = {
     "id": "9f1b3c2e-0000-4000-8000-00000000a001",
     "appId": "00000003-0000-0000-c000-000000000000",

@@ -1,4 +1,4 @@
-"""scripts/provision_secrets.py (azd postprovision) against a stateful fake Azure CLI (devkit/fake_az.py): every
+"""scripts/provision_secrets.py (azd postprovision) against a stateful fake Azure CLI (tools/fakes/azure_cli.py): every
 secret the app references exists after a provision, values survive re-provisioning, a multi-line PEM is stored
 intact from a file, nothing secret is printed, and the names match infra/app/api.bicep."""
 
@@ -17,7 +17,7 @@ from tools.bicepcheck.source import BicepFile
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "provision_secrets.py"
-FAKE_AZ = ROOT / "devkit" / "fake_az.py"
+FAKE_AZ = ROOT / "tools" / "fakes" / "azure_cli.py"
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAvR3+Zk0tOQ2p\ndGVzdCBrZXk=\n-----END RSA PRIVATE KEY-----\n"
 NAMES = {
     "github-webhook-secret",
