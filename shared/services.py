@@ -8,7 +8,7 @@ import time, so indexing the app needs no setting at all.
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -45,6 +45,8 @@ class Services:
     graph_factory: Callable[[], GraphServiceClient] | None = None
     #: Service Bus publisher; None → azure-servicebus with DefaultAzureCredential, built on first use.
     publisher: Publisher | None = None
+    #: Access token for Microsoft Graph (the health check reads its roles); None → the managed identity's.
+    graph_token: Callable[[], Awaitable[str]] | None = None
     _lineage: LineageService | None = field(default=None, repr=False)
 
     @property

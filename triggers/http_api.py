@@ -32,6 +32,7 @@ from shared import names
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
 from shared.loop.lineage import new_chain_id
 from shared.names import subtask_instance_id
+from shared.platforms.teams.permissions import graph_permission_status, graph_unhealthy
 from shared.services import get_services
 from shared.work.agents import AgentRegistry
 from shared.work.task_report import TaskReporter, subtask_ids_waiting
@@ -266,17 +267,20 @@ async def api_agents(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("api_health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def api_health(req: func.HttpRequest) -> func.HttpResponse:
-    """Deep health: the store answers a point read, settings are complete, model configured or offline."""
+    """Deep health: the store answers a point read, settings are complete, model configured or offline, and the
+    identity's Graph token carries the permissions the configured Teams subscriptions need (names any missing)."""
     try:
         services = get_services()
         reachable = await asyncio.to_thread(TaskService(services).store_reachable)
     except Exception as exc:
         return api_error(exc)
     missing = services.settings.missing()
-    healthy = reachable and not missing
+    graph = await graph_permission_status(services.settings, services.graph_token)
+    healthy = reachable and not missing and not graph_unhealthy(graph)
     return json_response(200 if healthy else 503, {
         "status": "healthy" if healthy else "unhealthy", "store": "reachable" if reachable else "unreachable",
         "missing_settings": missing, "model": "configured" if services.settings.openai_endpoint else "offline",
+        "graph": graph,
     })
 
 
