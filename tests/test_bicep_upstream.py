@@ -395,3 +395,18 @@ def test_mapped_name_must_be_a_parameter(broken: Mutator) -> None:
         "infra/main.parameters.json",
         line_of(broken.root, "infra/main.parameters.json", "alertMail"),
     )
+
+
+def test_command_line_exit_codes(tmp_path: Path, fixtures: Fixtures, monkeypatch: pytest.MonkeyPatch,
+                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from tools.bicepcheck.__main__ import main
+
+    monkeypatch.setenv("REYNOLDS_AZURE_BICEP_FIXTURES", str(fixtures.root))
+    assert main([str(ROOT)]) == 0
+    mutated = Mutator(tmp_path / "copy", fixtures)
+    mutated(("infra/app/alerts.bicep", "    autoMitigate: true", "    autoMitigates: true"))
+    assert main([str(mutated.root)]) == 1
+    assert "infra/app/alerts.bicep:" in capsys.readouterr().out
+    monkeypatch.setenv("REYNOLDS_AZURE_BICEP_FIXTURES", str(tmp_path / "nowhere"))
+    assert main([str(ROOT)]) == 2
+    assert "not found" in capsys.readouterr().err
