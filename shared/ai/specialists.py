@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.ai.client import ModelError, TokenBudget, create_chat_completion
 from shared.ai.safety import UntrustedText, delimit_untrusted, redact_secrets, sanitize_output
+from shared.ai.tool_args import READ_TOOL_ARGS, ToolArgumentError, parse_read_args, task_repo
 from shared.work.tasks import Specialist, Subtask
 
 if TYPE_CHECKING:
@@ -343,6 +344,14 @@ def validate_arguments(tool: ToolSpec, raw: str, allowed_repos: Collection[str] 
         and str(repo).lower() not in {item.lower() for item in allowed_repos}
     ):
         return "repository is outside this task's scope"
+    if tool.access == "read" and tool.name in READ_TOOL_ARGS:
+        # Typed validation of the GitHub read tools: paths that leave the repository, refs, ids and search
+        # qualifiers are refused here, before the executor (which checks again) is ever asked.
+        scope = task_repo(allowed_repos) if allowed_repos is not None else (repo if isinstance(repo, str) else None)
+        try:
+            parse_read_args(tool.name, arguments, scope)
+        except ToolArgumentError as exc:
+            return str(exc)
     return arguments
 
 
