@@ -394,9 +394,10 @@ def _answer(text: str | None) -> SpecialistAnswer | str:
         return f"{where}: {first['msg']}"
 
 
-def _sanitize_answer(answer: SpecialistAnswer, allowed_repos: Sequence[str]) -> SpecialistAnswer:
+def _sanitize_answer(answer: SpecialistAnswer, allowed_repos: Sequence[str],
+                     secrets: Sequence[str] = ()) -> SpecialistAnswer:
     def clean(text: str, limit: int) -> str:
-        text = sanitize_output(text, allowed_repos=allowed_repos)
+        text = sanitize_output(text, allowed_repos=allowed_repos, secrets=secrets)
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
     return SpecialistAnswer(
@@ -489,7 +490,7 @@ def run_specialist(
             return SpecialistResult(
                 subtask_id=subtask.id,
                 specialist=specialist,
-                answer=_sanitize_answer(parsed, scope),
+                answer=_sanitize_answer(parsed, scope, secrets),
                 proposed_writes=proposed,
                 refused_tools=refused,
                 executed_tools=executed,
@@ -497,6 +498,8 @@ def run_specialist(
                 tokens_used=budget.used - start_tokens,
             )
         schema_failures += 1
+        # The reason names model-chosen keys: it goes through the output sanitizer before it can be posted.
+        parsed = sanitize_output(parsed, allowed_repos=scope, secrets=secrets, max_chars=500)
         logger.warning("specialist %s subtask %s: invalid answer: %s", specialist.value, subtask.id, parsed)
         if schema_failures > 1:
             raise ModelError(f"specialist {specialist.value} answer failed the schema twice: {parsed}")
