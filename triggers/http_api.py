@@ -32,6 +32,7 @@ from shared import names
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
 from shared.loop.lineage import new_chain_id
 from shared.names import subtask_instance_id
+from shared.platforms.limits import check_json
 from shared.services import get_services
 from shared.work.agents import AgentRegistry
 from shared.work.task_report import TaskReporter, subtask_ids_waiting
@@ -87,8 +88,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 def parse_model(model: type[BaseModel], raw: bytes, *, empty_ok: bool = False) -> Any:
     """Parse and validate a JSON body; raises :class:`Unprocessable` (422) with field errors."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise IncomingRequestError(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+    check_json(raw, max_bytes=MAX_BODY_BYTES)  # size and nesting before json.loads
     if not raw.strip() and empty_ok:
         raw = b"{}"
     try:

@@ -59,12 +59,13 @@ def ack_response(admission: Admission, delivery: str | None) -> func.HttpRespons
 async def teams_webhook(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Verify, parse, decide and start; answer within Teams' 5 s."""
     raw = req.get_body()
-    delivery = _activity_id(raw)
+    delivery = None  # read only after the HMAC: nothing unauthenticated is parsed
     try:
         services = get_services()
         token = services.settings.teams_webhook_token
         verify_teams_hmac(token.get_secret_value() if token else None, raw, req.headers.get("Authorization"))
         event = parse_teams_activity(raw, received_at=services.clock())
+        delivery = _activity_id(raw)
         admission = await admit(event, client, services)
     except Exception as exc:  # translated to 4xx/503; never a stack trace to the caller
         return error_response(exc, delivery)

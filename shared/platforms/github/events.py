@@ -25,8 +25,9 @@ from urllib.parse import parse_qs
 
 from githubkit import webhooks
 
-from shared.errors import IncomingRequestError, SignatureError
+from shared.errors import ConfigurationError, IncomingRequestError, SignatureError
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
+from shared.platforms.limits import check_json
 
 logger = logging.getLogger(__name__)
 
@@ -105,6 +106,7 @@ def decode_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         raw = values[0].encode()
     else:
         raise IncomingRequestError(f"unsupported content type {media!r}", status_code=415)
+    check_json(raw, what="the JSON body")  # nesting checked before json.loads can recurse
     try:
         payload = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
@@ -118,6 +120,8 @@ def read_delivery(secret: str, body: bytes, headers: Mapping[str, str]) -> Deliv
     """Everything the trigger checks before it decides: size, headers, signature, content type, JSON."""
     if len(body) > MAX_BODY_BYTES:
         raise IncomingRequestError("body larger than 25 MB", status_code=413)
+    if not secret.strip():
+        raise ConfigurationError("GITHUB_WEBHOOK_SECRET", "is blank")
     event, delivery = read_headers(headers)
     verify_signature(secret, body, headers)
     payload = decode_body(body, header(headers, "Content-Type"))

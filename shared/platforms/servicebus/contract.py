@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from shared.errors import ReynoldsError
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
+from shared.platforms.limits import MAX_JSON_DEPTH, json_depth
 from shared.work.tasks import TaskRequest
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class PoisonReason(StrEnum):
     NOT_CLOUDEVENT = "not-cloudevent"
     SCHEMA_INVALID = "schema-invalid"
     UNSUPPORTED_CONTENT_TYPE = "unsupported-content-type"
+    NESTING_TOO_DEEP = "nesting-too-deep"
 
 
 class PoisonMessage(ReynoldsError):
@@ -228,6 +230,10 @@ def parse_servicebus_body(
     media = _media_type(content_type)
     if media is not None and media not in ACCEPTED_CONTENT_TYPES:
         raise PoisonMessage(PoisonReason.UNSUPPORTED_CONTENT_TYPE, f"content type {media} is not a JSON CloudEvent")
+    nesting = json_depth(body)
+    if nesting > MAX_JSON_DEPTH:
+        # json.loads would recurse until RecursionError: a transient-looking failure retried ten times.
+        raise PoisonMessage(PoisonReason.NESTING_TOO_DEEP, f"body nests {nesting} levels, limit {MAX_JSON_DEPTH}")
     try:
         event = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
