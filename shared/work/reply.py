@@ -109,7 +109,11 @@ def servicebus_event(event: EventEnvelope, message_id: str | None, reply_to: str
     if reply_to:
         data["reply_to"] = reply_to
     ident = message_id or event.id
-    return event.model_copy(update={"id": f"servicebus:{ident}"[:200], "resource_id": ident, "data": data})
+    event_id = f"servicebus:{ident}"
+    if len(event_id) > 200:
+        # Cut ids would collide on their common prefix: a long id keeps a prefix and its digest instead.
+        event_id = f"servicebus:{ident[:120]}::{hashlib.sha256(ident.encode()).hexdigest()[:40]}"
+    return event.model_copy(update={"id": event_id, "resource_id": ident, "data": data})
 
 
 def outbound_message_id(event_id: str, step: str) -> str:

@@ -29,8 +29,8 @@ logger = logging.getLogger(__name__)
 MAX_VALIDATION_TOKEN_CHARS = 1024
 #: A notification POST holds at most a few hundred small items (no resource data is requested).
 MAX_NOTIFICATION_BYTES = 1024 * 1024
-#: Graph ids (subscription, message) are short; ids longer than this are refused, not hashed into instance ids.
-MAX_GRAPH_ID_CHARS = 512
+#: Graph message ids are 13 digits; a longer id (the envelope id ``teams:<id>`` holds 200) is ignored.
+MAX_GRAPH_ID_CHARS = 190
 #: Headers of every answer to the validation handshake: plain text the browser must not sniff into HTML.
 VALIDATION_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
 
@@ -221,7 +221,8 @@ def parse_notifications(raw_body: bytes, client_state_expected: str | None) -> N
         if ref is None and isinstance(resource_data.get("@odata.id"), str):
             ref = parse_message_resource(resource_data["@odata.id"])
         change_type = item.get("changeType")
-        if ref is None or not sub_id or not isinstance(change_type, str):
+        if (ref is None or not sub_id or not isinstance(change_type, str) or len(ref.message_id) > MAX_GRAPH_ID_CHARS
+                or len(sub_id) > MAX_GRAPH_ID_CHARS or len(change_type) > 40):
             batch.ignored += 1
             continue
         batch.changes.append(

@@ -37,7 +37,9 @@ MAX_ACK_CHARS = 280
 #: An outgoing-webhook activity carries one message (Teams caps messages at about 28 KB of text); anything much
 #: larger is not Teams. Checked before the HMAC is computed.
 MAX_ACTIVITY_BYTES = 256 * 1024
-#: Longest id kept from an activity (Teams message ids are 13 digits, conversation ids a few hundred chars).
+#: Longest activity id accepted (Teams message ids are 13 digits; the envelope id ``teams:<id>`` holds 200).
+MAX_ACTIVITY_ID_CHARS = 190
+#: Longest conversation or sender id accepted (conversation ids run to a few hundred characters).
 MAX_ID_CHARS = 512
 #: Bot accounts in Teams have ids of the form ``28:<app id>``; users ``29:…`` (or an AAD object id).
 _BOT_ID_PREFIX = "28:"
@@ -206,7 +208,7 @@ def parse_teams_activity(
     activity_id = _str(activity.get("id"))
     if activity_id is None:
         raise IncomingRequestError("activity has no id")
-    if len(activity_id) > MAX_ID_CHARS:
+    if len(activity_id) > MAX_ACTIVITY_ID_CHARS:
         raise IncomingRequestError("activity id is too long")
 
     sender = _obj(activity.get("from"), "from")
