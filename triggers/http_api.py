@@ -121,14 +121,17 @@ def status_url(instance_id: str) -> str:
     return f"/api/orchestrations/{instance_id}"
 
 
-def task_instance_id(body: bytes, idempotency_key: str | None) -> str:
-    """Deterministic from ``Idempotency-Key`` when given, else a body hash plus a fresh uuid."""
+def task_instance_id(body: bytes, idempotency_key: str | None, door: str = "http") -> str:
+    """Deterministic from ``Idempotency-Key`` when given, else a body hash plus a fresh uuid.
+
+    The key is namespaced by ``door`` (``http``, ``mcp``): an HTTP caller's key never names an MCP caller's run.
+    """
     if idempotency_key is not None:
         key = idempotency_key.strip()
         if not key or len(key) > MAX_IDEMPOTENCY_KEY:
             raise Unprocessable([{"loc": "header.Idempotency-Key", "msg": f"1 to {MAX_IDEMPOTENCY_KEY} characters",
                                   "type": "string_length"}])
-        return "task-" + hashlib.sha256(f"idempotency:{key}".encode()).hexdigest()[:32]
+        return "task-" + hashlib.sha256(f"idempotency:{door}:{key}".encode()).hexdigest()[:32]
     return f"task-{hashlib.sha256(body).hexdigest()[:12]}-{uuid.uuid4().hex}"
 
 

@@ -149,8 +149,7 @@ async def mcp_orchestrate_task(context: str, client: df.DurableOrchestrationClie
     except ValidationError as exc:
         return _invalid(InvalidArguments(field_errors(exc)))
     raw = body.model_dump_json().encode()
-    key = None if args.idempotency_key is None else f"mcp:{args.idempotency_key}"
-    answer = await start_task(client, body, task_instance_id(raw, key))
+    answer = await start_task(client, body, task_instance_id(raw, args.idempotency_key, door="mcp"))
     return json.dumps(answer)
 
 

@@ -42,7 +42,8 @@ def _activity_id(body: bytes) -> str | None:
 def ack_response(admission: Admission, delivery: str | None) -> func.HttpResponse:
     """The synchronous Teams reply, with the decision in headers (ASCII only, no secret)."""
     verdict = admission.decision.verdict.value
-    body = build_ack_reply(ACK_TEXT.get(verdict, DEFAULT_ACK))
+    quota = admission.decision.rule == "task-quota"  # the requester is told why nothing started
+    body = build_ack_reply(ACK_TEXT.get(verdict) or (admission.decision.reason if quota else DEFAULT_ACK))
     headers = {
         "X-Reynolds-Delivery": delivery or "",
         "X-Reynolds-Event-Id": admission.decision.event_id,
