@@ -60,49 +60,50 @@ def case(door: str, name: str, expect: Any) -> Callable[[Callable[[World], Any]]
 
 
 # --- GitHub webhook -------------------------------------------------------------------------------------------
-def _gh_headers(world: World, body: bytes, event: str = "issues", **changes: str | None) -> dict[str, str]:
+def _gh_headers(world: World, body: bytes, changes: dict[str, str | None]) -> dict[str, str]:
     secret = world.settings.require("github_webhook_secret")
     headers: dict[str, str | None] = {
-        "X-GitHub-Event": event, "X-GitHub-Delivery": "bad-delivery-1", "Content-Type": "application/json",
+        "X-GitHub-Event": "issues", "X-GitHub-Delivery": "bad-delivery-1", "Content-Type": "application/json",
         "X-Hub-Signature-256": "sha256=" + hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()}
     headers.update(changes)
     return {k: v for k, v in headers.items() if v is not None}
 
 
-async def _github(world: World, body: bytes, **changes: str | None) -> tuple[int, dict[str, Any]]:
-    return await world.post_github(_gh_headers(world, body, **changes), body)
+async def _github(world: World, body: bytes, changes: dict[str, str | None]) -> tuple[int, dict[str, Any]]:
+    return await world.post_github(_gh_headers(world, body, changes), body)
 
 
 def _github_case(name: str, status: int, body: bytes = ISSUE_BYTES, sign_as: bytes | None = None,
-                 **changes: str | None) -> None:
+                 headers: dict[str, str | None] | None = None) -> None:
     async def send(world: World) -> tuple[int, dict[str, Any]]:
+        changes = dict(headers or {})
         if sign_as is not None:
             secret = world.settings.require("github_webhook_secret")
             changes.setdefault("X-Hub-Signature-256",
                                "sha256=" + hmac.new(secret.encode(), sign_as, hashlib.sha256).hexdigest())
-        return await _github(world, body, **changes)
+        return await _github(world, body, changes)
     case("github", name, status)(send)
 
 
-_github_case("no-signature", 401, **{"X-Hub-Signature-256": None})
-_github_case("wrong-signature", 401, **{"X-Hub-Signature-256": "sha256=" + "0" * 64})
-_github_case("sha1-only", 401, **{"X-Hub-Signature-256": None, "X-Hub-Signature": "sha1=" + "0" * 40})
-_github_case("malformed-signature", 401, **{"X-Hub-Signature-256": "sha256=zz"})
+_github_case("no-signature", 401, headers={"X-Hub-Signature-256": None})
+_github_case("wrong-signature", 401, headers={"X-Hub-Signature-256": "sha256=" + "0" * 64})
+_github_case("sha1-only", 401, headers={"X-Hub-Signature-256": None, "X-Hub-Signature": "sha1=" + "0" * 40})
+_github_case("malformed-signature", 401, headers={"X-Hub-Signature-256": "sha256=zz"})
 _github_case("signature-of-another-body", 401, sign_as=b'{"action":"closed"}')
 _github_case("signature-with-trailing-space", 401, sign_as=ISSUE_BYTES + b" ")
-_github_case("missing-event-header", 400, **{"X-GitHub-Event": None})
-_github_case("missing-delivery-header", 400, **{"X-GitHub-Delivery": None})
-_github_case("event-header-injection", 400, **{"X-GitHub-Event": "issues\r\nX-Evil: 1"})
-_github_case("delivery-header-with-path", 400, **{"X-GitHub-Delivery": "../../etc/passwd"})
+_github_case("missing-event-header", 400, headers={"X-GitHub-Event": None})
+_github_case("missing-delivery-header", 400, headers={"X-GitHub-Delivery": None})
+_github_case("event-header-injection", 400, headers={"X-GitHub-Event": "issues\r\nX-Evil: 1"})
+_github_case("delivery-header-with-path", 400, headers={"X-GitHub-Delivery": "../../etc/passwd"})
 _github_case("signed-not-json", 400, body=b"{not json")
 _github_case("signed-json-array", 400, body=b"[1,2,3]")
 _github_case("signed-deep-json", 400, body=DEEP)
 _github_case("signed-empty-body", 400, body=b"")
-_github_case("unsupported-content-type", 415, **{"Content-Type": "text/plain"})
+_github_case("unsupported-content-type", 415, headers={"Content-Type": "text/plain"})
 _github_case("form-without-payload", 400, body=urlencode({"other": "1"}).encode(),
-             **{"Content-Type": "application/x-www-form-urlencoded"})
+             headers={"Content-Type": "application/x-www-form-urlencoded"})
 _github_case("form-payload-not-json", 400, body=urlencode({"payload": "{oops"}).encode(),
-             **{"Content-Type": "application/x-www-form-urlencoded"})
+             headers={"Content-Type": "application/x-www-form-urlencoded"})
 _github_case("oversized-body", 413, body=b" " * (GITHUB_MAX + 1))
 
 
