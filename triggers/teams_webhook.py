@@ -1,8 +1,9 @@
 """``POST /api/teams/webhook``: a Teams outgoing webhook call in, an acknowledgement within 5 s out.
 
 Anonymous at the Functions level: the ``Authorization: HMAC <base64>`` signature over the raw body is the
-authentication, and it fails closed (401 for a missing or wrong signature, 503 naming
-``TEAMS_OUTGOING_WEBHOOK_TOKEN`` when no token is configured, 400 for a malformed activity). The answer is
+authentication, and it fails closed (413 above 256 KB, checked first; 401 for a missing or wrong signature, checked
+before any byte is parsed; 503 naming ``TEAMS_OUTGOING_WEBHOOK_TOKEN`` when no token is configured; 400 for a
+malformed or too deeply nested activity). The answer is
 the synchronous reply Teams shows in the thread (``build_ack_reply``); the real answer is posted later
 through Graph by the reply orchestration. This trigger never calls Graph. The decision travels in
 ``X-Reynolds-*`` response headers (Teams ignores them; tools and operators read them).

@@ -152,6 +152,12 @@ def test_the_fake_models_githubs_search_scope_rule(fake: FakeGitHub) -> None:
     assert refused.value.response.status_code == 422
     scoped = github.rest.search.code(q="salary repo:octo/payroll", per_page=5).json()
     assert [item["repository"]["full_name"] for item in scoped["items"]] == ["octo/payroll"]
+    with pytest.raises(RequestFailed) as no_ref:
+        github.rest.repos.get_content("octo", "app", "README.md", ref="no-such-branch")
+    assert no_ref.value.response.status_code == 404
+    assert no_ref.value.response.json()["message"] == "No commit found for the ref no-such-branch"
+    file = github.rest.repos.get_content("octo", "app", "src/app.py").json()
+    assert (file["type"], file["encoding"], file["path"]) == ("file", "base64", "src/app.py")
 
 
 @pytest.mark.parametrize("path", ["a/../b", "..", ".", "a/./b", "%2e", "a\\b", "C:/x", "a?b", "a#b", " a/ ..",
