@@ -40,6 +40,12 @@ async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
         # Graph may notify before the ledger has the message id (the post is in flight): its marker names the
         # event Reynolds was answering on this very channel, and the ledger has that answer's intent.
         own = await asyncio.to_thread(services.lineage.answering, event, reply_effect_key)
+        if own is not None and own.state == "done":
+            # Reynolds' answer is in the ledger under its own message id, and this is a different message that
+            # carries its marker: a person quoting or copying it. A copied marker never proves authorship.
+            logger.info("event %s: carries the marker of Reynolds' recorded answer %s; a copy, not Reynolds",
+                        event.id, own.resource_id)
+            own = None
     if own is not None:
         event = event.model_copy(update={"actor": event.actor.model_copy(update={"kind": ActorKind.SELF})})
     judged = await judge(event, services)

@@ -34,7 +34,8 @@ def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
     services = get_services()
     reporter = services.reporter()
     command = parse_command(request.text)
-    if command is not None and command.name == CommandName.RESUME and authorize(command, request.association).allowed:
+    if (command is not None and command.name == CommandName.RESUME and request.command_executed
+            and authorize(command, request.association).allowed):
         services.breakers.reset(platform="github", target=f"{request.repo}#{request.number}")
         logger.info("event %s: breakers on %s#%s closed by %s", request.event_id, request.repo, request.number,
                     request.actor)

@@ -38,6 +38,7 @@ def delivery(number: int, signature: str = "auto") -> dict[str, Any]:
     """A recorded ``issues.opened`` delivery about a fresh issue (body kept as raw text, as GitHub sent it)."""
     body = json.loads(json.dumps(SAMPLE["body"]))
     body["issue"]["number"] = number
+    body["issue"]["id"] = 5_000_000 + number  # distinct issues have distinct ids (the event's identity)
     body["issue"]["title"] = f"Issue {number}: the app crashes"
     body["issue"]["body"] = f"Report {number}: it fails with an error."
     raw = json.dumps(body)

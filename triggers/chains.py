@@ -6,6 +6,7 @@ Function-key protected. Reads only (the explorer's query is cold-path: never on 
 from __future__ import annotations
 
 import asyncio
+import html
 import re
 from collections.abc import Callable
 from typing import Any
@@ -32,7 +33,8 @@ async def get_chain(req: func.HttpRequest) -> func.HttpResponse:
     if not isinstance(chain, dict):
         return chain
     if fmt == "mermaid":
-        return func.HttpResponse(chain_mermaid(chain), status_code=200, mimetype="text/plain")
+        return func.HttpResponse(chain_mermaid(mermaid_safe(chain)), status_code=200, mimetype="text/plain",
+                                 headers={"X-Content-Type-Options": "nosniff"})
     return json_response(200, chain)
 
 
@@ -46,6 +48,27 @@ async def get_event(req: func.HttpRequest) -> func.HttpResponse:
     chain = event.get("chain_id")
     return json_response(200, {"event": event, "chain_id": chain,
                                "chain_url": f"/api/chains/{chain}" if chain else None})
+
+
+def _label_text(value: Any) -> Any:
+    # Mermaid renders labels as HTML and decodes its own "#name;" entities: "#" first, then <, > and &.
+    if not isinstance(value, str):
+        return value
+    return html.escape(value.replace("#", "#35;"), quote=False).replace("`", "#96;")
+
+
+def mermaid_safe(chain: dict[str, Any]) -> dict[str, Any]:
+    """The chain with every text that reaches a Mermaid label escaped (actor logins, types, targets come from
+    outside: a login or event type must never become markup in the explorer)."""
+    def clean(item: Any) -> Any:
+        if not isinstance(item, dict):
+            return item
+        return {key: ({k: _label_text(v) for k, v in value.items()} if isinstance(value, dict)
+                      else _label_text(value) if key not in ("event_id", "parent_id") else value)
+                for key, value in item.items()}
+
+    return {**chain, "events": [clean(e) for e in chain.get("events", [])],
+            "effects": [clean(e) for e in chain.get("effects", [])]}
 
 
 async def _lookup(req: func.HttpRequest, param: str, noun: str,

@@ -41,7 +41,7 @@ async def github_webhook(req: func.HttpRequest, client: df.DurableOrchestrationC
                                            bot_app_id=services.settings.bot_app_id)
         async def command_reply() -> dict[str, Any]:
             reply = await apply_command(event, client, services)
-            return {"reply": reply} if reply else {}
+            return reply.as_input() if reply else {}
 
         admission = await admit(event, client, services, prepare=command_reply)
     except Exception as exc:  # translated to 4xx/503; never a stack trace to the caller

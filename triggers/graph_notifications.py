@@ -25,7 +25,12 @@ import azure.functions as func
 
 from shared import names
 from shared.loop.lineage import instance_id_for
-from shared.platforms.teams.notifications import handle_validation, notification_to_envelope, parse_notifications
+from shared.platforms.teams.notifications import (
+    VALIDATION_HEADERS,
+    handle_validation,
+    notification_to_envelope,
+    parse_notifications,
+)
 from shared.platforms.teams.subscriptions import LifecycleItem, MaintenanceInput
 from shared.services import get_services
 from shared.work.reply import TeamsChange
@@ -68,7 +73,7 @@ async def graph_notifications(req: func.HttpRequest, client: df.DurableOrchestra
     raw = req.get_body()
     if "validationToken" in req.params or not raw.strip():
         status, text, mimetype = handle_validation(req.params.get("validationToken"))
-        return func.HttpResponse(text, status_code=status, mimetype=mimetype)
+        return func.HttpResponse(text, status_code=status, mimetype=mimetype, headers=dict(VALIDATION_HEADERS))
     try:
         services = get_services()
         state = services.settings.graph_client_state

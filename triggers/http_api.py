@@ -32,6 +32,7 @@ from shared import names
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
 from shared.loop.lineage import new_chain_id
 from shared.names import subtask_instance_id
+from shared.platforms.limits import check_json
 from shared.platforms.teams.permissions import graph_permission_status, graph_unhealthy
 from shared.services import get_services
 from shared.work.agents import AgentRegistry
@@ -88,8 +89,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 def parse_model(model: type[BaseModel], raw: bytes, *, empty_ok: bool = False) -> Any:
     """Parse and validate a JSON body; raises :class:`Unprocessable` (422) with field errors."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise IncomingRequestError(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+    check_json(raw, max_bytes=MAX_BODY_BYTES)  # size and nesting before json.loads
     if not raw.strip() and empty_ok:
         raw = b"{}"
     try:
@@ -122,14 +122,17 @@ def status_url(instance_id: str) -> str:
     return f"/api/orchestrations/{instance_id}"
 
 
-def task_instance_id(body: bytes, idempotency_key: str | None) -> str:
-    """Deterministic from ``Idempotency-Key`` when given, else a body hash plus a fresh uuid."""
+def task_instance_id(body: bytes, idempotency_key: str | None, door: str = "http") -> str:
+    """Deterministic from ``Idempotency-Key`` when given, else a body hash plus a fresh uuid.
+
+    The key is namespaced by ``door`` (``http``, ``mcp``): an HTTP caller's key never names an MCP caller's run.
+    """
     if idempotency_key is not None:
         key = idempotency_key.strip()
         if not key or len(key) > MAX_IDEMPOTENCY_KEY:
             raise Unprocessable([{"loc": "header.Idempotency-Key", "msg": f"1 to {MAX_IDEMPOTENCY_KEY} characters",
                                   "type": "string_length"}])
-        return "task-" + hashlib.sha256(f"idempotency:{key}".encode()).hexdigest()[:32]
+        return "task-" + hashlib.sha256(f"idempotency:{door}:{key}".encode()).hexdigest()[:32]
     return f"task-{hashlib.sha256(body).hexdigest()[:12]}-{uuid.uuid4().hex}"
 
 

@@ -40,8 +40,10 @@ async def servicebus_events(msg: func.ServiceBusMessage, client: df.DurableOrche
     except PoisonMessage as exc:
         log_poison(message_id, metadata.get("delivery_count"), exc.reason.value, exc.description)
         raise
-    event = servicebus_event(parsed, message_id, reply_to=msg.reply_to)
-    admission = await admit(event, client, get_services())
+    services = get_services()
+    queues = {services.settings.servicebus_out_queue, services.settings.servicebus_events_queue}
+    event = servicebus_event(parsed, message_id, reply_to=msg.reply_to, reply_queues=queues)
+    admission = await admit(event, client, services)
     logger.info("servicebus message %s event %s chain %s: %s (%s) instance %s", message_id, event.id,
                 admission.decision.chain_id, admission.decision.verdict.value, admission.decision.reason,
                 admission.instance_id)

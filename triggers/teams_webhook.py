@@ -1,8 +1,9 @@
 """``POST /api/teams/webhook``: a Teams outgoing webhook call in, an acknowledgement within 5 s out.
 
 Anonymous at the Functions level: the ``Authorization: HMAC <base64>`` signature over the raw body is the
-authentication, and it fails closed (401 for a missing or wrong signature, 503 naming
-``TEAMS_OUTGOING_WEBHOOK_TOKEN`` when no token is configured, 400 for a malformed activity). The answer is
+authentication, and it fails closed (413 above 256 KB, checked first; 401 for a missing or wrong signature, checked
+before any byte is parsed; 503 naming ``TEAMS_OUTGOING_WEBHOOK_TOKEN`` when no token is configured; 400 for a
+malformed or too deeply nested activity). The answer is
 the synchronous reply Teams shows in the thread (``build_ack_reply``); the real answer is posted later
 through Graph by the reply orchestration. This trigger never calls Graph. The decision travels in
 ``X-Reynolds-*`` response headers (Teams ignores them; tools and operators read them).
@@ -42,7 +43,8 @@ def _activity_id(body: bytes) -> str | None:
 def ack_response(admission: Admission, delivery: str | None) -> func.HttpResponse:
     """The synchronous Teams reply, with the decision in headers (ASCII only, no secret)."""
     verdict = admission.decision.verdict.value
-    body = build_ack_reply(ACK_TEXT.get(verdict, DEFAULT_ACK))
+    quota = admission.decision.rule == "task-quota"  # the requester is told why nothing started
+    body = build_ack_reply(ACK_TEXT.get(verdict) or (admission.decision.reason if quota else DEFAULT_ACK))
     headers = {
         "X-Reynolds-Delivery": delivery or "",
         "X-Reynolds-Event-Id": admission.decision.event_id,
@@ -59,12 +61,13 @@ def ack_response(admission: Admission, delivery: str | None) -> func.HttpRespons
 async def teams_webhook(req: func.HttpRequest, client: df.DurableOrchestrationClient) -> func.HttpResponse:
     """Verify, parse, decide and start; answer within Teams' 5 s."""
     raw = req.get_body()
-    delivery = _activity_id(raw)
+    delivery = None  # read only after the HMAC: nothing unauthenticated is parsed
     try:
         services = get_services()
         token = services.settings.teams_webhook_token
         verify_teams_hmac(token.get_secret_value() if token else None, raw, req.headers.get("Authorization"))
         event = parse_teams_activity(raw, received_at=services.clock())
+        delivery = _activity_id(raw)
         admission = await admit(event, client, services)
     except Exception as exc:  # translated to 4xx/503; never a stack trace to the caller
         return error_response(exc, delivery)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, Literal
 
@@ -27,7 +27,7 @@ from shared.loop.breakers import BreakerService
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
 from shared.loop.lineage import Decision, EffectRecord, LineageService
 from shared.loop.marker import hidden_marker, sign_text
-from shared.platforms.servicebus.contract import to_servicebus_message
+from shared.platforms.servicebus.contract import reply_queue, to_servicebus_message
 from shared.platforms.servicebus.publisher import Publisher
 from shared.platforms.teams.graph import GraphError, GraphThrottled
 from shared.platforms.teams.messages import post_channel_message, post_chat_message
@@ -92,24 +92,33 @@ def reply_input(event: EventEnvelope, decision: Decision, *, out_queue: str) -> 
             raise ValueError(f"teams event {event.id} names neither a channel nor a chat")
         return ReplyInput(platform="teams", target=str(chat), chat_id=str(chat), **common)
     if event.platform is Platform.SERVICEBUS:
-        queue = str(data.get("reply_to") or out_queue)
+        queue = str(data.get("reply_to") or out_queue)  # only a configured queue survives servicebus_event
         return ReplyInput(platform="servicebus", target=queue, queue=queue, **common)
     raise ValueError(f"no reply on platform {event.platform.value}")
 
 
-def servicebus_event(event: EventEnvelope, message_id: str | None, reply_to: str | None = None) -> EventEnvelope:
+def servicebus_event(event: EventEnvelope, message_id: str | None, reply_to: str | None = None, *,
+                     reply_queues: Collection[str] = ()) -> EventEnvelope:
     """Key a received Service Bus event by its broker ``MessageId`` (the guard's event id = the message id).
 
     Producers retry with the same message id (that is what broker duplicate detection works on), so the
     loop guard dedupes on it too; the message id is also the resource id the effect ledger indexes Reynolds'
-    own messages under. ``reply_to`` (the broker's ``ReplyTo``) names the queue an answer goes to.
+    own messages under. ``reply_to`` (the broker's ``ReplyTo``) names the queue an answer goes to, and only when it
+    is one of ``reply_queues`` (the configured queues); a ``reply_to`` inside the CloudEvent data never counts.
     """
     data = dict(event.data)
+    data.pop("reply_to", None)
     data["cloudevent_id"] = event.id
     if reply_to:
-        data["reply_to"] = reply_to
+        data["reply_to"] = reply_queue(reply_to, reply_queues, "") or None
+        if data["reply_to"] is None:
+            del data["reply_to"]
     ident = message_id or event.id
-    return event.model_copy(update={"id": f"servicebus:{ident}"[:200], "resource_id": ident, "data": data})
+    event_id = f"servicebus:{ident}"
+    if len(event_id) > 200:
+        # Cut ids would collide on their common prefix: a long id keeps a prefix and its digest instead.
+        event_id = f"servicebus:{ident[:120]}::{hashlib.sha256(ident.encode()).hexdigest()[:40]}"
+    return event.model_copy(update={"id": event_id, "resource_id": ident, "data": data})
 
 
 def outbound_message_id(event_id: str, step: str) -> str:

@@ -58,6 +58,8 @@ class TriageInput(BaseModel):
     text: str = ""
     #: The answer to a ``/reynolds`` command in the comment (posted instead of a triage).
     reply: str | None = None
+    #: Whether the ``/reynolds`` command was carried out (fresh, first time, authorised): ``resume`` acts only then.
+    command_executed: bool = False
     #: When the event arrived (the orchestration's duration is measured from it).
     received_at: datetime | None = None
 
