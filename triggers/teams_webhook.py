@@ -49,6 +49,7 @@ def ack_response(admission: Admission, delivery: str | None) -> func.HttpRespons
         "X-Reynolds-Verdict": verdict,
         "X-Reynolds-Reason": admission.decision.reason.encode("ascii", "replace").decode()[:500],
         "X-Reynolds-Instance-Id": admission.instance_id or "",
+        "X-Reynolds-Chain-Id": admission.decision.chain_id or "",
     }
     return func.HttpResponse(json.dumps(body), status_code=200, mimetype="application/json", headers=headers)
 
