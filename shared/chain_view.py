@@ -297,11 +297,12 @@ def render_page(chain: dict[str, Any], *, title: str | None = None) -> str:
 
 def render_pages(chains: list[dict[str, Any]], *, title: str) -> str:
     """One page with several chains (``tools.explore`` over a whole run), stopped chains first."""
-    ordered = sorted(chains, key=lambda c: not _stopped(c))
+    ordered = sorted(chains, key=lambda c: not is_stopped(c))
     return _page(ordered, title)
 
 
-def _stopped(chain: dict[str, Any]) -> bool:
+def is_stopped(chain: dict[str, Any]) -> bool:
+    """Whether the guard stopped this chain: a ``loop`` verdict, or an effect a breaker suppressed."""
     return any(e.get("verdict") in STOP_VERDICTS for e in chain.get("events") or []) or any(
         e.get("state") in STOP_STATES for e in chain.get("effects") or [])
 

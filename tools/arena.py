@@ -45,10 +45,10 @@ import json
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from collections.abc import Callable
 from typing import Any, Literal
 
 from azure.servicebus import ServiceBusMessage

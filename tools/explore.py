@@ -21,7 +21,7 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from shared.chain_view import render_pages
+from shared.chain_view import is_stopped, render_pages
 from tools.world import World
 
 DEFAULT_OUT = "chains.html"
@@ -47,21 +47,18 @@ def collect(world: World, wanted: list[str], into: list[dict[str, Any]]) -> None
             into.append(found)
 
 
-async def run_inputs(files: list[str], wanted: list[str], store: str) -> list[dict[str, Any]]:
-    """Replay every input and gather the chains; arena scenarios each in their own world."""
-    from tools.arena import Scenario, run_scenario
-    from tools.simulate import load_items, simulate
+async def run_inputs(scenarios: list[Any], items: list[dict[str, Any]], wanted: list[str],
+                     store: str) -> list[dict[str, Any]]:
+    """Replay arena scenarios (each in its own world) and simulate items (one world); gather their chains."""
+    from tools.arena import run_scenario
+    from tools.simulate import simulate
 
     chains: list[dict[str, Any]] = []
-    scenarios = [f for f in files if is_scenario(f)]
-    deliveries = [f for f in files if f not in scenarios]
-    for path in scenarios:
-        scenario = Scenario.model_validate_json(Path(path).read_text(encoding="utf-8"))
+    for scenario in scenarios:
         print(f"explore: running arena scenario {scenario.name}", file=sys.stderr)
         await run_scenario(scenario, store, inspect=lambda w: collect(w, wanted, chains))
-    if deliveries:
-        items = load_items(deliveries)
-        print(f"explore: simulating {len(items)} items from {', '.join(deliveries)}", file=sys.stderr)
+    if items:
+        print(f"explore: simulating {len(items)} items", file=sys.stderr)
         # simulate prints its JSON lines on stdout; here they are progress, so they go to stderr.
         real_stdout, sys.stdout = sys.stdout, sys.stderr
         try:
@@ -84,11 +81,15 @@ def main(argv: list[str] | None = None) -> int:
         if not Path(path).is_file():
             print(f"explore: {path}: no such file", file=sys.stderr)
             return 2
+    from tools.arena import Scenario
     from tools.harness.cosmos_server import CosmosServerError
-    from tools.simulate import InputError
+    from tools.simulate import InputError, load_items
 
     try:
-        chains = asyncio.run(run_inputs(args.inputs, args.chain, args.store))
+        scenarios = [Scenario.model_validate_json(Path(p).read_text(encoding="utf-8"))
+                     for p in args.inputs if is_scenario(p)]
+        items = load_items([p for p in args.inputs if not is_scenario(p)])
+        chains = asyncio.run(run_inputs(scenarios, items, args.chain, args.store))
     except (InputError, ValidationError, CosmosServerError) as exc:
         print(f"explore: {exc}", file=sys.stderr)
         return 2
@@ -100,7 +101,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_pages(chains, title=title), encoding="utf-8")
-    stopped = sum(1 for c in chains if any(e.get("verdict") == "loop" for e in c["events"]))
+    stopped = sum(1 for c in chains if is_stopped(c))
     print(f"explore: wrote {out} ({len(chains)} chains, {stopped} stopped by the loop guard)", file=sys.stderr)
     print(str(out))
     return 0

@@ -35,8 +35,8 @@ import asyncio
 import json
 import os
 import sys
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from azure.servicebus import ServiceBusMessage
