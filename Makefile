@@ -87,9 +87,9 @@ bench: $(DEV_STAMP) $(NODE_STAMP)
 	$(PY) -m tools.bench
 
 lock: $(DEV_STAMP)
-	$(UV) pip compile requirements.in --generate-hashes --python-version 3.11 --custom-compile-command "make lock" -q -o requirements.txt
-	$(UV) pip compile requirements-dev.in -c requirements.txt --generate-hashes --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-dev.txt
-	$(UV) pip compile requirements-checkov.in --generate-hashes --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-checkov.txt
+	$(UV) pip compile requirements.in --generate-hashes --no-strip-extras --python-version 3.11 --custom-compile-command "make lock" -q -o requirements.txt
+	$(UV) pip compile requirements-dev.in -c requirements.txt --generate-hashes --no-strip-extras --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-dev.txt
+	$(UV) pip compile requirements-checkov.in --generate-hashes --no-strip-extras --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-checkov.txt
 
 check-func:
 	@command -v func >/dev/null || { echo "Functions Core Tools ('func') is not installed: see https://learn.microsoft.com/azure/azure-functions/functions-run-local (npm i -g azure-functions-core-tools@4, or your OS package). Nothing was installed." >&2; exit 1; }
