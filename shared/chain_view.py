@@ -397,3 +397,17 @@ def render_mermaid(graph: ChainGraph) -> str:
     if stopped:
         lines.append(f"    class {','.join(stopped)} stop")
     return "\n".join(lines) + "\n"
+
+
+def chain_markdown(base_url: str | None, chain_id: str) -> str:
+    """``Chain `c-…` `` for a GitHub comment, linked to the explorer page when a base URL is configured."""
+    label = f"`{chain_id}`"
+    url = explorer_url(base_url, chain_id)
+    return f"Chain: [{label}]({url})" if url else f"Chain: {label}"
+
+
+def chain_html(base_url: str | None, chain_id: str) -> str:
+    """The same reference as HTML for a Teams message."""
+    label = f"<code>{html.escape(chain_id)}</code>"
+    url = explorer_url(base_url, chain_id)
+    return f'Chain: <a href="{html.escape(url, quote=True)}">{label}</a>' if url else f"Chain: {label}"

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from shared.chain_view import chain_html
 from shared.loop.breakers import BreakerService
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
 from shared.loop.lineage import Decision, EffectRecord, LineageService
@@ -137,11 +138,12 @@ class TeamsReporter:
     """Posts Reynolds' Teams messages through msgraph-sdk, each once per key, each in the effect ledger."""
 
     def __init__(self, lineage: LineageService, graph: GraphFactory, *, marker_key: str,
-                 breakers: BreakerService | None = None) -> None:
+                 breakers: BreakerService | None = None, explorer_url: str | None = None) -> None:
         self.lineage = lineage
         self.graph = graph
         self.marker_key = marker_key
         self.breakers = breakers
+        self.explorer_url = explorer_url
 
     async def post(self, *, key: str, request: ReplyInput, html_body: str, attempt: int | None = None,
                    run: str | None = None) -> EffectRecord:
@@ -195,7 +197,7 @@ class TeamsReporter:
         if not fresh:
             return
         body = (f"<p><b>{PAUSED_TITLE}</b></p><p>Reynolds stopped answering here: {html.escape(reason)}. "
-                "This looks like a loop between automations.</p>")
+                f"This looks like a loop between automations.</p><p>{chain_html(self.explorer_url, record.chain_id)}</p>")
         message_id = await self._send(client, request, body, note)
         self.lineage.complete_effect(note, message_id, html_to_text(body))
 
