@@ -196,8 +196,9 @@ class TeamsReporter:
         note, fresh = self.lineage.begin_effect(intent)
         if not fresh:
             return
+        chain = chain_html(self.explorer_url, record.chain_id)
         body = (f"<p><b>{PAUSED_TITLE}</b></p><p>Reynolds stopped answering here: {html.escape(reason)}. "
-                f"This looks like a loop between automations.</p><p>{chain_html(self.explorer_url, record.chain_id)}</p>")
+                f"This looks like a loop between automations.</p><p>{chain}</p>")
         message_id = await self._send(client, request, body, note)
         self.lineage.complete_effect(note, message_id, html_to_text(body))
 
