@@ -1,6 +1,7 @@
 # Reynolds — developer entry points. `make simulate` and `make test` work on a fresh clone.
 #
-# Three environments, each installed from a lock with hashes:
+# Two environments, each installed from a lock with hashes (uv, bootstrapped into .venv by pip from
+# requirements-uv.txt, installs them; Azure's remote build installs requirements.txt with pip):
 #   .venv        the app's runtime set (requirements.txt, what Azure deploys) — all `make simulate` needs;
 #                `make test` adds the dev tools (requirements-dev.txt, the same runtime pins plus pytest, ruff,
 #                mypy) into it.
@@ -16,8 +17,8 @@ TOOLS := .venv-tools
 CHECKOV := $(TOOLS)/bin/checkov
 CHECKOV_STAMP := $(TOOLS)/.installed
 NODE_STAMP := node_modules/.installed
-PIP_INSTALL = -m pip install --require-hashes --progress-bar off --disable-pip-version-check
-UV ?= $(VENV)/bin/uv
+UV := $(VENV)/bin/uv
+UV_INSTALL = $(UV) pip install --require-hashes
 INPUT ?= samples/arena/app-bot-ping-pong.json
 OUT ?= chains.html
 
@@ -32,23 +33,25 @@ help:
 	@echo "make dev       start Azurite + local Cosmos DB and 'func start' (needs Functions Core Tools)"
 	@echo "make lock      re-resolve requirements*.in into the hashed locks requirements*.txt"
 
-$(RUN_STAMP): requirements.txt
-	@echo "==> [1/2] creating $(VENV) with $$($(PYTHON) --version 2>&1)" >&2
+$(RUN_STAMP): requirements.txt requirements-uv.txt
+	@echo "==> [1/3] creating $(VENV) with $$($(PYTHON) --version 2>&1)" >&2
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	@echo "==> [2/2] installing the app's locked runtime packages (requirements.txt, hashes checked)" >&2
-	@$(PY) $(PIP_INSTALL) -r requirements.txt >&2
+	@echo "==> [2/3] installing the installer, uv (requirements-uv.txt, hashes checked)" >&2
+	@$(PY) -m pip install --require-hashes --progress-bar off --disable-pip-version-check -r requirements-uv.txt >&2
+	@echo "==> [3/3] installing the app's locked runtime packages (requirements.txt, hashes checked)" >&2
+	@$(UV_INSTALL) --python $(PY) -r requirements.txt >&2
 	@touch $@
-	@echo "==> runtime ready; the dev tools come with 'make test'" >&2
+	@echo "==> runtime ready; the dev tools come with 'make test'. Running the simulation:" >&2
 
 $(DEV_STAMP): $(RUN_STAMP) requirements-dev.txt
 	@echo "==> installing the dev tools (requirements-dev.txt: pytest, ruff, mypy; runtime pins unchanged)" >&2
-	@$(PY) $(PIP_INSTALL) -r requirements-dev.txt >&2
+	@$(UV_INSTALL) --python $(PY) -r requirements-dev.txt >&2
 	@touch $@
 
-$(CHECKOV_STAMP): requirements-checkov.txt
+$(CHECKOV_STAMP): $(RUN_STAMP) requirements-checkov.txt
 	@echo "==> installing checkov into its own venv $(TOOLS) (requirements-checkov.txt)" >&2
 	@test -x $(TOOLS)/bin/python || $(PYTHON) -m venv $(TOOLS)
-	@$(TOOLS)/bin/python $(PIP_INSTALL) -r requirements-checkov.txt >&2
+	@$(UV_INSTALL) --python $(TOOLS)/bin/python -r requirements-checkov.txt >&2
 	@touch $@
 
 $(NODE_STAMP): package.json package-lock.json
@@ -86,7 +89,8 @@ arena: $(RUN_STAMP)
 bench: $(DEV_STAMP) $(NODE_STAMP)
 	$(PY) -m tools.bench
 
-lock: $(DEV_STAMP)
+lock: $(RUN_STAMP)
+	$(UV) pip compile requirements-uv.in --generate-hashes --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-uv.txt
 	$(UV) pip compile requirements.in --generate-hashes --no-strip-extras --python-version 3.11 --custom-compile-command "make lock" -q -o requirements.txt
 	$(UV) pip compile requirements-dev.in -c requirements.txt --generate-hashes --no-strip-extras --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-dev.txt
 	$(UV) pip compile requirements-checkov.in --generate-hashes --no-strip-extras --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-checkov.txt
