@@ -79,7 +79,7 @@ typecheck: $(DEV_STAMP)
 	$(PY) -m mypy
 
 unit: $(DEV_STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) chromium
-	CHECKOV=$(CHECKOV) $(PY) -m pytest -q
+	CHECKOV=$(CURDIR)/$(CHECKOV) $(PY) -m pytest -q
 
 test: lint typecheck unit
 

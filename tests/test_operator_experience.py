@@ -182,7 +182,7 @@ def test_readme_starts_with_the_two_setup_commands_and_names_the_first_result_ti
     assert first_block
     commands = [line.split("#")[0].strip() for line in first_block.group(1).splitlines() if line.strip()]
     assert commands == ["make simulate", "make test"]
-    assert re.search(r"first result in \*\*\d+ s\*\*", readme)
+    assert re.search(r"first result comes in \*\*\d+ s\*\*", readme)
     assert "docs/stopped-loop.png" in readme
     assert (ROOT / "docs" / "stopped-loop.png").exists()
 
@@ -201,3 +201,11 @@ def test_ci_installs_chromium_when_missing() -> None:
     assert "apt-get install" in ci
     assert "chromium" in ci
     assert os.access(ROOT / ".ci" / "run", os.X_OK) or ci.startswith("#!")
+
+
+def test_the_deployed_package_has_the_lock_and_no_tool_lock() -> None:
+    deployed = _deployed_files()
+    assert "requirements.txt" in deployed
+    assert not [p for p in deployed if p.startswith("requirements") and p != "requirements.txt"]
+    assert "function_app.py" in deployed
+    assert not [p for p in deployed if p.startswith(("tests/", "tools/", "docs/"))]
