@@ -209,3 +209,18 @@ def test_the_deployed_package_has_the_lock_and_no_tool_lock() -> None:
     assert not [p for p in deployed if p.startswith("requirements") and p != "requirements.txt"]
     assert "function_app.py" in deployed
     assert not [p for p in deployed if p.startswith(("tests/", "tools/", "docs/"))]
+
+
+def test_arena_explains_blocked_user_type_events_beside_a_passed_loop() -> None:
+    import asyncio
+
+    from tools.arena import Scenario, run_scenario
+
+    scenario = Scenario.model_validate_json((ROOT / "samples" / "arena" / "user-account-bot-echo.json").read_text())
+    result = asyncio.run(run_scenario(scenario, "memory"))
+    assert result["expect"] == "loop"
+    assert result["passed"] is True
+    assert result["blocked_human_events"] >= 1
+    assert "bots on personal accounts" in result["blocked_human_events_note"]
+    assert result["chain_ids"]
+    assert all(c.startswith("c-") for c in result["chain_ids"])
