@@ -98,7 +98,8 @@ class Services:
         from shared.work.reply import ServiceBusReporter
 
         return ServiceBusReporter(self.lineage, self.servicebus_publisher(),
-                                  marker_key=self.settings.require("marker_signing_key"), breakers=self.breakers)
+                                  marker_key=self.settings.require("marker_signing_key"), breakers=self.breakers,
+                                  explorer_url=self.settings.explorer_url)
 
     @property
     def breakers(self) -> BreakerService:

@@ -60,3 +60,19 @@ async def test_the_teams_answer_names_the_chain() -> None:
     assert status == 200
     assert headers["X-Reynolds-Chain-Id"] == event["chain_id"]
     assert headers["X-Reynolds-Chain-Id"].startswith("c-")
+
+
+async def test_the_servicebus_answer_links_its_chain() -> None:
+    from tools.simulate import servicebus_message
+
+    item = json.loads((ROOT / "samples" / "teams-servicebus.jsonl").read_text().splitlines()[2])
+    with build_world(extra_settings={"REYNOLDS_EXPLORER_URL": BASE}) as world:
+        message = servicebus_message(item)
+        settlement = await world.deliver_servicebus(message, delivery_count=1)
+        await world.client.advance(None)
+        event = world.services.lineage.get_event(f"servicebus:{message.message_id}") or {}
+        sent = list(world.publisher.sent)
+    assert settlement.outcome == "completed"
+    assert sent
+    answer = json.loads(b"".join(sent[-1][1].body))
+    assert answer["data"]["chain_url"] == f"{BASE}/chains/{event['chain_id']}?format=html"
