@@ -60,6 +60,11 @@ async def test_the_teams_answer_names_the_chain() -> None:
     assert status == 200
     assert headers["X-Reynolds-Chain-Id"] == event["chain_id"]
     assert headers["X-Reynolds-Chain-Id"].startswith("c-")
+    assert "X-Reynolds-Chain-Url" not in headers  # no base URL configured: no link
+
+    with build_world(extra_settings={"REYNOLDS_EXPLORER_URL": BASE}) as world:
+        _status, _answer, linked = await world.post_teams(item["headers"], item["body"].encode())
+    assert linked["X-Reynolds-Chain-Url"] == f"{BASE}/chains/{linked['X-Reynolds-Chain-Id']}?format=html"
 
 
 async def test_the_servicebus_answer_links_its_chain() -> None:
