@@ -224,3 +224,17 @@ def test_arena_explains_blocked_user_type_events_beside_a_passed_loop() -> None:
     assert "bots on personal accounts" in result["blocked_human_events_note"]
     assert result["chain_ids"]
     assert all(c.startswith("c-") for c in result["chain_ids"])
+
+
+@pytest.mark.skipif(shutil.which("make") is None, reason="make is not installed")
+def test_make_explore_writes_the_page_of_the_default_loop(tmp_path: Path) -> None:
+    stamp = tmp_path / "installed"
+    stamp.touch()
+    page = tmp_path / "chains.html"
+    result = subprocess.run(["make", "--no-print-directory", "explore", f"PY={sys.executable}", f"RUN_STAMP={stamp}",
+                             f"OUT={page}"], cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip() == str(page)
+    text = page.read_text(encoding="utf-8")
+    assert 'data-stop="true"' in text
+    assert "1 chain, 1 stopped by the loop guard" in result.stderr

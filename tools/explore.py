@@ -102,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(render_pages(chains, title=title), encoding="utf-8")
     stopped = sum(1 for c in chains if is_stopped(c))
-    print(f"explore: wrote {out} ({len(chains)} chains, {stopped} stopped by the loop guard)", file=sys.stderr)
+    noun = "chain" if len(chains) == 1 else "chains"
+    print(f"explore: wrote {out} ({len(chains)} {noun}, {stopped} stopped by the loop guard)", file=sys.stderr)
     print(str(out))
     return 0
 
