@@ -359,9 +359,10 @@ def _section(chain: dict[str, Any]) -> str:
                        f"<td>{html.escape(str(effect.get('state') or ''))}</td>"
                        f"<td>{html.escape(str(effect.get('resource_id') or effect.get('reason') or ''))}</td></tr>")
     chain_id = html.escape(str(chain.get("chain_id") or ""))
+    count = head.get("events", len(chain.get("events") or []))
     return f"""<section class="chain" id="chain-{chain_id}" data-chain-id="{chain_id}">
 <h2>Chain <code>{chain_id}</code></h2>
-<p class="summary"><span>{head.get("events", len(chain.get("events") or []))} events</span>
+<p class="summary"><span>{count} event{"" if count == 1 else "s"}</span>
 <span>max depth {head.get("max_depth", 0)}</span><span>{html.escape(verdicts)}</span>{where}</p>
 {render_svg(graph)}
 <details><summary>Events and effects as tables</summary>
