@@ -15,6 +15,7 @@ from shared.platforms.teams.messages import fetch_message
 from shared.platforms.teams.subscription_manager import SubscriptionManager
 from shared.platforms.teams.subscriptions import MaintenanceInput, configured_resources, maintain
 from shared.services import get_services
+from shared.telemetry import correlated
 from shared.work.reply import TeamsChange, reply_effect_key
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.TEAMS_INGEST)
+@correlated
 async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Fetch the message, recognise Reynolds' own, decide; return the decision and the reply input if it runs.
 
@@ -59,6 +61,7 @@ async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity=names.GRAPH_MAINTAIN)
+@correlated
 async def graph_subscriptions_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Act on lifecycle events, renew expiring subscriptions, ensure the configured ones (Graph errors raise)."""
     services = get_services()

@@ -69,7 +69,8 @@ class Services:
             self.github = GitHubClients(self.settings)
         return GitHubReporter(self.lineage, self.github.for_installation,
                               marker_key=self.settings.require("marker_signing_key"),
-                              bot_login=self.settings.bot_login, breakers=self.breakers)
+                              bot_login=self.settings.bot_login, breakers=self.breakers,
+                              explorer_url=self.settings.explorer_url)
 
     def graph_client(self) -> GraphServiceClient:
         """A Graph client (msgraph-sdk, managed identity, SDK retries off: throttling raises ``GraphThrottled``)."""
@@ -92,14 +93,15 @@ class Services:
         from shared.work.reply import TeamsReporter
 
         return TeamsReporter(self.lineage, self.graph_client, marker_key=self.settings.require("marker_signing_key"),
-                             breakers=self.breakers)
+                             breakers=self.breakers, explorer_url=self.settings.explorer_url)
 
     def servicebus_reporter(self) -> ServiceBusReporter:
         """The Service Bus writer (publisher, effect ledger, marker, breakers)."""
         from shared.work.reply import ServiceBusReporter
 
         return ServiceBusReporter(self.lineage, self.servicebus_publisher(),
-                                  marker_key=self.settings.require("marker_signing_key"), breakers=self.breakers)
+                                  marker_key=self.settings.require("marker_signing_key"), breakers=self.breakers,
+                                  explorer_url=self.settings.explorer_url)
 
     @property
     def breakers(self) -> BreakerService:

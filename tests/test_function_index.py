@@ -60,6 +60,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trigger": {"type": "httpTrigger", "route": "health", "methods": ["GET"], "authLevel": "FUNCTION"},
         "others": {"http"},
     },
+    "api_liveness": {
+        "trigger": {"type": "httpTrigger", "route": "health/live", "methods": ["GET"], "authLevel": "ANONYMOUS"},
+        "others": {"http"},
+    },
     "api_status": {
         "trigger": {"type": "httpTrigger", "route": "status", "methods": ["GET"], "authLevel": "FUNCTION"},
         "others": {"http"},

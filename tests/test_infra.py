@@ -25,7 +25,12 @@ KEY_SHAPES = re.compile(r"listKeys\s*\(|listkeys\s*\(|AccountKey|primaryKey|prim
 
 
 def _checkov() -> Path:
-    return Path(sys.executable).with_name("checkov")
+    # checkov runs from its own venv (.venv-tools, `make test` sets CHECKOV) so its pins never touch the app's.
+    configured = os.environ.get("CHECKOV")
+    if configured:
+        return Path(configured)
+    tools = ROOT / ".venv-tools" / "bin" / "checkov"
+    return tools if tools.exists() else Path(sys.executable).with_name("checkov")
 
 
 @cache

@@ -5,7 +5,8 @@
 * ``GET /api/orchestrations/{id}`` — runtime status, custom status, output (404 when unknown).
 * ``POST /api/orchestrations/{id}/approve`` — raise ``approval`` on one waiting subtask or on all of them.
 * ``POST /api/analyze`` — plan + predicted parallel speedup from learned specialist durations.
-* ``GET /api/agents`` — per-specialist statistics; ``GET /api/health`` — deep health (200/503);
+* ``GET /api/agents`` — per-specialist statistics; ``GET /api/health`` — readiness, deep health (200/503);
+  ``GET /api/health/live`` — liveness, anonymous: the process answers (no store read, no setting named);
   ``GET /api/status`` — version, routing profile, counts.
 
 Invalid JSON or schema → 422 with field errors. The start trigger never calls GitHub: the tracking issue is
@@ -19,15 +20,14 @@ import hashlib
 import json
 import logging
 import re
-import tomllib
 import uuid
-from pathlib import Path
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import shared
 from shared import names
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
 from shared.loop.lineage import new_chain_id
@@ -35,6 +35,7 @@ from shared.names import subtask_instance_id
 from shared.platforms.limits import check_json
 from shared.platforms.teams.permissions import graph_permission_status, graph_unhealthy
 from shared.services import get_services
+from shared.telemetry import bind_log_context
 from shared.work.agents import AgentRegistry
 from shared.work.task_report import TaskReporter, subtask_ids_waiting
 from shared.work.task_service import TaskService
@@ -140,6 +141,7 @@ async def start_task(client: df.DurableOrchestrationClient, body: TaskBody, inst
     """Start orchestrate_task as ``instance_id`` unless it already exists; the JSON answer."""
     event_id = f"api-{instance_id}"
     chain_id = new_chain_id(event_id)
+    bind_log_context(replace=True, event_id=event_id, chain_id=chain_id, instance_id=instance_id)
     existing = await client.get_status(instance_id)
     started = not (existing and existing.runtime_status is not None)
     if started:
@@ -287,13 +289,17 @@ async def api_health(req: func.HttpRequest) -> func.HttpResponse:
     })
 
 
+@bp.function_name("api_liveness")
+@bp.route(route="health/live", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def api_liveness(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness for a load balancer or App Service health check: the worker answers. Anonymous, so it reads
+    nothing and says nothing beyond the version (readiness, with the store and settings, is keyed)."""
+    return json_response(200, {"status": "alive", "version": app_version()})
+
+
 def app_version() -> str:
-    """The project version from ``pyproject.toml`` (``unknown`` when it is not deployed with the app)."""
-    try:
-        with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as handle:
-            return str(tomllib.load(handle)["project"]["version"])
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return "unknown"
+    """The app's version (``shared.__version__``: deployed with the code, unlike ``pyproject.toml``)."""
+    return shared.__version__
 
 
 @bp.function_name("api_status")

@@ -17,6 +17,7 @@ import logging
 import azure.durable_functions as df
 import azure.functions as func
 
+from shared.chain_view import explorer_url
 from shared.platforms.teams.webhook import build_ack_reply, parse_teams_activity, verify_teams_hmac
 from shared.services import get_services
 from triggers.ingress import Admission, admit, error_response
@@ -40,8 +41,9 @@ def _activity_id(body: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def ack_response(admission: Admission, delivery: str | None) -> func.HttpResponse:
-    """The synchronous Teams reply, with the decision in headers (ASCII only, no secret)."""
+def ack_response(admission: Admission, delivery: str | None, chain_url: str | None = None) -> func.HttpResponse:
+    """The synchronous Teams reply, with the decision in headers (ASCII only, no secret); ``chain_url`` is the
+    chain's explorer page when ``REYNOLDS_EXPLORER_URL`` is set."""
     verdict = admission.decision.verdict.value
     quota = admission.decision.rule == "task-quota"  # the requester is told why nothing started
     body = build_ack_reply(ACK_TEXT.get(verdict) or (admission.decision.reason if quota else DEFAULT_ACK))
@@ -51,7 +53,10 @@ def ack_response(admission: Admission, delivery: str | None) -> func.HttpRespons
         "X-Reynolds-Verdict": verdict,
         "X-Reynolds-Reason": admission.decision.reason.encode("ascii", "replace").decode()[:500],
         "X-Reynolds-Instance-Id": admission.instance_id or "",
+        "X-Reynolds-Chain-Id": admission.decision.chain_id or "",
     }
+    if chain_url:
+        headers["X-Reynolds-Chain-Url"] = chain_url
     return func.HttpResponse(json.dumps(body), status_code=200, mimetype="application/json", headers=headers)
 
 
@@ -73,4 +78,4 @@ async def teams_webhook(req: func.HttpRequest, client: df.DurableOrchestrationCl
         return error_response(exc, delivery)
     logger.info("teams activity %s: %s (instance %s)", delivery, admission.decision.verdict.value,
                 admission.instance_id)
-    return ack_response(admission, delivery)
+    return ack_response(admission, delivery, explorer_url(services.settings.explorer_url, admission.decision.chain_id))

@@ -147,6 +147,8 @@ var appSettings = {
   REYNOLDS_MARKER_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.markerSigningKey})'
   REYNOLDS_ROUTING_PROFILE: routingProfile
   REYNOLDS_TRACKING_REPO: trackingRepo
+  // Chain links in status comments and paused notes open the explorer page (function key required).
+  REYNOLDS_EXPLORER_URL: 'https://${name}.azurewebsites.net/api'
   LOOP_MAX_AUTOMATED_DEPTH: '4'
   LOOP_CAUSAL_WINDOW_SECONDS: '86400'
   LOOP_SCOPE_WINDOW_SECONDS: '86400'

@@ -23,6 +23,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from shared.chain_view import chain_html, explorer_url
 from shared.loop.breakers import BreakerService
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
 from shared.loop.lineage import Decision, EffectRecord, LineageService
@@ -146,11 +147,12 @@ class TeamsReporter:
     """Posts Reynolds' Teams messages through msgraph-sdk, each once per key, each in the effect ledger."""
 
     def __init__(self, lineage: LineageService, graph: GraphFactory, *, marker_key: str,
-                 breakers: BreakerService | None = None) -> None:
+                 breakers: BreakerService | None = None, explorer_url: str | None = None) -> None:
         self.lineage = lineage
         self.graph = graph
         self.marker_key = marker_key
         self.breakers = breakers
+        self.explorer_url = explorer_url
 
     async def post(self, *, key: str, request: ReplyInput, html_body: str, attempt: int | None = None,
                    run: str | None = None) -> EffectRecord:
@@ -203,8 +205,9 @@ class TeamsReporter:
         note, fresh = self.lineage.begin_effect(intent)
         if not fresh:
             return
+        chain = chain_html(self.explorer_url, record.chain_id)
         body = (f"<p><b>{PAUSED_TITLE}</b></p><p>Reynolds stopped answering here: {html.escape(reason)}. "
-                "This looks like a loop between automations.</p>")
+                f"This looks like a loop between automations.</p><p>{chain}</p>")
         message_id = await self._send(client, request, body, note)
         self.lineage.complete_effect(note, message_id, html_to_text(body))
 
@@ -213,11 +216,12 @@ class ServiceBusReporter:
     """Publishes Reynolds' answers to Service Bus, each once per key, each in the effect ledger."""
 
     def __init__(self, lineage: LineageService, publisher: Publisher, *, marker_key: str,
-                 breakers: BreakerService | None = None) -> None:
+                 breakers: BreakerService | None = None, explorer_url: str | None = None) -> None:
         self.lineage = lineage
         self.publisher = publisher
         self.marker_key = marker_key
         self.breakers = breakers
+        self.explorer_url = explorer_url
 
     async def publish(self, *, key: str, request: ReplyInput, text: str, data: dict[str, Any],
                       attempt: int | None = None, run: str | None = None) -> EffectRecord:
@@ -244,9 +248,11 @@ class ServiceBusReporter:
                 return self.lineage.suppress_effect(record, permit.reason)
         message_id = outbound_message_id(request.event_id, key)
         marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
+        page = explorer_url(self.explorer_url, record.chain_id)
         envelope = EventEnvelope(
             id=message_id, source=REPLY_SOURCE, type=REPLY_EVENT_TYPE, subject=request.event_id,
-            time=self.lineage.clock(), data={**data, "in_reply_to": request.event_id},
+            time=self.lineage.clock(),
+            data={**data, "in_reply_to": request.event_id, **({"chain_url": page} if page else {})},
             platform=Platform.SERVICEBUS, event="reynolds_reply", action="created",
             actor=Actor(login="reynolds", kind=ActorKind.SELF, account_type="application"),
             target=Target(platform=Platform.SERVICEBUS, key=queue), resource_id=message_id,

@@ -118,8 +118,13 @@ def render_status_comment(
     links: Mapping[str, str] | None = None,
     *,
     phase: ReportPhase | str | None = None,
+    chain_id: str | None = None,
+    chain_url: str | None = None,
 ) -> str:
-    """Render the status comment: headline, counts, one checklist line per subtask, instance id and links.
+    """Render the status comment: headline, counts, one checklist line per subtask, instance and chain ids, links.
+
+    ``chain_id`` names the lineage chain (what ``GET /api/chains/{id}`` and ``tools.explore`` draw);
+    ``chain_url``, when it is ``https://``, links it to the explorer page.
 
     ``states`` lists the subtasks in display order; ``outcomes`` add attempts, summaries and errors where known.
     Only ``https://`` links are shown. The body never exceeds :data:`MAX_COMMENT_CHARS`: when the checklist
@@ -147,6 +152,11 @@ def render_status_comment(
     head.append("")
 
     tail: list[str] = ["", f"Instance: `{escape_content(instance_id, 200).replace('`', '')}`"]
+    if chain_id:
+        chain = f"`{escape_content(chain_id, 100).replace('`', '')}`"
+        if chain_url and _SAFE_URL.match(chain_url):
+            chain = f"[{chain}]({chain_url})"
+        tail[-1] += f" · Chain: {chain}"
     safe_links = [
         f"[{escape_content(label, 80).replace('[', '(').replace(']', ')')}]({url})"
         for label, url in (links or {}).items()

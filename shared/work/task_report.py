@@ -17,6 +17,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.ai.safety import redact_secrets, secret_values
+from shared.chain_view import explorer_url
 from shared.errors import IncomingRequestError, NotFound
 from shared.loop.lineage import EffectRecord, new_chain_id
 from shared.loop.marker import sign_text
@@ -111,7 +112,7 @@ class TaskReporter:
         repo, number, labelled = location
         github = github_for(self.services, repo)
         owner, name = repo.split("/", 1)
-        body = self._status_body(payload)
+        body = self._status_body(payload, chain_id)
         target = f"{repo}#{number}"
         result = ReportResult(tracking_issue=target)
         if payload.sequence == 1:
@@ -237,10 +238,11 @@ class TaskReporter:
                 f"**Task:** {escape_content(payload.title, 500)}\n\n"
                 "The status comment below is edited in place as the subtasks finish.")
 
-    def _status_body(self, payload: ReportPayload) -> str:
+    def _status_body(self, payload: ReportPayload, chain_id: str) -> str:
         secrets = secret_values(self.settings)
         body = render_status_comment(redact_secrets(payload.title, secrets), payload.instance_id, payload.states,
-                                     payload.outcomes, phase=payload.phase)
+                                     payload.outcomes, phase=payload.phase, chain_id=chain_id,
+                                     chain_url=explorer_url(self.settings.explorer_url, chain_id))
         if payload.error:
             body += f"\n\n**Error:** {escape_content(redact_secrets(payload.error, secrets), 500)}"
         body += f"\n\n> {get_reynolds_wisdom(payload.phase.value)}"

@@ -255,7 +255,7 @@ def _explorer_case(name: str, status: int, function: str, route: dict[str, str],
 
 
 _explorer_case("chain-id-with-path", 400, "get_chain", {"chain_id": "../../secrets"})
-_explorer_case("chain-format-html", 400, "get_chain", {"chain_id": "c-1"}, {"format": "html"})
+_explorer_case("chain-format-unknown", 400, "get_chain", {"chain_id": "c-1"}, {"format": "svg<script>"})
 _explorer_case("event-id-with-space", 400, "get_event", {"event_id": "a b"})
 _explorer_case("event-id-too-long", 400, "get_event", {"event_id": "e" * 500})
 
