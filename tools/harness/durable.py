@@ -27,6 +27,7 @@ import heapq
 import inspect
 import itertools
 import json
+import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -96,6 +97,8 @@ class OrchestrationRun:
     open_tasks: int = 0
     #: Largest size the history of one execution reached (compact JSON, UTF-8 bytes).
     max_history_bytes: int = 0
+    #: CPU time the SDK's orchestrator handle took over every episode (replays included).
+    cpu_seconds: float = 0.0
     #: When the instance reached a terminal state, in seconds after its start (None: it did not).
     finished_at_seconds: float | None = None
 
@@ -420,6 +423,7 @@ class _Instance:
         self.busy = False
         self.horizon: datetime | None = None
         self.max_history_bytes = 0
+        self.cpu_seconds = 0.0  # CPU spent in the SDK's orchestrator handle (replays), all executions
         self._reset_execution(input_json)
 
     # -- public surface used by ReplayHarness and FakeDurableClient ---------------------------------------
@@ -483,6 +487,7 @@ class _Instance:
             waiting_for=list(self.waiting_for),
             open_tasks=len(self._open_task_ids()),
             max_history_bytes=self.max_history_bytes,
+            cpu_seconds=self.cpu_seconds,
             finished_at_seconds=(
                 None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
             ),
@@ -620,6 +625,7 @@ class _Instance:
         self.last_updated = self.now
         self.harness.context_log.append((self.name, self.instance_id, len(self.history)))
         failure: str | None = None
+        started = time.process_time()
         try:
             state_text = self.handle(WorkerOrchestrationContext(json.dumps(context)))
         except Exception as exc:
@@ -627,6 +633,8 @@ class _Instance:
             if _OUT_OF_PROC_LABEL not in message:
                 raise HarnessError(f"orchestrator handle crashed outside the SDK protocol: {exc!r}") from exc
             failure, state_text = message.split(_OUT_OF_PROC_LABEL, 1)
+        finally:
+            self.cpu_seconds += time.process_time() - started
         for event in self.history:
             event["IsPlayed"] = True
         state = parse_orchestrator_state(state_text)
@@ -644,8 +652,9 @@ class _Instance:
             # SetCustomStatus throws before the action walk: nothing new is scheduled, the orchestration fails.
             self.pending_terminal = ("Failed", status_error)
         else:
-            if state["customStatus"] is not None:
-                self.custom_status = state["customStatus"]
+            # DTFx's TaskOrchestrationDispatcher stores, every episode, the status the orchestrator set in that
+            # episode (``runtimeState.Status = result?.CustomStatus``): one not set this time is cleared.
+            self.custom_status = state["customStatus"]
             walked = self._walk(state["top"], state["actions"])
             if walked is None:
                 return  # the walk failed the instance (invalid timer)
@@ -1031,8 +1040,13 @@ class FakeDurableClient(df.DurableOrchestrationClient):
             # The real client turns the host's 404 into a status object with no runtime status (falsy).
             return DurableOrchestrationStatus.from_json(f"No instance with ID '{instance_id}' found.")
         output = instance.output
+        status = instance.status
         if instance.status == "Failed":
             output = f"Orchestrator function '{instance.name}' failed: {instance.error}"
+        asked_at = self.harness.current_time(instance.started_at) if self.harness.acting else None
+        if asked_at is not None and instance.finished_at is not None and instance.finished_at > asked_at:
+            # Instances run ahead on their own clocks; an activity asking at ``asked_at`` sees it still running.
+            status, output = "Running", None
         payload: dict[str, Any] = {
             "name": instance.name,
             "instanceId": instance.instance_id,
@@ -1040,7 +1054,7 @@ class FakeDurableClient(df.DurableOrchestrationClient):
             "lastUpdatedTime": _ts(instance.last_updated),
             "input": json.loads(instance.input_json) if show_input else None,
             "output": output,
-            "runtimeStatus": instance.status,
+            "runtimeStatus": status,
             "customStatus": instance.custom_status,
         }
         if show_history:
