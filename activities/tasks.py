@@ -3,7 +3,7 @@
 Contracts (``orchestrators/engine.py``): ``plan_task_activity`` TaskRequest → Plan; ``run_subtask_activity``
 one attempt → ``{"ok": true, "summary"}`` or a classified failure; ``report_status_activity`` writes the status
 comment (created once per instance, then edited in place) and the ``reynolds:*`` labels; the lifecycle
-activities (start, notify, cancel, collect, load task) reach subtask orchestrations through a durable client.
+activities (start and collect, notify, cancel, load task) reach subtask orchestrations through a durable client.
 Anything unexpected raises: the engine retries subtasks and treats a failed report as best effort.
 """
 
@@ -66,18 +66,28 @@ def _status_name(status: Any) -> str | None:
 @bp.activity_trigger(input_name="payload", activity=names.START_SUBTASKS)
 @bp.durable_client_input(client_name="client")
 async def start_subtasks_activity(payload: dict[str, Any], client: df.DurableOrchestrationClient) -> dict[str, Any]:
-    """Start each subtask orchestration of a wave under its derived id; an id already known is left alone."""
+    """Start each subtask orchestration of a wave under its derived id (an id already known is left alone), and
+    return the outcomes of the ``collect`` subtasks that already ended (a continued parent asks for them)."""
     started, known = [], []
-    for child in payload["children"]:
+    for child in payload.get("children") or []:
         instance_id = str(child["instance_id"])
         if _status_name(await client.get_status(instance_id)) is not None:
             known.append(instance_id)  # a re-run of this activity: the first run started it
             continue
         await client.start_new(names.SUBTASK_ORCHESTRATOR, instance_id, child["input"])
         started.append(instance_id)
-    logger.info("instance %s: started %d subtasks (%d already known)", payload.get("parent_instance_id"),
-                len(started), len(known))
-    return {"started": started, "known": known}
+    outcomes: dict[str, Any] = {}
+    for sid, instance_id in (payload.get("collect") or {}).items():
+        status = await client.get_status(str(instance_id))
+        name = _status_name(status)
+        if name == "Completed":
+            outcomes[sid] = status.output
+        elif name in ("Failed", "Terminated"):
+            outcomes[sid] = {"id": sid, "specialist": "code_intelligence", "status": "failed", "attempts": 0,
+                             "error": f"subtask orchestration {name.lower()}"}
+    logger.info("instance %s: started %d subtasks (%d already known), %d outcomes collected",
+                payload.get("parent_instance_id"), len(started), len(known), len(outcomes))
+    return {"started": started, "known": known, "outcomes": outcomes}
 
 
 @bp.activity_trigger(input_name="payload", activity=names.NOTIFY_PARENT)
@@ -103,22 +113,6 @@ async def cancel_subtasks_activity(payload: dict[str, Any], client: df.DurableOr
             told.append(instance_id)
     logger.info("cancel sent to %d subtasks: %s", len(told), ", ".join(told))
     return {"told": told}
-
-
-@bp.activity_trigger(input_name="payload", activity=names.COLLECT_SUBTASKS)
-@bp.durable_client_input(client_name="client")
-async def collect_subtasks_activity(payload: dict[str, Any], client: df.DurableOrchestrationClient) -> dict[str, Any]:
-    """Outcomes of the given subtask orchestrations that already ended (keyed like the input)."""
-    outcomes: dict[str, Any] = {}
-    for sid, instance_id in payload["instance_ids"].items():
-        status = await client.get_status(str(instance_id))
-        name = _status_name(status)
-        if name == "Completed":
-            outcomes[sid] = status.output
-        elif name in ("Failed", "Terminated"):
-            outcomes[sid] = {"id": sid, "specialist": "code_intelligence", "status": "failed", "attempts": 0,
-                             "error": f"subtask orchestration {name.lower()}"}
-    return outcomes
 
 
 @bp.activity_trigger(input_name="payload", activity=names.LOAD_TASK)

@@ -24,8 +24,10 @@ modelled and pinned in ``tools.harness.host_rules``):
    subtasks (``CANCEL_SUBTASKS``) and the parent ends at once. Event waits are not open tasks.
 3. With no open tasks between waves, the parent can ``continue_as_new`` every :data:`EVENTS_PER_EXECUTION`
    outcomes, carrying its state (:class:`EngineCarry`): history per execution, and the replay cost of every
-   episode, stay bounded at any plan size. Outcomes that land in the episode that continues are collected
-   from the subtasks' own status (``COLLECT_SUBTASKS``) by the next execution.
+   episode, stay bounded at any plan size. Outcomes that land in the episode that continues are dropped with
+   it; the next execution's first ``START_SUBTASKS`` collects them from the subtasks' own status. A wave's
+   ``START_SUBTASKS`` shares the wait entry with the new subtasks' event waits: the host sees the activity
+   complete soon and walks on, so those entries need no marker.
 4. Events have one name per subtask: the Python SDK 1.7 keeps a single buffered event per name
    (``TaskOrchestrationExecutor.set_task_value`` → ``deferred_tasks[name]``), so same-named outcomes
    arriving while the parent waits for an activity would overwrite each other.
@@ -48,6 +50,7 @@ Deterministic only: no I/O, no wall clock, no random, no env reads; logging only
 
 from __future__ import annotations
 
+import contextlib
 import heapq
 import json
 import logging
@@ -63,7 +66,6 @@ from shared.names import (
     APPROVAL_EVENT,
     CANCEL_EVENT,
     CANCEL_SUBTASKS,
-    COLLECT_SUBTASKS,
     LOAD_TASK,
     NOTIFY_PARENT,
     ORCHESTRATE_TASK,
@@ -99,7 +101,7 @@ REPORT_TEXT_CHARS = 200
 #: How much of a dependency's summary a dependant subtask receives.
 DEPENDENCY_SUMMARY_CHARS = 500
 #: Subtask outcomes handled per parent execution before it continues as new (bounds history and replay).
-EVENTS_PER_EXECUTION = 16
+EVENTS_PER_EXECUTION = 4
 #: How far ahead the cancelled marker timers point: beyond any wait of a live run, within one durable timer.
 MARKER_SECONDS = 5 * 24 * 3600
 #: Attempts to deliver a subtask's outcome to its parent (the parent also collects it when it continues).
@@ -133,7 +135,10 @@ class EngineCarry(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     request: TaskRequest
-    plan: Plan
+    #: The validated plan's subtasks (defaults left out), in plan order; re-validated only in the first execution.
+    subtasks: list[dict[str, Any]]
+    planner: str = "offline"
+    rationale: str = ""
     policy: RetryPolicy = Field(default_factory=RetryPolicy)
     states: dict[str, SubtaskState]
     outcomes: dict[str, dict[str, Any]] = Field(default_factory=dict)
@@ -222,11 +227,12 @@ def _after(context: OrchestrationContext, seconds: float) -> Any:
 
 
 def _outcome(
-    subtask: Subtask, status: SubtaskState, attempts: int, summary: str = "", error: str | None = None
+    subtask: Subtask | dict[str, Any], status: SubtaskState, attempts: int, summary: str = "", error: str | None = None
 ) -> dict[str, Any]:
+    node = subtask if isinstance(subtask, dict) else {"id": subtask.id, "specialist": subtask.specialist.value}
     return {
-        "id": subtask.id,
-        "specialist": subtask.specialist.value,
+        "id": node["id"],
+        "specialist": node["specialist"],
         "status": status.value,
         "attempts": attempts,
         "summary": truncate(summary, MAX_SUMMARY_CHARS),
@@ -427,16 +433,20 @@ class _Window:
 
     def __init__(self, carry: EngineCarry) -> None:
         self.carry = carry
-        self.by_id = {subtask.id: subtask for subtask in carry.plan.subtasks}
-        self.order = {subtask.id: index for index, subtask in enumerate(carry.plan.subtasks)}
-        self.dependants: dict[str, list[str]] = {sid: [] for sid in self.by_id}
-        self.remaining: dict[str, int] = {}
+        self.ids = [node["id"] for node in carry.subtasks]
+        # Subtasks get the policy only when it is not the default (keeps their inputs small).
+        self.policy_json = carry.policy.model_dump(mode="json", exclude_defaults=True)
+        self.by_id = dict(zip(self.ids, carry.subtasks, strict=True))
+        self.order = {sid: index for index, sid in enumerate(self.ids)}
+        self.dependants: dict[str, list[str]] = {sid: [] for sid in self.ids}
+        self.remaining: dict[str, int] = dict.fromkeys(self.ids, 0)
         states = carry.states
-        for subtask in carry.plan.subtasks:
-            for dep in subtask.dependencies:
-                self.dependants[dep].append(subtask.id)
-            unmet = [dep for dep in subtask.dependencies if states[dep] is not SubtaskState.SUCCEEDED]
-            self.remaining[subtask.id] = len(unmet)
+        succeeded = SubtaskState.SUCCEEDED
+        for node in carry.subtasks:
+            for dep in node.get("dependencies") or ():
+                self.dependants[dep].append(node["id"])
+                if states[dep] is not succeeded:
+                    self.remaining[node["id"]] += 1
         pending = SubtaskState.PENDING
         self.ready = [self.order[sid] for sid, state in states.items() if state is pending and not self.remaining[sid]]
         heapq.heapify(self.ready)
@@ -444,7 +454,7 @@ class _Window:
     def take_ready(self, limit: int) -> list[str]:
         taken: list[str] = []
         while self.ready and len(taken) < limit:
-            sid = self.carry.plan.subtasks[heapq.heappop(self.ready)].id
+            sid = self.ids[heapq.heappop(self.ready)]
             if self.carry.states[sid] is SubtaskState.PENDING:
                 taken.append(sid)
         return taken
@@ -522,7 +532,7 @@ def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | No
     that continues as new.
     """
     raw = context.get_input()
-    if isinstance(raw, dict) and "request" in raw and "plan" in raw:
+    if isinstance(raw, dict) and "request" in raw and "subtasks" in raw:
         carry = _validated(EngineCarry, raw)
         reporter = _Reporter(context, carry.request, carry.reports, carry.report_failures)
     else:
@@ -541,7 +551,9 @@ def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | No
             raise EngineFailed(error) from None
         carry = EngineCarry(
             request=request,
-            plan=plan,
+            subtasks=[subtask.model_dump(mode="json", exclude_defaults=True) for subtask in plan.subtasks],
+            planner=plan.planner,
+            rationale=plan.rationale,
             policy=policy or RetryPolicy(),
             states=dict.fromkeys((s.id for s in plan.subtasks), SubtaskState.PENDING),
         )
@@ -556,60 +568,62 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
     width = 1 if request.strategy.approach == "sequential" else request.strategy.max_concurrency
     cancel = context.wait_for_external_event(CANCEL_EVENT)
     waiters = {sid: context.wait_for_external_event(subtask_done_event(sid)) for sid in carry.running}
+    # Outcomes raised during the previous execution's last episode were dropped with it: the first START of a
+    # continued execution also collects the outcomes of subtasks that already ended.
+    collect = {sid: subtask_instance_id(instance_id, sid) for sid in carry.running} if carry.generation else {}
+    starts: list[tuple[Any, list[str]]] = []  # START_SUBTASKS calls not completed yet, with their subtasks
+    unyielded = True  # the cancel wait (and the carried waits) have not been in a yielded task yet
     cancelled = False
     handled = 0
 
-    if carry.generation and carry.running:
-        # Outcomes raised during the previous execution's last episode were dropped with it: ask the subtasks.
-        _publish(context, window, "running")
-        collected = yield context.call_activity(
-            COLLECT_SUBTASKS, {"instance_ids": {sid: subtask_instance_id(instance_id, sid) for sid in carry.running}}
-        )
-        for sid, outcome in (collected or {}).items():
-            if sid in waiters:
-                window.finish(sid, _read_outcome(window.by_id[sid], outcome))
-                del waiters[sid]
-
     while True:
-        starting = window.take_ready(width - len(carry.running))
-        if starting:
-            _publish(context, window, "running")
-            children = [_child(carry, window, instance_id, sid) for sid in starting]
-            try:
-                yield context.call_activity(START_SUBTASKS, {"parent_instance_id": instance_id, "children": children})
-            except Exception as exc:
-                error = f"could not start: {failure_text(exc)}"
-                for sid in starting:
-                    window.finish(sid, _outcome(window.by_id[sid], SubtaskState.FAILED, 0, error=error))
-                continue
-            gated = False
-            for sid in starting:
-                writes = window.by_id[sid].writes
-                carry.states[sid] = SubtaskState.WAITING if writes else SubtaskState.RUNNING
-                carry.running.append(sid)
-                waiters[sid] = context.wait_for_external_event(subtask_done_event(sid))
-                gated = gated or writes
-            carry.max_running = max(carry.max_running, len(carry.running))
-            if gated and not carry.approval_reported:
-                carry.approval_reported = True
-                _publish(context, window, "running")
-                yield from reporter.report(ReportPhase.NEEDS_APPROVAL, carry.states, carry.outcomes)
-
-        if not carry.running:
-            break
-        if handled >= EVENTS_PER_EXECUTION:
+        if handled >= EVENTS_PER_EXECUTION and not starts and carry.running:
+            # Continue before starting the refill: the next execution's first START carries it with the collection.
             carry.generation += 1
             carry.reports, carry.report_failures = reporter.sequence, reporter.failures
             _publish(context, window, "running")
             context.continue_as_new(carry.model_dump(mode="json"))
             return None
+        starting = window.take_ready(width - len(carry.running))
+        new_start = False
+        if starting or collect:
+            children = [_child(carry, window, instance_id, sid) for sid in starting]
+            for sid in starting:
+                carry.states[sid] = SubtaskState.WAITING if window.by_id[sid].get("writes") else SubtaskState.RUNNING
+                carry.running.append(sid)
+                waiters[sid] = context.wait_for_external_event(subtask_done_event(sid))
+            carry.max_running = max(carry.max_running, len(carry.running))
+            start = context.call_activity(
+                START_SUBTASKS, {"parent_instance_id": instance_id, "children": children, "collect": collect}
+            )
+            collect = {}
+            starts.append((start, starting))
+            new_start, unyielded = True, unyielded or bool(starting)
+            if not carry.approval_reported and any(window.by_id[sid].get("writes") for sid in starting):
+                # Wait for the wave to be started, then say that approvals are needed.
+                carry.approval_reported = True
+                yield from _settle_starts(context, window, starts, waiters, block=True)
+                _publish(context, window, "running")
+                yield from reporter.report(ReportPhase.NEEDS_APPROVAL, carry.states, carry.outcomes)
+                new_start = False
+
+        if not carry.running and not starts:
+            break
 
         _publish(context, window, "running")
-        winner = yield from _first_of(context, [*waiters.values(), cancel])
+        tasks = [*(task for task, _ in starts), *waiters.values(), cancel]
+        if unyielded and not new_start:
+            # New waits without a new START in the entry: the host would await them alone (module docstring 1).
+            winner = yield from _first_of(context, tasks)
+        else:
+            # The entry's new tasks include a START, which the host sees complete soon: it walks on then.
+            winner = yield context.task_any(tasks)
+        unyielded = False
         if winner is cancel:
             cancelled = True
             yield from _cancel_running(context, window, cancel, instance_id)
             break
+        yield from _settle_starts(context, window, starts, waiters, block=False)
         for sid, waiter in list(waiters.items()):
             if getattr(waiter, "is_completed", False):
                 del waiters[sid]
@@ -622,25 +636,56 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
     return (yield from _finish(context, window, reporter, cancelled))
 
 
+def _settle_starts(
+    context: OrchestrationContext,
+    window: _Window,
+    starts: list[tuple[Any, list[str]]],
+    waiters: dict[str, Any],
+    *,
+    block: bool,
+) -> EngineGenerator:
+    """Take in finished START_SUBTASKS calls (``block``: wait for them first): collected outcomes are applied,
+    a failed call fails its subtasks."""
+    for start, starting in list(starts):
+        if block and not getattr(start, "is_completed", False):
+            with contextlib.suppress(Exception):  # a failure is read from the task itself below
+                yield start
+        if not getattr(start, "is_completed", False):
+            continue
+        starts.remove((start, starting))
+        failure = _task_error(start)
+        if failure is not None:
+            error = f"could not start: {failure_text(failure)}"
+            for sid in starting:
+                if sid in waiters and window.carry.states[sid] not in _TERMINAL:
+                    del waiters[sid]
+                    window.finish(sid, _outcome(window.by_id[sid], SubtaskState.FAILED, 0, error=error))
+            continue
+        for sid, outcome in ((start.result or {}).get("outcomes") or {}).items():
+            if sid in waiters and window.carry.states[sid] not in _TERMINAL:
+                del waiters[sid]
+                window.finish(sid, _read_outcome(window.by_id[sid], outcome))
+
+
 def _child(carry: EngineCarry, window: _Window, instance_id: str, sid: str) -> dict[str, Any]:
     """What START_SUBTASKS needs to start one subtask: its instance id and small input."""
     subtask = window.by_id[sid]
     request = carry.request
     child_input: dict[str, Any] = {
         "parent_instance_id": instance_id,
-        "subtask": subtask.model_dump(mode="json", exclude_defaults=True),
+        "subtask": subtask,
         "event_id": request.event_id,
         "chain_id": request.chain_id,
         "depth": request.depth,
         "tracking_issue": request.tracking_issue,
     }
-    if subtask.dependencies:
+    if subtask.get("dependencies"):
         child_input["dependency_summaries"] = {
             dep: truncate(carry.outcomes[dep].get("summary") or "", DEPENDENCY_SUMMARY_CHARS)
-            for dep in subtask.dependencies
+            for dep in subtask["dependencies"]
         }
-    if carry.policy != RetryPolicy():
-        child_input["policy"] = carry.policy.model_dump(mode="json")
+    if window.policy_json:
+        child_input["policy"] = window.policy_json
     return {"instance_id": subtask_instance_id(instance_id, sid), "input": child_input}
 
 
@@ -672,7 +717,7 @@ def _cancel_running(context: OrchestrationContext, window: _Window, cancel: Any,
 
 def _finish(context: OrchestrationContext, window: _Window, reporter: _Reporter, cancelled: bool) -> EngineGenerator:
     carry = window.carry
-    ordered = [carry.outcomes[subtask.id] for subtask in carry.plan.subtasks]
+    ordered = [carry.outcomes[sid] for sid in window.ids]
     counts = window.counts()
     succeeded, failed, skipped = (
         counts[SubtaskState.SUCCEEDED],
@@ -695,7 +740,9 @@ def _finish(context: OrchestrationContext, window: _Window, reporter: _Reporter,
         first = next((o["error"] for o in ordered if o.get("error")), "no subtask succeeded")
         raise EngineFailed(truncate(f"no subtask succeeded ({failed} failed, {skipped} skipped): {first}"))
     return {
-        "plan": carry.plan.model_dump(mode="json"),
+        "plan": Plan.model_validate(
+            {"subtasks": carry.subtasks, "planner": carry.planner, "rationale": carry.rationale}
+        ).model_dump(mode="json"),
         "outcomes": ordered,
         "succeeded": succeeded,
         "failed": failed,
@@ -707,7 +754,7 @@ def _finish(context: OrchestrationContext, window: _Window, reporter: _Reporter,
     }
 
 
-def _read_outcome(subtask: Subtask, value: Any) -> dict[str, Any]:
+def _read_outcome(subtask: dict[str, Any], value: Any) -> dict[str, Any]:
     """A subtask's reported outcome; a crashed or malformed one becomes a failed outcome."""
     if isinstance(value, BaseException):
         return _outcome(subtask, SubtaskState.FAILED, 0, error=f"subtask failed: {failure_text(value)}")
@@ -715,7 +762,7 @@ def _read_outcome(subtask: Subtask, value: Any) -> dict[str, Any]:
         outcome = SubtaskOutcome.model_validate(value)
     except ValidationError:
         return _outcome(subtask, SubtaskState.FAILED, 0, error="malformed subtask outcome")
-    if outcome.id != subtask.id or outcome.status not in _TERMINAL:
+    if outcome.id != subtask["id"] or outcome.status not in _TERMINAL:
         return _outcome(subtask, SubtaskState.FAILED, outcome.attempts, error="inconsistent subtask outcome")
     return _outcome(subtask, outcome.status, outcome.attempts, outcome.summary, outcome.error)
 

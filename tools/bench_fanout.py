@@ -126,13 +126,20 @@ def _scale_request(w: int) -> dict[str, Any]:
 
 
 def _flat(context: Any) -> Any:
-    """The baseline: one task_all over every subtask's work, no window, no bookkeeping."""
+    """The baseline: one task_all over every subtask's orchestration (same small inputs), no window."""
     request = context.get_input()
-    n = request["n"]
+    plan = _scale_plan(request["n"])
+    lineage = {key: request[key] for key in ("event_id", "chain_id", "tracking_issue")}
     results = yield context.task_all([
-        context.call_activity("flat_work", {"index": i, "subtask": f"s{i:03d}", "instance": context.instance_id})
-        for i in range(n)])
+        context.call_sub_orchestrator("bench_flat_child", {"parent_instance_id": context.instance_id,
+                                                           "subtask": node, "index": i, **lineage},
+                                      f"{context.instance_id}:{node['id']}")
+        for i, node in enumerate(plan["subtasks"])])
     return len(results)
+
+
+def _flat_child(context: Any) -> Any:
+    return (yield context.call_activity("flat_work", context.get_input()))
 
 
 def _max_overlap(intervals: list[tuple[float, float]]) -> int:
@@ -162,8 +169,9 @@ def scale_case(n: int, w: int, kind: str) -> dict[str, Any]:
 
     activities = {names.PLAN_TASK: lambda _payload: plan, names.RUN_SUBTASK: run_subtask,
                   names.REPORT_STATUS: lambda payload: {"comment_id": 1, "created": payload["sequence"] == 1},
-                  "flat_work": lambda payload: {"ok": True, "summary": f"subtask {payload['subtask']} done"}}
-    harness = ReplayHarness.from_app(functions(), orchestrators={"bench_flat": _flat}, activities=activities,
+                  "flat_work": lambda payload: {"ok": True, "summary": f"subtask {payload['subtask']['id']} done"}}
+    harness = ReplayHarness.from_app(functions(), orchestrators={"bench_flat": _flat, "bench_flat_child": _flat_child},
+                                     activities=activities,
                                      latency=latency)
     instance_id = f"bench-{n}-{w}-{kind}"
     with warnings.catch_warnings():
@@ -176,7 +184,8 @@ def scale_case(n: int, w: int, kind: str) -> dict[str, Any]:
                   ((c.finished_at or c.now) - harness.start).total_seconds()) for c in children]
     wall = run.finished_at_seconds if run.finished_at_seconds is not None else run.elapsed_seconds
     ideal = ideal_window(latencies, w)
-    history = max(i.max_history_bytes for i in harness.instances.values() if i.instance_id != flat.instance_id)
+    engine_instances = [i for i in harness.instances.values() if not i.instance_id.startswith(flat.instance_id)]
+    history = max(i.max_history_bytes for i in engine_instances)
     return {
         "kind": "scale", "n": n, "w": w, "latencies": kind, "runtime_status": run.runtime_status,
         "wall_s": round(wall, 3), "ideal_s": round(ideal, 3), "ratio": round(wall / ideal, 3),
