@@ -249,6 +249,8 @@ class ReplayHarness:
         # The simulated time of the activity being run, so a client call from it lands at that moment.
         self.acting: list[datetime] = []
         self.client: FakeDurableClient | None = None
+        # In ``run_in_time_order`` one loop drives every instance; nested calls only queue events.
+        self.global_mode = False
         # Activities that take a durable client binding (``@bp.durable_client_input``): name -> parameter.
         self.client_params: dict[str, str] = {}
 
@@ -321,9 +323,33 @@ class ReplayHarness:
         execution = self.start_instance(name, input, instance_id, self.start)
         for event in events:
             execution.raise_event(event.name, event.data, at=self.start + timedelta(seconds=event.at_seconds))
-        execution.run_until_idle(max_episodes)
-        self.settle_all(max_episodes)
+        self.run_in_time_order(max_episodes)
         return execution.snapshot()
+
+    def run_in_time_order(self, max_episodes: int = 10_000) -> None:
+        """Run every instance, one batch at a time, always the instance whose next event is earliest: one clock
+        for all of them. Instances started or signalled meanwhile (children, client calls from activities) only
+        queue their events; nothing runs ahead of the others."""
+        self.global_mode = True
+        try:
+            while True:
+                best: tuple[tuple[datetime, int], _Instance] | None = None
+                for instance in self.instances.values():
+                    if instance.is_finished:
+                        continue
+                    if instance.status == "Pending":
+                        key = (instance.now, 0)
+                    elif instance.queue:
+                        key = (instance.queue[0].at, 1)
+                    else:
+                        continue
+                    if best is None or key < best[0]:
+                        best = (key, instance)
+                if best is None:
+                    return
+                best[1].step(max_episodes)
+        finally:
+            self.global_mode = False
 
     def settle_all(self, max_episodes: int = 10_000, horizon: datetime | None = None) -> None:
         """Run every unfinished instance until none has anything left to do before ``horizon``."""
@@ -450,6 +476,10 @@ class _Instance:
         activity reaching back into a busy instance) only leave their events queued for the running loop."""
         if self.busy:
             return
+        if self.harness.global_mode:
+            if self.status == "Pending":
+                self.step(max_episodes)
+            return
         self.busy = True
         saved_horizon, self.horizon = self.horizon, timer_horizon
         try:
@@ -468,6 +498,22 @@ class _Instance:
         finally:
             self.busy = False
             self.horizon = saved_horizon
+
+    def step(self, max_episodes: int = 10_000) -> None:
+        """Run the first episode, or the next batch of due events (the time-ordered driver's unit of work)."""
+        if self.busy or self.is_finished:
+            return
+        self.busy = True
+        try:
+            if self.status == "Pending":
+                self.status = "Running"
+                self._episode([self._execution_started()], [])
+            elif self.queue:
+                if self.episodes >= max_episodes:
+                    raise HarnessError(f"{self.name}/{self.instance_id}: more than {max_episodes} episodes")
+                self._next_batch()
+        finally:
+            self.busy = False
 
     def snapshot(self) -> OrchestrationRun:
         return OrchestrationRun(
