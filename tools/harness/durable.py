@@ -1123,7 +1123,10 @@ class FakeDurableClient(df.DurableOrchestrationClient):
         if instance.is_finished:
             raise Exception(f"Instance with ID {instance_id} is gone: either completed or failed")
         self.events_raised.append((instance_id, event_name, event_data))
-        at = self.harness.current_time(instance.now)
+        # The event lands at the caller's moment: the running activity's, else the world's clock, never before
+        # the instance's own clock.
+        world_now = self.harness.clock() if self.harness.clock is not None else instance.now
+        at = self.harness.current_time(max(instance.now, world_now))
         instance.raise_event(event_name, json.loads(json.dumps(event_data)), at=at)
         instance.run_until_idle(self.max_episodes, timer_horizon=at)
 
