@@ -572,3 +572,42 @@ def test_invalid_input_fails_with_a_short_message() -> None:
     with pytest.raises(EngineFailed, match="invalid TaskRequest input") as raised:
         drive(run_orchestrate_task(ctx), lambda _t: None, ctx)
     assert len(str(raised.value)) <= 500
+
+
+# ------------------------------------------------------------------------------- custom status and replay cost
+
+
+def test_custom_status_stays_within_the_extensions_16_kb() -> None:
+    from orchestrators.engine import MAX_CUSTOM_STATUS_BYTES, utf16_json_bytes
+
+    ids = [f"{i:03d}-" + "x" * 60 for i in range(256)]  # the longest ids a plan may hold, the most subtasks
+    world = World(make_plan(ids))
+    output, ctx, _ = run_parent(world, max_concurrency=64)
+    assert output["succeeded"] == 256
+    assert all(utf16_json_bytes(status) <= MAX_CUSTOM_STATUS_BYTES for status in ctx.custom_statuses)
+    assert ctx.custom_status["truncated"] is True
+    assert ctx.custom_status["subtasks"] == {}
+    assert ctx.custom_status["succeeded"] == 256
+    small = World(make_plan(["a", "b"]))
+    _, small_ctx, _ = run_parent(small)
+    assert small_ctx.custom_status["subtasks"] == {"a": "succeeded", "b": "succeeded"}
+
+
+def test_custom_status_is_built_on_the_live_pass_only() -> None:
+    world = World(make_plan([f"s{i}" for i in range(6)]))
+    ctx = FakeOrchestrationContext(make_request(max_concurrency=2), instance_id="inst", now=START)
+    ctx.replaying = True  # a replay: every step is an old one
+    drive(run_orchestrate_task(ctx), world.resolve, ctx)
+    assert ctx.continued_as  # four outcomes, then the parent continued as new
+    assert ctx.custom_statuses == []  # nothing built while replaying (the live pass sets it every episode)
+
+
+def test_subtask_inputs_carry_ids_not_the_description() -> None:
+    world = World(make_plan(["a", "b"], {"b": ["a"]}), run=lambda inp: {"ok": True, "summary": "did it"})
+    request = make_request()
+    request["task"]["description"] = "D" * 8000
+    run_parent(world, request=request)
+    inputs = [c.get_input() for c in world.children.values()]
+    assert all("task" not in i and "D" * 100 not in str(i) for i in inputs)
+    assert inputs[1]["dependency_summaries"] == {"a": "did it"}
+    assert inputs[1]["parent_instance_id"] == "inst"
