@@ -37,7 +37,7 @@ GITHUB_EVENT_TYPE_PREFIX = "com.github."
 
 
 def subtask_instance_id(parent_instance_id: str, subtask_id: str) -> str:
-    """Instance id of a subtask's sub-orchestration: derived, so commands can raise ``approval`` to it."""
+    """Instance id of a subtask's orchestration: derived, so commands can raise ``approval`` to it."""
     return f"{parent_instance_id}:{subtask_id}"
 
 

@@ -10,6 +10,18 @@ their ``FireAt``, external events arrive at their scheduled time, sub-orchestrat
 Every payload crosses JSON like on the wire; activity inputs and outputs go through the worker's own
 ``ActivityTriggerConverter``.
 
+What the extension then does with the SDK's answer is modelled too (rules, upstream files and functions in
+``tools.harness.host_rules``): the top-level actions are invoked in order and each is awaited before the next
+(``OutOfProcOrchestrationShim.ProcessAsyncActionsV2``), so only the prefix up to the first incomplete entry is
+scheduled; a cancelled timer completes its entry at once; the instance completes, fails or continues as new
+only once the walk is through and no activity, sub-orchestration or uncancelled timer it scheduled is open
+(DTFx ``TaskOrchestrationExecutor``: ``!HasOpenTasks``); a custom status above 16 KB of UTF-16 fails it; a
+failed activity arrives with the extension's Reason/Details. Sub-orchestrations are registered instances
+(``ReplayHarness.instances``), reachable through :class:`FakeDurableClient`, and so are instances started by
+activities that take a durable client binding. ``ReplayHarness.run`` drives every instance on one clock, one
+batch at a time in time order; the client fast-forwards activity latency and waits for ``advance`` before
+firing an orchestrator's timers. ``tools.harness.replay_check`` replays a history in a fresh interpreter.
+
 Task ids follow the SDK's sequence numbering: every CallActivity/CreateTimer/CallSubOrchestrator action
 (flattened depth-first through WhenAll/WhenAny) takes the next id, and so do the retry timers and
 re-scheduled attempts of ``*_with_retry`` calls, which the SDK (like DTFx's ``RetryInterceptor``) expects as
