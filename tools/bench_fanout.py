@@ -11,8 +11,9 @@ realistic case: a replay per outcome). Fields: ``n``, ``w``, ``latencies``, ``wa
 to parent end), ``ideal_s`` (greedy sliding window over the same latencies: each subtask starts, in plan order,
 when a slot frees), ``ratio``, ``max_running`` (most subtask orchestrations running at once, measured from the
 harness, not from the engine's bookkeeping), ``parent_cpu_s`` (CPU in the parent's replays, all executions),
-``flat_cpu_s`` (the same for a flat ``task_all`` over N activities with the same latencies and input, in the
-same run), ``history_kb_max`` (largest history of one execution of any instance, compact JSON),
+``flat_cpu_s`` (the same for a flat ``task_all`` over the same N subtask orchestrations with the same
+latencies and inputs, in the same run; at N >= 100 both are the least of three runs taking turns, since the
+machine may be shared), ``history_kb_max`` (largest history of one execution of any instance, compact JSON),
 ``executions``, ``episodes``.
 
 **End-to-end cases** (``kind: "world"``, the fields this tool always printed): the HTTP start function, the
@@ -96,6 +97,7 @@ SCALE_N = (16, 40, 100, 200)
 SCALE_W = (8, 32)
 SCALE_LATENCIES = ("equal", "distinct")
 CPU_GOAL = 0.5  # parent replay CPU against the flat task_all fan-out, at N >= 100
+CPU_REPEATS = 3
 HISTORY_GOAL_KB = 256.0  # largest history of one execution, at N = 200
 DESCRIPTION = ("Review every service's error handling for the reliability audit. " * 200)[:8000]
 
@@ -173,15 +175,24 @@ def scale_case(n: int, w: int, kind: str) -> dict[str, Any]:
     activities = {names.PLAN_TASK: lambda _payload: plan, names.RUN_SUBTASK: run_subtask,
                   names.REPORT_STATUS: lambda payload: {"comment_id": 1, "created": payload["sequence"] == 1},
                   "flat_work": lambda payload: {"ok": True, "summary": f"subtask {payload['subtask']['id']} done"}}
-    harness = ReplayHarness.from_app(functions(), orchestrators={"bench_flat": _flat, "bench_flat_child": _flat_child},
-                                     activities=activities,
-                                     latency=latency)
     instance_id = f"bench-{n}-{w}-{kind}"
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # the SDK's note on an outcome raised before its wait (buffered)
-        run = harness.run(names.ORCHESTRATE_TASK, _scale_request(w), instance_id=instance_id, max_episodes=100_000)
-        flat = harness.run("bench_flat", {**_scale_request(w), "n": n}, instance_id=f"{instance_id}-flat",
-                           max_episodes=100_000)
+    # The machine is shared: CPU is the least of CPU_REPEATS runs of each, engine and flat taking turns.
+    engine_cpu, flat_cpu = [], []
+    for attempt in range(CPU_REPEATS if n >= 100 else 1):
+        harness = ReplayHarness.from_app(functions(), orchestrators={"bench_flat": _flat,
+                                                                     "bench_flat_child": _flat_child},
+                                         activities=activities, latency=latency)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the SDK's note on an outcome raised before its wait (buffered)
+            engine_run = harness.run(names.ORCHESTRATE_TASK, _scale_request(w), instance_id=instance_id,
+                                     max_episodes=100_000)
+            flat_run = harness.run("bench_flat", {**_scale_request(w), "n": n}, instance_id=f"{instance_id}-flat",
+                                   max_episodes=100_000)
+        engine_cpu.append(engine_run.cpu_seconds)
+        flat_cpu.append(flat_run.cpu_seconds)
+        if attempt == 0:
+            first, run, flat = harness, engine_run, flat_run
+    harness = first
     children = [i for i in harness.instances.values() if i.name == names.SUBTASK_ORCHESTRATOR]
     intervals = [((c.started_at - harness.start).total_seconds(),
                   ((c.finished_at or c.now) - harness.start).total_seconds()) for c in children]
@@ -193,8 +204,8 @@ def scale_case(n: int, w: int, kind: str) -> dict[str, Any]:
         "kind": "scale", "n": n, "w": w, "latencies": kind, "runtime_status": run.runtime_status,
         "wall_s": round(wall, 3), "ideal_s": round(ideal, 3), "ratio": round(wall / ideal, 3),
         "max_running": _max_overlap(intervals), "engine_max_running": (run.output or {}).get("max_running"),
-        "parent_cpu_s": round(run.cpu_seconds, 3), "flat_cpu_s": round(flat.cpu_seconds, 3),
-        "cpu_ratio": round(run.cpu_seconds / flat.cpu_seconds, 3) if flat.cpu_seconds else None,
+        "parent_cpu_s": round(min(engine_cpu), 3), "flat_cpu_s": round(min(flat_cpu), 3),
+        "cpu_ratio": round(min(engine_cpu) / min(flat_cpu), 3) if min(flat_cpu) else None,
         "history_kb_max": round(history / 1024, 1), "flat_history_kb": round(flat.max_history_bytes / 1024, 1),
         "executions": (run.output or {}).get("executions"), "episodes": run.episodes,
         "subtasks_done": sum(1 for c in children if c.status == "Completed"),
