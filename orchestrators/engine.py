@@ -127,6 +127,8 @@ class SubtaskInput(TaskLineage):
     #: Summaries of the dependencies' results (truncated), so a specialist can build on them.
     dependency_summaries: dict[str, str] = Field(default_factory=dict)
     policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    #: Only for a subtask started on its own; the engine leaves it out and LOAD_TASK reads the parent's input.
+    task: TaskSpec | None = None
 
 
 class EngineCarry(BaseModel):
@@ -288,10 +290,12 @@ def _attempts(context: OrchestrationContext, data: SubtaskInput) -> EngineGenera
         if not granted:
             return _outcome(subtask, SubtaskState.FAILED, 0, error=f"approval denied{' by ' + who if who else ''}")
 
-    try:
-        task = TaskSpec.model_validate((yield context.call_activity(LOAD_TASK, data.parent_instance_id)))
-    except Exception as exc:
-        return _outcome(subtask, SubtaskState.FAILED, 0, error=f"could not load the task: {failure_text(exc)}")
+    task = data.task
+    if task is None:
+        try:
+            task = TaskSpec.model_validate((yield context.call_activity(LOAD_TASK, data.parent_instance_id)))
+        except Exception as exc:
+            return _outcome(subtask, SubtaskState.FAILED, 0, error=f"could not load the task: {failure_text(exc)}")
 
     seed = f"{data.parent_instance_id}:{subtask.id}"
     payload = {

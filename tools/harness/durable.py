@@ -1045,7 +1045,8 @@ class FakeDurableClient(df.DurableOrchestrationClient):
     Instance-id reuse follows the extension's default (``overridableExistingInstanceStates`` =
     NonRunningStates): starting an id whose instance is Pending or Running raises like the extension's 409;
     a Completed/Failed/Terminated instance is replaced by a fresh run. ``starts`` counts the instances
-    actually started (``start_log`` keeps (name, id, input)).
+    actually started by callers outside the task hub (``start_log`` keeps (name, id, input));
+    ``activity_start_log`` those started by activities holding a client binding (the engine's subtasks).
     ``create_check_status_response``/``create_http_management_payload`` are the SDK's own, fed a fake binding
     with ``http://localhost:7071`` URLs. Any other client call that would reach the host raises.
     """
@@ -1061,6 +1062,7 @@ class FakeDurableClient(df.DurableOrchestrationClient):
         self.instances: dict[str, _Instance] = harness.instances
         self.starts = 0
         self.start_log: list[tuple[str, str, Any]] = []
+        self.activity_start_log: list[tuple[str, str, Any]] = []
         self.events_raised: list[tuple[str, str, Any]] = []
         self.max_episodes = 10_000
 
@@ -1081,8 +1083,11 @@ class FakeDurableClient(df.DurableOrchestrationClient):
         now = self.harness.current_time(now)
         start_at = max(existing.now, now) if existing is not None else now
         instance = self.harness.start_instance(orchestration_function_name, wire_input, instance_id, start_at)
-        self.starts += 1
-        self.start_log.append((orchestration_function_name, instance_id, wire_input))
+        if self.harness.acting:  # started by an activity (the engine's subtasks): the task hub's business
+            self.activity_start_log.append((orchestration_function_name, instance_id, wire_input))
+        else:
+            self.starts += 1
+            self.start_log.append((orchestration_function_name, instance_id, wire_input))
         instance.run_until_idle(self.max_episodes, timer_horizon=instance.now)
         return instance_id
 
