@@ -172,3 +172,55 @@ def set_order_by_name(context: df.DurableOrchestrationContext) -> Generator[Any,
 
 def _names_in_set_order() -> list[str]:
     return ["double" if n == "item-0" else f"act-{n}" for n in set(NAMES)]
+
+
+def status_once(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    if not context.is_replaying:
+        context.set_custom_status({"step": 1})
+    yield context.call_activity("double", 1)
+    return "ok"
+
+
+def test_custom_status_not_set_in_an_episode_is_cleared() -> None:
+    # DTFx's TaskOrchestrationDispatcher stores, every episode, what the orchestrator set in that episode.
+    h = _harness(status_once=status_once)
+    first = h.start_instance("status_once", None, "once", h.start)
+    first.step()
+    assert first.custom_status == {"step": 1}
+    h.run_in_time_order()
+    assert first.status == "Completed"
+    assert first.custom_status is None
+
+
+def starter(context: df.DurableOrchestrationContext) -> Generator[Any, Any, Any]:
+    yield context.call_activity("start_and_look", None)
+    yield context.create_timer(context.current_utc_datetime + timedelta(seconds=30))
+    return (yield context.call_activity("look", None))
+
+
+def test_one_clock_for_every_instance_and_client_calls_from_activities() -> None:
+    """Instances started by an activity run on the same clock; a status read from an activity sees the
+    present, not the started instance's future."""
+    seen: list[str] = []
+    harness = ReplayHarness({"starter": starter, "sleeper_child": abandoned_activity}, {})
+
+    async def start_and_look(_payload: Any, client: Any) -> str:
+        await client.start_new("sleeper_child", "kid", None)
+        status = await client.get_status("kid")
+        seen.append(status.runtime_status.value)
+        return "started"
+
+    async def look(_payload: Any, client: Any) -> str:
+        status = await client.get_status("kid")
+        seen.append(status.runtime_status.value)
+        return status.runtime_status.value
+
+    harness.activities.update({"start_and_look": start_and_look, "look": look, "hang": _double})
+    harness.client_params.update({"start_and_look": "client", "look": "client"})
+    harness.latency = _latency
+    run = harness.run("starter")
+    assert run.output == "Running"  # at 30 s the child still waits for its 100 s activity
+    assert seen == ["Running", "Running"]
+    kid = harness.instances["kid"]
+    assert kid.status == "Completed"
+    assert (kid.finished_at - harness.start).total_seconds() == pytest.approx(100.0)
