@@ -9,8 +9,9 @@ modelled and pinned in ``tools.harness.host_rules``):
 1. ``OutOfProcOrchestrationShim.ProcessAsyncActionsV2`` walks the SDK's action list in order and *awaits each
    entry before invoking the next*; the SDK puts only not-yet-scheduled tasks into a new ``task_any``. A
    classic sliding window (``task_any(in_flight + [new])``) thus becomes ``WhenAny{new}`` entries the host
-   awaits one by one: after the first wave one subtask runs at a time. Every wait here that mixes old and new
-   tasks therefore carries a *marker*: a far-future timer cancelled before it is yielded. The shim cancels
+   awaits one by one: after the first wave one subtask runs at a time. A wait whose entry could hold the
+   walk (new waits beside old tasks, without a START in it: point 3) therefore carries a *marker*: a
+   far-future timer cancelled before it is yielded. The shim cancels
    its token when it invokes the entry, the task completes at once (DTFx ``TaskOrchestrationContext.
    CreateTimer``) and the walk moves on; the orchestrator's own ``task_any`` still waits for the real tasks.
    The marker costs one ``TimerCreated`` event, holds nothing open and fires (harmlessly) only if the
@@ -20,7 +21,8 @@ modelled and pinned in ``tools.harness.host_rules``):
    call its subtasks as sub-orchestrations: ``START_SUBTASKS`` (an activity with a durable client) starts
    each wave as top-level instances with id ``<parent>:<subtask id>`` (approvals reach them there), and each
    subtask reports its outcome with the event ``subtask_done_<id>`` (``NOTIFY_PARENT``). A subtask stuck on a
-   hung activity (its attempt timed out) keeps only itself open; cancel raises ``cancel`` to the running
+   hung activity (its attempt timed out) keeps only itself open, until the host's ``functionTimeout`` (10 min,
+   host.json) ends the activity; cancel raises ``cancel`` to the running
    subtasks (``CANCEL_SUBTASKS``) and the parent ends at once. Event waits are not open tasks.
 3. With no open tasks between waves, the parent can ``continue_as_new`` every :data:`EVENTS_PER_EXECUTION`
    outcomes, carrying its state (:class:`EngineCarry`): history per execution, and the replay cost of every
