@@ -1,20 +1,18 @@
-"""The lineage service: joins events to chains, records every decision and every effect.
+"""The lineage service: joins events to chains and records every decision; the facade of the loop guard.
 
-Storage layout (one container, partition key path ``/pk``; see ``shared.store.base``):
+It composes three parts, each with its own documents (one container, partition key path ``/pk``):
 
-* ``ev:<event id>`` (own partition): the event and its decision. Created if absent, so a second delivery
-  of the same event gets ``Conflict`` → verdict ``duplicate``. TTL ≥ 72 h (GitHub redelivers for 3 days).
-* ``head`` in partition ``<chain id>``: the chain's counters, fingerprints and fan-out counts. Replaced
-  with an ETag precondition; a lost race (412) re-reads, re-judges and tries again.
-* ``fx:<idempotency key>`` (own partition): an effect's intent, written before the external call, and its
-  resource id after it. What makes a re-executed activity post nothing twice.
-* ``fr:<platform>:<resource id>`` (own partition): effect index, resource → chain (Reynolds' own writes
-  coming back as events join their chain).
-* ``recent`` (own partition): Reynolds' latest effects per target and a short list of recent effect texts,
-  the evidence for causal inference when an automation acts without a marker.
+* decisions (this module): ``ev:<event id>`` (own partition), the event and its decision, created if absent
+  so a second delivery gets ``Conflict`` → ``duplicate`` (TTL ≥ 72 h: GitHub redelivers for 3 days); and
+  ``head`` in partition ``<chain id>``, the chain's counters, replaced with an ETag precondition (a lost race
+  re-reads, re-judges, tries again).
+* the effect ledger (``shared.loop.ledger``): ``fx:``/``fr:`` documents, Reynolds' writes exactly once.
+* causal evidence (``shared.loop.evidence``): one bounded, TTL-bound ``sc:<group>`` document per
+  organisation, tenant, namespace or linked set (``shared.loop.scopes``), written after each effect.
 
-A decision costs at most four requests whatever the chain's length: one evidence read (none when a valid
-marker is present), the head read, the event create and the head write. No query runs on the hot path.
+A decision costs at most four requests whatever the chain's length or the load: one evidence read (none
+when an automation carries a valid marker), the head read (none for a new chain), the event create and the
+head write. No query runs on the hot path, and no decision writes a document another chain writes.
 """
 
 from __future__ import annotations
@@ -27,20 +25,34 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
 
-from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed, RetryLater
-from shared.loop.envelope import ActorKind, EventEnvelope
+from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed
+from shared.loop.envelope import ActorKind, EventEnvelope, Platform
+from shared.loop.evidence import SNIPPET_CHARS, EvidenceStore, GroupView, Trace
+from shared.loop.ledger import EffectLedger, EffectRecord, doc_id, public
 from shared.loop.marker import Marker, find_markers
-from shared.loop.rules import ChainHead, Evidence, GuardConfig, Judgement, Verdict, apply, judge, normalise_text
-from shared.store.base import DocumentStore, Query, safe_id, update_document
+from shared.loop.rules import (
+    ChainHead,
+    Evidence,
+    GuardConfig,
+    Judgement,
+    Verdict,
+    apply,
+    judge,
+    normalise_text,
+    repeats,
+)
+from shared.loop.scopes import Scope, ScopeMap, container_of
+from shared.store.base import DocumentStore, Query
+
+__all__ = ["Decision", "EffectRecord", "LineageService", "chain_mermaid", "instance_id_for", "new_chain_id",
+           "scope_of"]
 
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
 _MAX_RETRIES = 50
-_RECENT_TARGETS = 512
-_RECENT_TEXTS = 64
-_SNIPPET_CHARS = 160
-_MIN_SNIPPET_CHARS = 24
+#: The old name of ``container_of`` (the scope a target belongs to).
+scope_of = container_of
 
 
 @dataclass(frozen=True)
@@ -64,21 +76,6 @@ class Decision:
         return "; ".join(self.reasons)
 
 
-@dataclass(frozen=True)
-class EffectRecord:
-    """An effect in the ledger: its intent and, once written, the resource it produced."""
-
-    key: str
-    platform: str
-    kind: str
-    target: str
-    chain_id: str
-    event_id: str
-    depth: int
-    resource_id: str | None = None
-    state: str = "intent"
-
-
 def instance_id_for(event_id: str) -> str:
     """The orchestration instance id derived from an event id (no ``/ \\ ? #`` or control characters)."""
     safe = re.sub(r"[^A-Za-z0-9_.-]", "-", event_id)
@@ -92,18 +89,29 @@ def new_chain_id(event_id: str) -> str:
     return "c-" + hashlib.sha256(event_id.encode()).hexdigest()[:20]
 
 
+def actor_key(platform: str, login: str | None, ident: str | None = None) -> str | None:
+    """How a counterpart is named in the evidence (``<platform>:<login>``), or None when it has no name."""
+    name = login or ident
+    return f"{platform}:{name.lower()}" if name else None
+
+
 class LineageService:
     """Decides events and records effects over a ``DocumentStore``."""
 
     def __init__(self, store: DocumentStore, config: GuardConfig, *, marker_key: str | None,
                  dedupe_ttl_seconds: int = 72 * 3600, lineage_ttl_seconds: int = 30 * 86400,
-                 clock: Clock | None = None) -> None:
+                 clock: Clock | None = None, scopes: ScopeMap | None = None) -> None:
         self.store = store
         self.config = config
         self.marker_key = marker_key
         self.event_ttl = max(dedupe_ttl_seconds, lineage_ttl_seconds)
         self.lineage_ttl = lineage_ttl_seconds
         self.clock: Clock = clock or (lambda: datetime.now(UTC))
+        self.scopes = scopes or ScopeMap()
+        window = max(config.causal_window_seconds, config.scope_window_seconds)
+        self.evidence = EvidenceStore(store, window_seconds=window, ttl_seconds=window)
+        self.ledger = EffectLedger(store, marker_key=marker_key, event_ttl=self.event_ttl,
+                                   lineage_ttl=lineage_ttl_seconds, now=self._now, on_done=self._remember)
 
     # -- decisions ------------------------------------------------------------------------------------
     def decide(self, event: EventEnvelope, *, routed: bool) -> Decision:
@@ -112,7 +120,8 @@ class LineageService:
             return self._record_unchained(event, Verdict.IGNORED, ("no route for this event",))
         try:
             evidence = self._evidence(event)
-            head, etag = self._read_head(evidence.chain_id, event)
+            fresh = evidence.via == "new"
+            head, etag = (None, None) if fresh else self._read_head(evidence.chain_id, event)
             judgement = judge(event, evidence, head, self.config)
         except (TypeError, ValueError, KeyError, AttributeError) as exc:
             # A stored document that does not have the shape this code wrote: never run on it, never drop.
@@ -135,7 +144,12 @@ class LineageService:
                     self.store.replace(body, etag)
                 break
             except (Conflict, PreconditionFailed):
-                head, etag = self._read_head(evidence.chain_id, event)
+                try:
+                    head, etag = self._read_head(evidence.chain_id, event)
+                except CorruptState as exc:
+                    # A new chain's head that already exists and does not validate (the head read was
+                    # skipped for a new chain): held as loop-suspect like any other corrupt state.
+                    return self._held(event, str(exc))
                 rejudged = judge(event, evidence, head, self.config)
                 if rejudged.verdict is not judgement.verdict:
                     judgement = rejudged
@@ -151,20 +165,28 @@ class LineageService:
         decision = self._record_unchained(event, Verdict.LOOP, reasons)
         return replace(decision, rule="loop-suspect") if decision.verdict is Verdict.LOOP else decision
 
+    def _held(self, event: EventEnvelope, problem: str) -> Decision:
+        """Overwrite this event's just-created decision as loop-suspect (its chain state cannot be trusted)."""
+        reasons = (f"loop-suspect: {problem}; held, not run",)
+        self.store.upsert(self._unchained_doc(event, Verdict.LOOP, reasons))
+        return Decision(Verdict.LOOP, reasons, event.id, rule="loop-suspect")
+
+    def _unchained_doc(self, event: EventEnvelope, verdict: Verdict, reasons: tuple[str, ...]) -> dict[str, Any]:
+        return {"id": doc_id("ev", event.id), "pk": doc_id("ev", event.id), "kind": "event", "event_id": event.id,
+                "chain_id": None, "verdict": verdict.value, "reasons": list(reasons), "type": event.type,
+                "actor": event.actor.model_dump(mode="json"), "time": self._now(), "ttl": self.event_ttl,
+                "target": event.target.key if event.target else None}
+
     def _record_unchained(self, event: EventEnvelope, verdict: Verdict, reasons: tuple[str, ...]) -> Decision:
-        doc = {"id": _doc_id("ev", event.id), "pk": _doc_id("ev", event.id), "kind": "event", "event_id": event.id,
-               "chain_id": None, "verdict": verdict.value, "reasons": list(reasons), "type": event.type,
-               "actor": event.actor.model_dump(mode="json"), "time": self._now(), "ttl": self.event_ttl,
-               "target": event.target.key if event.target else None}
         try:
-            self.store.create(doc)
+            self.store.create(self._unchained_doc(event, verdict, reasons))
         except Conflict:
             return self._duplicate(event.id)
         return Decision(verdict, reasons, event.id)
 
     def _duplicate(self, event_id: str) -> Decision:
         try:
-            first = self.store.read(_doc_id("ev", event_id), _doc_id("ev", event_id))
+            first = self.store.read(doc_id("ev", event_id), doc_id("ev", event_id))
             original = Verdict(first.get("verdict", Verdict.ACCEPTED.value))
         except (NotFound, ValueError):
             first, original = {}, None
@@ -172,12 +194,17 @@ class LineageService:
                         first.get("parent_id"), int(first.get("depth") or 0), original)
 
     def _event_doc(self, event: EventEnvelope, evidence: Evidence, judgement: Judgement) -> dict[str, Any]:
-        return {"id": _doc_id("ev", event.id), "pk": _doc_id("ev", event.id), "kind": "event", "event_id": event.id,
+        return {"id": doc_id("ev", event.id), "pk": doc_id("ev", event.id), "kind": "event", "event_id": event.id,
                 "chain_id": evidence.chain_id, "parent_id": evidence.parent_id, "depth": evidence.depth,
                 "via": evidence.via, "verdict": judgement.verdict.value, "reasons": list(judgement.reasons),
-                "fingerprint": judgement.fingerprint, "type": event.type, "time": self._now(),
-                "actor": event.actor.model_dump(mode="json"), "target": event.target.key if event.target else None,
-                "linked_chain": evidence.linked_chain, "ttl": self.event_ttl}
+                "rule": judgement.rule, "fingerprint": judgement.fingerprint, "type": event.type,
+                "time": self._now(), "actor": event.actor.model_dump(mode="json"),
+                "target": event.target.key if event.target else None, "linked_chain": evidence.linked_chain,
+                "judged_automated": evidence.relay,
+                # The exchange record an answer to this event carries into the evidence (see ``_remember``).
+                "actor_key": actor_key(event.platform.value, event.actor.login, event.actor.id),
+                "snippet": normalise_text(event.text)[:SNIPPET_CHARS], "exchanges": evidence.exchanges,
+                "repeats": evidence.repeats, "fast": evidence.fast, "ttl": self.event_ttl}
 
     def _read_head(self, chain_id: str, event: EventEnvelope) -> tuple[ChainHead | None, str | None]:
         try:
@@ -198,23 +225,83 @@ class LineageService:
             logger.warning("event %s carries a marker that does not verify; ignored as evidence", event.id)
         if event.actor.kind is ActorKind.SELF:
             return self._self_evidence(event, valid, forged)
-        if valid:
-            # The deepest valid marker: appending an older, shallower one cannot reset a bot's depth.
-            return self._from_marker(event, max(valid, key=lambda m: m.depth), forged)
-        found = self._causal(event)
-        if found is None:
-            depth = 1 if event.actor.automated else 0
-            return Evidence(new_chain_id(event.id), None, depth, "new", notes=forged)
-        chain, parent, effect_depth, via = found
-        if event.actor.automated:
-            return Evidence(chain, parent, effect_depth + 1, via, notes=forged)
-        if via == "causal-text":
-            # A "person" re-posting Reynolds' own words unquoted is relaying them, as a bridge or a bot on a
-            # user account does, at any pace: judged as an automated hop in Reynolds' chain. (People quote
-            # with "> ", which is not a copy: quoted lines are folded away before the match.)
-            relayed = ("relays Reynolds' own text: judged as an automated hop",)
-            return Evidence(chain, parent, effect_depth + 1, via, notes=(*forged, *relayed), relay=True)
-        return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=chain, notes=forged)
+        # A Service Bus producer is software by nature: a body field claiming a person is not evidence.
+        machine = event.platform is Platform.SERVICEBUS
+        declared = event.actor.automated or machine
+        # The deepest valid marker: appending an older, shallower one cannot reset a bot's depth.
+        marker = max(valid, key=lambda m: m.depth) if valid else None
+        if marker is not None and declared:
+            return Evidence(marker.chain_id, marker.event_id, marker.depth + 1, "marker", notes=forged,
+                            relay=not event.actor.automated)
+        scope = self._scope_of(event)
+        now = self.clock().timestamp()
+        view = self.evidence.read(scope.group, now) if scope is not None else GroupView(None, now)
+        return self._causal(event, scope, view, marker, forged, machine)
+
+    def _causal(self, event: EventEnvelope, scope: Scope | None, view: GroupView, marker: Marker | None,
+                notes: tuple[str, ...], machine: bool) -> Evidence:
+        """Join an event to the chain of Reynolds' effect it most plausibly answers, judging its actor.
+
+        An automation (declared, or judged by behaviour) continues: the chain of a text it copied, else of
+        Reynolds' latest answer to it anywhere in the group (its history follows it), else of Reynolds'
+        latest effect on the target, else of Reynolds' latest effect in the container or the group (its
+        first hop). A person starts a fresh chain at depth 0, linked to what it answers.
+        """
+        cfg = self.config
+        now = view.now
+        text = normalise_text(event.text)
+        key = actor_key(event.platform.value, event.actor.login, event.actor.id)
+        target = view.target(scope.target_key, cfg.causal_window_seconds) if scope else None
+        history = view.actor(key, cfg.scope_window_seconds) if key and scope else None
+        copied = view.copied(text, cfg.causal_window_seconds)
+        # An exchange answers Reynolds' previous answer to the same counterpart: an automation's anywhere in
+        # the group, a person's on the same target (a person's message on another thread is unprompted).
+        since_answer = now - history.at if history is not None else None
+        quick = (target is not None and now - target.at <= cfg.fast_reply_seconds) or (
+            since_answer is not None and since_answer <= cfg.fast_reply_seconds)
+        same_target = history is not None and scope is not None and history.target == scope.target_key
+        answering = history if history is not None and not machine and (
+            event.actor.automated or same_target or quick) else None
+        exchanges = answering.exchanges + 1 if answering else 0
+        fast = answering.fast + 1 if answering and since_answer is not None and since_answer <= cfg.pace_seconds \
+            else 0
+        repeat = answering.repeats + 1 if answering and repeats(answering.snippet, text) else 0
+        relay = copied is not None and copied.platform != event.platform.value
+        why = "a Service Bus producer" if machine else "answers at a machine's pace" if quick else \
+            "relays Reynolds' words across platforms" if relay else ""
+        judged = not event.actor.automated and bool(why)
+        if judged:
+            notes = (*notes, f"judged an automation by its behaviour: {why}")
+        stats = {"exchanges": exchanges, "repeats": repeat, "fast": fast}
+        if marker is not None:
+            if judged:
+                return Evidence(marker.chain_id, marker.event_id, marker.depth + 1, "marker", notes=notes,
+                                relay=True, **stats)
+            # A person quoting Reynolds: causality noted, but a human action starts a fresh chain at depth 0.
+            return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=marker.chain_id, notes=notes,
+                            **stats)
+        if event.actor.automated or judged:
+            source = _first(
+                (copied, "causal-text"),
+                (None if machine else history, "causal-actor"),
+                (None if machine else target, "causal-target"),
+                (None if machine or scope is None else view.latest(cfg.scope_window_seconds, scope.container_key),
+                 "causal-scope"),
+            )
+            if source is None:
+                return Evidence(new_chain_id(event.id), None, 1, "new", notes=notes, relay=judged, **stats)
+            trace, via = source
+            return Evidence(trace.chain_id, trace.event_id, trace.depth + 1, via, notes=notes, relay=judged,
+                            **stats)
+        linked = copied or target
+        return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=linked.chain_id if linked else None,
+                        notes=notes, **stats)
+
+    def _scope_of(self, event: EventEnvelope) -> Scope | None:
+        scope = self.scopes.of_event(event)
+        if scope is None and event.platform is Platform.SERVICEBUS:
+            return self.scopes.of_target(Platform.SERVICEBUS.value, "")
+        return scope
 
     def _self_evidence(self, event: EventEnvelope, valid: list[Marker], notes: tuple[str, ...]) -> Evidence:
         if valid:
@@ -225,173 +312,63 @@ class LineageService:
             return Evidence(doc["chain_id"], doc["event_id"], int(doc["depth"]), "ledger", notes=notes)
         return Evidence(new_chain_id(event.id), None, 1, "new", notes=notes)
 
-    def _from_marker(self, event: EventEnvelope, marker: Marker, notes: tuple[str, ...]) -> Evidence:
-        if event.actor.automated:
-            return Evidence(marker.chain_id, marker.event_id, marker.depth + 1, "marker", notes=notes)
-        # A person quoting Reynolds: causality noted, but a human action starts a fresh chain at depth 0.
-        return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=marker.chain_id, notes=notes)
-
-    def _causal(self, event: EventEnvelope) -> tuple[str, str, int, str] | None:
-        """Reynolds' effect this event most plausibly answers, newest evidence first.
-
-        Copied text (anywhere), then the same target, then, for automations only, the same scope (a bot that
-        answers Reynolds on a new issue of the same repository). Entries that do not validate are skipped.
-        """
+    def _remember(self, record: EffectRecord, text: str) -> None:
+        """File a completed effect as evidence of its group, with the exchange of the event it answered."""
+        answered: dict[str, Any] | None = None
         try:
-            recent = self.store.read("recent", "recent")
+            stored = self.store.read(doc_id("ev", record.event_id), doc_id("ev", record.event_id))
+            if (stored.get("actor") or {}).get("kind") != ActorKind.SELF.value:
+                answered = stored
         except NotFound:
-            return None
-        now = self.clock().timestamp()
-        window = self.config.causal_window_seconds
-        text = normalise_text(event.text)
-        texts = recent.get("texts")
-        for entry in reversed(texts if isinstance(texts, list) else []):
-            snippet = entry.get("snippet", "") if isinstance(entry, dict) else ""
-            if isinstance(snippet, str) and len(snippet) >= _MIN_SNIPPET_CHARS and snippet in text:
-                found = _entry(entry, now, window, "causal-text")
-                if found:
-                    return found
-        if event.target is None:
-            return None
-        targets = recent.get("targets")
-        found = _entry((targets if isinstance(targets, dict) else {}).get(_target_key(event)), now, window,
-                       "causal-target")
-        if found or not event.actor.automated:
-            return found
-        scopes = recent.get("scopes")
-        return _entry((scopes if isinstance(scopes, dict) else {}).get(_scope_key(event)), now,
-                      self.config.scope_window_seconds, "causal-scope")
+            pass
+        scope = self.scopes.of_target(record.platform, record.target)
+        self.evidence.remember(scope, chain_id=record.chain_id, event_id=record.event_id, depth=record.depth,
+                               now=self.clock().timestamp(), text=normalise_text(text), answered=answered)
 
-    def answering(self, event: EventEnvelope, key_of: Callable[[str], str]) -> EffectRecord | None:
-        """Reynolds' own answer on ``event``'s target that ``event`` may *be*, found through its valid marker.
+    def release(self, platform: str, target: str) -> list[str]:
+        """Clear the exchange records of the counterparts Reynolds answered on a target (``/reynolds resume``)."""
+        return self.evidence.release(self.scopes.of_target(platform, target))
 
-        A door that cannot tell Reynolds' author identity (Graph) and sees the message before the ledger has
-        its resource id (the write is in flight) still finds the effect by the answered event the marker
-        names: ``key_of(answered event id)`` is the effect's ledger key. One point read per valid marker.
-        """
-        if event.target is None:
-            return None
-        for marker in find_markers(_marker_text(event), self.marker_key):
-            if not marker.valid:
-                continue
-            doc_id = _doc_id("fx", key_of(marker.event_id))
-            try:
-                stored = self.store.read(doc_id, doc_id)
-            except NotFound:
-                continue
-            if stored.get("platform") == event.platform.value and stored.get("target") == event.target.key:
-                return _effect_from_doc(stored)
-        return None
-
-    def own_effect(self, platform: str, resource_id: str | None) -> dict[str, Any] | None:
-        """The effect index entry when ``resource_id`` on ``platform`` is something Reynolds wrote, else None.
-
-        For doors whose author identity cannot tell Reynolds from a person (Graph names the delegated account
-        Reynolds posts with as a human author), the ingress asks this one point read before the decision.
-        """
-        if not resource_id:
-            return None
-        index_id = _doc_id("fr", f"{platform}:{resource_id}")
-        try:
-            return _public(self.store.read(index_id, index_id))
-        except NotFound:
-            return None
-
-    # -- effects --------------------------------------------------------------------------------------
+    # -- effects (the ledger) -------------------------------------------------------------------------
     def begin_effect(self, record: EffectRecord, attempt: int | None = None,
                      run: str | None = None) -> tuple[EffectRecord, bool]:
-        """Record the intent before the external call, claimed by ``attempt`` when one is given.
-
-        Returns the record and whether it is new. An existing record in state ``intent`` means an earlier
-        attempt may have written the resource and crashed before recording it: a later attempt takes the
-        claim over and the caller reconciles (looks for what was written). The same or an older attempt
-        finding a claim raises ``RetryLater``: that is a concurrent duplicate execution (activities run at
-        least once), and only one of two may write. A claim of another ``run`` (an earlier execution of a
-        restarted orchestration, which gave up) is taken over. Without ``attempt`` (writes that are idempotent
-        by nature, such as edits to a fixed body) there is no claim.
-        """
-        doc = self._effect_doc(record, attempt=attempt or 1, run=run)
-        try:
-            self.store.create(doc)
-            return record, True
-        except Conflict:
-            stored = self.store.read(doc["pk"], doc["id"])
-        existing = _effect_from_doc(stored)
-        if existing.state == "intent" and attempt is not None:
-            claimed = int(stored.get("attempt") or 1)
-            if stored.get("run") == run and claimed >= attempt:
-                raise RetryLater(None, f"effect {record.key} is being written by attempt {claimed}")
-            try:
-                self.store.replace(self._effect_doc(existing, attempt=attempt, run=run), stored["_etag"])
-            except PreconditionFailed:
-                raise RetryLater(None, f"effect {record.key} changed while attempt {attempt} took it over") from None
-        return existing, False
-
-    def _effect_doc(self, record: EffectRecord, **extra: Any) -> dict[str, Any]:
-        body = {k: v for k, v in record.__dict__.items() if k != "kind"}
-        doc_id = _doc_id("fx", record.key)
-        return {"id": doc_id, "pk": doc_id, "kind": "effect", "effect_kind": record.kind,
-                **body, **extra, "created_at": self._now(), "ttl": self.event_ttl}
+        """Record an effect's intent before the external call (see ``EffectLedger.begin``)."""
+        return self.ledger.begin(record, attempt, run)
 
     def complete_effect(self, record: EffectRecord, resource_id: str, text: str) -> EffectRecord:
-        """Record the resource an effect produced and index it for causal inference."""
-        done = EffectRecord(**{**record.__dict__, "resource_id": resource_id, "state": "done"})
-        self.store.upsert(self._effect_doc(done))
-        index_id = _doc_id("fr", f"{record.platform}:{resource_id}")
-        self.store.upsert({"id": index_id, "pk": index_id, "kind": "effect-index", "chain_id": record.chain_id,
-                           "event_id": record.event_id, "depth": record.depth, "effect": record.key,
-                           "ttl": self.lineage_ttl})
-        self._remember_recent(done, text)
-        return done
+        """Record the resource an effect produced, index it and file it as evidence."""
+        return self.ledger.complete(record, resource_id, text)
 
     def suppress_effect(self, record: EffectRecord, reason: str) -> EffectRecord:
-        """Record that an effect was not written because a breaker is open (a retry will not write it)."""
-        suppressed = EffectRecord(**{**record.__dict__, "state": "suppressed"})
-        self.store.upsert(self._effect_doc(suppressed, reason=reason))
-        return suppressed
+        """Record that an effect was not written because a breaker is open."""
+        return self.ledger.suppress(record, reason)
 
-    def _remember_recent(self, record: EffectRecord, text: str) -> None:
-        entry = {"chain_id": record.chain_id, "event_id": record.event_id, "depth": record.depth,
-                 "at": self.clock().timestamp()}
-        snippet = normalise_text(text)[:_SNIPPET_CHARS]
-        target_key = f"{record.platform}:{record.target}"
-        scope_key = f"{record.platform}:{scope_of(record.target)}"
+    def own_effect(self, platform: str, resource_id: str | None) -> dict[str, Any] | None:
+        """The effect index entry when ``resource_id`` on ``platform`` is something Reynolds wrote, else None."""
+        return self.ledger.own_effect(platform, resource_id)
 
-        def update(doc: dict[str, Any] | None) -> dict[str, Any]:
-            doc = doc or {"kind": "recent", "targets": {}, "texts": []}
-            targets: dict[str, Any] = dict(doc.get("targets", {}))
-            targets.pop(target_key, None)
-            targets[target_key] = entry
-            while len(targets) > _RECENT_TARGETS:
-                targets.pop(next(iter(targets)))
-            scopes: dict[str, Any] = dict(doc.get("scopes", {}))
-            scopes.pop(scope_key, None)
-            scopes[scope_key] = entry
-            while len(scopes) > _RECENT_TARGETS:
-                scopes.pop(next(iter(scopes)))
-            texts: list[dict[str, Any]] = list(doc.get("texts", []))
-            if len(snippet) >= _MIN_SNIPPET_CHARS:
-                texts = [*texts, {**entry, "snippet": snippet}][-_RECENT_TEXTS:]
-            return {**doc, "targets": targets, "scopes": scopes, "texts": texts}
-
-        update_document(self.store, "recent", update)
+    def answering(self, event: EventEnvelope, key_of: Callable[[str], str]) -> EffectRecord | None:
+        """Reynolds' own answer on ``event``'s target that ``event`` may *be*, found through its valid marker."""
+        if event.target is None:
+            return None
+        return self.ledger.answering(event.platform.value, event.target.key, _marker_text(event), key_of)
 
     # -- reading --------------------------------------------------------------------------------------
     def get_event(self, event_id: str) -> dict[str, Any] | None:
         """The stored decision of one event, or None."""
         try:
-            return _public(self.store.read(_doc_id("ev", event_id), _doc_id("ev", event_id)))
+            return public(self.store.read(doc_id("ev", event_id), doc_id("ev", event_id)))
         except NotFound:
             return None
 
     def explore(self, chain_id: str) -> dict[str, Any] | None:
         """A chain's head, events (with verdicts) and effects; None when the chain is unknown."""
         try:
-            head = _public(self.store.read(chain_id, "head"))
+            head = public(self.store.read(chain_id, "head"))
         except NotFound:
             return None
-        events = [_public(d) for d in self.store.query(Query(equals={"kind": "event", "chain_id": chain_id}))]
-        effects = [_public(d) for d in self.store.query(Query(equals={"kind": "effect", "chain_id": chain_id}))]
+        events = [public(d) for d in self.store.query(Query(equals={"kind": "event", "chain_id": chain_id}))]
+        effects = [public(d) for d in self.store.query(Query(equals={"kind": "effect", "chain_id": chain_id}))]
         events.sort(key=lambda d: (d.get("time") or "", d.get("event_id") or ""))
         return {"chain_id": chain_id, "head": head, "events": events, "effects": effects}
 
@@ -409,49 +386,6 @@ def _marker_text(event: EventEnvelope) -> str:
     if not isinstance(extra, list) or not extra:
         return event.text
     return "\n".join([event.text, *(m for m in extra if isinstance(m, str))])
-
-
-def scope_of(target: str) -> str:
-    """The scope a target belongs to: ``owner/repo`` for ``owner/repo#7``, the team for a Teams channel."""
-    if "#" in target:
-        return target.split("#", 1)[0]
-    if target.startswith("teams:") and "/" in target:
-        return target.split("/", 1)[0]
-    return target
-
-
-def _target_key(event: EventEnvelope) -> str:
-    return f"{event.platform.value}:{event.target.key}" if event.target else ""
-
-
-def _scope_key(event: EventEnvelope) -> str:
-    return f"{event.platform.value}:{scope_of(event.target.key)}" if event.target else ""
-
-
-def _entry(entry: Any, now: float, window: float, via: str) -> tuple[str, str, int, str] | None:
-    """A recent-effect entry as evidence, when it validates and is within ``window`` seconds."""
-    if not isinstance(entry, dict):
-        return None
-    chain, event, depth, at = entry.get("chain_id"), entry.get("event_id"), entry.get("depth"), entry.get("at")
-    if not (isinstance(chain, str) and isinstance(event, str) and isinstance(depth, int)
-            and isinstance(at, int | float)):
-        logger.warning("a recent-effect entry does not validate; skipped as evidence")
-        return None
-    return (chain, event, depth, via) if now - at <= window else None
-
-
-def _effect_from_doc(stored: dict[str, Any]) -> EffectRecord:
-    """The ledger record of a stored effect document (its own ``kind`` is stored as ``effect_kind``)."""
-    values = {k: stored[k] for k in EffectRecord.__dataclass_fields__ if k in stored and k != "kind"}
-    return EffectRecord(kind=stored.get("effect_kind", ""), **values)
-
-
-def _doc_id(prefix: str, key: str) -> str:
-    return safe_id(f"{prefix}:{key}")
-
-
-def _public(doc: dict[str, Any]) -> dict[str, Any]:
-    return {k: v for k, v in doc.items() if k not in ("_etag", "pk", "ttl")}
 
 
 def chain_mermaid(chain: dict[str, Any]) -> str:
@@ -479,3 +413,11 @@ def chain_mermaid(chain: dict[str, Any]) -> str:
 
 def _mermaid_text(text: str) -> str:
     return text.replace('"', "'").replace("\n", " ")
+
+
+def _first(*candidates: tuple[Trace | None, str]) -> tuple[Trace, str] | None:
+    """The first candidate that exists, with how it was found."""
+    for trace, via in candidates:
+        if trace is not None:
+            return trace, via
+    return None

@@ -44,6 +44,19 @@ class GuardConfig(BaseModel):
     chain_budget: int = Field(2, ge=1)
     max_children: int = Field(2, ge=1)
     fingerprint_memory: int = Field(256, ge=8)
+    #: A user account answering Reynolds (or acting where Reynolds just wrote) this fast acts at a machine's
+    #: pace: judged as an automation.
+    fast_reply_seconds: int = Field(20, ge=1)
+    #: A counterpart whose answers to Reynolds repeat its previous answer (modulo numbers, ids, tokens) this
+    #: many times in a row is a loop, whatever its account type.
+    max_repeats: int = Field(2, ge=1)
+    #: An automation that answered Reynolds this many times in a row within the window is a loop, whichever
+    #: chains, targets or repositories the answers went to.
+    max_exchanges: int = Field(3, ge=1)
+    #: Answers to Reynolds on one target within this many seconds count toward the pace streak.
+    pace_seconds: int = Field(45, ge=1)
+    #: A user account answering Reynolds this many times in a row at that pace is judged an automation.
+    max_fast_exchanges: int = Field(10, ge=2)
 
 
 @dataclass(frozen=True)
@@ -56,11 +69,18 @@ class Evidence:
     via: str  # "ledger" | "marker" | "causal" | "new"
     linked_chain: str | None = None
     notes: tuple[str, ...] = ()
-    #: A human-typed actor that relays Reynolds' own text: judged by the rules for automations.
+    #: A human-typed actor judged an automation by its behaviour (machine pace, relaying Reynolds' words
+    #: across platforms, a Service Bus producer whatever it claims): judged by the rules for automations.
     relay: bool = False
+    #: This event answers Reynolds' previous answer to the same counterpart: the how-many-th in a row.
+    exchanges: int = 0
+    #: How many answers in a row (this one included) repeat the counterpart's previous answer.
+    repeats: int = 0
+    #: How many answers in a row (this one included) came within ``pace_seconds`` of Reynolds' answer.
+    fast: int = 0
 
     def automated(self, event: EventEnvelope) -> bool:
-        """Whether ``event`` counts as an automated hop (an automation, or a relay of Reynolds' words)."""
+        """Whether ``event`` counts as an automated hop (an automation, or judged one by its behaviour)."""
         return event.actor.automated or self.relay
 
 
@@ -107,7 +127,8 @@ class Judgement:
     verdict: Verdict
     reasons: tuple[str, ...]
     fingerprint: str
-    #: The rule that decided (``self``, ``human``, ``depth``, ``cycle``, ``amplification``, ``budget``, ``pass``).
+    #: The rule that decided (``self``, ``human``, ``repeat``, ``pace``, ``exchanges``, ``depth``, ``cycle``,
+    #: ``amplification``, ``budget``, ``pass``).
     rule: str = "pass"
 
 
@@ -142,13 +163,31 @@ def fingerprint(event: EventEnvelope) -> str:
 
 
 def judge(event: EventEnvelope, evidence: Evidence, head: ChainHead | None, config: GuardConfig) -> Judgement:
-    """Apply the rules in order: self, then (for automated actors) depth, cycle, amplification, budget."""
+    """Apply the rules in order: self; the exchange rules (repeat, pace); then, for automations only,
+    exchanges, depth, cycle, amplification, budget.
+
+    The exchange rules judge a counterpart by how it answers Reynolds, never by its unprompted messages:
+    answering Reynolds with the same text again and again, or at a machine's pace again and again, is what
+    automations do. A person's own messages (however many, however alike, on however many threads) are
+    never counted: they do not answer one of Reynolds' answers to them.
+    """
     fp = fingerprint(event)
     notes = evidence.notes
     if event.actor.kind is ActorKind.SELF:
         return Judgement(Verdict.SELF, ("authored by Reynolds' own identity", *notes), fp, "self")
+    if evidence.repeats >= config.max_repeats:
+        reason = (f"loop: answered Reynolds with the same text {evidence.repeats + 1} times in a row "
+                  "(modulo numbers, ids and tokens)")
+        return Judgement(Verdict.LOOP, (reason, *notes), fp, "repeat")
+    if evidence.fast >= config.max_fast_exchanges:
+        reason = (f"loop: answered Reynolds {evidence.fast} times in a row within {config.pace_seconds} s "
+                  "of each answer (a machine's pace)")
+        return Judgement(Verdict.LOOP, (reason, *notes), fp, "pace")
     if not evidence.automated(event):
         return Judgement(Verdict.ACCEPTED, ("human action", *notes), fp, "human")
+    if evidence.exchanges >= config.max_exchanges:
+        reason = f"loop: this automation answered Reynolds {evidence.exchanges} times in a row"
+        return Judgement(Verdict.LOOP, (reason, *notes), fp, "exchanges")
     if evidence.depth > config.max_automated_depth:
         reason = f"loop: automated depth {evidence.depth} exceeds the cap of {config.max_automated_depth}"
         return Judgement(Verdict.LOOP, (reason, *notes), fp, "depth")
@@ -183,3 +222,26 @@ def apply(head: ChainHead, event: EventEnvelope, evidence: Evidence, judgement: 
             while len(head.children) > config.fingerprint_memory:
                 head.children.pop(next(iter(head.children)))
     return head
+
+
+#: Shorter answers ("any update?", "thanks", "+1") are what people repeat: never judged as repeats.
+MIN_REPEAT_CHARS = 24
+_MIN_REPEAT_WORDS = 4
+
+
+def repeats(previous: str, current: str) -> bool:
+    """Whether two normalised answers are one template filled twice (the same words but for tokens).
+
+    Numbers, ids, links and times are already folded by ``normalise_text``; a random letters-only token
+    differs in one word: equal length with at most one word in five different, or (for longer texts) the
+    same vocabulary, counts as a repeat.
+    """
+    if min(len(previous), len(current)) < MIN_REPEAT_CHARS:
+        return False
+    a, b = previous.split(), current.split()
+    if min(len(a), len(b)) < _MIN_REPEAT_WORDS:
+        return False
+    if len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= max(1, len(a) // 5):
+        return True
+    sa, sb = set(a), set(b)
+    return len(sa | sb) >= 8 and len(sa & sb) >= 0.8 * len(sa | sb)
