@@ -28,10 +28,12 @@ Loop guard v2 (issue 10) adds, all optional (older files run unchanged)::
 
     {"linked_scopes": "github:octo=teams:default=servicebus:default",   # LOOP_LINKED_SCOPES of the run
      "start": [{…, "repeat": 300, "interval_seconds": 10}],   # the opening action 300 times, {n} = 1…300
-     "actors": [{…, "every": 3,                               # act on every 3rd matching write only
+     "actors": [{…, "every": 3, "skip": 1,                    # act on matching writes 2, 5, 8, … only
                  "on": {…, "repo": "octo/app", "number": 7}}]} # notice writes on this repo / issue only
     ACTION = {…, "repo": "octo/r{n}", "team": "team-{n}", "channel": "c{n}",  # {n} (and {i}, 1…count) in places
+              "number": "{n}",         # the n-th issue
               "actorkind": "human"}    # what a Service Bus producer claims to be (default: from the actor's type)
+    {"humans_never_blocked": true}   # a loop scenario that also fails when any person goes unanswered
 
 ``linked_scopes`` defaults to ``ARENA_LINKED_SCOPES`` (the ``octo`` organisation, the Teams tenant and the
 Service Bus namespace bridge to each other, as a deployment with a GitHub↔Teams bridge would configure).
@@ -104,7 +106,7 @@ class Action(BaseModel):
     platform: Platform = "github"
     kind: Literal["comment", "issue", "message"]
     repo: str = "octo/app"
-    number: int | Literal["same"] | None = None
+    number: int | Literal["same", "{n}"] | None = None
     count: int = Field(1, ge=1, le=100)
     body: str | list[str] = ""
     channel: str | None = None
@@ -160,8 +162,9 @@ class ScriptedActor(BaseModel):
     do: Action
     delay_seconds: float = Field(5, ge=0)
     max_actions: int = Field(1000, ge=0)
-    #: Act on every ``every``-th matching write only (the others are noticed and let pass).
+    #: Act on every ``every``-th matching write only, after letting the first ``skip`` pass (1, 1+k, 1+2k, …).
     every: int = Field(1, ge=1)
+    skip: int = Field(0, ge=0)
 
 
 class Scenario(BaseModel):
@@ -176,6 +179,8 @@ class Scenario(BaseModel):
     start: list[StartAction] = Field(min_length=1)
     actors: list[ScriptedActor] = Field(default_factory=list)
     linked_scopes: str = ARENA_LINKED_SCOPES
+    #: A loop scenario that also requires every person in it answered (background load of human threads).
+    humans_never_blocked: bool = False
 
 
 @dataclass(frozen=True)
@@ -309,6 +314,8 @@ def _perform(run: _Run, actor: ActorSpec, action: Action, n: int, trigger: _Writ
             _send_servicebus(run, actor, action.queue or "", text or f"message {n}", action.actorkind)
         return
     number = trigger.number if action.number == "same" and trigger is not None else action.number
+    if number == "{n}":
+        number = n
     try:
         if action.kind == "comment":
             same = action.repo == "same" and trigger is not None and trigger.repo
@@ -322,7 +329,8 @@ def _perform(run: _Run, actor: ActorSpec, action: Action, n: int, trigger: _Writ
             for i in range(action.count):
                 repo = _place(action.repo, n, i + 1)
                 _add_repo(world, repo)
-                fixed = action.number if isinstance(action.number, int) and i == 0 else None
+                wanted = n if action.number == "{n}" else action.number
+                fixed = wanted if isinstance(wanted, int) and i == 0 else None
                 title = (body.splitlines()[0] if body else f"issue {n}.{i + 1}")[:200] or "issue"
                 world.github.create_issue(repo, title, body, login, number=fixed)
     except (FakeGitHubError, ValueError, KeyError) as exc:
@@ -371,7 +379,7 @@ def _notice(run: _Run, write: _Write) -> None:
     for index, scripted in enumerate(run.scenario.actors):
         if _matches(scripted.on, write, scripted.actor.login):
             seen = run.noticed[index] = run.noticed.get(index, 0) + 1
-            if seen % scripted.every == 0:
+            if seen > scripted.skip and (seen - scripted.skip - 1) % scripted.every == 0:
                 run.push(run.now + scripted.delay_seconds, "act", (index, write))
 
 
@@ -564,7 +572,7 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
     s = run.scenario
     if s.expect == "loop":
         limit = s.max_reynolds_effects if s.max_reynolds_effects is not None else 3
-        passed = stopped and run.reynolds_effects <= limit
+        passed = stopped and run.reynolds_effects <= limit and not (s.humans_never_blocked and run.blocked_human)
     else:
         passed = run.blocked_human == 0 and (
             s.expected_reynolds_effects is None or run.reynolds_effects == s.expected_reynolds_effects)

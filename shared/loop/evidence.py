@@ -33,6 +33,8 @@ MAX_ACTORS = 256
 MAX_LAST = 16
 MAX_TEXTS = 64
 SNIPPET_CHARS = 160
+#: How much of each of Reynolds' texts is kept for copy detection (enough to tell a copy from a quote).
+TEXT_CHARS = 400
 MIN_SNIPPET_CHARS = 24
 
 
@@ -112,14 +114,18 @@ class GroupView:
                 return self._fresh(trace, window)
         return self._fresh(traces[0], window) if traces else None
 
-    def copied(self, normalised: str, window: float) -> Trace | None:
-        """The newest of Reynolds' recent texts that ``normalised`` contains, within ``window`` seconds."""
+    def copied(self, normalised: str, window: float) -> tuple[Trace, str] | None:
+        """The newest of Reynolds' recent texts that ``normalised`` copies, within ``window`` seconds, with it.
+
+        A copy holds the text's first ``SNIPPET_CHARS`` characters (normalised), or all of a shorter one.
+        """
         for raw in reversed(self._list("texts")):
-            snippet = raw.get("x", "") if isinstance(raw, dict) else ""
-            if isinstance(snippet, str) and len(snippet) >= MIN_SNIPPET_CHARS and snippet in normalised:
-                found = self._fresh(_trace(raw), window)
-                if found is not None:
-                    return found
+            kept = raw.get("x", "") if isinstance(raw, dict) else ""
+            if not isinstance(kept, str) or len(kept) < MIN_SNIPPET_CHARS or kept[:SNIPPET_CHARS] not in normalised:
+                continue
+            found = self._fresh(_trace(raw), window)
+            if found is not None:
+                return found, kept
         return None
 
 
@@ -162,7 +168,7 @@ class EvidenceStore:
             last = [e for e in _as_list(doc.get("last")) if _at(e) > horizon][-(MAX_LAST - 1):] + [last_entry]
             texts = [e for e in _as_list(doc.get("texts")) if _at(e) > horizon]
             if len(text) >= MIN_SNIPPET_CHARS:
-                texts = [*texts, {**base, "p": scope.platform, "x": text[:SNIPPET_CHARS]}]
+                texts = [*texts, {**base, "p": scope.platform, "x": text[:TEXT_CHARS]}]
             return {"kind": "evidence", "group": scope.group, "targets": targets, "actors": actors,
                     "last": last, "texts": texts[-MAX_TEXTS:], "ttl": self.ttl}
 

@@ -39,6 +39,7 @@ from shared.loop.rules import (
     apply,
     judge,
     normalise_text,
+    repeat_key,
     repeats,
 )
 from shared.loop.scopes import Scope, ScopeMap, container_of
@@ -133,7 +134,8 @@ class LineageService:
             return self._duplicate(event.id)
         for _ in range(_MAX_RETRIES):
             current = head or ChainHead(chain_id=evidence.chain_id, created_at=self._now(), root_event=event.id,
-                                        linked_from=evidence.linked_chain)
+                                        linked_from=evidence.linked_chain, root_actor=evidence.actor,
+                                        root_automated=evidence.automated(event))
             updated = apply(current, event, evidence, judgement, self._now(), self.config)
             body = {"id": "head", "pk": evidence.chain_id, "kind": "chain", "ttl": self.lineage_ttl,
                     **updated.to_doc()}
@@ -203,7 +205,7 @@ class LineageService:
                 "judged_automated": evidence.relay,
                 # The exchange record an answer to this event carries into the evidence (see ``_remember``).
                 "actor_key": actor_key(event.platform.value, event.actor.login, event.actor.id),
-                "snippet": normalise_text(event.text)[:SNIPPET_CHARS], "exchanges": evidence.exchanges,
+                "snippet": repeat_key(event.text)[:SNIPPET_CHARS], "exchanges": evidence.exchanges,
                 "repeats": evidence.repeats, "fast": evidence.fast, "ttl": self.event_ttl}
 
     def _read_head(self, chain_id: str, event: EventEnvelope) -> tuple[ChainHead | None, str | None]:
@@ -232,7 +234,8 @@ class LineageService:
         marker = max(valid, key=lambda m: m.depth) if valid else None
         if marker is not None and declared:
             return Evidence(marker.chain_id, marker.event_id, marker.depth + 1, "marker", notes=forged,
-                            relay=not event.actor.automated)
+                            relay=not event.actor.automated,
+                            actor=actor_key(event.platform.value, event.actor.login, event.actor.id))
         scope = self._scope_of(event)
         now = self.clock().timestamp()
         view = self.evidence.read(scope.group, now) if scope is not None else GroupView(None, now)
@@ -253,7 +256,8 @@ class LineageService:
         key = actor_key(event.platform.value, event.actor.login, event.actor.id)
         target = view.target(scope.target_key, cfg.causal_window_seconds) if scope else None
         history = view.actor(key, cfg.scope_window_seconds) if key and scope else None
-        copied = view.copied(text, cfg.causal_window_seconds)
+        found = view.copied(text, cfg.causal_window_seconds)
+        copied, original = found if found is not None else (None, "")
         # An exchange answers Reynolds' previous answer to the same counterpart: an automation's anywhere in
         # the group, a person's on the same target (a person's message on another thread is unprompted).
         since_answer = now - history.at if history is not None else None
@@ -265,14 +269,17 @@ class LineageService:
         exchanges = answering.exchanges + 1 if answering else 0
         fast = answering.fast + 1 if answering and since_answer is not None and since_answer <= cfg.pace_seconds \
             else 0
-        repeat = answering.repeats + 1 if answering and repeats(answering.snippet, text) else 0
-        relay = copied is not None and copied.platform != event.platform.value
+        repeat = answering.repeats + 1 if answering and repeats(answering.snippet,
+                                                                 repeat_key(event.text)[:SNIPPET_CHARS]) else 0
+        # Relaying: Reynolds' words carried to another platform, or re-posted with nothing of one's own (a
+        # person quoting or pasting Reynolds adds their own words, and quotes with "> ", which is folded away).
+        relay = copied is not None and (copied.platform != event.platform.value or not _own_words(text, original))
         why = "a Service Bus producer" if machine else "answers at a machine's pace" if quick else \
-            "relays Reynolds' words across platforms" if relay else ""
+            "relays Reynolds' words" if relay else ""
         judged = not event.actor.automated and bool(why)
         if judged:
             notes = (*notes, f"judged an automation by its behaviour: {why}")
-        stats = {"exchanges": exchanges, "repeats": repeat, "fast": fast}
+        stats: dict[str, Any] = {"exchanges": exchanges, "repeats": repeat, "fast": fast, "actor": key}
         if marker is not None:
             if judged:
                 return Evidence(marker.chain_id, marker.event_id, marker.depth + 1, "marker", notes=notes,
@@ -421,3 +428,14 @@ def _first(*candidates: tuple[Trace | None, str]) -> tuple[Trace, str] | None:
         if trace is not None:
             return trace, via
     return None
+
+
+def _own_words(text: str, copied: str) -> bool:
+    """Whether ``text`` (normalised) says something of its own beside the Reynolds text it copies."""
+    theirs = set(copied.split())
+    own = [w for w in text.split() if w not in theirs]
+    return len(" ".join(own)) >= MIN_OWN_CHARS
+
+
+#: A copy of Reynolds' text with fewer characters than this of one's own ("Echo:", "FYI") is a relay.
+MIN_OWN_CHARS = 24

@@ -78,6 +78,8 @@ class Evidence:
     repeats: int = 0
     #: How many answers in a row (this one included) came within ``pace_seconds`` of Reynolds' answer.
     fast: int = 0
+    #: The actor as the evidence names it (``<platform>:<login>``).
+    actor: str | None = None
 
     def automated(self, event: EventEnvelope) -> bool:
         """Whether ``event`` counts as an automated hop (an automation, or judged one by its behaviour)."""
@@ -92,6 +94,10 @@ class ChainHead:
     created_at: str
     root_event: str
     linked_from: str | None = None
+    #: Who started the chain, and whether that first event counted as automated: a user account judged an
+    #: automation later in its own chain spent one more of the budget than the counter shows.
+    root_actor: str | None = None
+    root_automated: bool = True
     events: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     automated_accepted: int = 0
@@ -198,7 +204,10 @@ def judge(event: EventEnvelope, evidence: Evidence, head: ChainHead | None, conf
         if evidence.parent_id and head.children.get(evidence.parent_id, 0) >= config.max_children:
             reason = f"loop: amplification, event {evidence.parent_id} already caused {config.max_children} events"
             return Judgement(Verdict.LOOP, (reason, *notes), fp, "amplification")
-        if head.automated_accepted >= config.chain_budget:
+        spent = head.automated_accepted
+        if not head.root_automated and head.root_actor is not None and head.root_actor == evidence.actor:
+            spent += 1  # its first event, taken for a person's, was this automation's too
+        if spent >= config.chain_budget:
             reason = f"loop: chain budget of {config.chain_budget} automated runs is spent"
             return Judgement(Verdict.LOOP, (reason, *notes), fp, "budget")
     return Judgement(Verdict.ACCEPTED, (f"automated action at depth {evidence.depth} via {evidence.via}", *notes), fp)
@@ -227,21 +236,36 @@ def apply(head: ChainHead, event: EventEnvelope, evidence: Evidence, judgement: 
 #: Shorter answers ("any update?", "thanks", "+1") are what people repeat: never judged as repeats.
 MIN_REPEAT_CHARS = 24
 _MIN_REPEAT_WORDS = 4
+_WORD = re.compile(r"[A-Za-z]+")
+_CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{4,}")
+
+
+def _token_like(word: str) -> bool:
+    """A letters-only word that reads as a generated token, not language: mixed case inside, few vowels, or
+    a run of four consonants (``qZkVbT``, ``mwrplx``, ``hjtnsd``)."""
+    if len(word) < 5:
+        return False
+    lower = word.lower()
+    if word[1:] != word[1:].lower() and word[1:] != word[1:].upper():
+        return True
+    vowels = sum(c in "aeiouy" for c in lower)
+    return vowels / len(lower) < 0.2 or bool(_CONSONANT_RUN.search(lower))
+
+
+def repeat_key(text: str) -> str:
+    """What two rounds of one template have in common: ``normalise_text`` with generated tokens folded too."""
+    return normalise_text(_WORD.sub(lambda m: "<tok>" if _token_like(m.group()) else m.group(), strip_markers(text)))
 
 
 def repeats(previous: str, current: str) -> bool:
-    """Whether two normalised answers are one template filled twice (the same words but for tokens).
+    """Whether two answers (as ``repeat_key``) are one template filled twice.
 
-    Numbers, ids, links and times are already folded by ``normalise_text``; a random letters-only token
-    differs in one word: equal length with at most one word in five different, or (for longer texts) the
-    same vocabulary, counts as a repeat.
+    Equal, or equal but for one word in the same place (a generated token ``repeat_key`` did not recognise);
+    and long enough to be more than a short phrase people repeat ("any update?").
     """
     if min(len(previous), len(current)) < MIN_REPEAT_CHARS:
         return False
     a, b = previous.split(), current.split()
-    if min(len(a), len(b)) < _MIN_REPEAT_WORDS:
+    if len(a) != len(b) or len(a) < _MIN_REPEAT_WORDS:
         return False
-    if len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= max(1, len(a) // 5):
-        return True
-    sa, sb = set(a), set(b)
-    return len(sa | sb) >= 8 and len(sa & sb) >= 0.8 * len(sa | sb)
+    return sum(x != y for x, y in zip(a, b, strict=True)) <= (1 if len(a) > _MIN_REPEAT_WORDS else 0)
