@@ -27,7 +27,8 @@ Cross-platform (issue 6) adds::
 Loop guard v2 (issue 10) adds, all optional (older files run unchanged)::
 
     {"linked_scopes": "github:octo=teams:default=servicebus:default",   # LOOP_LINKED_SCOPES of the run
-     "start": [{…, "repeat": 300, "interval_seconds": 10}],   # the opening action 300 times, {n} = 1…300
+     "start": [{…, "repeat": 300, "interval_seconds": 10,     # the opening action 300 times, {n} = 1…300
+                "actor": {"login": "person-{n}"}}],           # … by 300 different people
      "actors": [{…, "every": 3, "skip": 1,                    # act on matching writes 2, 5, 8, … only
                  "on": {…, "repo": "octo/app", "number": 7}}]} # notice writes on this repo / issue only
     ACTION = {…, "repo": "octo/r{n}", "team": "team-{n}", "channel": "c{n}",  # {n} (and {i}, 1…count) in places
@@ -451,7 +452,12 @@ async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
             if item.kind == "start":
                 start, n = item.data
                 run.pending_redeliver = start.redeliver
-                _perform(run, start.actor, start.action, n, None)
+                actor = start.actor
+                if "{n}" in actor.login:
+                    actor = actor.model_copy(update={"login": _place(actor.login, n)})
+                    with contextlib.suppress(ValueError):
+                        world.github.add_user(actor.login, type=actor.type)
+                _perform(run, actor, start.action, n, None)
                 run.pending_redeliver = 1
             elif item.kind == "act":
                 index, write = item.data
