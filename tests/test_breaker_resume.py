@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
+
+from activities.reply import resumed
+from shared.work.reply import ReplyInput
+from shared.work.triage import TriagePlan
 from tools.world import World, build_world
 
 REPO = "octo/app"
@@ -89,3 +94,44 @@ async def test_resume_by_someone_without_write_access_changes_nothing() -> None:
         state = world.services.breakers.state(BREAKER)
         assert state is not None
         assert state.state == "open"
+
+
+def _trip(world: World, platform: str, target: str, counterpart: str | None) -> str:
+    """Open the target breaker of ``target`` with automations' exchanges; its key."""
+    breakers = world.services.breakers
+    for _ in range(breakers.config.target_max_writes + 1):
+        world.clock.advance(1)
+        breakers.permit(platform=platform, target=target, counterpart=counterpart, text_fp=None,
+                        now=world.clock(), depth=2)
+    key = f"br:{platform}:{target}"
+    assert breakers.state(key).state == "open"  # type: ignore[union-attr]
+    return key
+
+
+@pytest.mark.parametrize(("platform", "target", "kind"), [
+    ("teams", "teams:team-1/general", "human"), ("servicebus", "reynolds-out", "bot")])
+def test_resume_in_teams_and_on_service_bus_closes_the_threads_breakers(platform: str, target: str,
+                                                                       kind: str) -> None:
+    with build_world(profile="reply-all") as world:
+        key = _trip(world, platform, target, "relay-bot" if platform == "teams" else None)
+        request = ReplyInput(event_id=f"{platform}:resume-1", event_type="t", chain_id="c-1", depth=0,
+                             platform=platform, target=target, queue=target if platform == "servicebus" else None,
+                             actor="ada", actor_kind=kind, text="/reynolds resume")
+        plan = TriagePlan(kind="question", signals=[], labels=[], summary="s")
+        answered = resumed(world.services, request, plan)
+        assert answered.kind == "command"
+        assert f"`{key}`" in answered.summary
+        assert world.services.breakers.state(key).state == "closed"  # type: ignore[union-attr]
+        # Said again (a re-run of the activity): nothing holds the thread any more, and it says so.
+        assert "nothing was holding" in resumed(world.services, request, plan).summary
+
+
+def test_a_teams_bot_cannot_resume() -> None:
+    with build_world(profile="reply-all") as world:
+        key = _trip(world, "teams", "teams:team-1/general", "relay-bot")
+        request = ReplyInput(event_id="teams:resume-2", event_type="t", chain_id="c-1", depth=1, platform="teams",
+                             target="teams:team-1/general", actor="relay-bot", actor_kind="bot",
+                             text="/reynolds resume")
+        plan = TriagePlan(kind="question", signals=[], labels=[], summary="s")
+        assert resumed(world.services, request, plan) == plan
+        assert world.services.breakers.state(key).state == "open"  # type: ignore[union-attr]
