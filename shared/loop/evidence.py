@@ -68,10 +68,10 @@ def _trace(raw: Any) -> Trace | None:
     if not isinstance(raw, dict):
         return None
     chain, event, depth, at = raw.get("c"), raw.get("e"), raw.get("d"), raw.get("t")
-    valid = (isinstance(chain, str) and isinstance(event, str) and isinstance(depth, int)
-             and not isinstance(depth, bool) and isinstance(at, int | float))
     counters = [raw.get(k, 0) for k in ("n", "r", "f")]
-    if not valid or not all(isinstance(n, int) and n >= 0 for n in counters):
+    if not (isinstance(chain, str) and isinstance(event, str) and isinstance(depth, int)
+            and not isinstance(depth, bool) and isinstance(at, int | float)
+            and all(isinstance(n, int) and n >= 0 for n in counters)):
         logger.warning("an evidence entry does not validate; skipped as evidence")
         return None
     text = raw.get("s")
