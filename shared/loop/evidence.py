@@ -56,6 +56,8 @@ class Trace:
     exchanges: int = 0
     repeats: int = 0
     fast: int = 0
+    #: The answered counterpart had relayed Reynolds' words (a judgement that stays with it in the window).
+    relay: bool = False
 
 
 def evidence_id(group: str) -> str:
@@ -77,7 +79,8 @@ def _trace(raw: Any) -> Trace | None:
     text = raw.get("s")
     return Trace(chain, event, depth, float(at), str(raw.get("p") or ""), str(raw.get("g") or ""),
                  str(raw.get("k") or ""), raw.get("to") if isinstance(raw.get("to"), str) else None,
-                 text if isinstance(text, str) else "", *counters)
+                 text if isinstance(text, str) else "", exchanges=counters[0], repeats=counters[1],
+                 fast=counters[2], relay=raw.get("j") is True)
 
 
 class GroupView:
@@ -158,6 +161,7 @@ class EvidenceStore:
             for field, name in (("n", "exchanges"), ("r", "repeats"), ("f", "fast")):
                 value = answered.get(name)
                 actor_entry[field] = value if isinstance(value, int) and value >= 0 else 0
+            actor_entry["j"] = answered.get("relayed") is True
         horizon = now - self.window
 
         def update(doc: dict[str, Any] | None) -> dict[str, Any]:
@@ -168,7 +172,7 @@ class EvidenceStore:
             last = [e for e in _as_list(doc.get("last")) if _at(e) > horizon][-(MAX_LAST - 1):] + [last_entry]
             texts = [e for e in _as_list(doc.get("texts")) if _at(e) > horizon]
             if len(text) >= MIN_SNIPPET_CHARS:
-                texts = [*texts, {**base, "p": scope.platform, "x": text[:TEXT_CHARS]}]
+                texts = [*texts, {**target_entry, "p": scope.platform, "x": text[:TEXT_CHARS]}]
             return {"kind": "evidence", "group": scope.group, "targets": targets, "actors": actors,
                     "last": last, "texts": texts[-MAX_TEXTS:], "ttl": self.ttl}
 

@@ -206,7 +206,8 @@ class LineageService:
                 # The exchange record an answer to this event carries into the evidence (see ``_remember``).
                 "actor_key": actor_key(event.platform.value, event.actor.login, event.actor.id),
                 "snippet": repeat_key(event.text)[:SNIPPET_CHARS], "exchanges": evidence.exchanges,
-                "repeats": evidence.repeats, "fast": evidence.fast, "ttl": self.event_ttl}
+                "repeats": evidence.repeats, "fast": evidence.fast, "relayed": evidence.relayed,
+                "ttl": self.event_ttl}
 
     def _read_head(self, chain_id: str, event: EventEnvelope) -> tuple[ChainHead | None, str | None]:
         try:
@@ -271,15 +272,19 @@ class LineageService:
             else 0
         repeat = answering.repeats + 1 if answering and repeats(answering.snippet,
                                                                  repeat_key(event.text)[:SNIPPET_CHARS]) else 0
-        # Relaying: Reynolds' words carried to another platform, or re-posted with nothing of one's own (a
-        # person quoting or pasting Reynolds adds their own words, and quotes with "> ", which is folded away).
-        relay = copied is not None and (copied.platform != event.platform.value or not _own_words(text, original))
+        # Relaying: Reynolds' words carried to another platform, or re-posted with nothing of one's own by
+        # someone else than the one Reynolds answered (a person pasting back Reynolds' answer to them, or
+        # quoting it with their own words, is not relaying). A relay stays one for its exchanges in the window.
+        relay = copied is not None and (copied.platform != event.platform.value or (
+            not _own_words(text, original) and copied.to != key))
+        relay = relay or (answering is not None and answering.relay)
         why = "a Service Bus producer" if machine else "answers at a machine's pace" if quick else \
             "relays Reynolds' words" if relay else ""
         judged = not event.actor.automated and bool(why)
         if judged:
             notes = (*notes, f"judged an automation by its behaviour: {why}")
-        stats: dict[str, Any] = {"exchanges": exchanges, "repeats": repeat, "fast": fast, "actor": key}
+        stats: dict[str, Any] = {"exchanges": exchanges, "repeats": repeat, "fast": fast, "actor": key,
+                                 "relayed": relay and not event.actor.automated}
         if marker is not None:
             if judged:
                 return Evidence(marker.chain_id, marker.event_id, marker.depth + 1, "marker", notes=notes,

@@ -80,6 +80,8 @@ class Evidence:
     fast: int = 0
     #: The actor as the evidence names it (``<platform>:<login>``).
     actor: str | None = None
+    #: Judged an automation because it relays Reynolds' words (stays with the actor's exchanges).
+    relayed: bool = False
 
     def automated(self, event: EventEnvelope) -> bool:
         """Whether ``event`` counts as an automated hop (an automation, or judged one by its behaviour)."""
@@ -235,6 +237,8 @@ def apply(head: ChainHead, event: EventEnvelope, evidence: Evidence, judgement: 
 
 #: Shorter answers ("any update?", "thanks", "+1") are what people repeat: never judged as repeats.
 MIN_REPEAT_CHARS = 24
+#: A question up to this long ("any update on this issue?") is a person following up: never a repeat.
+MAX_FOLLOW_UP_CHARS = 48
 _MIN_REPEAT_WORDS = 4
 _WORD = re.compile(r"[A-Za-z]+")
 _CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{4,}")
@@ -261,9 +265,12 @@ def repeats(previous: str, current: str) -> bool:
     """Whether two answers (as ``repeat_key``) are one template filled twice.
 
     Equal, or equal but for one word in the same place (a generated token ``repeat_key`` did not recognise);
-    and long enough to be more than a short phrase people repeat ("any update?").
+    and more than what people repeat: a short phrase ("thanks!") or a short question ("any update on this
+    issue?": a person waiting for an answer).
     """
     if min(len(previous), len(current)) < MIN_REPEAT_CHARS:
+        return False
+    if len(current) <= MAX_FOLLOW_UP_CHARS and current.rstrip().endswith("?"):
         return False
     a, b = previous.split(), current.split()
     if len(a) != len(b) or len(a) < _MIN_REPEAT_WORDS:
