@@ -238,3 +238,17 @@ def test_malformed_evidence_entries_are_skipped_not_fatal(store: MemoryStore, cl
                   "last": [None, {"c": "x"}], "texts": [{"x": 5}]})
     decision = lineage.decide(gh("a bot acts", login="ci[bot]", kind=ActorKind.BOT), routed=True)
     assert (decision.verdict, decision.depth, decision.parent_id) == (Verdict.ACCEPTED, 1, None)
+
+
+def test_a_third_party_reposting_reynolds_bare_is_a_relay_the_person_answered_is_not(store: MemoryStore,
+                                                                                    clock: SimClock) -> None:
+    lineage = service(store, clock)
+    words = "Reynolds triaged this as a bug: the importer times out on files above 2 GB"
+    first = answer(lineage, gh("The importer fails on large files"), words)
+    clock.advance(600)
+    pasted = lineage.decide(gh(words), routed=True)  # alice pastes back Reynolds' answer to her: quoting
+    assert (pasted.depth, pasted.rule) == (0, "human")
+    clock.advance(600)
+    relayed = lineage.decide(gh(f"Echo: {words}", login="relay-user"), routed=True)
+    assert (relayed.chain_id, relayed.depth) == (first.chain_id, 2)
+    assert any("relays Reynolds' words" in r for r in relayed.reasons)

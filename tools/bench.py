@@ -246,7 +246,9 @@ def loop_guard_section() -> list[str]:
               f"{CONCURRENT_DECISIONS} decisions split over the chains. *With effects*: each decision followed by "
               "Reynolds' effect, which updates the shared evidence document (one conditional write; a lost race "
               "re-reads and retries). Lost races are 412s on a replace and 409s on a create other than a "
-              "duplicate event.", "",
+              "duplicate event. The effects here are unpaced; in production Reynolds' GitHub writes are paced "
+              "≥ 1 s apart per installation (`shared/platforms/github/pacer.py`), so an organisation's evidence "
+              "document sees about one effect a second from GitHub.", "",
               "| concurrent chains | decisions/s | requests/decision | lost races/decision "
               "| decisions+effects/s | lost races/effect |", "|---:|---:|---:|---:|---:|---:|"]
     lines += [f"| {r['chains']} | {r['per_s']} | {r['requests']} | {r['lost']} | {r['mixed_per_s']} | "
