@@ -161,7 +161,10 @@ def test_a_user_account_answering_at_a_machines_pace_continues_the_chain(store: 
 def test_repeats_modulo_numbers_ids_and_tokens() -> None:
     assert repeats(repeat_key("Status check: still failing (ref qzkvbt)"),
                    repeat_key("Status check: still failing (ref wcfqix)"))
-    assert repeats(repeat_key("Status check: build 12 still failing"), repeat_key("Status check: build 13 still failing"))
+    assert repeats(repeat_key("Status check: build 12 still failing"),
+                   repeat_key("Status check: build 13 still failing"))
+    assert not repeats(repeat_key("Any update on this issue, please?"),
+                       repeat_key("Any update on this issue, please?"))  # a person following up
     assert not repeats(repeat_key("Any update on this?"), repeat_key("Any update on this?"))  # short: people do
     assert not repeats(repeat_key("It is a 2 GB CSV exported from billing."),
                        repeat_key("Yes, the error mentions a timeout after ten minutes."))
