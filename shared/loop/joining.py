@@ -92,16 +92,17 @@ class ChainJoiner:
         found = view.copied(text, cfg.causal_window_seconds)
         copied, original = found if found is not None else (None, "")
         # An exchange answers Reynolds' previous answer to the same counterpart: an automation's anywhere in
-        # the group, a person's on the same target (a person's message on another thread is unprompted).
+        # the group, a person's on the same target or within ``pace_seconds`` of it (a person's message on
+        # another thread minutes later is unprompted).
         since_answer = now - history.at if history is not None else None
         quick = (target is not None and now - target.at <= cfg.fast_reply_seconds) or (
             since_answer is not None and since_answer <= cfg.fast_reply_seconds)
         same_target = history is not None and scope is not None and history.target == scope.target_key
+        paced = since_answer is not None and since_answer <= cfg.pace_seconds
         answering = history if history is not None and not machine and (
-            event.actor.automated or same_target or quick) else None
+            event.actor.automated or same_target or paced) else None
         exchanges = answering.exchanges + 1 if answering else 0
-        fast = answering.fast + 1 if answering and since_answer is not None and since_answer <= cfg.pace_seconds \
-            else 0
+        fast = answering.fast + 1 if answering and paced else 0
         repeat = answering.repeats + 1 if answering and repeats(answering.snippet,
                                                                  repeat_key(event.text)[:SNIPPET_CHARS]) else 0
         # Relaying: Reynolds' words carried to another platform, or re-posted with nothing of one's own by
