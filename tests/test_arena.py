@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "samples" / "arena").glob("*.json"))
 # The promise (README): a loop stops within 3 Reynolds effects, an amplifier within 7; the documented exception,
 # a bot on a user account writing new text each time at a person's pace, within 12.
-USER_BOT_NEW_TEXT = {"user-account-bot-new-text.json", "issue-hopping-user-bot.json", "org-hopping-user-bot-slow-new-text.json"}
+USER_BOT_NEW_TEXT = {"user-account-bot-new-text.json", "issue-hopping-user-bot.json",
+                     "org-hopping-user-bot-slow-new-text.json"}
 AMPLIFIERS = {"amplifier.json", "cross-repo-amplifier.json", "loop-under-background-load.json",
               "app-bot-and-slow-user-bot-taking-turns.json"}
 #: Scenarios with background load run here with at most this many background threads (``make arena``: all).
