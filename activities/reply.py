@@ -8,9 +8,11 @@ from typing import Any
 import azure.durable_functions as df
 
 from shared import names
+from shared.loop.breakers import resume_note
 from shared.loop.lineage import EffectRecord
-from shared.services import get_services
+from shared.services import Services, get_services
 from shared.telemetry import correlated
+from shared.work.commands import CommandName, parse_command
 from shared.work.reply import ReplyInput, render_reply_html, render_reply_text, reply_effect_key
 from shared.work.triage import TriagePlan, plan_triage
 
@@ -27,6 +29,25 @@ def _effect(record: EffectRecord) -> dict[str, Any]:
     return effect
 
 
+def resumed(services: Services, request: ReplyInput, plan: TriagePlan) -> TriagePlan:
+    """``/reynolds resume`` in Teams or on Service Bus: close every breaker and exchange count holding the
+    thread (the channel or chat; the reply queue) and answer which. Idempotent: a re-run closes nothing more.
+
+    In Teams anyone in the channel may resume (Teams authenticated them in the tenant) but never a bot; on
+    Service Bus the producer needed Send rights on Reynolds' queue.
+    """
+    command = parse_command(request.text)
+    if command is None or command.name is not CommandName.RESUME:
+        return plan
+    if request.platform == "teams" and request.actor_kind != "human":
+        return plan
+    target = request.target if request.platform == "teams" else (request.queue or request.target)
+    note = resume_note(services.breakers.reset(platform=request.platform, target=target),
+                       services.lineage.release(request.platform, target))
+    logger.info("event %s: %s on %s by %s", request.event_id, note, target, request.actor)
+    return plan.model_copy(update={"kind": "command", "summary": f"Resumed by {request.actor or 'someone'}. {note}"})
+
+
 @bp.activity_trigger(input_name="payload", activity=names.REPLY_PLAN)
 @correlated
 def reply_plan_activity(payload: dict[str, Any]) -> dict[str, Any]:
@@ -39,9 +60,10 @@ def reply_plan_activity(payload: dict[str, Any]) -> dict[str, Any]:
 async def post_teams_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Post the answer in the event's channel or chat once per event; ``GraphThrottled`` raises (retried)."""
     request = ReplyInput.model_validate(payload["request"])
-    plan = TriagePlan.model_validate(payload["plan"])
+    services = get_services()
+    plan = resumed(services, request, TriagePlan.model_validate(payload["plan"]))
     instance_id = str(payload["instance_id"])
-    record = await get_services().teams_reporter().post(
+    record = await services.teams_reporter().post(
         key=reply_effect_key(request.event_id), request=request, html_body=render_reply_html(plan, instance_id),
         attempt=int(payload.get("attempt") or 1), run=payload.get("run"))
     logger.info("event %s chain %s instance %s: teams message %s (%s)", request.event_id, request.chain_id,
@@ -54,9 +76,10 @@ async def post_teams_activity(payload: dict[str, Any]) -> dict[str, Any]:
 async def publish_servicebus_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Publish the answer on the reply queue once per event (deterministic message id, ledger, marker)."""
     request = ReplyInput.model_validate(payload["request"])
-    plan = TriagePlan.model_validate(payload["plan"])
+    services = get_services()
+    plan = resumed(services, request, TriagePlan.model_validate(payload["plan"]))
     instance_id = str(payload["instance_id"])
-    record = await get_services().servicebus_reporter().publish(
+    record = await services.servicebus_reporter().publish(
         key=reply_effect_key(request.event_id), request=request, text=render_reply_text(plan, instance_id),
         data={"kind": plan.kind, "labels": plan.labels, "instance_id": instance_id},
         attempt=int(payload.get("attempt") or 1), run=payload.get("run"))

@@ -8,6 +8,7 @@ from typing import Any
 import azure.durable_functions as df
 
 from shared import names
+from shared.loop.breakers import resume_note
 from shared.services import get_services
 from shared.telemetry import correlated, record_orchestration
 from shared.work.commands import CommandName, authorize, parse_command
@@ -36,16 +37,18 @@ def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
     services = get_services()
     reporter = services.reporter()
     command = parse_command(request.text)
+    reply = request.reply
     if (command is not None and command.name == CommandName.RESUME and request.command_executed
             and authorize(command, request.association).allowed):
-        services.breakers.reset(platform="github", target=f"{request.repo}#{request.number}")
-        logger.info("event %s: breakers on %s#%s closed by %s", request.event_id, request.repo, request.number,
-                    request.actor)
+        target = f"{request.repo}#{request.number}"
+        note = resume_note(services.breakers.reset(platform="github", target=target),
+                           services.lineage.release("github", target))
+        reply = f"{reply}\n\n{note}" if reply else note
+        logger.info("event %s: %s on %s closed by %s", request.event_id, note, target, request.actor)
     record = reporter.post_comment(
         key=f"{request.event_id}:report", repo=request.repo, number=request.number,
         installation_id=request.installation_id,
-        body=render_command_reply(request.reply, instance_id) if request.reply else render_triage_comment(plan,
-                                                                                                       instance_id),
+        body=render_command_reply(reply, instance_id) if reply else render_triage_comment(plan, instance_id),
         chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1,
         counterpart=request.actor, counterpart_text=request.text, automated=request.actor_kind != "human",
         attempt=int(payload.get("attempt") or 1), run=payload.get("run"),

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 from shared.loop.breakers import BreakerConfig, BreakerService
 from shared.loop.lineage import LineageService
 from shared.loop.rules import GuardConfig
+from shared.loop.scopes import ScopeMap, parse_links
 from shared.platforms.github.client import GitHubClients
 from shared.settings import Settings, get_settings
 from shared.store.base import DocumentStore
@@ -59,7 +60,7 @@ class Services:
                 if self.settings.marker_signing_key else None,
                 dedupe_ttl_seconds=self.settings.dedupe_ttl_hours * 3600,
                 lineage_ttl_seconds=self.settings.lineage_ttl_days * 86400,
-                clock=self.clock,
+                clock=self.clock, scopes=self.scopes,
             )
         return self._lineage
 
@@ -112,7 +113,14 @@ class Services:
             counterpart_max_writes=s.breaker_counterpart_max_writes,
             counterpart_max_repeats=s.breaker_counterpart_max_repeats, cooldown_seconds=s.breaker_cooldown_seconds,
             fast_reply_seconds=s.breaker_fast_reply_seconds,
-            counterpart_window_seconds=s.breaker_counterpart_window_seconds))
+            counterpart_window_seconds=s.breaker_counterpart_window_seconds), self.scopes)
+
+    @property
+    def scopes(self) -> ScopeMap:
+        """How targets map to organisations and linked groups (from settings)."""
+        s = self.settings
+        return ScopeMap(links=parse_links(s.loop_linked_scopes), teams_tenant=s.loop_teams_tenant_id or None,
+                        servicebus_namespace=s.servicebus_namespace)
 
 
 def guard_config(settings: Settings) -> GuardConfig:

@@ -56,6 +56,10 @@ class Settings(BaseModel):
                                                     le=30 * 86400)
     dedupe_ttl_hours: int = Field(72, alias="LOOP_DEDUPE_TTL_HOURS", ge=72, le=24 * 30)
     lineage_ttl_days: int = Field(30, alias="LOOP_LINEAGE_TTL_DAYS", ge=1, le=3650)
+    #: Organisations whose evidence is shared (``github:<owner>=teams:<tenant>;…``, see ``shared.loop.scopes``).
+    loop_linked_scopes: str = Field("", alias="LOOP_LINKED_SCOPES", max_length=4000)
+    #: The Teams tenant Reynolds posts in (its effects are filed under it); empty: one unnamed tenant.
+    loop_teams_tenant_id: str | None = Field(None, alias="LOOP_TEAMS_TENANT_ID")
 
     # --- Lineage store --------------------------------------------------------------------------------
     lineage_store: Literal["memory", "cosmos"] = Field("cosmos", alias="LINEAGE_STORE")

@@ -14,12 +14,32 @@ from tools.arena import Scenario, run_scenario
 
 ROOT = Path(__file__).resolve().parents[1]
 SCENARIOS = sorted((ROOT / "samples" / "arena").glob("*.json"))
-# A user-account bot writing new text each time is the one documented exception (README: within 12).
-USER_BOT_NEW_TEXT = {"user-account-bot-new-text.json", "issue-hopping-user-bot.json"}
+# The promise (README): a loop stops within 3 Reynolds effects, an amplifier within 7; the documented exception,
+# a bot on a user account writing new text each time at a person's pace, within 12.
+USER_BOT_NEW_TEXT = {"user-account-bot-new-text.json", "issue-hopping-user-bot.json",
+                     "org-hopping-user-bot-slow-new-text.json"}
+AMPLIFIERS = {"amplifier.json", "cross-repo-amplifier.json", "loop-under-background-load.json",
+              "app-bot-and-slow-user-bot-taking-turns.json"}
+#: Scenarios with background load run here with at most this many background threads (``make arena``: all).
+BACKGROUND_SAMPLE = 40
 
 
 def _load(path: Path) -> Scenario:
     return Scenario.model_validate_json(path.read_text(encoding="utf-8"))
+
+
+def _promise(path: Path) -> int:
+    return 12 if path.name in USER_BOT_NEW_TEXT else 7 if path.name in AMPLIFIERS else 3
+
+
+def _sampled(scenario: Scenario) -> tuple[Scenario, int]:
+    """A background-load scenario with fewer background threads; and how many answers to people it expects."""
+    start, people = [], 0
+    for opening in scenario.start:
+        kept = min(opening.repeat, BACKGROUND_SAMPLE) if opening.repeat > 1 else 1
+        people += kept if opening.repeat > 1 else 0
+        start.append(opening.model_copy(update={"repeat": kept}))
+    return scenario.model_copy(update={"start": start}), people
 
 
 def test_bundle_covers_the_required_scenarios() -> None:
@@ -34,12 +54,22 @@ def test_bundle_covers_the_required_scenarios() -> None:
 @pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
 def test_scenario_passes_on_memory_store(path: Path) -> None:
     scenario = _load(path)
+    people = 0
+    if scenario.humans_never_blocked:
+        scenario, people = _sampled(scenario)
     result = asyncio.run(run_scenario(scenario, "memory"))
-    assert result["passed"], result
     if scenario.expect == "loop":
         assert result["stopped"]
-        assert result["reynolds_effects"] <= (12 if path.name in USER_BOT_NEW_TEXT else 3), result
-    else:
+        # Answers to the people in the background (each answered once) plus the loop's own.
+        assert result["reynolds_effects"] - people <= _promise(path), result
+        if not scenario.humans_never_blocked:  # no file claims a looser bound than the promise
+            assert (scenario.max_reynolds_effects or 3) <= _promise(path)
+    if scenario.humans_never_blocked:
+        assert result["blocked_human_events"] == 0
+        assert result["chain_id"] is not None  # the loop was stopped, not merely quiet
+        return
+    assert result["passed"], result
+    if scenario.expect == "legit":
         assert result["blocked_human_events"] == 0
 
 
@@ -60,10 +90,11 @@ def test_cli_prints_one_line_per_scenario_and_exits_nonzero_on_failure(tmp_path:
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["name"] for line in lines] == ["self-echo", "too strict"]
     assert [line["passed"] for line in lines] == [True, False]
-    # chain_ids (and a note beside blocked_human_events when it needs one) were added compatibly.
+    # chain ids (and a note beside blocked_human_events when it needs one) were added compatibly.
     assert set(lines[0]) - {"blocked_human_events_note"} == {
         "name", "expect", "reynolds_effects", "notes", "events", "verdicts", "stopped", "blocked_human_events",
-        "passed", "chain_ids"}
+        "passed", "chain_id", "chain_ids", "chains"}
+    assert lines[1]["chain_id"] in lines[1]["chain_ids"]  # the chain the loop guard stopped
     assert proc.returncode == 1
 
 

@@ -101,19 +101,34 @@ def test_service_counts_exactly_under_concurrency_and_resets() -> None:
     state = service.state("br:github:o/r#1")
     assert state is not None
     assert state.state == "open"
-    assert service.reset(platform="github", target="o/r#1") == [
-        "br:github:o/r#1", "br:github:o/r#1:u0", "br:github:o/r#1:u1", "br:github:o/r#1:u2",
-        "br:github:o/r:actor:u0", "br:github:o/r:actor:u1", "br:github:o/r:actor:u2"]
+    # Resume says which breakers held the thread (the target's; the counterparts' counted 40 of 100).
+    assert service.reset(platform="github", target="o/r#1") == ["br:github:o/r#1"]
+    assert service.state("br:github:o:actor:github:u0").targets == ["github:o/r#1"]  # type: ignore[union-attr]
     assert service.permit(platform="github", target="o/r#1", counterpart=None, text_fp=None, now=now).allowed
 
 
-def test_a_bot_hopping_targets_meets_its_scope_breaker() -> None:
+def test_a_bot_hopping_repositories_meets_its_organisation_breaker() -> None:
     now = datetime(2026, 1, 1, tzinfo=UTC)
     service = BreakerService(MemoryStore(clock=lambda: now), CONFIG)
-    allowed = [service.permit(platform="github", target=f"o/r#{n}", counterpart="hopper", text_fp=None,
-                              now=now + timedelta(seconds=10 * n), automated=False).allowed for n in range(6)]
-    # A new issue each time: the per-target breakers never see a second write, the scope's actor breaker does.
+    allowed = [service.permit(platform="github", target=f"o/r{n}#1", counterpart="hopper", text_fp=None,
+                              now=now + timedelta(seconds=10 * n), depth=2).allowed for n in range(6)]
+    # A new repository each time: the per-target breakers never see a second write, the organisation's does.
     assert allowed == [True, True, True, False, False, False]
+    # Resume on the thread the breaker last counted names the breaker, whichever issue it first counted.
+    assert service.reset(platform="github", target="o/r5#1") == ["br:github:o:actor:github:hopper"]
+
+
+def test_writes_answering_people_or_unprompted_events_are_never_counted() -> None:
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    service = BreakerService(MemoryStore(clock=lambda: now), CONFIG)
+    person = [service.permit(platform="github", target="o/r#1", counterpart="alice", text_fp="same",
+                             now=now + timedelta(seconds=n), automated=False).allowed for n in range(50)]
+    fan_out = [service.permit(platform="servicebus", target="reynolds-out", counterpart=None, text_fp=None,
+                              now=now + timedelta(seconds=n), depth=1).allowed for n in range(50)]
+    assert all(person)
+    assert all(fan_out)
+    assert service.state("br:github:o/r#1") is None
+    assert service.state("br:servicebus:reynolds-out") is None
 
 
 def test_answers_to_people_never_trip_the_target_breaker() -> None:

@@ -17,6 +17,7 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 from shared import telemetry
 from tools.arena import Scenario, run_scenario
+from tools.world import build_world
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -60,9 +61,16 @@ def test_a_loop_emits_verdicts_loops_stopped_and_github_writes(reader: InMemoryM
 
 
 def test_an_opened_breaker_is_counted_for_the_alert(reader: InMemoryMetricReader) -> None:
-    scenario = Scenario.model_validate_json((ROOT / "samples" / "arena" / "user-account-bot-new-text.json").read_text())
-    result = asyncio.run(run_scenario(scenario, "memory"))
-    assert result["notes"] == 1
+    # The loop rules stop the bundled loops before any breaker trips: a breaker tuned to open on an
+    # automation's second counted exchange shows the wiring.
+    world_settings = {"LOOP_COUNTERPART_MAX_WRITES": "1", "LOOP_CHAIN_BUDGET": "50", "LOOP_MAX_AUTOMATED_DEPTH": "50"}
+    with build_world(profile="reply-all", extra_settings=world_settings) as world:
+        world.ensure_issue("octo/app", 7, "Crash on start", "alice")
+        world.github.add_user("echo[bot]", type="Bot")
+        for body in ("Build report one", "Build report two", "Build report three"):
+            world.clock.advance(5)
+            asyncio.run(world.comment("octo/app", 7, body, "echo[bot]"))
+        assert any("Reynolds · paused" in str(w.resource.get("body")) for w in world.reynolds_writes)
     sums = _sums(reader)
     assert sum(sums[telemetry.BREAKER_OPENED].values()) >= 1
     assert any(dict(k)["state"] == "open" for k in sums[telemetry.BREAKER_TRANSITIONS])

@@ -24,6 +24,23 @@ Cross-platform scenarios add::
              # a CloudEvent (data.text = the body, actorkind from the actor's type), no lineage properties
     on = {"platform": "teams" | "servicebus", "kind": "message", "by": …, "channel": "<id>", "queue": "<name>"}
 
+Loop guard v2 (issue 10) adds, all optional (older files run unchanged)::
+
+    {"linked_scopes": "github:octo=teams:default=servicebus:default",   # LOOP_LINKED_SCOPES of the run
+     "start": [{…, "repeat": 300, "interval_seconds": 10,     # the opening action 300 times, {n} = 1…300
+                "actor": {"login": "person-{n}"}}],           # … by 300 different people
+     "actors": [{…, "every": 3, "skip": 1,                    # act on matching writes 2, 5, 8, … only
+                 "on": {…, "repo": "octo/app", "number": 7}}]} # notice writes on this repo / issue only
+    ACTION = {…, "repo": "octo/r{n}", "team": "team-{n}", "channel": "c{n}",  # {n} (and {i}, 1…count) in places
+              "number": "{n}",         # the n-th issue
+              "actorkind": "human"}    # what a Service Bus producer claims to be (default: from the actor's type)
+    {"humans_never_blocked": true}   # a loop scenario that also fails when any person goes unanswered
+
+``linked_scopes`` defaults to ``ARENA_LINKED_SCOPES`` (the ``octo`` organisation, the Teams tenant and the
+Service Bus namespace bridge to each other, as a deployment with a GitHub↔Teams bridge would configure).
+The result line adds ``chain_ids`` (the first 100 chains decided, first seen first), ``chains`` (how many
+chains in all) and ``chain_id`` (the chain of the first ``loop`` verdict, or null).
+
 Reynolds reads ``SERVICEBUS_EVENTS_QUEUE`` (``reynolds-events``): messages sent there are delivered to its
 trigger as real ``func.ServiceBusMessage`` objects; it answers on ``reynolds-out`` (or the message's
 ``ReplyTo``), where scripted actors see its messages. Reynolds' Teams messages come back to it as change
@@ -62,6 +79,9 @@ from tools.fakes.github import FakeGitHubError, WriteEvent
 from tools.world import REYNOLDS_LOGIN, START, World, build_world
 
 WEBHOOK_LATENCY_SECONDS = 1.0
+#: The result line lists at most this many chain ids (``chains`` counts them all).
+MAX_CHAIN_IDS = 100
+ARENA_LINKED_SCOPES = "github:octo=teams:default=servicebus:default"
 
 
 class ActorSpec(BaseModel):
@@ -89,12 +109,14 @@ class Action(BaseModel):
     platform: Platform = "github"
     kind: Literal["comment", "issue", "message"]
     repo: str = "octo/app"
-    number: int | Literal["same"] | None = None
+    number: int | Literal["same", "{n}"] | None = None
     count: int = Field(1, ge=1, le=100)
     body: str | list[str] = ""
     channel: str | None = None
     team: str = DEFAULT_TEAM
     queue: str | None = None
+    #: A Service Bus producer's claimed ``actorkind`` (default: ``bot`` for a Bot actor, else ``human``).
+    actorkind: Literal["human", "bot"] | None = None
 
     @model_validator(mode="after")
     def _kind_fits_platform(self) -> Action:
@@ -114,6 +136,8 @@ class Trigger(BaseModel):
     by: str = "any"
     channel: str | None = None
     queue: str | None = None
+    repo: str | None = None
+    number: int | None = None
 
     @model_validator(mode="after")
     def _kind_fits_platform(self) -> Trigger:
@@ -128,6 +152,9 @@ class StartAction(BaseModel):
     actor: ActorSpec
     redeliver: int = Field(1, ge=1, le=1000)
     action: Action
+    #: Perform the action this many times, ``interval_seconds`` apart (``{n}`` counts them).
+    repeat: int = Field(1, ge=1, le=5000)
+    interval_seconds: float = Field(0, ge=0)
 
 
 class ScriptedActor(BaseModel):
@@ -138,6 +165,9 @@ class ScriptedActor(BaseModel):
     do: Action
     delay_seconds: float = Field(5, ge=0)
     max_actions: int = Field(1000, ge=0)
+    #: Act on every ``every``-th matching write only, after letting the first ``skip`` pass (1, 1+k, 1+2k, …).
+    every: int = Field(1, ge=1)
+    skip: int = Field(0, ge=0)
 
 
 class Scenario(BaseModel):
@@ -151,6 +181,9 @@ class Scenario(BaseModel):
     max_events: int = Field(500, ge=1)
     start: list[StartAction] = Field(min_length=1)
     actors: list[ScriptedActor] = Field(default_factory=list)
+    linked_scopes: str = ARENA_LINKED_SCOPES
+    #: A loop scenario that also requires every person in it answered (background load of human threads).
+    humans_never_blocked: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,6 +199,7 @@ class _Write:
     team: str | None = None
     channel: str | None = None
     queue: str | None = None
+    repo: str | None = None
 
 
 def _github_write(write: WriteEvent) -> _Write:
@@ -173,7 +207,8 @@ def _github_write(write: WriteEvent) -> _Write:
     text = str((write.resource or {}).get("body") or "")
     if write.kind == "issue":
         text = f"{write.issue.get('title', '')}\n\n{text}".strip()
-    return _Write("github", kind, write.actor.get("login"), strip_markers(text), text, number=write.number)
+    return _Write("github", kind, write.actor.get("login"), strip_markers(text), text, number=write.number,
+                  repo=write.repo)
 
 
 def _teams_write(world: World, message: dict[str, Any]) -> _Write:
@@ -212,6 +247,10 @@ class _Run:
     queue: list[_Item] = field(default_factory=list)
     seq: itertools.count = field(default_factory=itertools.count)
     counters: dict[int, int] = field(default_factory=dict)
+    noticed: dict[int, int] = field(default_factory=dict)
+    #: Every chain decided (first seen first) and the chain of the first ``loop`` verdict.
+    chains: dict[str, None] = field(default_factory=dict)
+    loop_chain: str | None = None
     verdicts: Counter[str] = field(default_factory=Counter)
     events: int = 0
     reynolds_effects: int = 0
@@ -246,6 +285,10 @@ def _matches(trigger: Trigger, write: _Write, actor_login: str) -> bool:
         return False
     if trigger.queue is not None and write.queue != trigger.queue:
         return False
+    if trigger.repo is not None and write.repo != trigger.repo:
+        return False
+    if trigger.number is not None and write.number != trigger.number:
+        return False
     author = write.author
     if author == actor_login and trigger.by != actor_login:
         return False  # an actor never answers itself unless told to
@@ -265,29 +308,46 @@ def _perform(run: _Run, actor: ActorSpec, action: Action, n: int, trigger: _Writ
     visible = trigger.text if trigger is not None else None
     body = _render(_body_for(action, n), n, trigger_text, visible)
     if action.platform == "teams":
-        _post_teams(run, actor, action, body or f"message {n}", trigger)
+        placed = action.model_copy(update={"team": _place(action.team, n), "channel": _place(action.channel, n)})
+        _post_teams(run, actor, placed, body or f"message {n}", trigger)
         return
     if action.platform == "servicebus":
         for i in range(action.count):
             text = _render(_body_for(action, n), i + 1 if action.count > 1 else n, trigger_text, visible)
-            _send_servicebus(run, actor, action.queue or "", text or f"message {n}")
+            _send_servicebus(run, actor, action.queue or "", text or f"message {n}", action.actorkind)
         return
     number = trigger.number if action.number == "same" and trigger is not None else action.number
-    with contextlib.suppress(ValueError):
-        world.github.add_repo(action.repo)
+    if number == "{n}":
+        number = n
     try:
         if action.kind == "comment":
+            same = action.repo == "same" and trigger is not None and trigger.repo
+            repo = trigger.repo if same and trigger is not None and trigger.repo else _place(action.repo, n)
+            _add_repo(world, repo)
             if not isinstance(number, int):
                 number = 1
-            world.ensure_issue(action.repo, number)
-            world.github.create_comment(action.repo, number, body or f"comment {n}", login)
+            world.ensure_issue(repo, number)
+            world.github.create_comment(repo, number, body or f"comment {n}", login)
         else:
             for i in range(action.count):
-                fixed = action.number if isinstance(action.number, int) and i == 0 else None
+                repo = _place(action.repo, n, i + 1)
+                _add_repo(world, repo)
+                wanted = n if action.number == "{n}" else action.number
+                fixed = wanted if isinstance(wanted, int) and i == 0 else None
                 title = (body.splitlines()[0] if body else f"issue {n}.{i + 1}")[:200] or "issue"
-                world.github.create_issue(action.repo, title, body, login, number=fixed)
+                world.github.create_issue(repo, title, body, login, number=fixed)
     except (FakeGitHubError, ValueError, KeyError) as exc:
         print(f"  actor {login} could not act: {exc}", file=sys.stderr)
+
+
+def _place(template: str | None, n: int, i: int = 1) -> str:
+    """A repository, team or channel name with ``{n}`` (the action's count) and ``{i}`` (1…count) filled in."""
+    return (template or "").replace("{n}", str(n)).replace("{i}", str(i))
+
+
+def _add_repo(world: World, repo: str) -> None:
+    with contextlib.suppress(ValueError):
+        world.github.add_repo(repo)
 
 
 def _post_teams(run: _Run, actor: ActorSpec, action: Action, body: str, trigger: _Write | None) -> None:
@@ -307,12 +367,13 @@ def _post_teams(run: _Run, actor: ActorSpec, action: Action, body: str, trigger:
     run.world.graph.post_as(sender, f"<p>{html.escape(body, quote=False)}</p>", team=team, channel=channel)
 
 
-def _send_servicebus(run: _Run, actor: ActorSpec, queue: str, text: str) -> None:
+def _send_servicebus(run: _Run, actor: ActorSpec, queue: str, text: str, claimed: str | None = None) -> None:
     """A producer's CloudEvent (text only: a producer that copies text copies no lineage property)."""
     ident = str(uuid.UUID(int=next(run.seq) + 1))
     event = {"specversion": "1.0", "id": ident, "source": f"/arena/{actor.login}", "type": "com.arena.message",
              "time": run.world.clock().isoformat(), "datacontenttype": "application/json", "data": {"text": text},
-             "actorlogin": actor.login, "actorkind": "bot" if actor.type == "Bot" else "human"}
+             "actorlogin": actor.login,
+             "actorkind": claimed or ("bot" if actor.type == "Bot" else "human")}
     message = ServiceBusMessage(json.dumps(event), message_id=ident, content_type="application/cloudevents+json")
     _on_servicebus(run, queue, message, by_reynolds=False)
 
@@ -320,7 +381,9 @@ def _send_servicebus(run: _Run, actor: ActorSpec, queue: str, text: str) -> None
 def _notice(run: _Run, write: _Write) -> None:
     for index, scripted in enumerate(run.scenario.actors):
         if _matches(scripted.on, write, scripted.actor.login):
-            run.push(run.now + scripted.delay_seconds, "act", (index, write))
+            seen = run.noticed[index] = run.noticed.get(index, 0) + 1
+            if seen > scripted.skip and (seen - scripted.skip - 1) % scripted.every == 0:
+                run.push(run.now + scripted.delay_seconds, "act", (index, write))
 
 
 def _on_write(run: _Run, write: WriteEvent) -> None:
@@ -366,7 +429,8 @@ async def run_scenario(scenario: Scenario, store: str,
                        inspect: Callable[[World], None] | None = None) -> dict[str, Any]:
     """Play one scenario to quiet (or to its caps); its result line. ``inspect`` sees the world before it closes
     (``tools.explore`` reads the chains from it)."""
-    with build_world(store=store, profile="reply-all") as world:
+    links = {"LOOP_LINKED_SCOPES": scenario.linked_scopes}
+    with build_world(store=store, profile="reply-all", extra_settings=links) as world:
         run = _Run(scenario=scenario, world=world)
         for spec in [s.actor for s in scenario.start] + [a.actor for a in scenario.actors]:
             with contextlib.suppress(ValueError):
@@ -377,7 +441,8 @@ async def run_scenario(scenario: Scenario, store: str,
         if any(_uses_teams(scenario)):
             await world.ensure_subscriptions()
         for opening in scenario.start:
-            run.push(opening.at, "start", opening)
+            for k in range(opening.repeat):
+                run.push(opening.at + k * opening.interval_seconds, "start", (opening, k + 1))
         stopped = False
         while True:
             if not run.queue:
@@ -389,9 +454,14 @@ async def run_scenario(scenario: Scenario, store: str,
             run.now = item.at
             world.clock.set(START + timedelta(seconds=item.at))
             if item.kind == "start":
-                start: StartAction = item.data
+                start, n = item.data
                 run.pending_redeliver = start.redeliver
-                _perform(run, start.actor, start.action, 1, None)
+                actor = start.actor
+                if "{n}" in actor.login:
+                    actor = actor.model_copy(update={"login": _place(actor.login, n)})
+                    with contextlib.suppress(ValueError):
+                        world.github.add_user(actor.login, type=actor.type)
+                _perform(run, actor, start.action, n, None)
                 run.pending_redeliver = 1
             elif item.kind == "act":
                 index, write = item.data
@@ -438,6 +508,7 @@ async def _deliver_graph(run: _Run, payload: dict[str, Any], event_id: str) -> N
     else:
         verdict = "duplicate" if status < 400 else "rejected"
     run.verdicts[verdict] += 1
+    _chain(run, output.get("chain_id"), verdict)
     _count_effects(run, before)
     if output.get("actor_kind") == "human":
         suppressed = any(e.get("suppressed") for e in output.get("effects", []))
@@ -458,6 +529,7 @@ async def _deliver_servicebus(run: _Run, message: ServiceBusMessage) -> None:
         run.faults += _failed(world, instance_id_for(event_id))
     verdict = "duplicate" if seen else str(stored.get("verdict") or "rejected")
     run.verdicts[verdict] += 1
+    _chain(run, stored.get("chain_id"), verdict)
     _count_effects(run, before)
     if (stored.get("actor") or {}).get("kind") == "human" and not seen:
         suppressed = False
@@ -478,6 +550,7 @@ async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str)
     run.events += 1
     verdict = str(answer.get("verdict"))
     run.verdicts[verdict] += 1
+    _chain(run, answer.get("chain_id"), verdict)
     _count_effects(run, before)
     instance = answer.get("instance_id")
     failed = bool(instance and verdict == "accepted" and _failed(world, instance))
@@ -492,6 +565,13 @@ async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str)
             run.blocked_human += 1
 
 
+def _chain(run: _Run, chain_id: Any, verdict: str) -> None:
+    if isinstance(chain_id, str) and chain_id:
+        run.chains.setdefault(chain_id, None)
+        if verdict == "loop" and run.loop_chain is None:
+            run.loop_chain = chain_id
+
+
 def _failed(world: World, instance_id: str) -> int:
     """1 when the orchestration ended Failed (or never finished its retries), else 0."""
     try:
@@ -504,7 +584,7 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
     s = run.scenario
     if s.expect == "loop":
         limit = s.max_reynolds_effects if s.max_reynolds_effects is not None else 3
-        passed = stopped and run.reynolds_effects <= limit
+        passed = stopped and run.reynolds_effects <= limit and not (s.humans_never_blocked and run.blocked_human)
     else:
         passed = run.blocked_human == 0 and (
             s.expected_reynolds_effects is None or run.reynolds_effects == s.expected_reynolds_effects)
@@ -515,8 +595,8 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
         passed = False
     result = {"name": s.name, "expect": s.expect, "reynolds_effects": run.reynolds_effects, "notes": run.notes,
               "events": run.events, "verdicts": dict(sorted(run.verdicts.items())), "stopped": stopped,
-              "blocked_human_events": run.blocked_human, "passed": passed,
-              "chain_ids": chain_ids(run.world)}
+              "blocked_human_events": run.blocked_human, "passed": passed, "chain_id": run.loop_chain,
+              "chain_ids": list(run.chains)[:MAX_CHAIN_IDS], "chains": len(run.chains)}
     if s.expect == "loop" and run.blocked_human:
         # A loop scenario's bots on personal accounts are typed "User" by GitHub, so they count here; a loop
         # scenario is judged by stopped + effects, and blocking those "people" is the point.

@@ -163,6 +163,8 @@ var appSettings = {
   LOOP_COUNTERPART_WINDOW_SECONDS: '86400'
   LOOP_DEDUPE_TTL_HOURS: '72'
   LOOP_LINEAGE_TTL_DAYS: '30'
+  LOOP_LINKED_SCOPES: ''
+  LOOP_TEAMS_TENANT_ID: tenant().tenantId
   // ---- Lineage store -----------------------------------------------------------------------------------------
   LINEAGE_STORE: 'cosmos'
   COSMOS__accountEndpoint: cosmosEndpoint

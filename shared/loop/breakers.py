@@ -1,11 +1,14 @@
-"""Rate breakers on Reynolds' writes: per target, and per counterpart on a target.
+"""Rate breakers on Reynolds' writes: a second line of defence behind the loop guard's rules.
 
-The loop guard stops loops made by automations. A bot on a user account looks like a person to it, so a
-second line of defence sits where Reynolds writes: before every write, the breakers of the target (an issue,
-a channel) and of the counterpart Reynolds answers there count recent writes. Past a threshold the breaker
-opens: Reynolds stops writing there, records why, and leaves one visible note. After a cooldown it goes
-half-open and lets one write through; another trip re-opens it with a doubled cooldown. A collaborator's
-``/reynolds resume`` closes it at once.
+Breakers count **exchanges** with automations: writes answering an automation's event that itself answered
+one of Reynolds' writes (depth ≥ 2). A person's messages are never counted and a write answering a person
+is never suppressed (people are judged by the loop guard's exchange rules, which only ever look at how they
+answer Reynolds); an automation's unprompted events (depth 1: a fan-out of tasks, a CI bot's reports) are
+not exchanges either. Two breakers: the target's (an issue, a channel, a queue), and the counterpart's
+across its whole group (organisation, tenant, namespace: a bot that hops to another repository meets the
+same breaker). Past a threshold the breaker opens: Reynolds stops writing, records why, and leaves one
+visible note. After a cooldown it goes half-open and lets one write through; another trip re-opens it with a
+doubled cooldown. ``/reynolds resume`` on a thread closes every breaker that counted a write there.
 
 State lives in the document store (``br:<key>`` documents, own partition), updated with ETag preconditions
 so concurrent Function instances agree; the state machine itself is the pure ``step`` function.
@@ -23,7 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.errors import NotFound
-from shared.loop.lineage import scope_of
+from shared.loop.scopes import ScopeMap
 from shared.store.base import DocumentStore, Query, safe_id, update_document
 from shared.telemetry import record_breaker_transition
 
@@ -60,6 +63,8 @@ class BreakerState:
     last_write: float | None = None
     trips: int = 0
     reason: str = ""
+    #: The targets this breaker counted writes on (newest last, bounded): what ``/reynolds resume`` looks for.
+    targets: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -130,29 +135,29 @@ def _count(state: BreakerState, now: float, text_fp: str | None) -> None:
 class BreakerService:
     """Store-backed breakers (conditional writes; safe under concurrent instances)."""
 
-    def __init__(self, store: DocumentStore, config: BreakerConfig) -> None:
+    def __init__(self, store: DocumentStore, config: BreakerConfig, scopes: ScopeMap | None = None) -> None:
         self.store = store
         self.config = config
+        self.scopes = scopes or ScopeMap()
 
     def permit(self, *, platform: str, target: str, counterpart: str | None, text_fp: str | None,
-               now: datetime, automated: bool = True) -> Permit:
+               now: datetime, automated: bool = True, depth: int | None = None) -> Permit:
         """Check (and count) one write to ``target`` answering ``counterpart``: the first breaker to trip wins.
 
-        Three breakers: the target's (writes answering automations only: a thread busy with people is never
-        paused), the counterpart's on this target, and the counterpart's across its whole scope (a bot that
-        hops to a new issue each time meets the same breaker). A person is never paused by the target's.
+        ``depth`` is the answered event's automated depth when known: below 2 it answered no write of
+        Reynolds (an unprompted event), which is not an exchange and is neither counted nor stopped. A write
+        answering a person (``automated=False``) is never counted nor stopped.
         """
+        if not automated or (depth is not None and depth < 2):
+            return Permit(True)
         ts = now.timestamp()
         where = f"{platform}:{target}"
-        scope = f"{platform}:{scope_of(target)}"
+        group = self.scopes.of_target(platform, target).group
         config = self.config
-        checks: list[tuple[str, int, str | None, int]] = []
-        if automated:
-            checks.append((f"br:{where}", config.target_max_writes, None, config.window_seconds))
+        checks: list[tuple[str, int, str | None, int]] = [
+            (f"br:{where}", config.target_max_writes, None, config.window_seconds)]
         if counterpart:
-            checks.append((f"br:{where}:{counterpart}", config.counterpart_max_writes, text_fp,
-                           config.counterpart_window_seconds))
-            checks.append((f"br:{scope}:actor:{counterpart}", config.counterpart_max_writes, text_fp,
+            checks.append((f"br:{group}:actor:{platform}:{counterpart}", config.counterpart_max_writes, text_fp,
                            config.window_seconds))
         for key, limit, fp, window in checks:
             step_now = functools.partial(_step_at, now=ts, limit=limit, config=config, text_fp=fp,
@@ -163,13 +168,19 @@ class BreakerService:
         return Permit(True)
 
     def reset(self, *, platform: str, target: str) -> list[str]:
-        """Close every breaker of a target, its own and its counterparts': ``/reynolds resume`` (cold path)."""
-        scope = f"{platform}:{target}"
-        found = self.store.query(Query(equals={"kind": "breaker", "target": scope}))
-        keys = sorted({str(doc["key"]) for doc in found} | {f"br:{scope}"})
-        for key in keys:
-            self._apply(key, scope, _close)
-        return keys
+        """Close every breaker that counted a write on a target: ``/reynolds resume`` (cold path).
+
+        The target's own breaker, and every counterpart breaker (across its group) that counted a write
+        there, whichever target it first counted. Returns the keys of the breakers it closed.
+        """
+        where = f"{platform}:{target}"
+        found = self.store.query(Query(equals={"kind": "breaker"}))
+        keys = {str(doc["key"]) for doc in found
+                if doc.get("target") == where or where in (doc.get("targets") or [])}
+        held = sorted(k for k in keys if (self.state(k) or BreakerState(k)).state != "closed")
+        for key in sorted(keys | {f"br:{where}"}):
+            self._apply(key, where, _close)
+        return held
 
     def state(self, key: str) -> BreakerState | None:
         """A breaker's current state, or None."""
@@ -178,16 +189,18 @@ class BreakerService:
         except NotFound:
             return None
 
-    def _apply(self, key: str, scope: str, change: Callable[[BreakerState], Permit]) -> Permit:
+    def _apply(self, key: str, where: str, change: Callable[[BreakerState], Permit]) -> Permit:
         outcome: list[Permit] = []
 
         states: list[str] = []
 
         def update(doc: dict[str, Any] | None) -> dict[str, Any]:
-            state = _from_doc(doc) if doc is not None else BreakerState(key=key, target=scope)
+            state = _from_doc(doc) if doc is not None else BreakerState(key=key, target=where)
             states[:] = [state.state]
             outcome[:] = [change(state)]
             states.append(state.state)
+            if where not in state.targets:
+                state.targets = [*state.targets, where][-_MAX_TARGETS:]
             return {"kind": "breaker", **state.__dict__, "ttl": 30 * 86400}
 
         update_document(self.store, safe_id(key), update)
@@ -196,11 +209,12 @@ class BreakerService:
         return outcome[0]
 
 
+_MAX_TARGETS = 32
+
+
 def _key_kind(key: str) -> str:
-    """``target``, ``counterpart`` or ``actor``: which of the three breakers a key names."""
-    if ":actor:" in key:
-        return "actor"
-    return "counterpart" if key.count(":") > 2 else "target"
+    """``target`` or ``actor``: which of the two breakers a key names."""
+    return "actor" if ":actor:" in key else "target"
 
 
 def _step_at(state: BreakerState, *, now: float, limit: int, config: BreakerConfig, text_fp: str | None,
@@ -217,3 +231,13 @@ def _close(state: BreakerState) -> Permit:
 def _from_doc(doc: dict[str, Any]) -> BreakerState:
     names = BreakerState.__dataclass_fields__
     return BreakerState(**{k: v for k, v in doc.items() if k in names})
+
+
+def resume_note(closed: list[str], released: list[str]) -> str:
+    """What ``/reynolds resume`` cleared on a thread, in words (every breaker and every held counterpart)."""
+    parts = []
+    if closed:
+        parts.append("closed breaker" + ("s " if len(closed) > 1 else " ") + ", ".join(f"`{k}`" for k in closed))
+    if released:
+        parts.append("cleared the exchange count of " + ", ".join(f"`{k}`" for k in released))
+    return ("Resume " + "; ".join(parts) + ".") if parts else "Resume: nothing was holding this thread."

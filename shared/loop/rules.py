@@ -44,6 +44,19 @@ class GuardConfig(BaseModel):
     chain_budget: int = Field(2, ge=1)
     max_children: int = Field(2, ge=1)
     fingerprint_memory: int = Field(256, ge=8)
+    #: A user account answering Reynolds (or acting where Reynolds just wrote) this fast acts at a machine's
+    #: pace: judged as an automation.
+    fast_reply_seconds: int = Field(20, ge=1)
+    #: A counterpart whose answers to Reynolds repeat its previous answer (modulo numbers, ids, tokens) this
+    #: many times in a row is a loop, whatever its account type.
+    max_repeats: int = Field(2, ge=1)
+    #: An automation that answered Reynolds this many times in a row within the window is a loop, whichever
+    #: chains, targets or repositories the answers went to.
+    max_exchanges: int = Field(3, ge=1)
+    #: Answers to Reynolds on one target within this many seconds count toward the pace streak.
+    pace_seconds: int = Field(45, ge=1)
+    #: A user account answering Reynolds this many times in a row at that pace is judged an automation.
+    max_fast_exchanges: int = Field(10, ge=2)
 
 
 @dataclass(frozen=True)
@@ -56,11 +69,22 @@ class Evidence:
     via: str  # "ledger" | "marker" | "causal" | "new"
     linked_chain: str | None = None
     notes: tuple[str, ...] = ()
-    #: A human-typed actor that relays Reynolds' own text: judged by the rules for automations.
+    #: A human-typed actor judged an automation by its behaviour (machine pace, relaying Reynolds' words
+    #: across platforms, a Service Bus producer whatever it claims): judged by the rules for automations.
     relay: bool = False
+    #: This event answers Reynolds' previous answer to the same counterpart: the how-many-th in a row.
+    exchanges: int = 0
+    #: How many answers in a row (this one included) repeat the counterpart's previous answer.
+    repeats: int = 0
+    #: How many answers in a row (this one included) came within ``pace_seconds`` of Reynolds' answer.
+    fast: int = 0
+    #: The actor as the evidence names it (``<platform>:<login>``).
+    actor: str | None = None
+    #: Judged an automation because it relays Reynolds' words (stays with the actor's exchanges).
+    relayed: bool = False
 
     def automated(self, event: EventEnvelope) -> bool:
-        """Whether ``event`` counts as an automated hop (an automation, or a relay of Reynolds' words)."""
+        """Whether ``event`` counts as an automated hop (an automation, or judged one by its behaviour)."""
         return event.actor.automated or self.relay
 
 
@@ -72,6 +96,10 @@ class ChainHead:
     created_at: str
     root_event: str
     linked_from: str | None = None
+    #: Who started the chain, and whether that first event counted as automated: a user account judged an
+    #: automation later in its own chain spent one more of the budget than the counter shows.
+    root_actor: str | None = None
+    root_automated: bool = True
     events: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     automated_accepted: int = 0
@@ -107,7 +135,8 @@ class Judgement:
     verdict: Verdict
     reasons: tuple[str, ...]
     fingerprint: str
-    #: The rule that decided (``self``, ``human``, ``depth``, ``cycle``, ``amplification``, ``budget``, ``pass``).
+    #: The rule that decided (``self``, ``human``, ``repeat``, ``pace``, ``exchanges``, ``depth``, ``cycle``,
+    #: ``amplification``, ``budget``, ``pass``).
     rule: str = "pass"
 
 
@@ -142,13 +171,31 @@ def fingerprint(event: EventEnvelope) -> str:
 
 
 def judge(event: EventEnvelope, evidence: Evidence, head: ChainHead | None, config: GuardConfig) -> Judgement:
-    """Apply the rules in order: self, then (for automated actors) depth, cycle, amplification, budget."""
+    """Apply the rules in order: self; the exchange rules (repeat, pace); then, for automations only,
+    exchanges, depth, cycle, amplification, budget.
+
+    The exchange rules judge a counterpart by how it answers Reynolds, never by its unprompted messages:
+    answering Reynolds with the same text again and again, or at a machine's pace again and again, is what
+    automations do. A person's own messages (however many, however alike, on however many threads) are
+    never counted: they do not answer one of Reynolds' answers to them.
+    """
     fp = fingerprint(event)
     notes = evidence.notes
     if event.actor.kind is ActorKind.SELF:
         return Judgement(Verdict.SELF, ("authored by Reynolds' own identity", *notes), fp, "self")
+    if evidence.repeats >= config.max_repeats:
+        reason = (f"loop: answered Reynolds with the same text {evidence.repeats + 1} times in a row "
+                  "(modulo numbers, ids and tokens)")
+        return Judgement(Verdict.LOOP, (reason, *notes), fp, "repeat")
+    if evidence.fast >= config.max_fast_exchanges:
+        reason = (f"loop: answered Reynolds {evidence.fast} times in a row within {config.pace_seconds} s "
+                  "of each answer (a machine's pace)")
+        return Judgement(Verdict.LOOP, (reason, *notes), fp, "pace")
     if not evidence.automated(event):
         return Judgement(Verdict.ACCEPTED, ("human action", *notes), fp, "human")
+    if evidence.exchanges >= config.max_exchanges:
+        reason = f"loop: this automation answered Reynolds {evidence.exchanges} times in a row"
+        return Judgement(Verdict.LOOP, (reason, *notes), fp, "exchanges")
     if evidence.depth > config.max_automated_depth:
         reason = f"loop: automated depth {evidence.depth} exceeds the cap of {config.max_automated_depth}"
         return Judgement(Verdict.LOOP, (reason, *notes), fp, "depth")
@@ -159,7 +206,10 @@ def judge(event: EventEnvelope, evidence: Evidence, head: ChainHead | None, conf
         if evidence.parent_id and head.children.get(evidence.parent_id, 0) >= config.max_children:
             reason = f"loop: amplification, event {evidence.parent_id} already caused {config.max_children} events"
             return Judgement(Verdict.LOOP, (reason, *notes), fp, "amplification")
-        if head.automated_accepted >= config.chain_budget:
+        spent = head.automated_accepted
+        if not head.root_automated and head.root_actor is not None and head.root_actor == evidence.actor:
+            spent += 1  # its first event, taken for a person's, was this automation's too
+        if spent >= config.chain_budget:
             reason = f"loop: chain budget of {config.chain_budget} automated runs is spent"
             return Judgement(Verdict.LOOP, (reason, *notes), fp, "budget")
     return Judgement(Verdict.ACCEPTED, (f"automated action at depth {evidence.depth} via {evidence.via}", *notes), fp)
@@ -183,3 +233,46 @@ def apply(head: ChainHead, event: EventEnvelope, evidence: Evidence, judgement: 
             while len(head.children) > config.fingerprint_memory:
                 head.children.pop(next(iter(head.children)))
     return head
+
+
+#: Shorter answers ("any update?", "thanks", "+1") are what people repeat: never judged as repeats.
+MIN_REPEAT_CHARS = 24
+#: A question up to this long ("any update on this issue?") is a person following up: never a repeat.
+MAX_FOLLOW_UP_CHARS = 48
+_MIN_REPEAT_WORDS = 4
+_WORD = re.compile(r"[A-Za-z]+")
+_CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{4,}")
+
+
+def _token_like(word: str) -> bool:
+    """A letters-only word that reads as a generated token, not language: mixed case inside, few vowels, or
+    a run of four consonants (``qZkVbT``, ``mwrplx``, ``hjtnsd``)."""
+    if len(word) < 5:
+        return False
+    lower = word.lower()
+    if word[1:] != word[1:].lower() and word[1:] != word[1:].upper():
+        return True
+    vowels = sum(c in "aeiouy" for c in lower)
+    return vowels / len(lower) < 0.2 or bool(_CONSONANT_RUN.search(lower))
+
+
+def repeat_key(text: str) -> str:
+    """What two rounds of one template have in common: ``normalise_text`` with generated tokens folded too."""
+    return normalise_text(_WORD.sub(lambda m: "<tok>" if _token_like(m.group()) else m.group(), strip_markers(text)))
+
+
+def repeats(previous: str, current: str) -> bool:
+    """Whether two answers (as ``repeat_key``) are one template filled twice.
+
+    Equal, or equal but for one word in the same place (a generated token ``repeat_key`` did not recognise);
+    and more than what people repeat: a short phrase ("thanks!") or a short question ("any update on this
+    issue?": a person waiting for an answer).
+    """
+    if min(len(previous), len(current)) < MIN_REPEAT_CHARS:
+        return False
+    if len(current) <= MAX_FOLLOW_UP_CHARS and current.rstrip().endswith("?"):
+        return False
+    a, b = previous.split(), current.split()
+    if len(a) != len(b) or len(a) < _MIN_REPEAT_WORDS:
+        return False
+    return sum(x != y for x, y in zip(a, b, strict=True)) <= (1 if len(a) > _MIN_REPEAT_WORDS else 0)

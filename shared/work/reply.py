@@ -172,7 +172,7 @@ class TeamsReporter:
         if self.breakers is not None and fresh:
             permit = self.breakers.permit(platform=Platform.TEAMS.value, target=record.target,
                                           counterpart=request.actor, text_fp=_repeat_fingerprint(request.text),
-                                          now=self.lineage.clock(),
+                                          now=self.lineage.clock(), depth=request.depth,
                                           automated=request.actor_kind != ActorKind.HUMAN.value)
             if not permit.allowed:
                 logger.warning("effect %s chain %s suppressed: breaker %s is open (%s)", key, request.chain_id,
@@ -241,7 +241,7 @@ class ServiceBusReporter:
             return record
         if self.breakers is not None and fresh:
             permit = self.breakers.permit(platform=Platform.SERVICEBUS.value, target=queue, counterpart=None,
-                                          text_fp=None, now=self.lineage.clock())
+                                          text_fp=None, now=self.lineage.clock(), depth=request.depth)
             if not permit.allowed:
                 logger.warning("effect %s chain %s suppressed: breaker %s is open (%s)", key, request.chain_id,
                                permit.key, permit.reason)

@@ -184,7 +184,7 @@ class GitHubReporter:
             permit = self.breakers.permit(
                 platform="github", target=record.target, counterpart=counterpart,
                 text_fp=_repeat_fingerprint(counterpart_text),
-                now=self.lineage.clock(), automated=automated,
+                now=self.lineage.clock(), automated=automated, depth=depth - 1,
             )
             if not permit.allowed:
                 logger.warning("effect %s suppressed: breaker %s is open (%s)", key, permit.key, permit.reason)

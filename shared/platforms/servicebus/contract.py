@@ -313,7 +313,8 @@ def parse_servicebus_body(
             actor=Actor(
                 login=_text(event.get("actorlogin")),
                 id=_text(event.get("actorid")),
-                # A message is written by software: absent a claim, its actor is a bot.
+                # A message is written by software: absent a claim, its actor is a bot. A claim is carried as
+                # the producer's word only: the loop guard judges every producer as an automation.
                 kind=_enum(ActorKind, event.get("actorkind"), ActorKind.BOT),
                 account_type=_text(event.get("actortype")),
             ),
