@@ -38,17 +38,25 @@ async def _act(world: World, login: str, body: str) -> dict[str, object]:
     return answer
 
 
+#: A breaker that opens on an automation's second counted exchange, with loop rules roomy enough to let it.
+TIGHT = {"LOOP_COUNTERPART_MAX_WRITES": "1", "LOOP_CHAIN_BUDGET": "50", "LOOP_MAX_AUTOMATED_DEPTH": "50",
+         "REYNOLDS_EXPLORER_URL": BASE}
+
+
 async def test_the_paused_note_links_the_chain_the_loop_was_stopped_in() -> None:
-    with build_world(profile="reply-all", extra_settings={"REYNOLDS_EXPLORER_URL": BASE}) as world:
+    with build_world(profile="reply-all", extra_settings=TIGHT) as world:
         world.ensure_issue(REPO, 7, "Crash on start", "alice")
-        world.github.add_user("relay-user")
-        first = await _act(world, "relay-user", "Echo: the same words again")
-        second = await _act(world, "relay-user", "Echo: the same words again")
+        world.ensure_issue("octo/lib", 3, "Crash in the library", "alice")
+        world.github.add_user("echo[bot]", type="Bot")
+        first = await _act(world, "echo[bot]", "Build report one")
+        world.clock.advance(5)
+        _status, second = await world.comment("octo/lib", 3, "Build report two", "echo[bot]")
+        third = await _act(world, "echo[bot]", "Build report three")  # the organisation breaker opens: one note
         note = str(world.reynolds_writes[-1].resource.get("body") or "")
     assert "Reynolds · paused" in note
     found = re.search(r"Chain: \[`(c-[0-9a-f]+)`\]\((\S+)\)", note)
     assert found, note
-    assert found.group(1) in {first["chain_id"], second["chain_id"]}
+    assert found.group(1) in {first["chain_id"], second["chain_id"], third["chain_id"]}
     assert found.group(2) == f"{BASE}/chains/{found.group(1)}?format=html"
 
 
