@@ -131,8 +131,7 @@ def test_threads_get_distinct_spaced_slots(clock: FakeClock) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=10)
-    state = pacer._installations["9"]
-    writes = list(state.writes)
+    writes = list(pacer._local["9"]["writes"])
     assert len(writes) == 40
     assert all(b - a >= 1.0 - 1e-9 for a, b in zip(writes, writes[1:], strict=False))
 

@@ -7,13 +7,13 @@ from typing import Any
 
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
-from githubkit.exception import RateLimitExceeded, RequestFailed
+from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
 
 from shared.errors import ConfigurationError
 from shared.settings import Settings
 
 # The SDK's error types, re-exported so the work services catch them without importing githubkit themselves.
-__all__ = ["GitHubClients", "RateLimitExceeded", "RequestFailed"]
+__all__ = ["GitHubClients", "RateLimitExceeded", "RequestError", "RequestFailed"]
 
 _NO_CREDENTIALS = "and GITHUB_APP_PRIVATE_KEY (or GITHUB_TOKEN locally) are not set"
 
