@@ -59,6 +59,21 @@ class GitHubClients:
                 self._installations[repo] = installation
         return self.for_installation(installation)
 
+    def for_app(self) -> GitHub[Any]:
+        """A client acting as the GitHub App itself (JWT: ``/app/*`` endpoints); the token client locally."""
+        settings = self._settings
+        if settings.github_token is not None:
+            return self.for_installation(None)
+        if not (settings.github_app_id and settings.github_app_private_key):
+            raise ConfigurationError("GITHUB_APP_ID", _NO_CREDENTIALS)
+        with self._lock:
+            client = self._clients.get(-1)
+            if client is None:
+                client = self._build(AppAuthStrategy(settings.github_app_id,
+                                                     settings.github_app_private_key.get_secret_value()))
+                self._clients[-1] = client
+            return client
+
     def _auth(self, installation_id: int | None) -> BaseAuthStrategy:
         settings = self._settings
         if settings.github_token is not None:
