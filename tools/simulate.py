@@ -22,7 +22,8 @@ A Service Bus message is a real ``ServiceBusMessage`` handed to the trigger as t
 (``completed``, ``dead-lettered`` after MaxDeliveryCount deliveries of a poison message, with the reason in
 ``reason``, or ``abandoned``). All deliveries of one run share one store, one fake GitHub, one fake Graph and
 one clock. A delivery a door hands to the inbox (``queued``) is decided by the inbox trigger in-process and its
-line reports that decision, with the door's HTTP status. One JSON line per delivery on stdout; human-readable progress on stderr. Exit 0 when every
+line reports that decision, with the door's HTTP status. One JSON line per delivery on stdout; human-readable
+progress on stderr. Exit 0 when every
 delivery was processed (a rejection is a result), 2 when the tool itself cannot run (unreadable file, bad JSON).
 """
 

@@ -17,6 +17,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import azure.functions as func
+from azure.functions import meta
+from azure.functions.queue import QueueMessageInConverter
 
 
 @dataclass
@@ -28,6 +30,17 @@ class QueuedMessage:
     visible_at: datetime
     dequeue_count: int = 0
     inserted_at: datetime | None = None
+
+
+def trigger_message(message: QueuedMessage) -> func.QueueMessage:
+    """The trigger argument the Python worker builds: its own converter over the host's trigger metadata."""
+    metadata = {"Id": meta.Datum(message.id, "string"), "DequeueCount": meta.Datum(message.dequeue_count, "int"),
+                "PopReceipt": meta.Datum(f"pop-{message.id}-{message.dequeue_count}", "string")}
+    if message.inserted_at is not None:
+        metadata["InsertionTime"] = meta.Datum(message.inserted_at.strftime("%Y-%m-%dT%H:%M:%S+00:00"), "string")
+    decoded = QueueMessageInConverter.decode(meta.Datum(message.body, "string"), trigger_metadata=metadata)
+    assert isinstance(decoded, func.QueueMessage)
+    return decoded
 
 
 class QueueOut(func.Out[str]):
@@ -86,8 +99,7 @@ class InboxQueue:
             message.dequeue_count += 1
             deliveries += 1
             requeue, poison = QueueOut(), QueueOut()
-            msg = func.QueueMessage(id=message.id, body=message.body.encode(), dequeue_count=message.dequeue_count,
-                                    insertion_time=message.inserted_at)
+            msg = trigger_message(message)
             try:
                 await handler(msg=msg, requeue=requeue, poison=poison)
             except Exception:
