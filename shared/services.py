@@ -8,6 +8,7 @@ import time, so indexing the app needs no setting at all.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -17,6 +18,7 @@ from shared.loop.breakers import BreakerConfig, BreakerService
 from shared.loop.lineage import LineageService
 from shared.loop.rules import GuardConfig
 from shared.platforms.github.client import GitHubClients
+from shared.platforms.github.pacer import GitHubPacer, set_pacer
 from shared.settings import Settings, get_settings
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
@@ -121,12 +123,16 @@ def guard_config(settings: Settings) -> GuardConfig:
 
 
 def build_services(settings: Settings) -> Services:
-    """Production wiring: the configured store (Cosmos DB with managed identity, or memory)."""
+    """Production wiring: the configured store (Cosmos DB with managed identity, or memory), and the GitHub
+    write pacer over that store, so every instance paces against the same budget and penalties."""
     if settings.lineage_store == "memory":
-        return Services(settings=settings, store=MemoryStore())
-    from shared.store.cosmos import make_cosmos_store
+        services = Services(settings=settings, store=MemoryStore())
+    else:
+        from shared.store.cosmos import make_cosmos_store
 
-    return Services(settings=settings, store=make_cosmos_store(settings))
+        services = Services(settings=settings, store=make_cosmos_store(settings))
+    set_pacer(GitHubPacer(clock=time.time, store=services.store))
+    return services
 
 
 _lock = threading.Lock()
