@@ -24,6 +24,9 @@ Cross-platform (issue 6) adds::
              # a CloudEvent (data.text = the body, actorkind from the actor's type), no lineage properties
     on = {"platform": "teams" | "servicebus", "kind": "message", "by": …, "channel": "<id>", "queue": "<name>"}
 
+Fault injection (issue 14) adds ``"faults"`` (see ``tools/faults/spec.py``): store faults and outages, Durable
+outages and fake-GitHub fault modes; a GitHub delivery a door hands to the inbox is decided there and counted.
+
 Reynolds reads ``SERVICEBUS_EVENTS_QUEUE`` (``reynolds-events``): messages sent there are delivered to its
 trigger as real ``func.ServiceBusMessage`` objects; it answers on ``reynolds-out`` (or the message's
 ``ReplyTo``), where scripted actors see its messages. Reynolds' Teams messages come back to it as change
@@ -57,6 +60,8 @@ from shared.loop.lineage import instance_id_for
 from shared.loop.marker import strip_markers
 from shared.platforms.teams.webhook import html_to_text
 from tools.fakes.github import FakeGitHubError, WriteEvent
+from tools.faults.spec import FaultSpec
+from tools.faults.spec import install as install_faults
 from tools.world import REYNOLDS_LOGIN, START, World, build_world
 
 WEBHOOK_LATENCY_SECONDS = 1.0
@@ -149,6 +154,8 @@ class Scenario(BaseModel):
     max_events: int = Field(500, ge=1)
     start: list[StartAction] = Field(min_length=1)
     actors: list[ScriptedActor] = Field(default_factory=list)
+    #: What to break (issue 14): store faults and outages, Durable outages, fake-GitHub fault modes.
+    faults: FaultSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -364,6 +371,8 @@ async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
     """Play one scenario to quiet (or to its caps); its result line."""
     with build_world(store=store, profile="reply-all") as world:
         run = _Run(scenario=scenario, world=world)
+        if scenario.faults is not None:
+            install_faults(world, scenario.faults)
         for spec in [s.actor for s in scenario.start] + [a.actor for a in scenario.actors]:
             with contextlib.suppress(ValueError):
                 world.github.add_user(spec.login, type=spec.type)
@@ -376,6 +385,10 @@ async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
             run.push(opening.at, "start", opening)
         stopped = False
         while True:
+            if not run.queue and scenario.faults is not None:
+                before = len(run.reynolds_out)
+                await world.client.advance(None)  # retries waiting on durable timers finish (and may write)
+                _count_effects(run, before)
             if not run.queue:
                 stopped = True
                 break
@@ -469,6 +482,7 @@ async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str)
                "Content-Type": "application/json"}
     before = len(run.reynolds_out)
     status, answer = await world.post_github(headers, body)
+    answer = await world.settle(answer)  # handed to the inbox under faults: its decision counts
     run.events += 1
     verdict = str(answer.get("verdict"))
     run.verdicts[verdict] += 1
