@@ -6,7 +6,6 @@ The model-backed planner of ``orchestrate_task`` lives in ``shared.ai``; triage 
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime
@@ -14,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from shared.errors import NotFound, RetryLater
+from shared.errors import NotFound, RetryLater, StoreError
 from shared.loop.breakers import BreakerService, text_fingerprint
 from shared.loop.lineage import EffectRecord, LineageService
 from shared.loop.marker import find_markers, sign_text
@@ -146,7 +145,10 @@ def create_comment(github: Any, owner: str, name: str, number: int, body: str,
         raise
     except RequestError as exc:
         raise UnknownOutcome(None, f"GitHub request for a comment on {where} failed: {type(exc).__name__}") from None
-    pacer.record_success(key)
+    try:
+        pacer.record_success(key)
+    except StoreError:  # only the backoff bookkeeping: the comment is posted, never fail it for this
+        logger.warning("GitHub write pacer for installation %s: success not recorded (store unavailable)", key)
     record_github_write("comment")
     return comment_id
 
@@ -214,25 +216,40 @@ class GitHubReporter:
                     self._post_note(github, owner, name, number, key, record, f"{permit.reason}", who)
                 return self.lineage.suppress_effect(record, permit.reason)
         signed = sign_text(self.marker_key, body, chain_id, event_id, depth)
+        # Armed before the write, so an unknown outcome is covered even if the store fails right after it;
+        # a definite failure (nothing stored) disarms it, so its retry does not wait for nothing.
+        self._arm_late_commit_check(key)
         try:
             comment_id = create_comment(github, owner, name, number, signed, installation_id)
         except UnknownOutcome:
-            self._arm_late_commit_check(key)
+            raise
+        except Exception:
+            self._disarm_late_commit_check(key)
             raise
         logger.info("posted comment %s on %s#%s for event %s (chain %s)", comment_id, repo, number, event_id, chain_id)
         return self.lineage.complete_effect(record, f"comment:{comment_id}", body)
 
     def _arm_late_commit_check(self, key: str) -> None:
-        """A write of ``key`` ended with an unknown outcome: the next retry must look for it twice, the second
-        time ``LATE_COMMIT_GRACE_SECONDS`` later, before writing again."""
+        """A write of ``key`` is about to go out: should its outcome be unknown, the next retry must look for it
+        twice, the second time ``LATE_COMMIT_GRACE_SECONDS`` after this write, before writing again. A store
+        failure here fails the attempt before the write (retried), never after it."""
         doc_id = safe_id(f"late:{key}")
         look_again_at = self.lineage.clock().timestamp() + LATE_COMMIT_GRACE_SECONDS
         self.lineage.store.upsert({"id": doc_id, "pk": doc_id, "kind": "late-commit-check", "effect": key,
                                    "look_again_at": look_again_at, "ttl": 3 * 86400})
 
+    def _disarm_late_commit_check(self, key: str) -> None:
+        """GitHub refused the write (nothing stored): its retry need not wait; a store failure here only costs
+        that retry the grace period."""
+        doc_id = safe_id(f"late:{key}")
+        try:
+            self.lineage.store.delete(doc_id, doc_id)
+        except StoreError:  # NotFound included
+            logger.info("effect %s: late-commit check not disarmed; the retry waits the grace period", key)
+
     def _wait_for_late_commit(self, key: str) -> None:
-        """Called when a retry found no comment: wait (``RetryLater``) until the armed check's time, then
-        disarm it so the caller writes again. Unarmed (a definite failure, or a crash before the write): write.
+        """Called when a retry found no comment: wait (``RetryLater``) until the armed check's time; after it,
+        the caller writes again (re-arming the check). Unarmed (GitHub refused the last write): write at once.
 
         GitHub has been seen storing a comment ~15 s after the client's timeout; a retry comes back within
         seconds, so without this second look it would post a duplicate. A commit later than the grace period
@@ -248,8 +265,6 @@ class GitHubReporter:
             logger.info("effect %s: no comment found after an unknown outcome; looking again in %.0f s", key,
                         look_again_at - now)
             raise RetryLater(look_again_at - now, f"effect {key}: waiting for a late commit before writing again")
-        with contextlib.suppress(NotFound):
-            store.delete(doc_id, doc_id)
 
     def _post_note(self, github: Any, owner: str, name: str, number: int, key: str, record: EffectRecord,
                    reason: str, who: str = "") -> None:
