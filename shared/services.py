@@ -22,6 +22,7 @@ from shared.platforms.github.pacer import GitHubPacer, set_pacer
 from shared.settings import Settings, get_settings
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
+from shared.store.resilient import ResilientStore
 from shared.telemetry import configure_telemetry
 from shared.work.triage import GitHubReporter
 
@@ -123,14 +124,15 @@ def guard_config(settings: Settings) -> GuardConfig:
 
 
 def build_services(settings: Settings) -> Services:
-    """Production wiring: the configured store (Cosmos DB with managed identity, or memory), and the GitHub
-    write pacer over that store, so every instance paces against the same budget and penalties."""
+    """Production wiring: the configured store (Cosmos DB with managed identity, transient failures retried a
+    few times, or memory), and the GitHub write pacer over that store, so every instance paces against the same
+    budget and penalties."""
     if settings.lineage_store == "memory":
         services = Services(settings=settings, store=MemoryStore())
     else:
         from shared.store.cosmos import make_cosmos_store
 
-        services = Services(settings=settings, store=make_cosmos_store(settings))
+        services = Services(settings=settings, store=ResilientStore(make_cosmos_store(settings)))
     set_pacer(GitHubPacer(clock=time.time, store=services.store))
     return services
 

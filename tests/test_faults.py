@@ -32,13 +32,16 @@ def world() -> Iterator[World]:
         yield w
 
 
-def issue_delivery(world: World, number: int, text: str = "It crashes with a traceback") -> tuple[dict[str, str],
-                                                                                                bytes]:
-    """``issues.opened`` by alice on a fresh issue, as GitHub would deliver it."""
+def issue_delivery(world: World, number: int) -> tuple[dict[str, str], bytes]:
+    """``issues.opened`` by a person of its own on a fresh issue, as GitHub would deliver it (distinct people
+    and texts: the loop guard's repeat breakers must not be what this measures)."""
     writes: list[Any] = []
+    login = f"person{number}"
+    world.github.add_user(login)
     world.github.on_write.append(writes.append)
     try:
-        world.github.create_issue(REPO, f"Issue {number}", text, login="alice", number=number)
+        world.github.create_issue(REPO, f"Issue {number}", f"Report {number}: it crashes with a traceback",
+                                  login=login, number=number)
     finally:
         world.github.on_write.remove(writes.append)
     event, payload = world.github.webhook_for(writes[0]) or ("", {})
@@ -265,3 +268,47 @@ async def test_a_failed_answer_is_restarted_from_reynolds_records(world: World) 
     assert await world.runtime_status(answer["instance_id"]) == "Completed"
     assert len(answers(world, 43)) == 1
     assert await restart_failed(world.client, world.services) == []
+
+
+# ---------------------------------------------------------------------------------------- store retries
+class _Flaky:
+    """A store whose next calls fail with the given messages (then delegate to a memory store)."""
+
+    def __init__(self, *failures: str) -> None:
+        from shared.store.memory import MemoryStore
+
+        self.inner = MemoryStore()
+        self.failures = list(failures)
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        def call(*args: Any) -> Any:
+            from shared.errors import StoreError
+
+            self.calls.append(name)
+            if self.failures:
+                raise StoreError(self.failures.pop(0))
+            return getattr(self.inner, name)(*args)
+
+        return call
+
+
+def test_the_resilient_store_retries_reads_and_only_writes_that_did_not_apply() -> None:
+    from shared.errors import StoreError
+    from shared.store.resilient import ResilientStore
+
+    pauses: list[float] = []
+    flaky = _Flaky("Cosmos DB create failed: HTTP 429", "Cosmos DB create failed: HTTP 503")
+    store = ResilientStore(flaky, sleep=pauses.append)  # type: ignore[arg-type]
+    store.create({"id": "a", "pk": "a"})
+    assert (flaky.calls, pauses) == (["create"] * 3, [0.05, 0.1])
+
+    flaky.failures = ["Cosmos DB replace failed: ServiceResponseError"]  # a timeout: the write may have applied
+    with pytest.raises(StoreError, match="ServiceResponseError"):
+        store.replace({"id": "a", "pk": "a", "n": 1}, None)
+    flaky.failures = ["Cosmos DB read failed: ServiceResponseError", "Cosmos DB read failed: HTTP 503"]
+    assert store.read("a", "a")["id"] == "a"  # reads are always safe to repeat
+    flaky.failures = ["Cosmos DB read failed: HTTP 400"] * 2
+    with pytest.raises(StoreError, match="HTTP 400"):
+        store.read("a", "a")  # a bad request will not change
+    assert flaky.failures == ["Cosmos DB read failed: HTTP 400"]

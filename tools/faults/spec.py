@@ -13,8 +13,8 @@
 
 ``at`` is seconds after the world's start (the arena's timeline). GitHub faults apply to
 ``method`` + ``path`` (default: POST of an issue comment). The store faults wrap the world's lineage store
-(:class:`tools.faults.store.FaultyStore`) for everything Reynolds does — decisions, effects, the shared pacer
-— while ``world.store`` stays the unwrapped store for inspection.
+(:class:`tools.faults.store.FaultyStore`, under ``ResilientStore`` as in production) for everything Reynolds
+does — decisions, effects, the shared pacer — while ``world.store`` stays the unwrapped store for inspection.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from shared.platforms.github.pacer import GitHubPacer, set_pacer
+from shared.store.resilient import ResilientStore
 from tools.faults.store import KINDS, FaultyStore, Outage
 
 if TYPE_CHECKING:
@@ -109,10 +110,12 @@ def install(world: World, spec: FaultSpec, *, start: datetime | None = None) -> 
     if spec.store is not None:
         faulty = FaultyStore(world.store, world.clock, fraction=spec.store.fraction, kinds=tuple(spec.store.kinds),
                              outages=_outages(origin, spec.store.outages), seed=spec.store.seed)
-        world.services.store = faulty
+        # As in production (``shared.services.build_services``): transient failures retried a few times.
+        resilient = ResilientStore(faulty, sleep=lambda _seconds: None)
+        world.services.store = resilient
         world.services._lineage = None  # rebuilt over the faulty store on next use
         clock = world.clock
-        set_pacer(GitHubPacer(clock=lambda: clock().timestamp(), sleep=clock.advance, store=faulty))
+        set_pacer(GitHubPacer(clock=lambda: clock().timestamp(), sleep=clock.advance, store=resilient))
     failures = [0]
     if spec.durable is not None and spec.durable.outages:
         windows = _outages(origin, spec.durable.outages)
