@@ -312,3 +312,33 @@ def test_the_resilient_store_retries_reads_and_only_writes_that_did_not_apply() 
     with pytest.raises(StoreError, match="HTTP 400"):
         store.read("a", "a")  # a bad request will not change
     assert flaky.failures == ["Cosmos DB read failed: HTTP 400"]
+
+
+# ------------------------------------------------------------------------------ the Cosmos fault proxy
+def test_the_cosmos_fault_proxy_puts_faults_on_the_wire_for_the_real_sdk(cosmos_server: Any) -> None:
+    """Through the proxy the app's own Cosmos client works, retries a 429 three times (honouring
+    ``x-ms-retry-after-ms``) before the store reports it, and sees an outage as 503."""
+    from shared.errors import StoreError
+    from shared.settings import load_settings
+    from shared.store.cosmos import ensure_container, make_cosmos_store
+    from tools.faults.cosmos_proxy import fault_proxy
+
+    settings = load_settings(cosmos_server.environment(container=f"test-{uuid.uuid4().hex[:12]}"))
+    ensure_container(settings)
+    with fault_proxy(cosmos_server.endpoint, kinds=("429",)) as (endpoint, proxy):
+        store = make_cosmos_store(settings.model_copy(update={"cosmos_endpoint": endpoint}))
+        try:
+            store.create({"id": "a", "pk": "a", "n": 1})
+            assert store.read("a", "a")["n"] == 1
+            assert proxy.forwarded >= 2
+            proxy.fraction = 1.0
+            with pytest.raises(StoreError, match="HTTP 429"):
+                store.read("a", "a")
+            assert proxy.injected == {"429": 4}  # the first try and CLIENT_OPTIONS' 3 throttling retries
+            proxy.fraction, proxy.outage = 0.0, True
+            with pytest.raises(StoreError, match="HTTP 503"):
+                store.upsert({"id": "a", "pk": "a", "n": 2})
+            proxy.outage = False
+            assert store.read("a", "a")["n"] == 1  # the refused write did not happen
+        finally:
+            store.close()
