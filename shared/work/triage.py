@@ -137,9 +137,9 @@ def create_comment(github: Any, owner: str, name: str, number: int, body: str,
     except RequestFailed as exc:  # RateLimitExceeded is a RequestFailed too
         status = exc.response.status_code
         message = _error_message(exc.response)
-        wait = pacer.wait_for_answer(key, status, exc.response.headers, message)
-        if wait is not None:
-            raise RetryLater(max(wait, 1.0), f"GitHub rate limit ({status}) on a comment to {where}") from None
+        limited = pacer.wait_for_answer(key, status, exc.response.headers, message)
+        if limited is not None:
+            raise RetryLater(max(limited, 1.0), f"GitHub rate limit ({status}) on a comment to {where}") from None
         if status >= 500:
             raise UnknownOutcome(None, f"GitHub answered {status} to a comment on {where}") from None
         raise

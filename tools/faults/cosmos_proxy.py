@@ -55,7 +55,7 @@ class ProxyState:
         """(fault kind or None, forward anyway first)."""
         with self._lock:
             if self.outage or (self.clock is not None and any(o.covers(self.clock()) for o in self.outages)):
-                kind: str | None = "503"
+                kind = "503"
             elif self.fraction and self._rng.random() < self.fraction:
                 kind = self._rng.choice(self.kinds)
             else:

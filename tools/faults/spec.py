@@ -29,7 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from shared.platforms.github.pacer import GitHubPacer, set_pacer
 from shared.store.resilient import ResilientStore
-from tools.faults.store import KINDS, FaultyStore, Outage
+from tools.faults.store import FaultyStore, Outage
 
 if TYPE_CHECKING:
     from tools.world import World
@@ -52,7 +52,7 @@ class StoreFaults(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     fraction: float = Field(0.0, ge=0, le=1)
-    kinds: list[Literal["429", "503", "timeout"]] = Field(default_factory=lambda: list(KINDS))
+    kinds: list[Literal["429", "503", "timeout"]] = ["429", "503", "timeout"]  # noqa: RUF012 - pydantic copies it
     seed: int = 14
     outages: list[OutageSpec] = Field(default_factory=list)
 

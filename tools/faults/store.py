@@ -103,19 +103,19 @@ class FaultyStore:
 
     # -- DocumentStore ---------------------------------------------------------------------------------
     def read(self, pk: str, doc_id: str) -> dict[str, Any]:
-        return self._call("read", lambda: self.inner.read(pk, doc_id))  # type: ignore[no-any-return]
+        return self._call("read", lambda: self.inner.read(pk, doc_id))
 
     def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("create", lambda: self.inner.create(doc))  # type: ignore[no-any-return]
+        return self._call("create", lambda: self.inner.create(doc))
 
     def replace(self, doc: Mapping[str, Any], etag: str | None) -> dict[str, Any]:
-        return self._call("replace", lambda: self.inner.replace(doc, etag))  # type: ignore[no-any-return]
+        return self._call("replace", lambda: self.inner.replace(doc, etag))
 
     def upsert(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        return self._call("upsert", lambda: self.inner.upsert(doc))  # type: ignore[no-any-return]
+        return self._call("upsert", lambda: self.inner.upsert(doc))
 
     def delete(self, pk: str, doc_id: str) -> None:
         self._call("delete", lambda: self.inner.delete(pk, doc_id))
 
     def query(self, query: Query) -> list[dict[str, Any]]:
-        return self._call("query", lambda: self.inner.query(query))  # type: ignore[no-any-return]
+        return self._call("query", lambda: self.inner.query(query))

@@ -52,8 +52,8 @@ class QueueOut(func.Out[str]):
     def set(self, val: str) -> None:
         self.value = val
 
-    def get(self) -> str | None:
-        return self.value
+    def get(self) -> str:
+        return self.value or ""
 
 
 @dataclass

@@ -650,7 +650,8 @@ class FakeGitHub:
         if_none_match: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """Answer one request; shared by the HTTP handler and ``act`` so both behave identically."""
-        if getattr(self, "write_faults", None) is not None and self.write_faults.pending:
+        faults = getattr(self, "write_faults", None)
+        if faults is not None and faults.pending:
             app_api.commit_due(self)  # late commits land before anything that could observe them
         split = urlsplit(target)
         # Matched percent-encoded, as GitHub does: a label named "a/b" arrives as a%2Fb and stays one segment.
