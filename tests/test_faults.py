@@ -299,7 +299,7 @@ def test_the_resilient_store_retries_reads_and_only_writes_that_did_not_apply() 
 
     pauses: list[float] = []
     flaky = _Flaky("Cosmos DB create failed: HTTP 429", "Cosmos DB create failed: HTTP 503")
-    store = ResilientStore(flaky, sleep=pauses.append)  # type: ignore[arg-type]
+    store = ResilientStore(flaky, sleep=pauses.append)
     store.create({"id": "a", "pk": "a"})
     assert (flaky.calls, pauses) == (["create"] * 3, [0.05, 0.1])
 
