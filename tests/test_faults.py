@@ -342,3 +342,23 @@ def test_the_cosmos_fault_proxy_puts_faults_on_the_wire_for_the_real_sdk(cosmos_
             assert store.read("a", "a")["n"] == 1  # the refused write did not happen
         finally:
             store.close()
+
+
+async def test_a_servicebus_message_during_an_outage_completes_into_the_inbox_and_is_answered(world: World) -> None:
+    """The broker would redeliver at once and dead-letter within seconds of an outage; the inbox waits it out."""
+    from azure.servicebus import ServiceBusMessage
+
+    install(world, FaultSpec.model_validate({"store": {"outages": [{"at": 0, "seconds": 300}]}}))
+    event = {"specversion": "1.0", "id": "m-1", "source": "/drill/alice", "type": "com.drill.message",
+             "time": world.clock().isoformat(), "datacontenttype": "application/json",
+             "data": {"text": "The nightly export crashed with an error"}, "actorlogin": "alice", "actorkind": "human"}
+    message = ServiceBusMessage(json.dumps(event), message_id="m-1", content_type="application/cloudevents+json")
+    settlement = await world.deliver_servicebus(message)
+    assert (settlement.outcome, settlement.deliveries) == ("completed", 1)
+    assert len(world.inbox_queue()) == 1
+    assert world.publisher.sent == []
+    await world.drain_inbox()
+    await world.client.advance(None)
+    ((queue, reply),) = world.publisher.sent
+    assert queue == world.settings.servicebus_out_queue
+    assert world.inbox_queue().poison == []

@@ -130,7 +130,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "servicebus_events": {
         "trigger": {"type": "serviceBusTrigger", "queueName": "%SERVICEBUS_EVENTS_QUEUE%",
                     "connection": "ServiceBusConnection"},
-        "others": {"durableClient"},
+        "others": {"durableClient", "queue"},
     },
     names.REPLY: {
         "trigger": {"type": "orchestrationTrigger", "orchestration": names.REPLY},

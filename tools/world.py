@@ -269,9 +269,9 @@ class World:
         count = delivery_count
         while True:
             try:
-                await call_function("servicebus_events", msg=function_message(message, delivery_count=count,
-                                                                              enqueued_time=self.clock()),
-                                    client=self.client)
+                await self.call_door("servicebus_events", msg=function_message(message, delivery_count=count,
+                                                                               enqueued_time=self.clock()),
+                                     client=self.client)
                 return Settlement("completed", count)
             except PoisonMessage as exc:
                 if count >= MAX_DELIVERY_COUNT:

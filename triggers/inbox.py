@@ -2,7 +2,8 @@
 
 A door (GitHub, Teams, Graph) verifies a delivery and, when deciding or starting fails or is slow, writes the
 raw request to the inbox and answers 202 (``triggers/ingress.py``). This function decides it with the door's
-own code (``parse_github``/``admit_github``, ``parse_teams``/``admit``, ``handle_notifications``): the
+own code (``parse_github``/``admit_github``, ``parse_teams``/``admit``, ``handle_notifications``, the Service
+Bus door's ``servicebus_from_item``): the
 signature is verified again, the loop guard decides once per event id and the instance id keeps it to one
 orchestration, so any number of deliveries of one item answer once.
 
@@ -29,10 +30,12 @@ from pydantic import ValidationError
 
 from shared import names
 from shared.errors import IncomingRequestError
+from shared.platforms.servicebus.contract import PoisonMessage
 from shared.services import Services, get_services
 from triggers.github_webhook import admit_github, parse_github
 from triggers.graph_notifications import handle_notifications
 from triggers.ingress import Admission, InboxItem, admit
+from triggers.servicebus_events import servicebus_from_item
 from triggers.teams_webhook import parse_teams
 
 logger = logging.getLogger(__name__)
@@ -61,9 +64,13 @@ async def decide_item(item: InboxItem, client: df.DurableOrchestrationClient, se
             return None if event is None else await admit_github(event, client, services)
         if item.source == "teams":
             return await admit(parse_teams(item.headers, raw, services), client, services)
+        if item.source == "servicebus":
+            return await admit(servicebus_from_item(item), client, services)
         return await handle_notifications(raw, client, services)
     except IncomingRequestError as exc:
         raise PoisonItem(f"{type(exc).__name__}: {exc.reason}") from None
+    except PoisonMessage as exc:
+        raise PoisonItem(f"PoisonMessage: {exc.reason.value}: {exc.description}") from None
 
 
 def poison_text(item: InboxItem | None, raw: str, reason: str) -> str:

@@ -135,7 +135,7 @@ class InboxItem(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    source: Literal["github", "teams", "graph"]
+    source: Literal["github", "teams", "graph", "servicebus"]
     delivery: str | None = None
     event_id: str | None = None
     headers: dict[str, str]
@@ -146,7 +146,7 @@ class InboxItem(BaseModel):
     last_error: str | None = None
 
     @classmethod
-    def of(cls, source: Literal["github", "teams", "graph"], headers: Mapping[str, str], raw: bytes, *,
+    def of(cls, source: Literal["github", "teams", "graph", "servicebus"], headers: Mapping[str, str], raw: bytes, *,
            received_at: datetime, delivery: str | None = None, event_id: str | None = None) -> InboxItem:
         """An item for ``raw`` (compressed); cookies and forwarded-for headers are not kept."""
         kept = {str(k): str(v) for k, v in headers.items() if str(k).lower() not in _DROPPED_HEADERS}
