@@ -25,7 +25,7 @@ from azure.durable_functions.models.OrchestrationRuntimeStatus import Orchestrat
 
 from shared import names
 from shared.errors import ConfigurationError
-from shared.platforms.github.client import GitHubClients
+from shared.platforms.github.client import GitHubClients, RequestFailed
 from shared.platforms.github.deliveries import RecoveryReport, recover_deliveries
 from shared.services import Services, get_services
 from shared.store.base import safe_id, update_document
@@ -50,7 +50,11 @@ def recover_github(services: Services) -> RecoveryReport | None:
     except ConfigurationError as exc:
         logger.info("github delivery recovery skipped: %s", exc)
         return None
-    return recover_deliveries(app, services.store, services.clock)
+    try:
+        return recover_deliveries(app, services.store, services.clock)
+    except RequestFailed as exc:  # e.g. a personal token locally: /app/* needs the App's JWT
+        logger.warning("github delivery recovery failed: GitHub answered %s", exc.response.status_code)
+        return None
 
 
 async def restart_failed(client: df.DurableOrchestrationClient, services: Services) -> list[str]:
@@ -93,7 +97,11 @@ async def recovery_timer(timer: func.TimerRequest, client: df.DurableOrchestrati
     """Redeliver failed GitHub deliveries; restart failed answers."""
     services = get_services()
     report = await asyncio.to_thread(recover_github, services)
-    restarted = await restart_failed(client, services)
+    try:
+        restarted = await restart_failed(client, services)
+    except Exception:  # the next run tries again; never let one half stop the other
+        logger.exception("recovery: restarting failed orchestrations failed")
+        restarted = []
     if report is not None:
         logger.info("recovery: %d deliveries scanned, %d failed guids, %d redelivered, %d restarted",
                     report.scanned, report.failed_guids, len(report.redelivered), len(restarted))
