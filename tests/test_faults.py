@@ -8,6 +8,7 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -21,6 +22,7 @@ from triggers.ingress import InboxItem
 from triggers.recovery import recover_github, restart_failed
 
 REPO = "octo/app"
+TEAMS_SAMPLES = (Path(__file__).resolve().parents[1] / "samples" / "teams-servicebus.jsonl").read_text().splitlines()
 COMMENTS = r"/issues/\d+/comments$"
 
 
@@ -361,4 +363,36 @@ async def test_a_servicebus_message_during_an_outage_completes_into_the_inbox_an
     await world.client.advance(None)
     ((queue, reply),) = world.publisher.sent
     assert queue == world.settings.servicebus_out_queue
+    assert world.inbox_queue().poison == []
+
+
+async def test_a_teams_message_during_a_durable_outage_is_acknowledged_then_answered_once(world: World) -> None:
+    """Teams waits 5 s for the acknowledgement: it gets one at once (``queued``), and the answer comes later."""
+    from tools.simulate import run_teams
+
+    install(world, FaultSpec.model_validate({"durable": {"outages": [{"at": 0, "seconds": 240}]}}))
+    item = next(json.loads(line) for line in TEAMS_SAMPLES if '"source": "teams"' in line)
+    status, answer, headers = await world.post_teams(
+        {k: str(v) for k, v in item["headers"].items()}, raw_body(item["body"]))
+    assert (status, headers["X-Reynolds-Verdict"]) == (200, "queued")
+    assert "will answer" in json.dumps(answer)
+    await world.drain_inbox()
+    await world.client.advance(None)
+    assert len(world.teams_writes) == 1
+    line = await run_teams(world, item)  # Teams retrying the same activity: decided before, nothing new
+    assert (line["verdict"], line["effects"]) == ("duplicate", [])
+
+
+async def test_a_graph_notification_during_a_durable_outage_is_queued_and_answered_once(world: World) -> None:
+    await world.ensure_subscriptions()
+    await world.client.advance(None)
+    install(world, FaultSpec.model_validate({"durable": {"outages": [{"at": 0, "seconds": 240}]}}))
+    world.graph.post_as({"user": {"id": "aad-ada", "displayName": "Ada", "userIdentityType": "aadUser"}},
+                        "<p>The nightly export crashed with an error</p>", team="arena-team", channel="19:general")
+    ((status, answer),) = await world.deliver_notifications()
+    assert (status, answer["verdict"]) == (202, "queued")  # Graph gets its 202 within 10 s all the same
+    await world.drain_inbox()
+    await world.client.advance(None)
+    ((reply,),) = [world.teams_writes]
+    assert "Reynolds" in json.dumps(reply)
     assert world.inbox_queue().poison == []
