@@ -15,6 +15,7 @@ from shared.platforms.teams.messages import fetch_message
 from shared.platforms.teams.subscription_manager import SubscriptionManager
 from shared.platforms.teams.subscriptions import MaintenanceInput, configured_resources, maintain
 from shared.services import get_services
+from shared.telemetry import correlated
 from shared.work.reply import TeamsChange, reply_effect_key
 
 logger = logging.getLogger(__name__)
@@ -23,6 +24,7 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.TEAMS_INGEST)
+@correlated
 async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Fetch the message, recognise Reynolds' own, decide; return the decision and the reply input if it runs.
 
@@ -40,6 +42,12 @@ async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
         # Graph may notify before the ledger has the message id (the post is in flight): its marker names the
         # event Reynolds was answering on this very channel, and the ledger has that answer's intent.
         own = await asyncio.to_thread(services.lineage.answering, event, reply_effect_key)
+        if own is not None and own.state == "done":
+            # Reynolds' answer is in the ledger under its own message id, and this is a different message that
+            # carries its marker: a person quoting or copying it. A copied marker never proves authorship.
+            logger.info("event %s: carries the marker of Reynolds' recorded answer %s; a copy, not Reynolds",
+                        event.id, own.resource_id)
+            own = None
     if own is not None:
         event = event.model_copy(update={"actor": event.actor.model_copy(update={"kind": ActorKind.SELF})})
     judged = await judge(event, services)
@@ -53,6 +61,7 @@ async def teams_ingest_activity(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity=names.GRAPH_MAINTAIN)
+@correlated
 async def graph_subscriptions_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Act on lifecycle events, renew expiring subscriptions, ensure the configured ones (Graph errors raise)."""
     services = get_services()

@@ -10,6 +10,7 @@ import azure.durable_functions as df
 from shared import names
 from shared.loop.lineage import EffectRecord
 from shared.services import get_services
+from shared.telemetry import correlated
 from shared.work.reply import ReplyInput, render_reply_html, render_reply_text, reply_effect_key
 from shared.work.triage import TriagePlan, plan_triage
 
@@ -27,12 +28,14 @@ def _effect(record: EffectRecord) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity=names.REPLY_PLAN)
+@correlated
 def reply_plan_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Offline, deterministic plan of the message text (pure: safe to run any number of times)."""
     return plan_triage(str(payload.get("text") or "")).model_dump(mode="json")
 
 
 @bp.activity_trigger(input_name="payload", activity=names.POST_TEAMS)
+@correlated
 async def post_teams_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Post the answer in the event's channel or chat once per event; ``GraphThrottled`` raises (retried)."""
     request = ReplyInput.model_validate(payload["request"])
@@ -47,6 +50,7 @@ async def post_teams_activity(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity=names.PUBLISH_SERVICEBUS)
+@correlated
 async def publish_servicebus_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Publish the answer on the reply queue once per event (deterministic message id, ledger, marker)."""
     request = ReplyInput.model_validate(payload["request"])

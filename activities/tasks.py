@@ -15,6 +15,7 @@ import azure.durable_functions as df
 
 from shared import names
 from shared.services import get_services
+from shared.telemetry import correlated
 from shared.work.task_report import ReportPayload, TaskReporter
 from shared.work.task_service import RunSubtaskPayload, TaskService
 from shared.work.tasks import TaskRequest
@@ -25,6 +26,7 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.PLAN_TASK)
+@correlated
 def plan_task_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Plan the task (model when configured, offline otherwise); pure with respect to GitHub."""
     request = TaskRequest.model_validate(payload)
@@ -35,12 +37,14 @@ def plan_task_activity(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity=names.RUN_SUBTASK)
+@correlated
 def run_subtask_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """One attempt of one subtask (read-only: its proposed writes wait for an approval)."""
     return TaskService(get_services()).run_subtask(RunSubtaskPayload.model_validate(payload))
 
 
 @bp.activity_trigger(input_name="payload", activity=names.REPORT_STATUS)
+@correlated
 def report_status_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Create or edit the status comment and set the labels, each write once (effect ledger)."""
     report = ReportPayload.model_validate(payload)

@@ -9,7 +9,7 @@ import azure.durable_functions as df
 
 from shared import names
 from shared.services import get_services
-from shared.telemetry import record_orchestration
+from shared.telemetry import correlated, record_orchestration
 from shared.work.commands import CommandName, authorize, parse_command
 from shared.work.triage import TriageInput, TriagePlan, plan_triage, render_command_reply, render_triage_comment
 
@@ -19,6 +19,7 @@ bp = df.Blueprint()
 
 
 @bp.activity_trigger(input_name="payload", activity=names.PLAN)
+@correlated
 def plan_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Offline, deterministic plan (pure: safe to run any number of times)."""
     request = TriageInput.model_validate(payload)
@@ -26,6 +27,7 @@ def plan_activity(payload: dict[str, Any]) -> dict[str, Any]:
 
 
 @bp.activity_trigger(input_name="payload", activity=names.REPORT)
+@correlated
 def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
     """Post the status comment once per event (effect ledger + marker), return the effect."""
     request = TriageInput.model_validate(payload["request"])
@@ -34,7 +36,8 @@ def report_activity(payload: dict[str, Any]) -> dict[str, Any]:
     services = get_services()
     reporter = services.reporter()
     command = parse_command(request.text)
-    if command is not None and command.name == CommandName.RESUME and authorize(command, request.association).allowed:
+    if (command is not None and command.name == CommandName.RESUME and request.command_executed
+            and authorize(command, request.association).allowed):
         services.breakers.reset(platform="github", target=f"{request.repo}#{request.number}")
         logger.info("event %s: breakers on %s#%s closed by %s", request.event_id, request.repo, request.number,
                     request.actor)

@@ -1,6 +1,7 @@
 // Reynolds: everything `azd up` provisions. Subscription scope so the resource group is part of the template.
 // Keyless by design: every data-plane call uses the app's user-assigned identity (see app/rbac.bicep), secrets the
-// code needs live in Key Vault and reach the app as Key Vault references, and no output carries a key.
+// code needs live in Key Vault and reach the app as Key Vault references, and no output carries a key. No secret is
+// a parameter: scripts/postprovision.* writes them into the vault (docs/deploy.md, "Secrets").
 targetScope = 'subscription'
 
 @minLength(1)
@@ -76,13 +77,15 @@ param instanceMemoryMB int = 2048
 param maximumInstanceCount int = 40
 
 @description('Name of the chat model deployment (app setting AZURE_OPENAI_DEPLOYMENT).')
-param chatModelDeploymentName string = 'gpt-4o-mini'
+param chatModelDeploymentName string = 'chat'
 
-@description('Chat model name.')
-param chatModelName string = 'gpt-4o-mini'
+// Default model: generally available and with no announced retirement in Microsoft's Azure OpenAI model retirement
+// table when this was written (docs/deploy.md, "Chat model", says where it was checked and how to override it).
+@description('Chat model name (azd env AZURE_OPENAI_MODEL).')
+param chatModelName string = 'gpt-5.2'
 
-@description('Chat model version.')
-param chatModelVersion string = '2024-07-18'
+@description('Chat model version (azd env AZURE_OPENAI_MODEL_VERSION).')
+param chatModelVersion string = '2025-12-11'
 
 @description('Chat model deployment SKU.')
 @allowed([
@@ -124,32 +127,6 @@ param routingProfile string = 'default'
 @description('Email address that receives alert notifications; empty = alerts fire without notification.')
 param alertEmail string = ''
 
-// ---- secrets: written to Key Vault only, never outputs. azd fills them with secretOrRandomPassword, which keeps
-// the value already in the vault on re-provision (so values set with `az keyvault secret set` survive). ----------
-@secure()
-@description('GitHub webhook secret (Key Vault secret github-webhook-secret).')
-param githubWebhookSecret string = ''
-
-@secure()
-@description('GitHub App private key, PEM (Key Vault secret github-app-private-key); replace the generated placeholder after registering the App.')
-param githubAppPrivateKey string = ''
-
-@secure()
-@description('Teams outgoing-webhook security token, base64 (Key Vault secret teams-outgoing-webhook-token).')
-param teamsOutgoingWebhookToken string = ''
-
-@secure()
-@description('Graph change-notification clientState (Key Vault secret graph-client-state).')
-param graphClientState string = ''
-
-@secure()
-@description('HMAC key signing lineage markers (Key Vault secret reynolds-marker-key).')
-param markerSigningKey string = ''
-
-@secure()
-@description('Leave at its default: a fresh random seed for the fail-closed value of any secret given empty.')
-param unsetSecretSeed string = newGuid()
-
 var abbrs = loadJsonContent('./abbreviations.json')
 var resourceToken = toLower(uniqueString(subscription().id, environmentName, location))
 var tags = {
@@ -161,7 +138,6 @@ var eventsQueueName = 'reynolds-events'
 var outQueueName = 'reynolds-out'
 var cosmosDatabaseName = 'reynolds'
 var lineageContainerName = 'lineage'
-var agentsContainerName = 'agents'
 var taskHubName = 'reynolds'
 
 resource rg 'Microsoft.Resources/resourceGroups@2024-03-01' = {
@@ -255,7 +231,6 @@ module cosmos './app/cosmos.bicep' = {
     tags: tags
     databaseName: cosmosDatabaseName
     lineageContainerName: lineageContainerName
-    agentsContainerName: agentsContainerName
   }
 }
 
@@ -281,12 +256,6 @@ module keyVault './app/keyvault.bicep' = {
     name: !empty(keyVaultName) ? keyVaultName : '${abbrs.keyVaultVaults}${resourceToken}'
     location: location
     tags: tags
-    githubWebhookSecret: githubWebhookSecret
-    githubAppPrivateKey: githubAppPrivateKey
-    teamsOutgoingWebhookToken: teamsOutgoingWebhookToken
-    graphClientState: graphClientState
-    markerSigningKey: markerSigningKey
-    unsetSeed: unsetSecretSeed
   }
 }
 
@@ -338,11 +307,7 @@ module api './app/api.bicep' = {
     graphNotificationUrl: graphNotificationUrl
     graphSubscriptionResources: graphSubscriptionResources
     routingProfile: routingProfile
-    githubWebhookSecretUri: keyVault.outputs.githubWebhookSecretUri
-    githubAppPrivateKeyUri: keyVault.outputs.githubAppPrivateKeyUri
-    teamsOutgoingWebhookTokenUri: keyVault.outputs.teamsOutgoingWebhookTokenUri
-    graphClientStateUri: keyVault.outputs.graphClientStateUri
-    markerSigningKeyUri: keyVault.outputs.markerSigningKeyUri
+    keyVaultName: keyVault.outputs.name
   }
   // Key Vault references and identity-based connections resolve at start-up: roles first.
   dependsOn: [
@@ -373,7 +338,7 @@ module workbook './app/workbook.bicep' = {
   }
 }
 
-// ---- outputs azd exports into the environment (and scripts/postprovision writes to local.settings.json) ------
+// ---- outputs azd exports into the environment (scripts/postprovision.* read them) -------------------------------
 output AZURE_LOCATION string = location
 output AZURE_TENANT_ID string = tenant().tenantId
 output AZURE_RESOURCE_GROUP string = rg.name
@@ -381,11 +346,12 @@ output AZURE_FUNCTION_APP_NAME string = api.outputs.SERVICE_API_NAME
 output SERVICE_API_NAME string = api.outputs.SERVICE_API_NAME
 output SERVICE_API_URI string = api.outputs.SERVICE_API_URI
 output AZURE_USER_ASSIGNED_IDENTITY_CLIENT_ID string = apiIdentity.outputs.clientId
+// scripts/grant-graph-permissions.* assign Microsoft Graph application roles to this service principal.
+output AZURE_USER_ASSIGNED_IDENTITY_PRINCIPAL_ID string = apiIdentity.outputs.principalId
 output AZURE_STORAGE_ACCOUNT_NAME string = storage.outputs.name
 output COSMOS_ENDPOINT string = cosmos.outputs.endpoint
 output COSMOS_DATABASE string = cosmosDatabaseName
 output COSMOS_LINEAGE_CONTAINER string = lineageContainerName
-output COSMOS_AGENTS_CONTAINER string = agentsContainerName
 output SERVICEBUS_FQDN string = messaging.outputs.fullyQualifiedNamespace
 output SERVICEBUS_EVENTS_QUEUE string = eventsQueueName
 output SERVICEBUS_OUT_QUEUE string = outQueueName

@@ -1,8 +1,23 @@
-# azd postprovision hook (Windows): write local.settings.json from the azd environment so `func start` runs
-# against the Azure resources just provisioned with your own `az login` identity. Secrets stay in Key Vault:
-# local dev placeholders from local.settings.json.example are used. An existing file is kept as .bak.
+# azd postprovision hook (Windows).
+# 1. Key Vault secrets: scripts/provision_secrets.py makes sure every secret the app references exists, writing
+#    files named by *_FILE variables with `az keyvault secret set --file` (no secret goes through azd parameters).
+# 2. local.settings.json from the azd environment so `func start` runs against the Azure resources just
+#    provisioned with your own `az login` identity. Secrets stay in Key Vault: local dev placeholders from
+#    local.settings.json.example are used. An existing file is kept as .bak.
 $ErrorActionPreference = 'Stop'
 Set-Location (Join-Path $PSScriptRoot '..')
+
+$python = if ($env:PYTHON) { $env:PYTHON } else { 'python' }
+Write-Host 'Key Vault secrets:'
+& $python scripts/provision_secrets.py
+if ($LASTEXITCODE -ne 0) { throw "scripts/provision_secrets.py failed ($LASTEXITCODE)" }
+
+# Opt-in: only a tenant admin may grant Microsoft Graph application permissions (docs/deploy.md).
+if ($env:REYNOLDS_GRANT_GRAPH_PERMISSIONS -eq 'true') {
+    Write-Host 'Microsoft Graph permissions:'
+    & $python scripts/grant_graph_permissions.py
+    if ($LASTEXITCODE -ne 0) { throw "scripts/grant_graph_permissions.py failed ($LASTEXITCODE)" }
+}
 
 $envValues = azd env get-values --output json | ConvertFrom-Json
 if (Test-Path 'local.settings.json') { Copy-Item 'local.settings.json' 'local.settings.json.bak' -Force }

@@ -1,15 +1,28 @@
 #!/bin/sh
-# azd postprovision hook: write local.settings.json from the azd environment so `func start` on this machine
-# runs against the Azure resources just provisioned, with your own `az login` identity (azd grants your user
-# the same data roles as the app). Secrets stay in Key Vault: local dev placeholders are used instead, except
-# where noted. An existing local.settings.json is kept as local.settings.json.bak.
+# azd postprovision hook.
+# 1. Key Vault secrets: scripts/provision_secrets.py makes sure every secret the app references exists, writing
+#    files named by *_FILE variables with `az keyvault secret set --file` (no secret goes through azd parameters).
+# 2. local.settings.json from the azd environment, so `func start` on this machine runs against the Azure
+#    resources just provisioned with your own `az login` identity (azd grants your user the same data roles as
+#    the app). Secrets stay in Key Vault: local dev placeholders are used instead. An existing
+#    local.settings.json is kept as local.settings.json.bak.
 set -eu
 
 cd "$(dirname "$0")/.."
+PYTHON="${PYTHON:-python3}"
+
+echo "Key Vault secrets:"
+"$PYTHON" scripts/provision_secrets.py
+
+# Opt-in: only a tenant admin may grant Microsoft Graph application permissions (docs/deploy.md).
+if [ "${REYNOLDS_GRANT_GRAPH_PERMISSIONS:-}" = "true" ]; then
+  echo "Microsoft Graph permissions:"
+  "$PYTHON" scripts/grant_graph_permissions.py
+fi
+
 values="$(azd env get-values --output json)"
 [ -f local.settings.json ] && cp local.settings.json local.settings.json.bak
 
-PYTHON="${PYTHON:-python3}"
 printf '%s' "$values" | "$PYTHON" -c '
 import json, sys
 env = json.load(sys.stdin)

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from shared import names
@@ -18,6 +18,7 @@ from shared.loop.lineage import Decision
 from shared.loop.rules import Verdict
 from shared.services import Services
 from shared.telemetry import record_loop_stopped, record_verdict
+from shared.work.quotas import take_task_quota
 from shared.work.reply import reply_input
 from shared.work.routing import route, task_request_of
 from shared.work.triage import TriageInput
@@ -51,6 +52,14 @@ async def judge(event: EventEnvelope, services: Services) -> Judged:
     except CorruptState as exc:
         logger.error("event %s: %s; held as loop-suspect", event.id, exc)
         decision = await asyncio.to_thread(services.lineage.hold, event, str(exc))
+    runs = decision.verdict is Verdict.ACCEPTED or (
+        decision.verdict is Verdict.DUPLICATE and decision.original_verdict is Verdict.ACCEPTED)
+    if orchestrator == names.ORCHESTRATE_TASK and runs:
+        quota = await asyncio.to_thread(take_task_quota, services.store, event, services.clock())
+        if not quota.allowed:
+            # Refused with a clear answer (the Teams acknowledgement shows it); nothing starts.
+            decision = replace(decision, verdict=Verdict.REJECTED, reasons=(quota.reason,), rule="task-quota")
+            orchestrator = None
     logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
     record_verdict(decision.verdict.value, event.platform.value)
     if decision.verdict is Verdict.LOOP:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
@@ -48,6 +48,8 @@ class Services:
     graph_factory: Callable[[], GraphServiceClient] | None = None
     #: Service Bus publisher; None → azure-servicebus with DefaultAzureCredential, built on first use.
     publisher: Publisher | None = None
+    #: Access token for Microsoft Graph (the health check reads its roles); None → the managed identity's.
+    graph_token: Callable[[], Awaitable[str]] | None = None
     _lineage: LineageService | None = field(default=None, repr=False)
 
     @property
@@ -70,7 +72,8 @@ class Services:
             self.github = GitHubClients(self.settings)
         return GitHubReporter(self.lineage, self.github.for_installation,
                               marker_key=self.settings.require("marker_signing_key"),
-                              bot_login=self.settings.bot_login, breakers=self.breakers)
+                              bot_login=self.settings.bot_login, breakers=self.breakers,
+                              explorer_url=self.settings.explorer_url)
 
     def graph_client(self) -> GraphServiceClient:
         """A Graph client (msgraph-sdk, managed identity, SDK retries off: throttling raises ``GraphThrottled``)."""
@@ -93,14 +96,15 @@ class Services:
         from shared.work.reply import TeamsReporter
 
         return TeamsReporter(self.lineage, self.graph_client, marker_key=self.settings.require("marker_signing_key"),
-                             breakers=self.breakers)
+                             breakers=self.breakers, explorer_url=self.settings.explorer_url)
 
     def servicebus_reporter(self) -> ServiceBusReporter:
         """The Service Bus writer (publisher, effect ledger, marker, breakers)."""
         from shared.work.reply import ServiceBusReporter
 
         return ServiceBusReporter(self.lineage, self.servicebus_publisher(),
-                                  marker_key=self.settings.require("marker_signing_key"), breakers=self.breakers)
+                                  marker_key=self.settings.require("marker_signing_key"), breakers=self.breakers,
+                                  explorer_url=self.settings.explorer_url)
 
     @property
     def breakers(self) -> BreakerService:

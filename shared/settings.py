@@ -69,10 +69,12 @@ class Settings(BaseModel):
 
     # --- Azure OpenAI (offline deterministic planner when the endpoint is absent) ----------------------
     openai_endpoint: str | None = Field(None, alias="AZURE_OPENAI_ENDPOINT")
-    openai_deployment: str = Field("gpt-4o-mini", alias="AZURE_OPENAI_DEPLOYMENT")
+    openai_deployment: str = Field("chat", alias="AZURE_OPENAI_DEPLOYMENT")
     openai_timeout_seconds: float = Field(30.0, alias="AZURE_OPENAI_TIMEOUT_SECONDS", gt=0, le=300)
     openai_token_budget: int = Field(60000, alias="AZURE_OPENAI_TOKEN_BUDGET", ge=1000)
     tracking_repo: str | None = Field(None, alias="REYNOLDS_TRACKING_REPO")
+    #: ``https://<app>/api``: status comments, paused notes and answers link chains to the explorer page.
+    explorer_url: str | None = Field(None, alias="REYNOLDS_EXPLORER_URL")
 
     # --- Microsoft Teams and Graph ----------------------------------------------------------------------
     teams_webhook_token: SecretStr | None = Field(None, alias="TEAMS_OUTGOING_WEBHOOK_TOKEN")

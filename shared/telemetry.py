@@ -1,5 +1,11 @@
 """Telemetry: OpenTelemetry to Azure Monitor, a metrics facade, structured-log helpers and secret redaction.
 
+Structured logs: ``log_context(event_id=…, chain_id=…, instance_id=…, verdict=…, rule=…)`` binds correlation
+ids for the code inside it, and ``install_log_context`` (called by ``configure_telemetry``) makes every log record
+a root handler emits there carry them as attributes. OpenTelemetry's ``LoggingHandler`` exports a record's non-standard
+attributes as log attributes, which Azure Monitor stores as custom dimensions: Application Insights can filter
+``traces`` by ``customDimensions.chain_id``. ``correlated`` does the binding for an activity from its payload.
+
 ``configure_telemetry`` turns on the Azure Monitor distro only when ``APPLICATIONINSIGHTS_CONNECTION_STRING`` is
 set (Entra-authenticated: the credential is the app's managed identity), so tests and local runs without it
 configure nothing. The metric names below are a contract with ``infra/app/workbook.bicep`` and
@@ -9,11 +15,15 @@ instruments, so the facade is always safe to call.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+import functools
+import inspect
 import logging
 import re
 import threading
-from collections.abc import Iterable, Mapping
-from typing import Any
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from typing import Any, TypeVar
 
 from opentelemetry import metrics
 from pydantic import SecretStr
@@ -49,6 +59,95 @@ _SECRET_PATTERNS: tuple[re.Pattern[str], ...] = (
 )
 
 
+#: The correlation ids a log record carries (custom dimensions in Application Insights).
+CORRELATION_FIELDS = ("event_id", "chain_id", "instance_id", "verdict", "rule")
+_log_ids: contextvars.ContextVar[dict[str, str]] = contextvars.ContextVar("reynolds_log_ids", default={})  # noqa: B039
+_factory_lock = threading.Lock()
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def current_log_context() -> dict[str, str]:
+    """The correlation ids bound in the current context (a copy)."""
+    return dict(_log_ids.get())
+
+
+def _clean(ids: Mapping[str, Any]) -> dict[str, str]:
+    return {k: str(v) for k, v in ids.items() if k in CORRELATION_FIELDS and v not in (None, "")}
+
+
+@contextlib.contextmanager
+def log_context(**ids: Any) -> Iterator[dict[str, str]]:
+    """Bind correlation ids (only ``CORRELATION_FIELDS``, empty values ignored) for the code inside the block."""
+    merged = {**_log_ids.get(), **_clean(ids)}
+    token = _log_ids.set(merged)
+    try:
+        yield merged
+    finally:
+        _log_ids.reset(token)
+
+
+def bind_log_context(*, replace: bool = False, **ids: Any) -> None:
+    """Add correlation ids to the current context until it ends (an async invocation runs in its own task);
+    ``replace`` drops the ids bound before (a trigger starting on a new event)."""
+    _log_ids.set({**({} if replace else _log_ids.get()), **_clean(ids)})
+
+
+class LogContextFilter(logging.Filter):
+    """Handler filter that adds the bound correlation ids to each record it passes (never drops one).
+
+    A filter, not a record factory: ``Logger.makeRecord`` refuses an ``extra=`` key the record already has, and
+    code passes ``extra=log_extra(...)``; an explicit ``extra`` value wins over the bound one.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        """Set the missing correlation attributes in place."""
+        for key, value in _log_ids.get().items():
+            if not hasattr(record, key):
+                setattr(record, key, value)
+        return True
+
+
+def install_log_context(logger: logging.Logger | None = None) -> None:
+    """Attach one ``LogContextFilter`` to each handler of the root logger (idempotent; call again after a
+    handler is added, as ``configure_telemetry`` does after the Azure Monitor exporter's)."""
+    target = logger or logging.getLogger()
+    with _factory_lock:
+        for handler in target.handlers:
+            if not any(isinstance(f, LogContextFilter) for f in handler.filters):
+                handler.addFilter(LogContextFilter())
+
+
+def _ids_from_payload(payload: Any) -> dict[str, Any]:
+    """Correlation ids in an activity payload: top-level keys, then those of a nested ``request``."""
+    if not isinstance(payload, Mapping):
+        return {}
+    found: dict[str, Any] = {}
+    nested = payload.get("request")
+    for source in (nested if isinstance(nested, Mapping) else {}, payload):
+        found.update({k: source[k] for k in ("event_id", "chain_id", "instance_id") if source.get(k)})
+    return found
+
+
+def correlated(func: F) -> F:
+    """Bind the correlation ids found in an activity's ``payload`` for the call (sync or async activity).
+
+    Placed under ``@bp.activity_trigger``; ``functools.wraps`` keeps the signature the Functions indexer reads.
+    """
+    if inspect.iscoroutinefunction(func):
+        @functools.wraps(func)
+        async def run_async(payload: Any, *args: Any, **kwargs: Any) -> Any:
+            with log_context(**_ids_from_payload(payload)):
+                return await func(payload, *args, **kwargs)
+        return run_async  # type: ignore[return-value]
+
+    @functools.wraps(func)
+    def run(payload: Any, *args: Any, **kwargs: Any) -> Any:
+        with log_context(**_ids_from_payload(payload)):
+            return func(payload, *args, **kwargs)
+    return run  # type: ignore[return-value]
+
+
 def is_configured() -> bool:
     """Whether ``configure_telemetry`` installed the Azure Monitor exporters in this process."""
     return _configured
@@ -64,6 +163,7 @@ def configure_telemetry(settings: Settings) -> bool:
     """
     global _configured
     install_redaction(secret_values(settings))
+    install_log_context()
     connection = settings.appinsights_connection_string
     if connection is None or not connection.get_secret_value():
         return False
@@ -86,6 +186,7 @@ def configure_telemetry(settings: Settings) -> bool:
         )
         _instruments.clear()  # re-create instruments on the real meter provider
         install_redaction(secret_values(settings))  # the exporter's log handler is new: filter it too
+        install_log_context()
         _configured = True
         logger.info("telemetry: Azure Monitor export enabled")
         return True

@@ -1,4 +1,4 @@
-"""Teams, Graph and Service Bus doors and effects (issue 6), end to end through the world.
+"""Teams, Graph and Service Bus doors and effects, end to end through the world.
 
 Everything runs the registered functions in-process: the Teams webhook and Graph notification triggers with
 real ``func.HttpRequest`` objects, the Service Bus trigger with real ``func.ServiceBusMessage`` objects,

@@ -60,6 +60,10 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trigger": {"type": "httpTrigger", "route": "health", "methods": ["GET"], "authLevel": "FUNCTION"},
         "others": {"http"},
     },
+    "api_liveness": {
+        "trigger": {"type": "httpTrigger", "route": "health/live", "methods": ["GET"], "authLevel": "ANONYMOUS"},
+        "others": {"http"},
+    },
     "api_status": {
         "trigger": {"type": "httpTrigger", "route": "status", "methods": ["GET"], "authLevel": "FUNCTION"},
         "others": {"http"},
@@ -104,7 +108,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trigger": {"type": "activityTrigger", "activity": names.REPORT_STATUS},
         "others": set(),
     },
-    # Teams, Graph and Service Bus (issue 6)
+    # Teams, Graph and Service Bus
     "teams_webhook": {
         "trigger": {"type": "httpTrigger", "route": "teams/webhook", "methods": ["POST"], "authLevel": "ANONYMOUS"},
         "others": {"durableClient", "http", "queue"},

@@ -87,6 +87,7 @@ def sample_payload(number: int, *, action: str = "opened") -> dict[str, Any]:
     payload = json.loads(json.dumps(SAMPLE["body"]))
     payload["action"] = action
     payload["issue"]["number"] = number
+    payload["issue"]["id"] = 5_000_000 + number  # distinct issues have distinct ids (the event's identity)
     payload["issue"]["title"] = f"Issue {number}: app crashes on start"
     return payload
 
@@ -133,6 +134,10 @@ def _expected_to_run(event: str, payload: dict[str, Any]) -> bool:
     return routed and person and isinstance(issue.get("number"), int)
 
 
+#: Event ids the sweep has delivered so far (a later example with the same payload identity is a duplicate).
+SWEPT_EVENTS: set[str] = set()
+
+
 @pytest.mark.parametrize("path", PAYLOAD_FILES)
 async def test_every_published_payload_is_answered_2xx(world: World, path: Path,
                                                       caplog: pytest.LogCaptureFixture) -> None:
@@ -150,6 +155,14 @@ async def test_every_published_payload_is_answered_2xx(world: World, path: Path,
     if event == "ping":
         assert (status, answer["verdict"], answer["reason"]) == (200, "ignored", "pong")
         return
+    if answer["event_id"] in SWEPT_EVENTS or answer["verdict"] == "duplicate":
+        # The same example published for another GitHub version (same ids, same updated_at) is the same event,
+        # recognised by its payload identity whatever the delivery id: it never starts a second run (the sweep
+        # moves the clock two days per test, so its first decision may have expired: the instance remains).
+        assert answer["event_id"] in SWEPT_EVENTS, answer
+        assert world.client.starts == starts
+        return
+    SWEPT_EVENTS.add(answer["event_id"])
     if _expected_to_run(event, payload):
         assert (status, answer["verdict"]) == (202, "accepted"), answer
         assert world.client.starts == starts + 1
@@ -355,7 +368,7 @@ async def test_same_delivery_five_times_runs_once_and_comments_once(world: World
     assert world.client.starts == starts + 1
     assert len(reynolds_comments(world, "octo/app", 203)) == 1
     # The ledger kept the first decision.
-    assert world.services.lineage.get_event(f"github:{delivery}")["verdict"] == "accepted"  # type: ignore[index]
+    assert world.services.lineage.get_event(answers[0][1]["event_id"])["verdict"] == "accepted"  # type: ignore[index]
 
 
 @pytest.fixture(params=["memory", pytest.param("cosmos", marks=pytest.mark.integration)])

@@ -97,7 +97,7 @@ def fake(clock: Clock) -> Iterator[FakeGraph]:
 async def client(settings: Settings, fake: FakeGraph) -> AsyncIterator[GraphServiceClient]:
     graph = make_graph_client(settings, credential=StaticToken(), base_url=fake.base_url)
     yield graph
-    await graph.request_adapter._http_client.aclose()  # type: ignore[attr-defined]
+    await graph.request_adapter._http_client.aclose()
 
 
 # --- validation handshake and notification parsing ---------------------------------------------------------
@@ -233,7 +233,7 @@ async def test_client_sends_bearer_token_over_loopback_http(
     assert await manager.list_ours() == []
     (request,) = fake.requests_to("GET", r"^/v1\.0/subscriptions$")
     assert request.headers["Authorization"] == "Bearer test-token"
-    credential = client.request_adapter._authentication_provider.access_token_provider._credentials  # type: ignore[attr-defined]
+    credential = client.request_adapter._authentication_provider.access_token_provider._credentials
     assert credential.scopes == [("https://graph.microsoft.com/.default",)]
 
 
@@ -243,7 +243,7 @@ async def test_anonymous_provider_reaches_the_fake(settings: Settings, clock: Cl
         message_id = await post_chat_message(graph, CHAT, "<p>hi</p>", "m1")
         assert message_id
         assert "Authorization" not in server.requests[-1].headers
-        await graph.request_adapter._http_client.aclose()  # type: ignore[attr-defined]
+        await graph.request_adapter._http_client.aclose()
 
 
 async def test_ensure_creates_subscription_with_state_urls_and_lifetime(
@@ -284,7 +284,7 @@ async def test_client_state_too_long_is_a_configuration_error(fake: FakeGraph, c
     graph = make_graph_client(settings, credential=StaticToken(), base_url=fake.base_url)
     with pytest.raises(ConfigurationError):
         await SubscriptionManager(graph, settings, clock).create(f"/chats/{CHAT}/messages")
-    await graph.request_adapter._http_client.aclose()  # type: ignore[attr-defined]
+    await graph.request_adapter._http_client.aclose()
 
 
 async def test_failed_validation_handshake_fails_creation(settings: Settings, clock: Clock) -> None:
@@ -294,7 +294,7 @@ async def test_failed_validation_handshake_fails_creation(settings: Settings, cl
             await SubscriptionManager(graph, settings, clock).create(f"/chats/{CHAT}/messages")
         assert err.value.code == "ValidationError"
         assert server.subscriptions == {}
-        await graph.request_adapter._http_client.aclose()  # type: ignore[attr-defined]
+        await graph.request_adapter._http_client.aclose()
 
 
 async def test_renew_expiring_patches_only_close_ones(
@@ -478,7 +478,7 @@ async def test_unknown_route_is_recorded(settings: Settings, clock: Clock) -> No
             await graph.me.get()
         assert err.value.response_status_code == 404
         assert [r.path for r in server.unexpected] == ["/v1.0/me"]
-        await graph.request_adapter._http_client.aclose()  # type: ignore[attr-defined]
+        await graph.request_adapter._http_client.aclose()
 
 
 def test_status_card_is_an_adaptive_card() -> None:

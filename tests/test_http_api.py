@@ -220,7 +220,8 @@ async def test_agents_show_learned_statistics_after_a_run(world: World) -> None:
 async def test_health_is_200_when_everything_answers(world: World) -> None:
     status, answer = await call("api_health", request("GET", "/api/health"))
     assert status == 200
-    assert answer == {"status": "healthy", "store": "reachable", "missing_settings": [], "model": "offline"}
+    assert answer == {"status": "healthy", "store": "reachable", "missing_settings": [], "model": "offline",
+                      "graph": {"status": "not_checked", "reason": "GRAPH_API_URL is not Microsoft Graph"}}
 
 
 async def test_health_is_503_naming_missing_settings() -> None:

@@ -25,7 +25,12 @@ KEY_SHAPES = re.compile(r"listKeys\s*\(|listkeys\s*\(|AccountKey|primaryKey|prim
 
 
 def _checkov() -> Path:
-    return Path(sys.executable).with_name("checkov")
+    # checkov runs from its own venv (.venv-tools, `make test` sets CHECKOV) so its pins never touch the app's.
+    configured = os.environ.get("CHECKOV")
+    if configured:
+        return Path(configured)
+    tools = ROOT / ".venv-tools" / "bin" / "checkov"
+    return tools if tools.exists() else Path(sys.executable).with_name("checkov")
 
 
 @cache
@@ -137,12 +142,10 @@ def test_checkov_skips_are_justified() -> None:
         assert len(previous) > len(check) + 12, hint
 
 
-@pytest.mark.skipif(not _checkov().exists(), reason="checkov is not installed in this environment")
-def test_checkov_bicep_checks_pass() -> None:
+def _run_checkov(directory: Path) -> tuple[list[dict[str, Any]], list[dict[str, Any]], str]:
     env = {**os.environ, "BC_SKIP_MAPPING": "TRUE", "CHECKOV_RUN_SCA_PACKAGE_SCAN_V2": "false"}
-    started = time.monotonic()
     result = subprocess.run(
-        [str(_checkov()), "-d", "infra", "--framework", "bicep", "--config-file", str(CHECKOV_CONFIG)]
+        [str(_checkov()), "-d", str(directory), "--framework", "bicep", "--config-file", str(CHECKOV_CONFIG)]
         + ["-o", "json", "--quiet", "--skip-download"],
         cwd=ROOT,
         env=env,
@@ -151,13 +154,33 @@ def test_checkov_bicep_checks_pass() -> None:
         timeout=600,
         check=False,
     )
-    elapsed = time.monotonic() - started
     reports = json.loads(result.stdout)
     reports = reports if isinstance(reports, list) else [reports]
     failed = [c for r in reports for c in r.get("results", {}).get("failed_checks", [])]
-    summary = [r.get("summary", {}) for r in reports]
-    assert summary, result.stderr[-2000:]
+    summary = [r.get("summary", r) for r in reports]
+    return failed, summary, result.stderr
+
+
+@pytest.mark.skipif(not _checkov().exists(), reason="checkov is not installed in this environment")
+def test_checkov_bicep_checks_pass() -> None:
+    # Every resource checkov knows how to check lives in the AVM modules (opaque to checkov) now that no Key Vault
+    # secret is declared, so an empty scan is expected; the canary test below proves the runner still checks.
+    started = time.monotonic()
+    failed, summary, stderr = _run_checkov(INFRA)
+    elapsed = time.monotonic() - started
+    assert summary, stderr[-2000:]
     assert all(s.get("parsing_errors", 0) == 0 for s in summary), summary
-    assert sum(s.get("resource_count", 0) for s in summary) > 0, "checkov scanned nothing"
     assert not failed, "\n".join(f"{c['check_id']} {c['resource']} ({c['file_path']})" for c in failed)
     print(f"checkov: {summary} in {elapsed:.1f}s")
+
+
+@pytest.mark.skipif(not _checkov().exists(), reason="checkov is not installed in this environment")
+def test_checkov_runner_reports_a_raw_secret_without_expiry(tmp_path: Path) -> None:
+    # Canary: with the repository's config, checkov still parses Bicep and fails a secret that has no expiry.
+    (tmp_path / "canary.bicep").write_text(
+        "resource kv 'Microsoft.KeyVault/vaults@2023-07-01' existing = {\n  name: 'kv'\n}\n\n"
+        "resource s 'Microsoft.KeyVault/vaults/secrets@2023-07-01' = {\n  parent: kv\n  name: 'n'\n"
+        "  properties: {\n    value: 'v'\n  }\n}\n"
+    )
+    failed, _, stderr = _run_checkov(tmp_path)
+    assert "CKV_AZURE_41" in {c["check_id"] for c in failed}, stderr[-2000:]

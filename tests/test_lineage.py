@@ -24,6 +24,7 @@ from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Targ
 from shared.loop.lineage import Decision, EffectRecord, LineageService, new_chain_id
 from shared.loop.marker import hidden_marker
 from shared.loop.rules import ChainHead, GuardConfig, Verdict, normalise_text
+from shared.platforms.github.events import event_identity
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
 from tools.simulate import raw_body
@@ -374,14 +375,15 @@ async def test_trigger_holds_an_event_on_a_corrupt_chain_as_loop(world: World) -
     world.seed_from_payload(payload)
     delivery = str(uuid.uuid4())
     headers = {**sample["headers"], "X-GitHub-Delivery": delivery, "X-Hub-Signature-256": "auto"}
-    chain_id = new_chain_id(f"github:{delivery}")
+    event_id = "github:" + event_identity("issues", payload)  # identity from the payload, not the delivery header
+    chain_id = new_chain_id(event_id)
     world.store.upsert({"id": "head", "pk": chain_id, "kind": "chain", "events": "garbage"})
     status, answer = await world.post_github(headers, raw_body(payload))
     assert (status, answer["verdict"], answer["instance_id"]) == (200, "loop", None), answer
     assert "loop-suspect" in answer["reason"]
     assert world.client.starts == 0
     assert world.github.comments(REPO, 301) == []
-    assert world.services.lineage.get_event(f"github:{delivery}")["verdict"] == "loop"  # type: ignore[index]
+    assert world.services.lineage.get_event(event_id)["verdict"] == "loop"  # type: ignore[index]
     status, again = await world.post_github(headers, raw_body(payload))
     assert (status, again["verdict"], again["instance_id"]) == (200, "duplicate", None)
     assert world.client.starts == 0

@@ -26,6 +26,8 @@ ROLE_IDS: dict[str, str] = {
     "Key Vault Secrets User": "4633458b-17de-408a-b874-0445c86b69e6",
     "Monitoring Metrics Publisher": "3913510d-42f4-4e42-8a64-420c390055eb",
     "Cosmos DB Built-in Data Contributor": "00000000-0000-0000-0000-000000000002",
+    # The deploying user only: scripts/postprovision.* writes the Key Vault secrets with `az keyvault secret set`.
+    "Key Vault Secrets Officer": "b86a8fe4-44ce-4948-aee5-eccb2c155cd7",
 }
 
 # Client (a name the code calls or imports) -> roles its identity needs. Extend here.
@@ -170,5 +172,13 @@ def test_assignment_names_are_deterministic_guids() -> None:
     text = RBAC.read_text()
     names = re.findall(r"^\s+name:\s*(.+)$", text, re.MULTILINE)
     assignment_names = [n for n in names if "guid(" in n]
-    assert len(assignment_names) == 9
+    assert len(assignment_names) == 10
     assert all(re.fullmatch(r"guid\(\w+\.id, p\.id, [\w.]+\)", n.strip()) for n in assignment_names)
+
+
+def test_only_the_deploying_user_may_write_secrets() -> None:
+    # The app identity reads secrets (Secrets User); write access (Secrets Officer) is the deploying user's alone.
+    text = RBAC.read_text()
+    block = re.search(r"^resource keyVaultSecretsOfficer .*?\[for p in (\w+):", text, re.MULTILINE)
+    assert block, "keyVaultSecretsOfficer assignment not found in rbac.bicep"
+    assert block.group(1) == "userPrincipal"

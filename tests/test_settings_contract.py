@@ -169,7 +169,8 @@ def test_secret_settings_come_from_key_vault() -> None:
         "GRAPH_CLIENT_STATE",
         "REYNOLDS_MARKER_KEY",
     ):
-        assert re.search(rf"^\s+{name}: '@Microsoft\.KeyVault\(SecretUri=", text, re.MULTILINE), name
+        # Either reference form App Service documents: SecretUri=... or VaultName=...;SecretName=...
+        assert re.search(rf"^\s+{name}: '@Microsoft\.KeyVault\((SecretUri|VaultName)=", text, re.MULTILINE), name
 
 
 def test_example_is_safe_for_local_runs() -> None:

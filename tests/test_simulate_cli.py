@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import uuid
@@ -38,6 +39,7 @@ def delivery(number: int, signature: str = "auto") -> dict[str, Any]:
     """A recorded ``issues.opened`` delivery about a fresh issue (body kept as raw text, as GitHub sent it)."""
     body = json.loads(json.dumps(SAMPLE["body"]))
     body["issue"]["number"] = number
+    body["issue"]["id"] = 5_000_000 + number  # distinct issues have distinct ids (the event's identity)
     body["issue"]["title"] = f"Issue {number}: the app crashes"
     body["issue"]["body"] = f"Report {number}: it fails with an error."
     raw = json.dumps(body)
@@ -117,3 +119,58 @@ def test_webhook_secret_from_the_environment_is_what_auto_signs_with(tmp_path: P
     assert lines[0]["runtime_status"] == "Completed"
     assert len(lines[0]["effects"]) == 1
     assert custom not in result.stdout + result.stderr
+
+
+def test_every_line_names_its_chain_and_the_explorer_draws_it(tmp_path: Path) -> None:
+    result = simulate("samples/deliveries.jsonl", "samples/teams-servicebus.jsonl", "samples/task-fanout.json")
+    assert result.returncode == 0, result.stderr
+    lines = lines_of(result)
+    for line in lines:
+        assert "chain_id" in line
+        assert set(line) >= {"status", "verdict", "reason", "instance_id", "runtime_status", "effects"}
+    accepted = [line for line in lines if line["verdict"] == "accepted"]
+    assert accepted
+    assert all(str(line["chain_id"]).startswith("c-") for line in accepted)
+    # A redelivery names the chain its first delivery joined.
+    assert lines[1]["verdict"] == "duplicate"
+    assert lines[1]["chain_id"] == lines[0]["chain_id"]
+    # The progress lines on stderr say it too, for a person reading the run.
+    assert f"(chain {lines[0]['chain_id']})" in result.stderr
+    # The task line counts GitHub writes as its ``effects`` list them (one per write request).
+    task = lines[-1]
+    assert task["reason"].endswith(f", {len(task['effects'])} GitHub writes"), task["reason"]
+
+    page = tmp_path / "chain.html"
+    explore = subprocess.run([sys.executable, "-m", "tools.explore", "--out", str(page), "--chain",
+                              lines[0]["chain_id"], "samples/deliveries.jsonl"], cwd=ROOT, capture_output=True,
+                             text=True, timeout=120, check=False)
+    assert explore.returncode == 0, explore.stderr
+    assert explore.stdout.strip() == str(page)
+    text = page.read_text(encoding="utf-8")
+    assert f'data-chain-id="{lines[0]["chain_id"]}"' in text
+    assert "<svg" in text
+
+
+def test_empty_input_is_a_clear_error_not_a_silent_success(tmp_path: Path) -> None:
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n", encoding="utf-8")
+    result = simulate(str(empty))
+    assert result.returncode == 2
+    assert result.stdout == ""
+    assert f"no delivery in {empty}" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_cosmos_store_without_npm_ci_exits_2_saying_what_to_run(tmp_path: Path) -> None:
+    # A checkout without node_modules: the tool runs from a copy of the code, as a fresh clone would.
+    clone = tmp_path / "clone"
+    for part in ("shared", "triggers", "orchestrators", "activities", "tools", "samples"):
+        shutil.copytree(ROOT / part, clone / part, ignore=shutil.ignore_patterns("__pycache__"))
+    for name in ("function_app.py", "host.json", "pyproject.toml"):
+        shutil.copy(ROOT / name, clone / name)
+    result = subprocess.run([sys.executable, "-m", "tools.simulate", "--store", "cosmos", "samples/deliveries.jsonl"],
+                            cwd=clone, capture_output=True, text=True, timeout=120, check=False)
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    assert "npm ci" in result.stderr
+    assert result.stdout == ""

@@ -227,7 +227,7 @@ def test_open_breaker_asks_the_engine_to_wait(world: World) -> None:
 
 @pytest.fixture
 def model_world() -> Iterator[tuple[World, FakeOpenAI]]:
-    with FakeOpenAI(model="gpt-4o-mini") as fake, build_world(
+    with FakeOpenAI(model="chat") as fake, build_world(
         extra_settings={**TASK_SETTINGS, "AZURE_OPENAI_ENDPOINT": fake.endpoint}
     ) as built:
         set_model_client(fake.endpoint, make_openai_client(built.settings, api_key="k"))
@@ -347,7 +347,7 @@ def test_fanout_bench_meets_its_goal() -> None:
 
 
 def test_one_token_budget_spans_the_orchestrations_subtasks() -> None:
-    with FakeOpenAI(model="gpt-4o-mini") as fake, build_world(
+    with FakeOpenAI(model="chat") as fake, build_world(
         extra_settings={**TASK_SETTINGS, "AZURE_OPENAI_ENDPOINT": fake.endpoint, "AZURE_OPENAI_TOKEN_BUDGET": "1000"}
     ) as world:
         set_model_client(fake.endpoint, make_openai_client(world.settings, api_key="k"))

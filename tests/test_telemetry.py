@@ -109,3 +109,80 @@ def test_install_redaction_is_idempotent() -> None:
         assert set(filters[0].secrets) == {"one-secret", "two-secret"}
     finally:
         target.removeHandler(handler)
+
+
+def test_hot_path_log_records_carry_the_correlation_ids_as_otel_attributes() -> None:
+    """A delivery through the real webhook, loop guard, orchestration and report activity: every Reynolds log
+    record after the decision is exported by OpenTelemetry's LoggingHandler with the ids as log attributes
+    (what Azure Monitor stores as custom dimensions)."""
+    import asyncio
+    import json
+    from pathlib import Path
+
+    from opentelemetry.sdk._logs import LoggerProvider, LoggingHandler
+    from opentelemetry.sdk._logs.export import InMemoryLogExporter, SimpleLogRecordProcessor
+
+    from tools.world import build_world
+
+    exporter = InMemoryLogExporter()
+    provider = LoggerProvider()
+    provider.add_log_record_processor(SimpleLogRecordProcessor(exporter))
+    handler = LoggingHandler(level=logging.INFO, logger_provider=provider)
+    root = logging.getLogger()
+    old_level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    item = json.loads((Path(__file__).resolve().parents[1] / "samples" / "issues-opened.json").read_text())
+    try:
+        with build_world() as world:  # services configure telemetry: the record factory is installed
+            world.seed_from_payload(item["body"])
+            status, answer = asyncio.run(world.post_github(item["headers"], json.dumps(item["body"]).encode()))
+            asyncio.run(world.client.advance(None))
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(old_level)
+    assert status == 202
+    records = [r.log_record for r in exporter.get_finished_logs()]
+    started = [r for r in records if "started" in str(r.body) and answer["event_id"] in str(r.body)]
+    assert started, [str(r.body) for r in records]
+    dims = dict(started[0].attributes or {})
+    assert dims["event_id"] == answer["event_id"]
+    assert dims["chain_id"] == answer["chain_id"]
+    assert dims["instance_id"] == answer["instance_id"]
+    assert (dims["verdict"], dims["rule"]) == ("accepted", "human")
+    posted = [r for r in records if str(r.body).startswith("posted comment")]
+    assert posted, [str(r.body) for r in records]
+    activity_dims = dict(posted[0].attributes or {})
+    assert activity_dims["event_id"] == answer["event_id"]
+    assert activity_dims["chain_id"] == answer["chain_id"]
+    assert activity_dims["instance_id"] == answer["instance_id"]
+
+
+def test_log_context_is_scoped_and_explicit_extra_wins() -> None:
+    seen: list[logging.LogRecord] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            seen.append(record)
+
+    log = logging.getLogger("reynolds.test.context")
+    keep = Keep()
+    log.addHandler(keep)
+    telemetry.install_log_context(log)
+    log.setLevel(logging.INFO)
+    try:
+        with telemetry.log_context(event_id="e1", chain_id="c1", verdict=None):
+            log.info("inside")
+            log.info("explicit", extra={"chain_id": "c-explicit"})
+            with telemetry.log_context(instance_id="i1"):
+                log.info("nested")
+        log.info("outside")
+    finally:
+        log.removeHandler(keep)
+    inside, explicit, nested, outside = seen
+    assert (inside.event_id, inside.chain_id) == ("e1", "c1")  # type: ignore[attr-defined]
+    assert not hasattr(inside, "verdict")
+    assert explicit.chain_id == "c-explicit"  # type: ignore[attr-defined]
+    assert nested.instance_id == "i1"  # type: ignore[attr-defined]
+    assert not hasattr(outside, "event_id")
+    assert telemetry.current_log_context() == {}

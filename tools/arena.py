@@ -16,7 +16,7 @@ Scenario format (stable; scenario files written elsewhere use it)::
     ACTION = {"platform": "github", "kind": "comment" | "issue", "repo": "octo/app", "number": 7 | "same",
               "count": 1, "body": "text with {n} {text} {quote}" | ["first", "second", …]}
 
-Cross-platform (issue 6) adds::
+Cross-platform scenarios add::
 
     ACTION = {"platform": "teams", "kind": "message", "channel": "<channel id>" | "same", "team": "arena-team",
               "body": …}   # a channel message by the actor; Reynolds sees it through a Graph change notification
@@ -48,6 +48,7 @@ import json
 import sys
 import uuid
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -59,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from shared.loop.lineage import instance_id_for
 from shared.loop.marker import strip_markers
 from shared.platforms.teams.webhook import html_to_text
+from shared.store.base import Query
 from tools.fakes.github import FakeGitHubError, WriteEvent
 from tools.faults.spec import FaultSpec
 from tools.faults.spec import install as install_faults
@@ -367,8 +369,10 @@ def _on_servicebus(run: _Run, queue: str, message: ServiceBusMessage, *, by_reyn
     _notice(run, write)
 
 
-async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
-    """Play one scenario to quiet (or to its caps); its result line."""
+async def run_scenario(scenario: Scenario, store: str,
+                       inspect: Callable[[World], None] | None = None) -> dict[str, Any]:
+    """Play one scenario to quiet (or to its caps); its result line. ``inspect`` sees the world before it closes
+    (``tools.explore`` reads the chains from it)."""
     with build_world(store=store, profile="reply-all") as world:
         run = _Run(scenario=scenario, world=world)
         if scenario.faults is not None:
@@ -415,6 +419,8 @@ async def run_scenario(scenario: Scenario, store: str) -> dict[str, Any]:
                 await _deliver_servicebus(run, item.data)
             else:
                 await _deliver(run, *item.data)
+        if inspect is not None:
+            inspect(world)
         return _result(run, stopped)
 
 
@@ -521,9 +527,24 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
         print(f"  {s.name}: {run.faults} deliveries failed inside Reynolds (5xx or a failed orchestration)",
               file=sys.stderr)
         passed = False
-    return {"name": s.name, "expect": s.expect, "reynolds_effects": run.reynolds_effects, "notes": run.notes,
-            "events": run.events, "verdicts": dict(sorted(run.verdicts.items())), "stopped": stopped,
-            "blocked_human_events": run.blocked_human, "passed": passed}
+    result = {"name": s.name, "expect": s.expect, "reynolds_effects": run.reynolds_effects, "notes": run.notes,
+              "events": run.events, "verdicts": dict(sorted(run.verdicts.items())), "stopped": stopped,
+              "blocked_human_events": run.blocked_human, "passed": passed,
+              "chain_ids": chain_ids(run.world)}
+    if s.expect == "loop" and run.blocked_human:
+        # A loop scenario's bots on personal accounts are typed "User" by GitHub, so they count here; a loop
+        # scenario is judged by stopped + effects, and blocking those "people" is the point.
+        result["blocked_human_events_note"] = (
+            "counts events by User-type accounts the guard stopped; in a loop scenario these are the bots on "
+            "personal accounts (GitHub types them as users), not people: not a failure")
+    return result
+
+
+def chain_ids(world: World) -> list[str]:
+    """Every chain the run's lineage store holds, oldest first (for ``tools.explore`` and the API)."""
+    heads = world.services.lineage.store.query(Query(equals={"kind": "chain"}))
+    heads.sort(key=lambda h: (str(h.get("created_at") or ""), str(h.get("chain_id") or h.get("pk") or "")))
+    return [str(h.get("chain_id") or h.get("pk")) for h in heads]
 
 
 def main(argv: list[str] | None = None) -> int:

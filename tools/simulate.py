@@ -23,8 +23,10 @@ A Service Bus message is a real ``ServiceBusMessage`` handed to the trigger as t
 ``reason``, or ``abandoned``). All deliveries of one run share one store, one fake GitHub, one fake Graph and
 one clock. A delivery a door hands to the inbox (``queued``) is decided by the inbox trigger in-process and its
 line reports that decision, with the door's HTTP status. One JSON line per delivery on stdout; human-readable
-progress on stderr. Exit 0 when every
-delivery was processed (a rejection is a result), 2 when the tool itself cannot run (unreadable file, bad JSON).
+progress on stderr. Every line carries ``chain_id``: the lineage chain the item joined (null when it joined
+none), the id ``tools.explore`` and ``GET /api/chains/{id}?format=html`` draw. Exit 0 when every delivery was
+processed (a rejection is a result), 2 when the tool itself cannot run: an unreadable file, bad JSON, input
+with no item at all, or ``--store cosmos`` without the local Cosmos server installed (``npm ci``).
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import asyncio
 import json
 import os
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +45,7 @@ from azure.servicebus import ServiceBusMessage
 from shared.errors import IncomingRequestError
 from shared.loop.lineage import instance_id_for
 from shared.platforms.github.events import decode_body, header
+from tools.harness.cosmos_server import CosmosServerError
 from tools.world import World, build_world, github_effects
 
 
@@ -131,7 +135,17 @@ async def run_github(world: World, item: dict[str, Any]) -> dict[str, Any]:
     world.clock.advance(1)
     return {"delivery": answer.get("delivery") or _delivery_id(item), "status": status,
             "verdict": answer.get("verdict"), "reason": answer.get("reason", ""), "instance_id": instance_id,
-            "runtime_status": runtime, "effects": effects}
+            "runtime_status": runtime, "effects": effects,
+            "chain_id": answer.get("chain_id") or _chain_of(world, answer.get("event_id"))}
+
+
+def _chain_of(world: World, event_id: Any) -> str | None:
+    """The chain the stored decision of ``event_id`` joined (None when unknown or unchained)."""
+    if not isinstance(event_id, str) or not event_id:
+        return None
+    stored = world.services.lineage.get_event(event_id) or {}
+    chain = stored.get("chain_id")
+    return chain if isinstance(chain, str) else None
 
 
 def _effects_since(world: World, github: int, teams: int, servicebus: int) -> list[dict[str, Any]]:
@@ -170,7 +184,8 @@ async def run_teams(world: World, item: dict[str, Any]) -> dict[str, Any]:
     return {"delivery": lowered.get("x-reynolds-delivery") or answer.get("delivery") or activity_id,
             "status": status, "verdict": lowered.get("x-reynolds-verdict") or answer.get("verdict"),
             "reason": lowered.get("x-reynolds-reason") or answer.get("reason", ""), "instance_id": instance_id,
-            "runtime_status": await world.runtime_status(instance_id), "effects": _effects_since(world, *before)}
+            "runtime_status": await world.runtime_status(instance_id), "effects": _effects_since(world, *before),
+            "chain_id": lowered.get("x-reynolds-chain-id") or _chain_of(world, lowered.get("x-reynolds-event-id"))}
 
 
 def servicebus_message(item: dict[str, Any]) -> ServiceBusMessage:
@@ -207,13 +222,14 @@ async def run_servicebus(world: World, item: dict[str, Any]) -> dict[str, Any]:
     world.clock.advance(1)
     return {"delivery": message.message_id, "status": None, "verdict": verdict, "reason": reason,
             "instance_id": instance_id, "runtime_status": await world.runtime_status(instance_id),
-            "effects": _effects_since(world, *before), "settlement": settlement.outcome}
+            "effects": _effects_since(world, *before), "settlement": settlement.outcome,
+            "chain_id": stored.get("chain_id") if isinstance(stored.get("chain_id"), str) else None}
 
 
 def rejected(item: dict[str, Any], reason: str) -> dict[str, Any]:
     """The line for an item this tool cannot deliver (a result, not a tool failure)."""
     return {"delivery": _delivery_id(item), "status": None, "verdict": "rejected", "reason": reason,
-            "instance_id": None, "runtime_status": None, "effects": []}
+            "instance_id": None, "runtime_status": None, "effects": [], "chain_id": None}
 
 
 async def run_item(world: World, item: dict[str, Any]) -> dict[str, Any]:
@@ -232,8 +248,9 @@ async def run_item(world: World, item: dict[str, Any]) -> dict[str, Any]:
     return rejected(item, f"unsupported source {source!r} (expected 'github', 'teams', 'servicebus' or 'http')")
 
 
-async def simulate(items: list[dict[str, Any]], store: str) -> list[dict[str, Any]]:
-    """Run every item through one world; the output lines."""
+async def simulate(items: list[dict[str, Any]], store: str,
+                   inspect: Callable[[World], None] | None = None) -> list[dict[str, Any]]:
+    """Run every item through one world; the output lines. ``inspect`` sees the world before it closes."""
     lines = []
     teams_token = os.environ.get("TEAMS_OUTGOING_WEBHOOK_TOKEN")
     extra = {"TEAMS_OUTGOING_WEBHOOK_TOKEN": teams_token} if teams_token else None
@@ -245,11 +262,14 @@ async def simulate(items: list[dict[str, Any]], store: str) -> list[dict[str, An
                 line = await run_item(world, item)
             except MalformedItem as exc:
                 line = rejected(item, f"malformed item: {exc}")
-            print(f"[{n}/{len(items)}] {source}: {line['status']} {line['verdict']} — {line['reason']}",
-                  file=sys.stderr)
+            line.setdefault("chain_id", None)
+            print(f"[{n}/{len(items)}] {source}: {line['status']} {line['verdict']} — {line['reason']}"
+                  f"{' (chain ' + line['chain_id'] + ')' if line['chain_id'] else ''}", file=sys.stderr)
             print(json.dumps(line), flush=True)
             lines.append(line)
         world.github.assert_no_unexpected()
+        if inspect is not None:
+            inspect(world)
     return lines
 
 
@@ -264,7 +284,15 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as exc:
         print(f"simulate: {exc}", file=sys.stderr)
         return 2
-    asyncio.run(simulate(items, args.store))
+    if not items:
+        print(f"simulate: no delivery in {', '.join(args.files)}: each FILE must hold a JSON object, an array of "
+              "objects, or JSON Lines (see `python -m tools.simulate --help`)", file=sys.stderr)
+        return 2
+    try:
+        asyncio.run(simulate(items, args.store))
+    except CosmosServerError as exc:
+        print(f"simulate: --store cosmos cannot start the local Cosmos DB server: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

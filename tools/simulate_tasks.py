@@ -62,7 +62,8 @@ async def run_task(world: World, item: dict[str, Any], client: Any | None = None
     line: dict[str, Any] = {"status": status, "instance_id": instance_id, "runtime_status": None,
                             "max_running": 0, "subtasks": [], "effects": [],
                             # tools.simulate prints these two for every item
-                            "verdict": "accepted" if status == 202 else "rejected", "reason": ""}
+                            "verdict": "accepted" if status == 202 else "rejected", "reason": "",
+                            "chain_id": answer.get("chain_id")}
     if status != 202 or not instance_id:
         line["reason"] = str(answer.get("error") or answer)
         line["errors"] = answer.get("errors", [])
@@ -77,8 +78,9 @@ async def run_task(world: World, item: dict[str, Any], client: Any | None = None
                          "attempts": o["attempts"]} for o in output.get("outcomes", [])]
     writes = world.reynolds_writes[before:]
     line["effects"] = github_effects(writes)
+    # Counted as ``effects`` lists them: one per write request (an issue opened with its labels is one write).
     line["reason"] = (f"{line['runtime_status']}: {len(line['subtasks'])} subtasks, at most {line['max_running']} "
-                      f"running, {len(writes)} GitHub writes")
+                      f"running, {len(line['effects'])} GitHub writes")
     _print_human(output, writes)
     world.clock.advance(1)
     return line

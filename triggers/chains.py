@@ -1,6 +1,8 @@
-"""The chain explorer: ``GET /api/chains/{chain_id}`` (JSON or Mermaid) and ``GET /api/events/{event_id}``.
+"""The chain explorer: ``GET /api/chains/{chain_id}`` (JSON, Mermaid or a page) and ``GET /api/events/{event_id}``.
 
 Function-key protected. Reads only (the explorer's query is cold-path: never on a decision).
+``?format=html`` answers a self-contained page with the chain drawn as SVG on the server
+(``shared.chain_view``): no script and no CDN, so it opens anywhere the key does.
 """
 
 from __future__ import annotations
@@ -12,27 +14,35 @@ from typing import Any
 
 import azure.functions as func
 
-from shared.loop.lineage import chain_mermaid
+from shared.chain_view import build_graph, render_mermaid, render_page
 from shared.services import get_services
 from triggers.ingress import error_response, json_response
 
 bp = func.Blueprint()
 
 _ID = re.compile(r"^[A-Za-z0-9_.:-]{1,200}$")
+_FORMATS = ("json", "mermaid", "html")
 
 
 @bp.function_name("get_chain")
 @bp.route(route="chains/{chain_id}", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def get_chain(req: func.HttpRequest) -> func.HttpResponse:
-    """A chain's head, events (with verdicts and reasons) and effects; ``?format=mermaid`` for a flowchart."""
+    """A chain's head, events (with verdicts and reasons) and effects; ``?format=mermaid|html`` to see it."""
     fmt = req.params.get("format", "json")
-    if fmt not in ("json", "mermaid"):
-        return json_response(400, {"error": "format must be json or mermaid"})
+    if fmt not in _FORMATS:
+        return json_response(400, {"error": "format must be json, mermaid or html"})
     chain = await _lookup(req, "chain_id", "chain", lambda: get_services().lineage.explore)
     if not isinstance(chain, dict):
         return chain
     if fmt == "mermaid":
-        return func.HttpResponse(chain_mermaid(chain), status_code=200, mimetype="text/plain")
+        return func.HttpResponse(render_mermaid(build_graph(chain)), status_code=200, mimetype="text/plain",
+                                 headers={"X-Content-Type-Options": "nosniff"})
+    if fmt == "html":
+        page = func.HttpResponse(render_page(chain), status_code=200, mimetype="text/html", charset="utf-8")
+        # The page is self-contained: nothing may load from elsewhere, and no script runs.
+        page.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'; img-src data:"
+        page.headers["X-Content-Type-Options"] = "nosniff"
+        return page
     return json_response(200, chain)
 
 
@@ -45,7 +55,8 @@ async def get_event(req: func.HttpRequest) -> func.HttpResponse:
         return event
     chain = event.get("chain_id")
     return json_response(200, {"event": event, "chain_id": chain,
-                               "chain_url": f"/api/chains/{chain}" if chain else None})
+                               "chain_url": f"/api/chains/{chain}" if chain else None,
+                               "page_url": f"/api/chains/{chain}?format=html" if chain else None})
 
 
 async def _lookup(req: func.HttpRequest, param: str, noun: str,

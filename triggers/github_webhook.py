@@ -51,7 +51,7 @@ async def admit_github(event: EventEnvelope, client: df.DurableOrchestrationClie
     """Decide and start; a ``/reynolds`` command is applied only when its orchestration is about to start."""
     async def command_reply() -> dict[str, Any]:
         reply = await apply_command(event, client, services)
-        return {"reply": reply} if reply else {}
+        return reply.as_input() if reply else {}
 
     return await admit(event, client, services, prepare=command_reply)
 

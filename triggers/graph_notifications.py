@@ -28,7 +28,12 @@ import azure.functions as func
 
 from shared import names
 from shared.loop.lineage import instance_id_for
-from shared.platforms.teams.notifications import handle_validation, notification_to_envelope, parse_notifications
+from shared.platforms.teams.notifications import (
+    VALIDATION_HEADERS,
+    handle_validation,
+    notification_to_envelope,
+    parse_notifications,
+)
 from shared.platforms.teams.subscriptions import LifecycleItem, MaintenanceInput
 from shared.services import Services, get_services
 from shared.work.reply import TeamsChange
@@ -117,7 +122,7 @@ async def graph_notifications(req: func.HttpRequest, client: df.DurableOrchestra
     raw = req.get_body()
     if "validationToken" in req.params or not raw.strip():
         status, text, mimetype = handle_validation(req.params.get("validationToken"))
-        return func.HttpResponse(text, status_code=status, mimetype=mimetype)
+        return func.HttpResponse(text, status_code=status, mimetype=mimetype, headers=dict(VALIDATION_HEADERS))
     try:
         services = get_services()
     except Exception as exc:  # translated to 503; never a stack trace to the caller

@@ -5,7 +5,8 @@
 * ``GET /api/orchestrations/{id}`` — runtime status, custom status, output (404 when unknown).
 * ``POST /api/orchestrations/{id}/approve`` — raise ``approval`` on one waiting subtask or on all of them.
 * ``POST /api/analyze`` — plan + predicted parallel speedup from learned specialist durations.
-* ``GET /api/agents`` — per-specialist statistics; ``GET /api/health`` — deep health (200/503);
+* ``GET /api/agents`` — per-specialist statistics; ``GET /api/health`` — readiness, deep health (200/503);
+  ``GET /api/health/live`` — liveness, anonymous: the process answers (no store read, no setting named);
   ``GET /api/status`` — version, routing profile, counts.
 
 Invalid JSON or schema → 422 with field errors. The start trigger never calls GitHub: the tracking issue is
@@ -19,20 +20,22 @@ import hashlib
 import json
 import logging
 import re
-import tomllib
 import uuid
-from pathlib import Path
 from typing import Any
 
 import azure.durable_functions as df
 import azure.functions as func
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+import shared
 from shared import names
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
 from shared.loop.lineage import new_chain_id
 from shared.names import subtask_instance_id
+from shared.platforms.limits import check_json
+from shared.platforms.teams.permissions import graph_permission_status, graph_unhealthy
 from shared.services import get_services
+from shared.telemetry import bind_log_context
 from shared.work.agents import AgentRegistry
 from shared.work.task_report import TaskReporter, subtask_ids_waiting
 from shared.work.task_service import TaskService
@@ -87,8 +90,7 @@ def field_errors(exc: ValidationError) -> list[dict[str, Any]]:
 
 def parse_model(model: type[BaseModel], raw: bytes, *, empty_ok: bool = False) -> Any:
     """Parse and validate a JSON body; raises :class:`Unprocessable` (422) with field errors."""
-    if len(raw) > MAX_BODY_BYTES:
-        raise IncomingRequestError(f"body larger than {MAX_BODY_BYTES} bytes", 413)
+    check_json(raw, max_bytes=MAX_BODY_BYTES)  # size and nesting before json.loads
     if not raw.strip() and empty_ok:
         raw = b"{}"
     try:
@@ -121,14 +123,17 @@ def status_url(instance_id: str) -> str:
     return f"/api/orchestrations/{instance_id}"
 
 
-def task_instance_id(body: bytes, idempotency_key: str | None) -> str:
-    """Deterministic from ``Idempotency-Key`` when given, else a body hash plus a fresh uuid."""
+def task_instance_id(body: bytes, idempotency_key: str | None, door: str = "http") -> str:
+    """Deterministic from ``Idempotency-Key`` when given, else a body hash plus a fresh uuid.
+
+    The key is namespaced by ``door`` (``http``, ``mcp``): an HTTP caller's key never names an MCP caller's run.
+    """
     if idempotency_key is not None:
         key = idempotency_key.strip()
         if not key or len(key) > MAX_IDEMPOTENCY_KEY:
             raise Unprocessable([{"loc": "header.Idempotency-Key", "msg": f"1 to {MAX_IDEMPOTENCY_KEY} characters",
                                   "type": "string_length"}])
-        return "task-" + hashlib.sha256(f"idempotency:{key}".encode()).hexdigest()[:32]
+        return "task-" + hashlib.sha256(f"idempotency:{door}:{key}".encode()).hexdigest()[:32]
     return f"task-{hashlib.sha256(body).hexdigest()[:12]}-{uuid.uuid4().hex}"
 
 
@@ -136,6 +141,7 @@ async def start_task(client: df.DurableOrchestrationClient, body: TaskBody, inst
     """Start orchestrate_task as ``instance_id`` unless it already exists; the JSON answer."""
     event_id = f"api-{instance_id}"
     chain_id = new_chain_id(event_id)
+    bind_log_context(replace=True, event_id=event_id, chain_id=chain_id, instance_id=instance_id)
     existing = await client.get_status(instance_id)
     started = not (existing and existing.runtime_status is not None)
     if started:
@@ -266,27 +272,34 @@ async def api_agents(req: func.HttpRequest) -> func.HttpResponse:
 @bp.function_name("api_health")
 @bp.route(route="health", methods=["GET"], auth_level=func.AuthLevel.FUNCTION)
 async def api_health(req: func.HttpRequest) -> func.HttpResponse:
-    """Deep health: the store answers a point read, settings are complete, model configured or offline."""
+    """Deep health: the store answers a point read, settings are complete, model configured or offline, and the
+    identity's Graph token carries the permissions the configured Teams subscriptions need (names any missing)."""
     try:
         services = get_services()
         reachable = await asyncio.to_thread(TaskService(services).store_reachable)
     except Exception as exc:
         return api_error(exc)
     missing = services.settings.missing()
-    healthy = reachable and not missing
+    graph = await graph_permission_status(services.settings, services.graph_token)
+    healthy = reachable and not missing and not graph_unhealthy(graph)
     return json_response(200 if healthy else 503, {
         "status": "healthy" if healthy else "unhealthy", "store": "reachable" if reachable else "unreachable",
         "missing_settings": missing, "model": "configured" if services.settings.openai_endpoint else "offline",
+        "graph": graph,
     })
 
 
+@bp.function_name("api_liveness")
+@bp.route(route="health/live", methods=["GET"], auth_level=func.AuthLevel.ANONYMOUS)
+async def api_liveness(req: func.HttpRequest) -> func.HttpResponse:
+    """Liveness for a load balancer or App Service health check: the worker answers. Anonymous, so it reads
+    nothing and says nothing beyond the version (readiness, with the store and settings, is keyed)."""
+    return json_response(200, {"status": "alive", "version": app_version()})
+
+
 def app_version() -> str:
-    """The project version from ``pyproject.toml`` (``unknown`` when it is not deployed with the app)."""
-    try:
-        with (Path(__file__).resolve().parents[1] / "pyproject.toml").open("rb") as handle:
-            return str(tomllib.load(handle)["project"]["version"])
-    except (OSError, KeyError, tomllib.TOMLDecodeError):
-        return "unknown"
+    """The app's version (``shared.__version__``: deployed with the code, unlike ``pyproject.toml``)."""
+    return shared.__version__
 
 
 @bp.function_name("api_status")

@@ -65,7 +65,7 @@ async def decide_item(item: InboxItem, client: df.DurableOrchestrationClient, se
         if item.source == "teams":
             return await admit(parse_teams(item.headers, raw, services), client, services)
         if item.source == "servicebus":
-            return await admit(servicebus_from_item(item), client, services)
+            return await admit(servicebus_from_item(item, services.settings), client, services)
         return await handle_notifications(raw, client, services)
     except IncomingRequestError as exc:
         raise PoisonItem(f"{type(exc).__name__}: {exc.reason}") from None

@@ -32,6 +32,7 @@ from shared.errors import ConfigurationError, IncomingRequestError, StoreError
 from shared.loop.envelope import EventEnvelope
 from shared.loop.lineage import Decision, instance_id_for
 from shared.services import Services
+from shared.telemetry import bind_log_context
 
 logger = logging.getLogger(__name__)
 
@@ -66,9 +67,13 @@ async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, ser
     """
     judged = await judge(event, services)
     decision, orchestrator = judged.decision, judged.orchestrator
+    # Every later log line of this invocation carries the decision (custom dimensions in Application Insights).
+    bind_log_context(replace=True, event_id=event.id, chain_id=decision.chain_id, verdict=decision.verdict.value,
+                     rule=decision.rule)
     if orchestrator is None or not judged.runs:
         return Admission(decision)
     instance_id = instance_id_for(event.id)
+    bind_log_context(instance_id=instance_id)
     status = await client.get_status(instance_id)
     runtime = getattr(status.runtime_status, "value", status.runtime_status) if status else None
     if runtime is not None and runtime not in _RESTARTABLE:

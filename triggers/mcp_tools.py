@@ -19,11 +19,14 @@ from typing import Any, TypeVar
 import azure.durable_functions as df
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from shared.errors import IncomingRequestError
+from shared.platforms.limits import check_json
 from shared.services import get_services
 from shared.work.agents import AgentRegistry
 from shared.work.task_service import TaskService
 from shared.work.tasks import Specialist, Strategy, TaskRequest, TaskSpec
 from shared.work.wisdom import get_reynolds_wisdom
+from triggers.http_api import MAX_BODY_BYTES as MAX_CONTEXT_BYTES
 from triggers.http_api import TaskBody, field_errors, start_task, task_instance_id
 
 logger = logging.getLogger(__name__)
@@ -101,6 +104,10 @@ def tool_arguments(context: str | bytes | dict[str, Any]) -> dict[str, Any]:
     """The ``arguments`` object of an MCP tool invocation context (JSON text or an already-decoded dict)."""
     if isinstance(context, bytes | str):
         try:
+            check_json(context or "{}", max_bytes=MAX_CONTEXT_BYTES, what="context")
+        except IncomingRequestError as exc:
+            raise InvalidArguments([{"loc": "context", "msg": exc.reason, "type": "too_large_or_deep"}]) from None
+        try:
             context = json.loads(context or "{}")
         except ValueError:
             raise InvalidArguments([{"loc": "context", "msg": "not valid JSON", "type": "json_invalid"}]) from None
@@ -142,8 +149,7 @@ async def mcp_orchestrate_task(context: str, client: df.DurableOrchestrationClie
     except ValidationError as exc:
         return _invalid(InvalidArguments(field_errors(exc)))
     raw = body.model_dump_json().encode()
-    key = None if args.idempotency_key is None else f"mcp:{args.idempotency_key}"
-    answer = await start_task(client, body, task_instance_id(raw, key))
+    answer = await start_task(client, body, task_instance_id(raw, args.idempotency_key, door="mcp"))
     return json.dumps(answer)
 
 

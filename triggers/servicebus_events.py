@@ -25,6 +25,7 @@ from shared import names
 from shared.loop.envelope import EventEnvelope
 from shared.platforms.servicebus.contract import PoisonMessage, parse_servicebus_body
 from shared.services import get_services
+from shared.settings import Settings
 from shared.work.reply import servicebus_event
 from triggers.ingress import MAX_INBOX_CHARS, InboxItem, admit, goes_to_inbox
 from triggers.servicebus_mapping import from_function_message, log_poison
@@ -34,10 +35,17 @@ logger = logging.getLogger(__name__)
 bp = df.Blueprint()
 
 
-def parse_servicebus(body: bytes, metadata: dict[str, Any], reply_to: str | None) -> EventEnvelope:
+def reply_queues(settings: Settings) -> set[str]:
+    """The queues a message's ``ReplyTo`` may name (anything else is answered on the out queue)."""
+    return {settings.servicebus_out_queue, settings.servicebus_events_queue}
+
+
+def parse_servicebus(body: bytes, metadata: dict[str, Any], reply_to: str | None, settings: Settings,
+                     ) -> EventEnvelope:
     """Parse a message into its event (``PoisonMessage`` when it never can be); the door and the inbox share it."""
     parsed = parse_servicebus_body(body, **metadata)
-    return servicebus_event(parsed, metadata.get("message_id"), reply_to=reply_to)
+    return servicebus_event(parsed, metadata.get("message_id"), reply_to=reply_to,
+                            reply_queues=reply_queues(settings))
 
 
 def servicebus_inbox_item(body: bytes, metadata: dict[str, Any], reply_to: str | None, event_id: str,
@@ -48,13 +56,13 @@ def servicebus_inbox_item(body: bytes, metadata: dict[str, Any], reply_to: str |
                         delivery=metadata.get("message_id"), event_id=event_id)
 
 
-def servicebus_from_item(item: InboxItem) -> EventEnvelope:
+def servicebus_from_item(item: InboxItem, settings: Settings) -> EventEnvelope:
     """The event of an inbox item written by this door."""
     metadata = json.loads(item.headers["x-reynolds-servicebus"])
     reply_to = metadata.pop("reply_to", None)
     enqueued = metadata.get("enqueued_time")
     metadata["enqueued_time"] = datetime.fromisoformat(enqueued) if isinstance(enqueued, str) else None
-    return parse_servicebus(item.raw(), metadata, reply_to)
+    return parse_servicebus(item.raw(), metadata, reply_to, settings)
 
 
 @bp.function_name("servicebus_events")
@@ -67,12 +75,12 @@ async def servicebus_events(msg: func.ServiceBusMessage, client: df.DurableOrche
     """Parse (poison → log and re-raise), key by message id, decide and start (inbox when that fails)."""
     body, metadata = from_function_message(msg)
     message_id = metadata.get("message_id")
+    services = get_services()
     try:
-        event = parse_servicebus(body, metadata, msg.reply_to)
+        event = parse_servicebus(body, metadata, msg.reply_to, services.settings)
     except PoisonMessage as exc:
         log_poison(message_id, metadata.get("delivery_count"), exc.reason.value, exc.description)
         raise
-    services = get_services()
     try:
         admission = await admit(event, client, services)
     except Exception as exc:

@@ -16,7 +16,7 @@ I/O), which is bounded and self-cleaning.
 ``deadletter(message, deadletter_reason=…, deadletter_error_description=…)`` settles over the host's gRPC
 settlement channel, with ``auto_complete_messages=False`` on the trigger). It was rejected for now because:
 
-* the package is still a pre-release on PyPI (1.0.0b2, September 2025, when this was written), and
+* the package is still a pre-release on PyPI (1.0.0b2, September 2025), and
   users report the Functions docs saying settlement is "not yet supported" for Python while the package's
   own samples use it (Azure/azure-functions-python-extensions#146) — no stable, documented contract yet;
 * it pulls ``uamqp`` (deprecated C extension), ``grpcio``, ``grpcio-tools`` and ``protobuf`` into the runtime

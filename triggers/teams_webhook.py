@@ -1,8 +1,9 @@
 """``POST /api/teams/webhook``: a Teams outgoing webhook call in, an acknowledgement within 5 s out.
 
 Anonymous at the Functions level: the ``Authorization: HMAC <base64>`` signature over the raw body is the
-authentication, and it fails closed (401 for a missing or wrong signature, 503 naming
-``TEAMS_OUTGOING_WEBHOOK_TOKEN`` when no token is configured, 400 for a malformed activity). The answer is
+authentication, and it fails closed (413 above 256 KB, checked first; 401 for a missing or wrong signature, checked
+before any byte is parsed; 503 naming ``TEAMS_OUTGOING_WEBHOOK_TOKEN`` when no token is configured; 400 for a
+malformed or too deeply nested activity). The answer is
 the synchronous reply Teams shows in the thread (``build_ack_reply``); the real answer is posted later
 through Graph by the reply orchestration. This trigger never calls Graph. The decision travels in
 ``X-Reynolds-*`` response headers (Teams ignores them; tools and operators read them). When deciding inline
@@ -20,6 +21,7 @@ import azure.durable_functions as df
 import azure.functions as func
 
 from shared import names
+from shared.chain_view import explorer_url
 from shared.loop.envelope import EventEnvelope
 from shared.platforms.teams.webhook import build_ack_reply, parse_teams_activity, verify_teams_hmac
 from shared.services import Services, get_services
@@ -54,17 +56,22 @@ def _activity_id(body: bytes) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def ack_response(admission: Admission, delivery: str | None) -> func.HttpResponse:
-    """The synchronous Teams reply, with the decision in headers (ASCII only, no secret)."""
+def ack_response(admission: Admission, delivery: str | None, chain_url: str | None = None) -> func.HttpResponse:
+    """The synchronous Teams reply, with the decision in headers (ASCII only, no secret); ``chain_url`` is the
+    chain's explorer page when ``REYNOLDS_EXPLORER_URL`` is set."""
     verdict = admission.decision.verdict.value
-    body = build_ack_reply(ACK_TEXT.get(verdict, DEFAULT_ACK))
+    quota = admission.decision.rule == "task-quota"  # the requester is told why nothing started
+    body = build_ack_reply(ACK_TEXT.get(verdict) or (admission.decision.reason if quota else DEFAULT_ACK))
     headers = {
         "X-Reynolds-Delivery": delivery or "",
         "X-Reynolds-Event-Id": admission.decision.event_id,
         "X-Reynolds-Verdict": verdict,
         "X-Reynolds-Reason": admission.decision.reason.encode("ascii", "replace").decode()[:500],
         "X-Reynolds-Instance-Id": admission.instance_id or "",
+        "X-Reynolds-Chain-Id": admission.decision.chain_id or "",
     }
+    if chain_url:
+        headers["X-Reynolds-Chain-Url"] = chain_url
     return func.HttpResponse(json.dumps(body), status_code=200, mimetype="application/json", headers=headers)
 
 
@@ -93,10 +100,11 @@ async def teams_webhook(req: func.HttpRequest, client: df.DurableOrchestrationCl
                         inbox: func.Out[str]) -> func.HttpResponse:
     """Verify, parse, decide and start; answer within Teams' 5 s (the inbox takes over when that fails)."""
     raw = req.get_body()
-    delivery = _activity_id(raw)
+    delivery = None  # read only after the HMAC: nothing unauthenticated is parsed
     try:
         services = get_services()
         event = parse_teams(req.headers, raw, services)
+        delivery = _activity_id(raw)
     except Exception as exc:  # translated to 4xx/503; never a stack trace to the caller
         return error_response(exc, delivery)
     try:
@@ -110,4 +118,4 @@ async def teams_webhook(req: func.HttpRequest, client: df.DurableOrchestrationCl
         return queued_ack(delivery, event.id) if answer.status_code == 202 else answer
     logger.info("teams activity %s: %s (instance %s)", delivery, admission.decision.verdict.value,
                 admission.instance_id)
-    return ack_response(admission, delivery)
+    return ack_response(admission, delivery, explorer_url(services.settings.explorer_url, admission.decision.chain_id))

@@ -103,20 +103,18 @@ param graphSubscriptionResources string = ''
 ])
 param routingProfile string = 'default'
 
-@description('Key Vault secret URI (versionless) of the GitHub webhook secret.')
-param githubWebhookSecretUri string
+@description('Name of the Key Vault holding the app secrets (written by scripts/postprovision, never by this template).')
+param keyVaultName string
 
-@description('Key Vault secret URI (versionless) of the GitHub App private key.')
-param githubAppPrivateKeyUri string
-
-@description('Key Vault secret URI (versionless) of the Teams outgoing-webhook token.')
-param teamsOutgoingWebhookTokenUri string
-
-@description('Key Vault secret URI (versionless) of the Graph clientState.')
-param graphClientStateUri string
-
-@description('Key Vault secret URI (versionless) of the lineage-marker signing key.')
-param markerSigningKeyUri string
+// Key Vault secret names; scripts/postprovision.* write the values (tests/test_bicep_upstream.py keeps the two in
+// step). A reference without a secret version always resolves the current version.
+var secretNames = {
+  githubWebhookSecret: 'github-webhook-secret'
+  githubAppPrivateKey: 'github-app-private-key'
+  teamsOutgoingWebhookToken: 'teams-outgoing-webhook-token'
+  graphClientState: 'graph-client-state'
+  markerSigningKey: 'reynolds-marker-key'
+}
 
 resource stg 'Microsoft.Storage/storageAccounts@2023-05-01' existing = {
   name: storageAccountName
@@ -138,17 +136,19 @@ var appSettings = {
   // ---- Identity used by DefaultAzureCredential / ManagedIdentityCredential in the code ----------------------
   AZURE_CLIENT_ID: identityClientId
   // ---- GitHub ------------------------------------------------------------------------------------------------
-  GITHUB_WEBHOOK_SECRET: '@Microsoft.KeyVault(SecretUri=${githubWebhookSecretUri})'
+  GITHUB_WEBHOOK_SECRET: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.githubWebhookSecret})'
   GITHUB_API_URL: 'https://api.github.com'
   GITHUB_APP_ID: githubAppId
-  GITHUB_APP_PRIVATE_KEY: '@Microsoft.KeyVault(SecretUri=${githubAppPrivateKeyUri})'
+  GITHUB_APP_PRIVATE_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.githubAppPrivateKey})'
   GITHUB_TIMEOUT_SECONDS: '10'
   // ---- Reynolds identity and loop guard ----------------------------------------------------------------------
   REYNOLDS_BOT_LOGIN: botLogin
   REYNOLDS_BOT_APP_ID: botAppId
-  REYNOLDS_MARKER_KEY: '@Microsoft.KeyVault(SecretUri=${markerSigningKeyUri})'
+  REYNOLDS_MARKER_KEY: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.markerSigningKey})'
   REYNOLDS_ROUTING_PROFILE: routingProfile
   REYNOLDS_TRACKING_REPO: trackingRepo
+  // Chain links in status comments and paused notes open the explorer page (function key required).
+  REYNOLDS_EXPLORER_URL: 'https://${name}.azurewebsites.net/api'
   LOOP_MAX_AUTOMATED_DEPTH: '4'
   LOOP_CAUSAL_WINDOW_SECONDS: '86400'
   LOOP_SCOPE_WINDOW_SECONDS: '86400'
@@ -176,8 +176,8 @@ var appSettings = {
   AZURE_OPENAI_TIMEOUT_SECONDS: '30'
   AZURE_OPENAI_TOKEN_BUDGET: '60000'
   // ---- Teams and Graph ---------------------------------------------------------------------------------------
-  TEAMS_OUTGOING_WEBHOOK_TOKEN: '@Microsoft.KeyVault(SecretUri=${teamsOutgoingWebhookTokenUri})'
-  GRAPH_CLIENT_STATE: '@Microsoft.KeyVault(SecretUri=${graphClientStateUri})'
+  TEAMS_OUTGOING_WEBHOOK_TOKEN: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.teamsOutgoingWebhookToken})'
+  GRAPH_CLIENT_STATE: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.graphClientState})'
   GRAPH_API_URL: 'https://graph.microsoft.com/v1.0'
   GRAPH_NOTIFICATION_URL: graphNotificationUrl
   GRAPH_SUBSCRIPTION_RESOURCES: graphSubscriptionResources
@@ -225,20 +225,17 @@ module api 'br/public:avm/res/web/site:0.15.1' = {
         version: pythonVersion
       }
     }
+    // Flex Consumption rejects the classic site properties (alwaysOn, ftpsState, linuxFxVersion, ...): only
+    // settings the plan honours are set here; FTP is not offered on Flex at all.
     siteConfig: {
-      alwaysOn: false
       minTlsVersion: '1.2'
-      ftpsState: 'Disabled'
       http20Enabled: true
     }
     appSettingsKeyValuePairs: appSettings
   }
 }
 
-// Read back the host name (Flex apps may get a unique regional default host name).
-resource site 'Microsoft.Web/sites@2024-04-01' existing = {
-  name: api.outputs.name
-}
-
 output SERVICE_API_NAME string = api.outputs.name
-output SERVICE_API_URI string = 'https://${site.properties.defaultHostName}'
+// The module's own output (Flex apps may get a unique regional default host name): an `existing` site named from
+// a module output could not read its properties (Bicep BCP307).
+output SERVICE_API_URI string = 'https://${api.outputs.defaultHostname}'

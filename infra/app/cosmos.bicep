@@ -17,9 +17,6 @@ param databaseName string = 'reynolds'
 @description('Lineage container (COSMOS_LINEAGE_CONTAINER): chains, decisions, effect ledger.')
 param lineageContainerName string = 'lineage'
 
-@description('Container of learned specialist statistics.')
-param agentsContainerName string = 'agents'
-
 module account 'br/public:avm/res/document-db/database-account:0.16.0' = {
   name: 'cosmos-account'
   params: {
@@ -45,13 +42,6 @@ module account 'br/public:avm/res/document-db/database-account:0.16.0' = {
           {
             // defaultTtl -1: TTL on, no default expiry; items carry their own `ttl` (dedupe >= 72 h).
             name: lineageContainerName
-            paths: [
-              '/pk'
-            ]
-            defaultTtl: -1
-          }
-          {
-            name: agentsContainerName
             paths: [
               '/pk'
             ]

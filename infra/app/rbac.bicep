@@ -45,6 +45,7 @@ var roles = {
   cognitiveServicesOpenAIUser: '5e0bd9bd-7b93-4f28-af87-19fc36ad61bd' // Cognitive Services OpenAI User
   keyVaultSecretsUser: '4633458b-17de-408a-b874-0445c86b69e6' // Key Vault Secrets User
   monitoringMetricsPublisher: '3913510d-42f4-4e42-8a64-420c390055eb' // Monitoring Metrics Publisher
+  keyVaultSecretsOfficer: 'b86a8fe4-44ce-4948-aee5-eccb2c155cd7' // Key Vault Secrets Officer
 }
 
 // Cosmos DB data plane is not Azure RBAC: a SQL role definition of the account.
@@ -162,6 +163,17 @@ resource keyVaultSecretsUser 'Microsoft.Authorization/roleAssignments@2022-04-01
   }
 }]
 
+// ---- Key Vault: the deploying user writes the secrets (scripts/postprovision.*); the app only reads them ------
+resource keyVaultSecretsOfficer 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for p in userPrincipal: {
+  name: guid(keyVault.id, p.id, roles.keyVaultSecretsOfficer)
+  scope: keyVault
+  properties: {
+    roleDefinitionId: subscriptionResourceId('Microsoft.Authorization/roleDefinitions', roles.keyVaultSecretsOfficer)
+    principalId: p.id
+    principalType: p.type
+  }
+}]
+
 // ---- Application Insights: Entra-authenticated telemetry ingestion -----------------------------------------
 resource monitoringMetricsPublisher 'Microsoft.Authorization/roleAssignments@2022-04-01' = [for p in principals: {
   name: guid(appInsights.id, p.id, roles.monitoringMetricsPublisher)
@@ -173,7 +185,7 @@ resource monitoringMetricsPublisher 'Microsoft.Authorization/roleAssignments@202
   }
 }]
 
-// ---- Cosmos DB: lineage store and agent statistics (SQL role assignment, account scope) --------------------
+// ---- Cosmos DB: lineage store, agent statistics included (SQL role assignment, account scope) --------------
 resource cosmosDataContributor 'Microsoft.DocumentDB/databaseAccounts/sqlRoleAssignments@2024-11-15' = [for p in principals: {
   parent: cosmos
   name: guid(cosmos.id, p.id, cosmosDataContributorRoleId)

@@ -59,11 +59,8 @@ module namespace 'br/public:avm/res/service-bus/namespace:0.14.1' = {
   }
 }
 
-resource sb 'Microsoft.ServiceBus/namespaces@2022-10-01-preview' existing = {
-  name: namespace.outputs.name
-}
-
 output name string = namespace.outputs.name
 output resourceId string = namespace.outputs.resourceId
-// serviceBusEndpoint is https://<ns>.servicebus.windows.net:443/ ; the SDK and the trigger want the host name.
-output fullyQualifiedNamespace string = split(split(sb.properties.serviceBusEndpoint, '//')[1], ':')[0]
+// The module's serviceBusEndpoint output is https://<ns>.servicebus.windows.net:443/ ; the SDK and the trigger want
+// the host name. (An `existing` namespace named from a module output could not read it: Bicep BCP307.)
+output fullyQualifiedNamespace string = split(split(namespace.outputs.serviceBusEndpoint, '//')[1], ':')[0]

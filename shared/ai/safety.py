@@ -2,16 +2,24 @@
 
 ``delimit_untrusted`` wraps issue bodies, comments, logs and tool output in a labelled
 ``<untrusted source=".." id="..">`` block whose content cannot close or forge the block (OWASP LLM01).
-``sanitize_output`` makes model text safe to post: no mass or team mentions, no mention storms, no links
-(a link or image URL is the classic exfiltration channel), no HTML comments (so model output can never
-forge a Reynolds lineage marker), no active HTML. ``redact_secrets`` keeps credentials out of prompts.
+``sanitize_output`` is the one sanitizer for every text Reynolds posts that a model or a requester wrote
+(answers, schema-failure errors, task titles): no mass or team mentions, no mention storms, no links or images
+except into the repository's own ``github.com/<owner>/<repo>`` (a URL is the classic exfiltration channel), no
+HTML comments (so no text can carry or forge a Reynolds lineage marker), no active HTML, no invisible, Unicode
+tag or bidirectional control characters, and secrets redacted. ``redact_secrets`` removes known secret values
+in raw and common encoded forms (base64 at every byte alignment, standard and URL-safe; hex; URL-encoding)
+and credential-shaped strings, from prompts and from output.
 """
 
 from __future__ import annotations
 
+import base64
 import re
+import unicodedata
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import lru_cache
+from urllib.parse import quote, quote_plus
 
 from pydantic import SecretStr
 
@@ -24,14 +32,20 @@ DEFAULT_MAX_USER_MENTIONS = 3
 #: GitHub refuses comment bodies above 65,536 characters; leave room for Reynolds' own framing.
 DEFAULT_MAX_OUTPUT_CHARS = 60_000
 
-# Zero-width and bidirectional control characters hide or reorder text ("trojan source"); they have no
-# business in data handed to a model.
-_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u202a-\u202e\u2066-\u2069]")
+# Zero-width, bidirectional control and Unicode tag characters hide or reorder text ("trojan source", "ASCII
+# smuggling" through U+E0000..U+E007F); they have no business in data handed to a model or in what is posted.
+_INVISIBLE = re.compile(
+    "[\u00ad\u034f\u061c\u115f\u1160\u17b4\u17b5\u180b-\u180f\u200b-\u200f\u2028-\u202e\u2060-\u206f"
+    "\u3164\ufe00-\ufe0f\ufeff\uffa0\ufff0-\ufffb\U000e0000-\U000e0fff\U0001d173-\U0001d17a]"
+)
 _DELIMITER = re.compile(r"<\s*(/?)\s*(untrusted)", re.IGNORECASE)
 _CHAT_TOKENS = re.compile(r"<\|([A-Za-z_]{1,32})\|>")
 _ATTRIBUTE = re.compile(r"[^A-Za-z0-9_.:/#@-]")
 
 _HTML_COMMENT = re.compile(r"<!--.*?(?:-->|$)", re.DOTALL)
+_ENTITY_COMMENT = re.compile(
+    r"&(?:lt|#0*60|#x0*3c);!--.*?(?:--(?:&(?:gt|#0*62|#x0*3e);|>)|$)", re.IGNORECASE | re.DOTALL
+)
 _ACTIVE_TAG = re.compile(
     r"</?\s*(?:a|img|script|iframe|picture|source|video|audio|object|embed|form|input|link|meta|style|svg|at|base)"
     r"\b[^>]*>",
@@ -74,7 +88,7 @@ def _attribute(value: str) -> str:
 
 def neutralize_untrusted(text: str) -> str:
     """Make ``text`` unable to close or open a delimiter block or speak as a chat-template role."""
-    text = _INVISIBLE.sub("", text)
+    text = strip_invisible(text)
     text = _DELIMITER.sub(lambda m: "&lt;" + m.group(1) + m.group(2), text)
     return _CHAT_TOKENS.sub(lambda m: "&lt;|" + m.group(1) + "|&gt;", text)
 
@@ -101,12 +115,57 @@ def secret_values(settings: Settings) -> list[str]:
     return values
 
 
+def strip_invisible(text: str) -> str:
+    """``text`` without invisible, tag, bidirectional control or other format characters (Unicode ``Cf``)."""
+    text = _INVISIBLE.sub("", text)
+    if text.isascii():
+        return text
+    return "".join(char for char in text if unicodedata.category(char) != "Cf")
+
+
+#: A base64 fragment shorter than this is too likely to occur by chance to be redacted.
+_MIN_ENCODED_CHARS = 8
+
+
+def _base64_cores(raw: bytes) -> set[str]:
+    """The base64 text of ``raw`` at each of the three byte alignments it can have inside a longer payload.
+
+    Only the characters that depend on ``raw`` alone are kept: a secret encoded as part of a larger value
+    (``token=<secret>`` base64-encoded in a CI log) contains one of these three strings.
+    """
+    cores: set[str] = set()
+    skip_head = {0: 0, 1: 2, 2: 3}
+    for offset in (0, 1, 2):
+        total = offset + len(raw)
+        for encode in (base64.b64encode, base64.urlsafe_b64encode):
+            encoded = encode(b"\0" * offset + raw).decode().rstrip("=")
+            end = len(encoded) - (1 if total % 3 else 0)
+            core = encoded[skip_head[offset]:end]
+            if len(core) >= _MIN_ENCODED_CHARS:
+                cores.add(core)
+    return cores
+
+
+@lru_cache(maxsize=64)
+def _secret_forms(secret: str) -> tuple[str, ...]:
+    """Every form of ``secret`` that is redacted: raw, base64 (3 alignments × 2 alphabets), hex, URL-encoded."""
+    raw = secret.encode()
+    forms = {secret, raw.hex(), raw.hex().upper(), quote(secret, safe=""), quote_plus(secret, safe="")}
+    forms |= _base64_cores(raw)
+    return tuple(sorted((form for form in forms if len(form) >= 6), key=len, reverse=True))
+
+
 def redact_secrets(text: str, secrets: Iterable[str] = ()) -> str:
-    """Replace known secret values and credential-shaped strings with ``[redacted]``."""
+    """Replace known secret values (raw or encoded) and credential-shaped strings with ``[redacted]``."""
     # Longest first, so a secret containing another is removed whole. Very short values would shred
     # ordinary text and are not credentials anyway.
     for secret in sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True):
-        text = text.replace(secret, REDACTED)
+        for form in _secret_forms(secret):
+            if form in text:
+                text = text.replace(form, REDACTED)
+            elif form.isalnum() and form.lower() in text.lower():
+                # Hex and percent-encoding are case-insensitive: ``4F9A`` is ``4f9a``.
+                text = re.sub(re.escape(form), REDACTED, text, flags=re.IGNORECASE)
     for pattern in _SECRET_PATTERNS:
         text = pattern.sub(REDACTED, text)
     return text
@@ -127,15 +186,19 @@ def sanitize_output(
     allowed_repos: Sequence[str] = (),
     max_user_mentions: int = DEFAULT_MAX_USER_MENTIONS,
     max_chars: int = DEFAULT_MAX_OUTPUT_CHARS,
+    secrets: Iterable[str] = (),
 ) -> str:
-    """Make model text safe to post on GitHub or Teams.
+    """Make model or requester text safe to post on GitHub or Teams.
 
-    Removes HTML comments (so no forged ``<!-- reynolds:`` marker survives) and active HTML tags;
-    reduces links and images to their text (bare URLs to ``[link removed]``) unless they point into an
-    allow-listed ``github.com/<owner>/<repo>``; neutralises ``@everyone``/``@here``/``@channel`` and team
-    mentions with a zero-width joiner, and user mentions beyond ``max_user_mentions``.
+    Removes invisible, tag and bidirectional control characters, HTML comments (so no forged or copied
+    ``<!-- reynolds:`` marker survives; ``&lt;!--`` entity forms included) and active HTML tags; reduces links and
+    images to their text (bare URLs to ``[link removed]``) unless they point into an allow-listed
+    ``github.com/<owner>/<repo>``; neutralises ``@everyone``/``@here``/``@channel`` and team mentions with a
+    zero-width joiner, and user mentions beyond ``max_user_mentions``; redacts ``secrets`` (raw and encoded)
+    and credential-shaped strings.
     """
-    text = _INVISIBLE.sub("", text)
+    text = redact_secrets(strip_invisible(text), secrets)
+    text = _ENTITY_COMMENT.sub("", text)
     text = _HTML_COMMENT.sub("", text)
     text = text.replace("<!--", "&lt;!--")
     text = _ACTIVE_TAG.sub("", text)

@@ -23,6 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.ai.client import ModelError, TokenBudget, create_chat_completion
 from shared.ai.safety import UntrustedText, delimit_untrusted, redact_secrets, sanitize_output
+from shared.ai.tool_args import READ_TOOL_ARGS, ToolArgumentError, parse_read_args, task_repo
 from shared.work.tasks import Specialist, Subtask
 
 if TYPE_CHECKING:
@@ -343,6 +344,14 @@ def validate_arguments(tool: ToolSpec, raw: str, allowed_repos: Collection[str] 
         and str(repo).lower() not in {item.lower() for item in allowed_repos}
     ):
         return "repository is outside this task's scope"
+    if tool.access == "read" and tool.name in READ_TOOL_ARGS:
+        # Typed validation of the GitHub read tools: paths that leave the repository, refs, ids and search
+        # qualifiers are refused here, before the executor (which checks again) is ever asked.
+        scope = task_repo(allowed_repos) if allowed_repos is not None else (repo if isinstance(repo, str) else None)
+        try:
+            parse_read_args(tool.name, arguments, scope)
+        except ToolArgumentError as exc:
+            return str(exc)
     return arguments
 
 
@@ -385,9 +394,10 @@ def _answer(text: str | None) -> SpecialistAnswer | str:
         return f"{where}: {first['msg']}"
 
 
-def _sanitize_answer(answer: SpecialistAnswer, allowed_repos: Sequence[str]) -> SpecialistAnswer:
+def _sanitize_answer(answer: SpecialistAnswer, allowed_repos: Sequence[str],
+                     secrets: Sequence[str] = ()) -> SpecialistAnswer:
     def clean(text: str, limit: int) -> str:
-        text = sanitize_output(text, allowed_repos=allowed_repos)
+        text = sanitize_output(text, allowed_repos=allowed_repos, secrets=secrets)
         return text if len(text) <= limit else text[: limit - 1] + "…"
 
     return SpecialistAnswer(
@@ -480,7 +490,7 @@ def run_specialist(
             return SpecialistResult(
                 subtask_id=subtask.id,
                 specialist=specialist,
-                answer=_sanitize_answer(parsed, scope),
+                answer=_sanitize_answer(parsed, scope, secrets),
                 proposed_writes=proposed,
                 refused_tools=refused,
                 executed_tools=executed,
@@ -488,6 +498,8 @@ def run_specialist(
                 tokens_used=budget.used - start_tokens,
             )
         schema_failures += 1
+        # The reason names model-chosen keys: it goes through the output sanitizer before it can be posted.
+        parsed = sanitize_output(parsed, allowed_repos=scope, secrets=secrets, max_chars=500)
         logger.warning("specialist %s subtask %s: invalid answer: %s", specialist.value, subtask.id, parsed)
         if schema_failures > 1:
             raise ModelError(f"specialist {specialist.value} answer failed the schema twice: {parsed}")

@@ -79,12 +79,24 @@ class EffectRecord:
     state: str = "intent"
 
 
+#: Durable backends store instance ids in 100-character columns (the MSSQL provider's ``varchar(100)``).
+MAX_INSTANCE_ID_CHARS = 100
+_PLAIN_ID = re.compile(r"^[A-Za-z0-9_.-]{1,100}$")
+
+
 def instance_id_for(event_id: str) -> str:
-    """The orchestration instance id derived from an event id (no ``/ \\ ? #`` or control characters)."""
-    safe = re.sub(r"[^A-Za-z0-9_.-]", "-", event_id)
-    if len(safe) > 100:
-        safe = safe[:80] + "-" + hashlib.sha256(event_id.encode()).hexdigest()[:16]
-    return safe
+    """The orchestration instance id derived from an event id: distinct event ids never share one.
+
+    An id made only of ``[A-Za-z0-9_.-]`` and at most 100 characters is used as it is. Any other id (``:``, ``/``,
+    control characters, too long) becomes a readable prefix, ``::`` and 36 hex digits of its SHA-256: a plain id
+    never contains ``::``, a derived one always does, and subtask instance ids (``<parent>:<subtask>``, subtask ids
+    without ``:``) never end in ``::<hex>`` alone, so ``order/1`` and ``order-1``, ``1:x`` and ``1-x`` stay apart.
+    """
+    if _PLAIN_ID.match(event_id):
+        return event_id
+    digest = hashlib.sha256(event_id.encode("utf-8", errors="surrogatepass")).hexdigest()[:36]
+    prefix = re.sub(r"[^A-Za-z0-9_.-]", "-", event_id)[: MAX_INSTANCE_ID_CHARS - 2 - len(digest)]
+    return f"{prefix}::{digest}"
 
 
 def new_chain_id(event_id: str) -> str:

@@ -17,17 +17,18 @@ from __future__ import annotations
 import hashlib
 import html
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from datetime import datetime
 from typing import Any, Literal
 
 from pydantic import BaseModel
 
+from shared.chain_view import chain_html, explorer_url
 from shared.loop.breakers import BreakerService
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
 from shared.loop.lineage import Decision, EffectRecord, LineageService
 from shared.loop.marker import hidden_marker, sign_text
-from shared.platforms.servicebus.contract import to_servicebus_message
+from shared.platforms.servicebus.contract import reply_queue, to_servicebus_message
 from shared.platforms.servicebus.publisher import Publisher
 from shared.platforms.teams.graph import GraphError, GraphThrottled
 from shared.platforms.teams.messages import post_channel_message, post_chat_message
@@ -92,24 +93,33 @@ def reply_input(event: EventEnvelope, decision: Decision, *, out_queue: str) -> 
             raise ValueError(f"teams event {event.id} names neither a channel nor a chat")
         return ReplyInput(platform="teams", target=str(chat), chat_id=str(chat), **common)
     if event.platform is Platform.SERVICEBUS:
-        queue = str(data.get("reply_to") or out_queue)
+        queue = str(data.get("reply_to") or out_queue)  # only a configured queue survives servicebus_event
         return ReplyInput(platform="servicebus", target=queue, queue=queue, **common)
     raise ValueError(f"no reply on platform {event.platform.value}")
 
 
-def servicebus_event(event: EventEnvelope, message_id: str | None, reply_to: str | None = None) -> EventEnvelope:
+def servicebus_event(event: EventEnvelope, message_id: str | None, reply_to: str | None = None, *,
+                     reply_queues: Collection[str] = ()) -> EventEnvelope:
     """Key a received Service Bus event by its broker ``MessageId`` (the guard's event id = the message id).
 
     Producers retry with the same message id (that is what broker duplicate detection works on), so the
     loop guard dedupes on it too; the message id is also the resource id the effect ledger indexes Reynolds'
-    own messages under. ``reply_to`` (the broker's ``ReplyTo``) names the queue an answer goes to.
+    own messages under. ``reply_to`` (the broker's ``ReplyTo``) names the queue an answer goes to, and only when it
+    is one of ``reply_queues`` (the configured queues); a ``reply_to`` inside the CloudEvent data never counts.
     """
     data = dict(event.data)
+    data.pop("reply_to", None)
     data["cloudevent_id"] = event.id
     if reply_to:
-        data["reply_to"] = reply_to
+        data["reply_to"] = reply_queue(reply_to, reply_queues, "") or None
+        if data["reply_to"] is None:
+            del data["reply_to"]
     ident = message_id or event.id
-    return event.model_copy(update={"id": f"servicebus:{ident}"[:200], "resource_id": ident, "data": data})
+    event_id = f"servicebus:{ident}"
+    if len(event_id) > 200:
+        # Cut ids would collide on their common prefix: a long id keeps a prefix and its digest instead.
+        event_id = f"servicebus:{ident[:120]}::{hashlib.sha256(ident.encode()).hexdigest()[:40]}"
+    return event.model_copy(update={"id": event_id, "resource_id": ident, "data": data})
 
 
 def outbound_message_id(event_id: str, step: str) -> str:
@@ -137,11 +147,12 @@ class TeamsReporter:
     """Posts Reynolds' Teams messages through msgraph-sdk, each once per key, each in the effect ledger."""
 
     def __init__(self, lineage: LineageService, graph: GraphFactory, *, marker_key: str,
-                 breakers: BreakerService | None = None) -> None:
+                 breakers: BreakerService | None = None, explorer_url: str | None = None) -> None:
         self.lineage = lineage
         self.graph = graph
         self.marker_key = marker_key
         self.breakers = breakers
+        self.explorer_url = explorer_url
 
     async def post(self, *, key: str, request: ReplyInput, html_body: str, attempt: int | None = None,
                    run: str | None = None) -> EffectRecord:
@@ -194,8 +205,9 @@ class TeamsReporter:
         note, fresh = self.lineage.begin_effect(intent)
         if not fresh:
             return
+        chain = chain_html(self.explorer_url, record.chain_id)
         body = (f"<p><b>{PAUSED_TITLE}</b></p><p>Reynolds stopped answering here: {html.escape(reason)}. "
-                "This looks like a loop between automations.</p>")
+                f"This looks like a loop between automations.</p><p>{chain}</p>")
         message_id = await self._send(client, request, body, note)
         self.lineage.complete_effect(note, message_id, html_to_text(body))
 
@@ -204,11 +216,12 @@ class ServiceBusReporter:
     """Publishes Reynolds' answers to Service Bus, each once per key, each in the effect ledger."""
 
     def __init__(self, lineage: LineageService, publisher: Publisher, *, marker_key: str,
-                 breakers: BreakerService | None = None) -> None:
+                 breakers: BreakerService | None = None, explorer_url: str | None = None) -> None:
         self.lineage = lineage
         self.publisher = publisher
         self.marker_key = marker_key
         self.breakers = breakers
+        self.explorer_url = explorer_url
 
     async def publish(self, *, key: str, request: ReplyInput, text: str, data: dict[str, Any],
                       attempt: int | None = None, run: str | None = None) -> EffectRecord:
@@ -235,9 +248,11 @@ class ServiceBusReporter:
                 return self.lineage.suppress_effect(record, permit.reason)
         message_id = outbound_message_id(request.event_id, key)
         marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
+        page = explorer_url(self.explorer_url, record.chain_id)
         envelope = EventEnvelope(
             id=message_id, source=REPLY_SOURCE, type=REPLY_EVENT_TYPE, subject=request.event_id,
-            time=self.lineage.clock(), data={**data, "in_reply_to": request.event_id},
+            time=self.lineage.clock(),
+            data={**data, "in_reply_to": request.event_id, **({"chain_url": page} if page else {})},
             platform=Platform.SERVICEBUS, event="reynolds_reply", action="created",
             actor=Actor(login="reynolds", kind=ActorKind.SELF, account_type="application"),
             target=Target(platform=Platform.SERVICEBUS, key=queue), resource_id=message_id,

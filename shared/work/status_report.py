@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from enum import StrEnum
 from typing import Any
 
+from shared.ai.safety import sanitize_output
 from shared.work.tasks import SubtaskOutcome, SubtaskState
 
 #: GitHub rejects comment bodies longer than this.
@@ -67,11 +68,14 @@ _PHASE_HEADLINE: dict[ReportPhase, str] = {
 def escape_content(text: str, limit: int = MAX_ITEM_TEXT) -> str:
     """Make untrusted text safe for one line of a comment: no mentions, issue references, HTML or line breaks.
 
-    ``@name`` and ``#123`` get a zero-width space after the sigil (GitHub then neither notifies nor
-    cross-references), ``<``/``>``/``&`` become entities, newlines collapse to spaces, and the result is cut to
-    ``limit`` characters.
+    The text first goes through the one output sanitizer (``shared.ai.safety.sanitize_output``: no links or
+    images, no markers, no invisible or tag characters, credentials redacted), then ``@name`` and ``#123`` get a
+    zero-width space after the sigil (GitHub then neither notifies nor cross-references), ``<``/``>``/``&``
+    become entities, newlines collapse to spaces, and the result is cut to ``limit`` characters.
     """
-    flat = _WHITESPACE.sub(" ", text).strip()
+    # Every mention is neutralised below with a zero-width space; the sanitizer's own joiner is dropped first.
+    clean = sanitize_output(text[: limit * 4 + 1000], max_user_mentions=0).replace("@\u200d", "@")
+    flat = _WHITESPACE.sub(" ", clean).strip()
     if len(flat) > limit:
         flat = flat[: max(0, limit - 1)].rstrip() + "…"
     flat = flat.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
@@ -114,8 +118,13 @@ def render_status_comment(
     links: Mapping[str, str] | None = None,
     *,
     phase: ReportPhase | str | None = None,
+    chain_id: str | None = None,
+    chain_url: str | None = None,
 ) -> str:
-    """Render the status comment: headline, counts, one checklist line per subtask, instance id and links.
+    """Render the status comment: headline, counts, one checklist line per subtask, instance and chain ids, links.
+
+    ``chain_id`` names the lineage chain (what ``GET /api/chains/{id}`` and ``tools.explore`` draw);
+    ``chain_url``, when it is ``https://``, links it to the explorer page.
 
     ``states`` lists the subtasks in display order; ``outcomes`` add attempts, summaries and errors where known.
     Only ``https://`` links are shown. The body never exceeds :data:`MAX_COMMENT_CHARS`: when the checklist
@@ -143,6 +152,11 @@ def render_status_comment(
     head.append("")
 
     tail: list[str] = ["", f"Instance: `{escape_content(instance_id, 200).replace('`', '')}`"]
+    if chain_id:
+        chain = f"`{escape_content(chain_id, 100).replace('`', '')}`"
+        if chain_url and _SAFE_URL.match(chain_url):
+            chain = f"[{chain}]({chain_url})"
+        tail[-1] += f" · Chain: {chain}"
     safe_links = [
         f"[{escape_content(label, 80).replace('[', '(').replace(']', ')')}]({url})"
         for label, url in (links or {}).items()

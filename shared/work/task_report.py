@@ -16,6 +16,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from shared.ai.safety import redact_secrets, secret_values
+from shared.chain_view import explorer_url
 from shared.errors import IncomingRequestError, NotFound
 from shared.loop.lineage import EffectRecord, new_chain_id
 from shared.loop.marker import sign_text
@@ -110,7 +112,7 @@ class TaskReporter:
         repo, number, labelled = location
         github = github_for(self.services, repo)
         owner, name = repo.split("/", 1)
-        body = self._status_body(payload)
+        body = self._status_body(payload, chain_id)
         target = f"{repo}#{number}"
         result = ReportResult(tracking_issue=target)
         if payload.sequence == 1:
@@ -218,9 +220,9 @@ class TaskReporter:
             logger.warning("event %s instance %s: tracking issue intent found without a result; opening again",
                            event_id, payload.instance_id)
         owner, name = repo.split("/", 1)
-        text = self._tracking_body(payload)
+        text = redact_secrets(self._tracking_body(payload), secret_values(self.settings))
         github = github_for(self.services, repo)
-        title = escape_content(f"Reynolds: {payload.title}", 250)
+        title = escape_content(redact_secrets(f"Reynolds: {payload.title}", secret_values(self.settings)), 250)
         signed = sign_text(self._marker_key(), text, chain_id, event_id, depth)
         response = self._write(lambda: github.rest.issues.create(owner, name, title=title, body=signed,
                                                                  labels=sorted(payload.labels)), kind="issue")
@@ -236,11 +238,13 @@ class TaskReporter:
                 f"**Task:** {escape_content(payload.title, 500)}\n\n"
                 "The status comment below is edited in place as the subtasks finish.")
 
-    def _status_body(self, payload: ReportPayload) -> str:
-        body = render_status_comment(payload.title, payload.instance_id, payload.states, payload.outcomes,
-                                     phase=payload.phase)
+    def _status_body(self, payload: ReportPayload, chain_id: str) -> str:
+        secrets = secret_values(self.settings)
+        body = render_status_comment(redact_secrets(payload.title, secrets), payload.instance_id, payload.states,
+                                     payload.outcomes, phase=payload.phase, chain_id=chain_id,
+                                     chain_url=explorer_url(self.settings.explorer_url, chain_id))
         if payload.error:
-            body += f"\n\n**Error:** {escape_content(payload.error, 500)}"
+            body += f"\n\n**Error:** {escape_content(redact_secrets(payload.error, secrets), 500)}"
         body += f"\n\n> {get_reynolds_wisdom(payload.phase.value)}"
         # Room for the lineage marker that sign_text appends.
         return body[: MAX_COMMENT_CHARS - 300]

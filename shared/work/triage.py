@@ -13,6 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel
 
+from shared.chain_view import chain_markdown
 from shared.errors import NotFound, RetryLater, StoreError
 from shared.loop.breakers import BreakerService, text_fingerprint
 from shared.loop.lineage import EffectRecord, LineageService
@@ -59,6 +60,8 @@ class TriageInput(BaseModel):
     text: str = ""
     #: The answer to a ``/reynolds`` command in the comment (posted instead of a triage).
     reply: str | None = None
+    #: Whether the ``/reynolds`` command was carried out (fresh, first time, authorised): ``resume`` acts only then.
+    command_executed: bool = False
     #: When the event arrived (the orchestration's duration is measured from it).
     received_at: datetime | None = None
 
@@ -172,12 +175,13 @@ class GitHubReporter:
     """Writes Reynolds' comments through githubkit, each exactly once, each recorded in the effect ledger."""
 
     def __init__(self, lineage: LineageService, github_for: GitHubFor, *, marker_key: str, bot_login: str,
-                 breakers: BreakerService | None = None) -> None:
+                 breakers: BreakerService | None = None, explorer_url: str | None = None) -> None:
         self.lineage = lineage
         self.github_for = github_for
         self.marker_key = marker_key
         self.bot_login = bot_login
         self.breakers = breakers
+        self.explorer_url = explorer_url
 
     def post_comment(self, *, key: str, repo: str, number: int, installation_id: int | None, body: str,
                      chain_id: str, event_id: str, depth: int, counterpart: str | None = None,
@@ -277,7 +281,7 @@ class GitHubReporter:
             return
         body = (f"### Reynolds · paused\n\nReynolds stopped{who} on this thread: {reason}. "
                 "This looks like a loop between automations. A collaborator can comment `/reynolds resume` "
-                "to let Reynolds answer again.")
+                f"to let Reynolds answer again.\n\n{chain_markdown(self.explorer_url, record.chain_id)}")
         signed = sign_text(self.marker_key, body, record.chain_id, record.event_id, record.depth)
         self.lineage.complete_effect(note, f"comment:{create_comment(github, owner, name, number, signed)}", body)
 

@@ -2,6 +2,12 @@
 
 Pure functions over raw bytes and headers, so the HTTP trigger, ``tools.simulate`` and the arena share one
 code path. Failures raise ``IncomingRequestError`` subclasses carrying the HTTP status to answer with.
+
+An event's identity comes from what it is, not from ``X-GitHub-Delivery``: the signature covers the body only,
+so a captured body resent under a new delivery id must still be recognised as the same event. Comment events
+are ``issue_comment.<action>:<comment id>:<updated_at>``, issue events ``issues.<action>:<issue id>:<updated_at>``
+(plus the label, assignee or milestone a ``labeled``/``assigned``/… action is about); anything else is the
+event, action and a digest of the canonical payload. The delivery id stays in ``data["delivery"]``.
 """
 
 from __future__ import annotations
@@ -19,8 +25,9 @@ from urllib.parse import parse_qs
 
 from githubkit import webhooks
 
-from shared.errors import IncomingRequestError, SignatureError
+from shared.errors import ConfigurationError, IncomingRequestError, SignatureError
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
+from shared.platforms.limits import check_json
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +106,7 @@ def decode_body(body: bytes, content_type: str | None) -> dict[str, Any]:
         raw = values[0].encode()
     else:
         raise IncomingRequestError(f"unsupported content type {media!r}", status_code=415)
+    check_json(raw, what="the JSON body")  # nesting checked before json.loads can recurse
     try:
         payload = json.loads(raw)
     except (UnicodeDecodeError, ValueError):
@@ -112,6 +120,8 @@ def read_delivery(secret: str, body: bytes, headers: Mapping[str, str]) -> Deliv
     """Everything the trigger checks before it decides: size, headers, signature, content type, JSON."""
     if len(body) > MAX_BODY_BYTES:
         raise IncomingRequestError("body larger than 25 MB", status_code=413)
+    if not secret.strip():
+        raise ConfigurationError("GITHUB_WEBHOOK_SECRET", "is blank")
     event, delivery = read_headers(headers)
     verify_signature(secret, body, headers)
     payload = decode_body(body, header(headers, "Content-Type"))
@@ -154,6 +164,41 @@ def _actor_kind(
     if sender.get("type") == "Organization":
         return ActorKind.SYSTEM
     return ActorKind.HUMAN
+
+
+def _detail(payload: Mapping[str, Any]) -> str:
+    """What a ``labeled``/``unlabeled``/``assigned``/``milestoned``… action is about (two labels added in the
+    same second are two events with the same ``updated_at``)."""
+    for key, field in (("label", "name"), ("assignee", "login"), ("milestone", "id"), ("changes", None)):
+        value = payload.get(key)
+        if isinstance(value, dict) and value:
+            if field is None:
+                return "changes-" + _digest(value)[:12]
+            return f"{key}-{str(value.get(field))[:100]}"
+    return ""
+
+
+def _digest(value: Any) -> str:
+    canonical = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=True, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def event_identity(event: str, payload: Mapping[str, Any]) -> str:
+    """The payload-derived identity of a delivery (see the module docstring); stable across redeliveries and
+    replays under any delivery id, different for every distinct thing that happened."""
+    action = payload.get("action") if isinstance(payload.get("action"), str) else ""
+    name = f"{event}.{action}" if action else event
+    subject = None
+    if event == "issue_comment":
+        subject = _obj(payload, "comment")
+    elif event == "issues":
+        subject = _obj(payload, "issue")
+    if subject and isinstance(subject.get("id"), int) and isinstance(subject.get("updated_at"), str):
+        detail = _detail(payload) if event == "issues" else ""
+        ident = f"{name}:{subject['id']}:{subject['updated_at']}" + (f":{detail}" if detail else "")
+        if len(ident) <= 180:
+            return ident
+    return f"{name}:{_digest(payload)[:40]}"
 
 
 def to_envelope(delivery: Delivery, *, received_at: datetime, bot_login: str, bot_app_id: str | None) -> EventEnvelope:
@@ -202,8 +247,11 @@ def to_envelope(delivery: Delivery, *, received_at: datetime, bot_login: str, bo
         data["html_url"] = issue.get("html_url")
     if comment:
         data["comment_id"] = comment.get("id")
+        for key in ("created_at", "updated_at"):
+            if isinstance(comment.get(key), str):
+                data[f"comment_{key}"] = comment[key]
     return EventEnvelope(
-        id=f"github:{delivery.delivery_id}",
+        id=f"github:{event_identity(delivery.event, payload)}",
         source=f"https://github.com/{repo}" if repo else "https://github.com",
         type=f"com.github.{delivery.event}" + (f".{action}" if action else ""),
         subject=target.key if target else None,

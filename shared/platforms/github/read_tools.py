@@ -6,8 +6,14 @@ logs, file contents and directory listings, code search and pull-request diffs. 
 (``run_specialist`` turns them into proposals); a write or unknown name raises. Platform (Graph) reads are
 not served by this executor: it answers that they are unavailable, so the model can carry on without them.
 
-Results are compact JSON projections (the model needs the facts, not every URL GitHub returns); a 404 is an
-answer ("not found"), every other HTTP failure raises so the activity's retry policy sees it.
+Arguments are typed and validated first (``shared.ai.tool_args``): the repository is the task's, fixed in code
+(a model asking for another one is refused before any request); paths are canonical and cannot leave the
+repository; a code search keeps the model's plain terms only and gets its ``repo:`` scope from the code. Every
+call is one of githubkit's typed REST methods, never a URL built from model text.
+
+Results are compact JSON projections (the model needs the facts, not every URL GitHub returns), capped at
+:data:`MAX_RESULT_CHARS`; a 404 is an answer ("not found"), every other HTTP failure raises so the activity's
+retry policy sees it.
 """
 
 from __future__ import annotations
@@ -21,6 +27,17 @@ from typing import Any
 from githubkit.exception import RequestFailed
 
 from shared.ai.specialists import SPECIALISTS
+from shared.ai.tool_args import (
+    ContentArgs,
+    JobArgs,
+    PullArgs,
+    RunArgs,
+    RunListArgs,
+    SearchArgs,
+    ToolArgumentError,
+    parse_read_args,
+    task_repo,
+)
 from shared.errors import ReynoldsError
 from shared.work.tasks import Specialist
 
@@ -55,12 +72,16 @@ def _dump(value: Any) -> str:
 
 
 class GitHubReadTools:
-    """Runs allow-listed GitHub read tools for one subtask, scoped to ``allowed_repos``."""
+    """Runs allow-listed GitHub read tools for one subtask, inside the task's one repository.
 
-    def __init__(self, github: Any, *, allowed_repos: Collection[str] | None = None) -> None:
+    ``repo`` (or the single entry of ``allowed_repos``) is that repository; without one, every repository-scoped
+    tool is refused.
+    """
+
+    def __init__(self, github: Any, *, allowed_repos: Collection[str] | None = None, repo: str | None = None) -> None:
         self.github = github
-        self.allowed = None if allowed_repos is None else {repo.lower() for repo in allowed_repos}
-        self._handlers: dict[str, Callable[[dict[str, Any]], Any]] = {
+        self.repo = repo if repo is not None else task_repo(allowed_repos)
+        self._handlers: dict[str, Callable[[Any], Any]] = {
             "get_repository": self._get_repository,
             "list_workflow_runs": self._list_workflow_runs,
             "get_workflow_run": self._get_workflow_run,
@@ -82,39 +103,38 @@ class GitHubReadTools:
         handler = self._handlers.get(name)
         if handler is None:
             raise ToolNotAllowed(f"tool {name[:64]!r} is not an allow-listed read tool")
-        repo = arguments.get("repo")
-        if isinstance(repo, str) and self.allowed is not None and repo.lower() not in self.allowed:
-            raise ToolNotAllowed(f"repository {repo[:140]!r} is outside this task's scope")
         try:
-            return _dump(handler(arguments))
+            args = parse_read_args(name, arguments, self.repo)
+        except ToolArgumentError as exc:
+            raise ToolNotAllowed(f"{name}: {exc}") from None
+        try:
+            return _dump(handler(args))
         except RequestFailed as exc:
             if exc.response.status_code == 404:
                 return _dump({"status": "not_found"})
             raise
 
-    # -- handlers ------------------------------------------------------------------------------------------
-    @staticmethod
-    def _split(arguments: Mapping[str, Any]) -> tuple[str, str]:
-        owner, _, name = str(arguments["repo"]).partition("/")
+    # -- handlers (every one a typed githubkit method; owner and name come from the task, not the model) --
+    def _owner_name(self) -> tuple[str, str]:
+        owner, _, name = str(self.repo).partition("/")
         return owner, name
 
-    def _get_repository(self, arguments: dict[str, Any]) -> Any:
-        return _pick(self.github.rest.repos.get(*self._split(arguments)).json(), _REPO_KEYS)
+    def _get_repository(self, args: Any) -> Any:
+        return _pick(self.github.rest.repos.get(*self._owner_name()).json(), _REPO_KEYS)
 
-    def _list_workflow_runs(self, arguments: dict[str, Any]) -> Any:
-        filters = {key: arguments[key] for key in ("branch", "status") if arguments.get(key)}
+    def _list_workflow_runs(self, args: RunListArgs) -> Any:
+        filters = {key: value for key, value in (("branch", args.branch), ("status", args.status)) if value}
         data = self.github.rest.actions.list_workflow_runs_for_repo(
-            *self._split(arguments), per_page=MAX_LIST_ITEMS, **filters).json()
+            *self._owner_name(), per_page=MAX_LIST_ITEMS, **filters).json()
         return {"total_count": data.get("total_count"),
                 "workflow_runs": [_pick(run, _RUN_KEYS) for run in data.get("workflow_runs", [])[:MAX_LIST_ITEMS]]}
 
-    def _get_workflow_run(self, arguments: dict[str, Any]) -> Any:
-        data = self.github.rest.actions.get_workflow_run(*self._split(arguments), int(arguments["run_id"])).json()
-        return _pick(data, _RUN_KEYS)
+    def _get_workflow_run(self, args: RunArgs) -> Any:
+        return _pick(self.github.rest.actions.get_workflow_run(*self._owner_name(), args.run_id).json(), _RUN_KEYS)
 
-    def _list_run_jobs(self, arguments: dict[str, Any]) -> Any:
+    def _list_run_jobs(self, args: RunArgs) -> Any:
         data = self.github.rest.actions.list_jobs_for_workflow_run(
-            *self._split(arguments), int(arguments["run_id"]), per_page=MAX_LIST_ITEMS).json()
+            *self._owner_name(), args.run_id, per_page=MAX_LIST_ITEMS).json()
         jobs = []
         for job in data.get("jobs", [])[:MAX_LIST_ITEMS]:
             item = _pick(job, _JOB_KEYS)
@@ -122,38 +142,41 @@ class GitHubReadTools:
             jobs.append(item)
         return {"total_count": data.get("total_count"), "jobs": jobs}
 
-    def _get_job_logs(self, arguments: dict[str, Any]) -> Any:
-        response = self.github.rest.actions.download_job_logs_for_workflow_run(
-            *self._split(arguments), int(arguments["job_id"]))
+    def _get_job_logs(self, args: JobArgs) -> Any:
+        response = self.github.rest.actions.download_job_logs_for_workflow_run(*self._owner_name(), args.job_id)
         text = response.text
         # The end of a log is where failures are; keep the tail.
         return {"log_tail": text[-MAX_RESULT_CHARS // 2:], "truncated": len(text) > MAX_RESULT_CHARS // 2}
 
-    def _content(self, arguments: dict[str, Any]) -> Any:
-        ref = arguments.get("ref")
-        extra = {"ref": ref} if ref else {}
-        return self.github.rest.repos.get_content(*self._split(arguments), str(arguments["path"]), **extra).json()
+    def _content(self, args: ContentArgs) -> Any:
+        extra = {"ref": args.ref} if args.ref else {}
+        return self.github.rest.repos.get_content(*self._owner_name(), args.path, **extra).json()
 
-    def _get_file_contents(self, arguments: dict[str, Any]) -> Any:
-        data = self._content(arguments)
+    def _get_file_contents(self, args: ContentArgs) -> Any:
+        data = self._content(args)
         if isinstance(data, list) or data.get("type") != "file":
-            return {"status": "not_a_file", "path": arguments["path"]}
+            return {"status": "not_a_file", "path": args.path}
         raw = base64.b64decode(data.get("content") or "").decode("utf-8", errors="replace")
         return {"path": data.get("path"), "sha": data.get("sha"), "size": data.get("size"), "text": raw}
 
-    def _list_directory(self, arguments: dict[str, Any]) -> Any:
-        data = self._content(arguments)
+    def _list_directory(self, args: ContentArgs) -> Any:
+        data = self._content(args)
         if not isinstance(data, list):
-            return {"status": "not_a_directory", "path": arguments["path"]}
+            return {"status": "not_a_directory", "path": args.path}
         return {"entries": [_pick(entry, ("name", "path", "type", "size")) for entry in data[:200]]}
 
-    def _search_code(self, arguments: dict[str, Any]) -> Any:
-        query = f"{arguments['query']} repo:{arguments['repo']}"
-        data = self.github.rest.search.code(q=query, per_page=MAX_LIST_ITEMS).json()
-        return {"total_count": data.get("total_count"),
-                "items": [_pick(item, ("name", "path", "sha")) for item in data.get("items", [])[:MAX_LIST_ITEMS]]}
+    def _search_code(self, args: SearchArgs) -> Any:
+        # ``args.query`` holds the model's plain terms and the scope the code added (``repo:<task repo>``).
+        data = self.github.rest.search.code(q=args.query, per_page=MAX_LIST_ITEMS).json()
+        items = []
+        for item in data.get("items", [])[:MAX_LIST_ITEMS]:
+            repository = item.get("repository") if isinstance(item.get("repository"), dict) else {}
+            found_in = str(repository.get("full_name") or self.repo)
+            if found_in.lower() == str(self.repo).lower():  # belt and braces: never show another repo's hit
+                items.append(_pick(item, ("name", "path", "sha")))
+        return {"total_count": data.get("total_count"), "items": items}
 
-    def _get_pull_request_diff(self, arguments: dict[str, Any]) -> Any:
-        response = self.github.rest.pulls.get(*self._split(arguments), int(arguments["number"]),
+    def _get_pull_request_diff(self, args: PullArgs) -> Any:
+        response = self.github.rest.pulls.get(*self._owner_name(), args.number,
                                               headers={"Accept": "application/vnd.github.diff"})
         return {"diff": response.text}

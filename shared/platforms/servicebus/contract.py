@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
@@ -34,6 +34,7 @@ from pydantic import ValidationError
 
 from shared.errors import ReynoldsError
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
+from shared.platforms.limits import MAX_JSON_DEPTH, json_depth
 from shared.work.tasks import TaskRequest
 
 if TYPE_CHECKING:
@@ -68,6 +69,7 @@ class PoisonReason(StrEnum):
     NOT_CLOUDEVENT = "not-cloudevent"
     SCHEMA_INVALID = "schema-invalid"
     UNSUPPORTED_CONTENT_TYPE = "unsupported-content-type"
+    NESTING_TOO_DEEP = "nesting-too-deep"
 
 
 class PoisonMessage(ReynoldsError):
@@ -228,6 +230,10 @@ def parse_servicebus_body(
     media = _media_type(content_type)
     if media is not None and media not in ACCEPTED_CONTENT_TYPES:
         raise PoisonMessage(PoisonReason.UNSUPPORTED_CONTENT_TYPE, f"content type {media} is not a JSON CloudEvent")
+    nesting = json_depth(body)
+    if nesting > MAX_JSON_DEPTH:
+        # json.loads would recurse until RecursionError: a transient-looking failure retried ten times.
+        raise PoisonMessage(PoisonReason.NESTING_TOO_DEEP, f"body nests {nesting} levels, limit {MAX_JSON_DEPTH}")
     try:
         event = json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -325,6 +331,20 @@ def parse_servicebus_body(
 def extension_attributes(event: Mapping[str, Any]) -> dict[str, Any]:
     """The CloudEvent's extension attributes (everything but the core context attributes and data)."""
     return {key: value for key, value in event.items() if key not in _CE_CORE}
+
+
+def reply_queue(requested: Any, configured: Collection[str], default: str) -> str:
+    """The queue an answer goes to: ``requested`` (the message's ``ReplyTo``, or a ``reply_to`` a producer put in
+    the CloudEvent data) only when it names a configured queue, else ``default``.
+
+    ``ReplyTo`` is the sender's claim; honouring any queue would let a producer make Reynolds write into queues
+    it has no business in (another team's, a dead-letter path), with Reynolds' identity.
+    """
+    if isinstance(requested, str) and requested in configured:
+        return requested
+    if requested:
+        logger.warning("servicebus: reply queue %r is not configured; answering on %s", str(requested)[:100], default)
+    return default
 
 
 # --- client and publishing --------------------------------------------------------------------------------

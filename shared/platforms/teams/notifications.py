@@ -15,6 +15,7 @@ from typing import Any
 
 from shared.errors import ConfigurationError, IncomingRequestError
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
+from shared.platforms.limits import check_json
 from shared.platforms.teams.webhook import TEAMS_SOURCE_PREFIX
 from shared.settings import alias_of
 
@@ -24,14 +25,29 @@ logger = logging.getLogger(__name__)
 # --- validation handshake and notifications ----------------------------------------------------------------
 
 
+#: Graph's validation tokens are about a hundred characters; anything longer is not Graph, and is not echoed.
+MAX_VALIDATION_TOKEN_CHARS = 1024
+#: A notification POST holds at most a few hundred small items (no resource data is requested).
+MAX_NOTIFICATION_BYTES = 1024 * 1024
+#: Graph message ids are 13 digits; a longer id (the envelope id ``teams:<id>`` holds 200) is ignored.
+MAX_GRAPH_ID_CHARS = 190
+#: Headers of every answer to the validation handshake: plain text the browser must not sniff into HTML.
+VALIDATION_HEADERS = {"X-Content-Type-Options": "nosniff", "Cache-Control": "no-store"}
+
+
 def handle_validation(query_token: str | None) -> tuple[int, str, str]:
-    """Answer Graph's subscription validation: ``(200, token, "text/plain")``, or 400 when the token is missing.
+    """Answer Graph's subscription validation: ``(200, token, "text/plain")``, or 400 when the token is missing
+    or longer than :data:`MAX_VALIDATION_TOKEN_CHARS`, or holds control characters.
 
     The token must come back exactly as received (the query string already URL-decoded), as plain text,
-    within 10 seconds.
+    within 10 seconds; the trigger adds :data:`VALIDATION_HEADERS` (``nosniff``).
     """
     if not query_token:
         return 400, "missing validationToken", "text/plain"
+    if len(query_token) > MAX_VALIDATION_TOKEN_CHARS:
+        return 400, "validationToken is too long", "text/plain"
+    if any(ord(char) < 32 and char not in "\t" for char in query_token):
+        return 400, "validationToken holds control characters", "text/plain"
     return 200, query_token, "text/plain"
 
 
@@ -164,8 +180,9 @@ def parse_notifications(raw_body: bytes, client_state_expected: str | None) -> N
     retry). A body that is not a notification collection raises ``IncomingRequestError`` (400);
     an unconfigured client state raises ``ConfigurationError``.
     """
-    if not client_state_expected:
+    if not client_state_expected or not client_state_expected.strip():
         raise ConfigurationError(alias_of("graph_client_state"))
+    check_json(raw_body, max_bytes=MAX_NOTIFICATION_BYTES, what="notification body")
     try:
         payload = json.loads(raw_body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -204,7 +221,8 @@ def parse_notifications(raw_body: bytes, client_state_expected: str | None) -> N
         if ref is None and isinstance(resource_data.get("@odata.id"), str):
             ref = parse_message_resource(resource_data["@odata.id"])
         change_type = item.get("changeType")
-        if ref is None or not sub_id or not isinstance(change_type, str):
+        if (ref is None or not sub_id or not isinstance(change_type, str) or len(ref.message_id) > MAX_GRAPH_ID_CHARS
+                or len(sub_id) > MAX_GRAPH_ID_CHARS or len(change_type) > 40):
             batch.ignored += 1
             continue
         batch.changes.append(

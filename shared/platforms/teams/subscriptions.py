@@ -6,6 +6,11 @@ orchestration every few minutes with none. Its activity runs ``maintain``: act o
 through ``SubscriptionManager``, record ``missed`` ones (Graph lost notifications for that subscription: the
 record is what an operator, or a later delta-query resync, works from), renew every Reynolds subscription
 close to expiry, and make sure each configured resource (``GRAPH_SUBSCRIPTION_RESOURCES``) has one.
+
+A lifecycle notification is authenticated by ``clientState`` only, so whoever learns it could name any chat or
+channel in a ``subscriptionRemoved`` and have Reynolds subscribe to it: lifecycle events act only on resources
+of ``GRAPH_SUBSCRIPTION_RESOURCES`` (compared without a leading ``/`` and case-insensitively); any other is
+counted as ``refused`` and logged, and nothing is created, renewed or recorded for it.
 """
 
 from __future__ import annotations
@@ -45,12 +50,24 @@ class MaintenanceReport(BaseModel):
     recreated: int = 0
     missed: int = 0
     renewed: int = 0
+    #: Lifecycle events naming a resource outside ``GRAPH_SUBSCRIPTION_RESOURCES`` (nothing done for them).
+    refused: int = 0
     ensured: list[str] = Field(default_factory=list)
 
 
 def configured_resources(value: str | None) -> list[str]:
     """The resources of ``GRAPH_SUBSCRIPTION_RESOURCES`` (comma-separated, blanks dropped)."""
     return [part.strip() for part in (value or "").split(",") if part.strip()]
+
+
+def _resource_key(resource: str | None) -> str:
+    return (resource or "").strip().lstrip("/").rstrip("/").lower()
+
+
+def is_configured(resource: str | None, resources: list[str]) -> bool:
+    """Whether ``resource`` is one of the configured subscription resources."""
+    key = _resource_key(resource)
+    return bool(key) and key in {_resource_key(item) for item in resources}
 
 
 def record_missed(store: DocumentStore, item: LifecycleItem, now: datetime) -> dict[str, object]:
@@ -73,6 +90,11 @@ async def maintain(manager: SubscriptionManager, store: DocumentStore, clock: Ca
     """Act on lifecycle events, renew expiring subscriptions, ensure configured ones; Graph errors raise."""
     report = MaintenanceReport()
     for item in request.lifecycle:
+        if not is_configured(item.resource, resources):
+            report.refused += 1
+            logger.warning("graph lifecycle %s for subscription %s names a resource outside "
+                           "GRAPH_SUBSCRIPTION_RESOURCES; refused", item.event.value, item.subscription_id)
+            continue
         notification = LifecycleNotification(item.subscription_id, item.event, item.resource)
         if item.event is LifecycleEvent.MISSED:
             record_missed(store, item, clock())

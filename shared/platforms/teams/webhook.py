@@ -25,6 +25,7 @@ from typing import Any
 
 from shared.errors import ConfigurationError, IncomingRequestError, SignatureError
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
+from shared.platforms.limits import check_json, check_size
 
 TOKEN_SETTING = "TEAMS_OUTGOING_WEBHOOK_TOKEN"  # noqa: S105 - the setting's name, not a secret
 TEAMS_MESSAGE_TYPE = "com.microsoft.teams.message.created"
@@ -33,6 +34,13 @@ TEAMS_SOURCE_PREFIX = "/teams"
 DEFAULT_MENTION_NAME = "Reynolds"
 #: Keep the synchronous reply short: Teams shows it in the thread right away.
 MAX_ACK_CHARS = 280
+#: An outgoing-webhook activity carries one message (Teams caps messages at about 28 KB of text); anything much
+#: larger is not Teams. Checked before the HMAC is computed.
+MAX_ACTIVITY_BYTES = 256 * 1024
+#: Longest activity id accepted (Teams message ids are 13 digits; the envelope id ``teams:<id>`` holds 200).
+MAX_ACTIVITY_ID_CHARS = 190
+#: Longest conversation or sender id accepted (conversation ids run to a few hundred characters).
+MAX_ID_CHARS = 512
 #: Bot accounts in Teams have ids of the form ``28:<app id>``; users ``29:…`` (or an AAD object id).
 _BOT_ID_PREFIX = "28:"
 
@@ -49,8 +57,9 @@ def verify_teams_hmac(token_b64: str | None, raw_body: bytes, authorization: str
     token is configured (a missing secret never means "accept") and ``SignatureError`` (401) when the header
     is missing, malformed or does not match. The comparison is constant-time.
     """
-    if not token_b64:
+    if not token_b64 or not token_b64.strip():
         raise ConfigurationError(TOKEN_SETTING)
+    check_size(raw_body, MAX_ACTIVITY_BYTES, "activity")
     try:
         key = base64.b64decode(token_b64, validate=True)
     except (binascii.Error, ValueError):
@@ -187,6 +196,7 @@ def parse_teams_activity(
     visible text with the ``<at>Reynolds</at>`` mention removed; markers found in the HTML go to
     ``data["markers"]`` for the loop guard.
     """
+    check_json(raw_body, max_bytes=MAX_ACTIVITY_BYTES, what="activity")
     try:
         activity = json.loads(raw_body)
     except (UnicodeDecodeError, json.JSONDecodeError):
@@ -198,6 +208,8 @@ def parse_teams_activity(
     activity_id = _str(activity.get("id"))
     if activity_id is None:
         raise IncomingRequestError("activity has no id")
+    if len(activity_id) > MAX_ACTIVITY_ID_CHARS:
+        raise IncomingRequestError("activity id is too long")
 
     sender = _obj(activity.get("from"), "from")
     sender_id = _str(sender.get("id"))
@@ -207,6 +219,8 @@ def parse_teams_activity(
     conversation_id = _str(conversation.get("id"))
     if conversation_id is None:
         raise IncomingRequestError("activity has no conversation.id")
+    if len(conversation_id) > MAX_ID_CHARS or len(sender_id) > MAX_ID_CHARS:
+        raise IncomingRequestError("activity ids are too long")
     channel_data = _obj(activity.get("channelData"), "channelData")
     team = _obj(channel_data.get("team"), "channelData.team")
     channel = _obj(channel_data.get("channel"), "channelData.channel")

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from tools.fakes.github import app_api, issues_api
+from tools.fakes.github import app_api, issues_api, repos_api
 from tools.fakes.github.records import (
     ASSOCIATIONS,
     GITHUB_WEB,
@@ -762,7 +762,7 @@ class FakeGitHub:
         # 4. routing
         route = None
         allowed = False
-        for m, pattern, handler, doc in issues_api.ROUTES + app_api.ROUTES:
+        for m, pattern, handler, doc in issues_api.ROUTES + repos_api.ROUTES + app_api.ROUTES:
             match = pattern.fullmatch(path)
             if match:
                 allowed = True
@@ -798,7 +798,8 @@ class FakeGitHub:
             request_id=request_id,
         )
         try:
-            if "owner" in ctx.params and self._repos.get(f"{ctx.params['owner']}/{ctx.params['repo']}") is None:
+            scoped = "owner" in ctx.params  # /search/* and /app/* routes are not under a repository
+            if scoped and self._repos.get(f"{ctx.params['owner']}/{ctx.params['repo']}") is None:
                 raise HttpError(404, error_body(404, "Not Found", doc))
             status, payload = handler(self, ctx)
         except HttpError as exc:
