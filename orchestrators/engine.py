@@ -1,22 +1,59 @@
-"""The orchestrate_task engine: plan → sliding-window fan-out over the plan's DAG → retries → approvals → report.
+"""The orchestrate_task engine: plan → a window of subtask orchestrations over the plan's DAG → report.
 
 Two pure generators written against :class:`orchestrators.context.OrchestrationContext`, so they run unchanged
-under the real Durable replay and under a fake context in unit tests:
+under the real Durable replay and under a fake context in unit tests.
 
-* :func:`run_orchestrate_task` — the parent. Plans (``PLAN_TASK``), reports (``REPORT_STATUS``, at most three
-  times: started, needs-approval, final), then keeps up to ``max_concurrency`` subtask sub-orchestrations in
-  flight, starting the next ready subtask as soon as any one finishes (``task_any``), never batch-and-wait.
-  A subtask whose dependency failed or was skipped is skipped. A ``cancel`` event stops the fan-out.
-* :func:`run_subtask` — one subtask, its own orchestration (``SUBTASK_ORCHESTRATOR``): an approval gate when the
-  subtask writes (external event raced against a durable timer), then ``RUN_SUBTASK`` attempts, each raced
-  against a per-attempt timeout, with exponential backoff and deterministic jitter built from durable timers
-  (Python ``RetryOptions`` is fixed-interval only) and Retry-After honoured.
+Why this shape — what the Durable extension does with a Python orchestrator's answer (read from its sources;
+modelled and pinned in ``tools.harness.host_rules``):
+
+1. ``OutOfProcOrchestrationShim.ProcessAsyncActionsV2`` walks the SDK's action list in order and *awaits each
+   entry before invoking the next*; the SDK puts only not-yet-scheduled tasks into a new ``task_any``. A
+   classic sliding window (``task_any(in_flight + [new])``) thus becomes ``WhenAny{new}`` entries the host
+   awaits one by one: after the first wave one subtask runs at a time. A wait whose entry could hold the
+   walk (new waits beside old tasks, without a START in it: point 3) therefore carries a *marker*: a
+   far-future timer cancelled before it is yielded. The shim cancels
+   its token when it invokes the entry, the task completes at once (DTFx ``TaskOrchestrationContext.
+   CreateTimer``) and the walk moves on; the orchestrator's own ``task_any`` still waits for the real tasks.
+   The marker costs one ``TimerCreated`` event, holds nothing open and fires (harmlessly) only if the
+   instance still runs days later.
+2. DTFx completes or continues an instance only when none of the activities, sub-orchestrations or timers it
+   scheduled is open (``if (!context.HasOpenTasks)``), and they cannot be cancelled. So the parent does not
+   call its subtasks as sub-orchestrations: ``START_SUBTASKS`` (an activity with a durable client) starts
+   each wave as top-level instances with id ``<parent>:<subtask id>`` (approvals reach them there), and each
+   subtask reports its outcome with the event ``subtask_done_<id>`` (``NOTIFY_PARENT``). A subtask stuck on a
+   hung activity (its attempt timed out) keeps only itself open, until the host's ``functionTimeout`` (10 min,
+   host.json) ends the activity; cancel raises ``cancel`` to the running
+   subtasks (``CANCEL_SUBTASKS``) and the parent ends at once. Event waits are not open tasks.
+3. With no open tasks between waves, the parent can ``continue_as_new`` every :data:`EVENTS_PER_EXECUTION`
+   outcomes, carrying its state (:class:`EngineCarry`): history per execution, and the replay cost of every
+   episode, stay bounded at any plan size. Outcomes that land in the episode that continues are dropped with
+   it; the next execution's first ``START_SUBTASKS`` collects them from the subtasks' own status. A wave's
+   ``START_SUBTASKS`` shares the wait entry with the new subtasks' event waits: the host sees the activity
+   complete soon and walks on, so those entries need no marker.
+4. Events have one name per subtask: the Python SDK 1.7 keeps a single buffered event per name
+   (``TaskOrchestrationExecutor.set_task_value`` → ``deferred_tasks[name]``), so same-named outcomes
+   arriving while the parent waits for an activity would overwrite each other.
+
+Replay cost: the DAG bookkeeping (remaining dependencies, ready queue, skip cones) is updated once per
+outcome, not rescanned per step; the custom status is built only on the live pass (DTFx replaces the status
+every episode with what the orchestrator set in it, so the live pass sets it before every yield) and capped
+at the extension's 16 KB of UTF-16; subtask inputs carry ids and the subtask node, never the description
+(``LOAD_TASK`` reads it from the parent's input).
+
+* :func:`run_orchestrate_task` — the parent: plan, report (at most three times: started, needs-approval,
+  final), keep up to ``max_concurrency`` subtasks running as soon as they are ready, skip the downstream cone
+  of a failure, stop on ``cancel``.
+* :func:`run_subtask` — one subtask: an approval gate when it writes (raced against a durable timer and
+  ``cancel``), then ``RUN_SUBTASK`` attempts, each raced against a per-attempt timeout, with exponential
+  backoff and deterministic jitter from durable timers, Retry-After honoured; reports to the parent.
 
 Deterministic only: no I/O, no wall clock, no random, no env reads; logging only when not replaying.
 """
 
 from __future__ import annotations
 
+import contextlib
+import heapq
 import json
 import logging
 from collections.abc import Generator
@@ -30,20 +67,23 @@ from shared.errors import ReynoldsError
 from shared.names import (
     APPROVAL_EVENT,
     CANCEL_EVENT,
+    CANCEL_SUBTASKS,
+    LOAD_TASK,
+    NOTIFY_PARENT,
     ORCHESTRATE_TASK,
     PLAN_TASK,
     REPORT_STATUS,
     RUN_SUBTASK,
+    START_SUBTASKS,
     SUBTASK_ORCHESTRATOR,
+    subtask_done_event,
     subtask_instance_id,
 )
 from shared.work.policy import (
     MAX_ERROR_CHARS,
     MAX_SUMMARY_CHARS,
     RetryPolicy,
-    blocked_by_failure,
-    count_states,
-    next_ready,
+    failure_text,
     retry_delay_seconds,
     truncate,
     validate_plan,
@@ -56,15 +96,23 @@ logger = logging.getLogger(__name__)
 
 #: Most REPORT_STATUS calls per orchestration (GitHub content-creating writes are scarce: 80/min, 500/h).
 MAX_REPORTS = 3
-#: Custom status above this size drops the per-subtask map and keeps the counts (the backend caps it at 16 KB).
-MAX_CUSTOM_STATUS_CHARS = 12_000
+#: The extension fails an orchestration whose custom status exceeds 16 KB of UTF-16 JSON; stay within it.
+MAX_CUSTOM_STATUS_BYTES = 16 * 1024
 #: Outcome texts passed to REPORT_STATUS are shorter still: the comment shows one line per subtask.
 REPORT_TEXT_CHARS = 200
 #: How much of a dependency's summary a dependant subtask receives.
 DEPENDENCY_SUMMARY_CHARS = 500
+#: Subtask outcomes handled per parent execution before it continues as new (bounds history and replay).
+EVENTS_PER_EXECUTION = 4
+#: How far ahead the cancelled marker timers point: beyond any wait of a live run, within one durable timer.
+MARKER_SECONDS = 5 * 24 * 3600
+#: Attempts to deliver a subtask's outcome to its parent (the parent also collects it when it continues).
+NOTIFY_ATTEMPTS = 3
+NOTIFY_RETRY_SECONDS = 5.0
 
-EngineGenerator = Generator[Any, Any, dict[str, Any]]
+EngineGenerator = Generator[Any, Any, Any]
 _M = TypeVar("_M", bound=BaseModel)
+_TERMINAL = (SubtaskState.SUCCEEDED, SubtaskState.FAILED, SubtaskState.SKIPPED)
 
 
 class EngineFailed(ReynoldsError):
@@ -72,16 +120,38 @@ class EngineFailed(ReynoldsError):
 
 
 class SubtaskInput(TaskLineage):
-    """Input of the ``run_subtask_orchestrator`` sub-orchestration."""
+    """Input of the ``run_subtask_orchestrator`` orchestration: ids and the subtask node, never the task text."""
 
     model_config = ConfigDict(extra="forbid")
 
     parent_instance_id: str
     subtask: Subtask
-    task: TaskSpec
     #: Summaries of the dependencies' results (truncated), so a specialist can build on them.
     dependency_summaries: dict[str, str] = Field(default_factory=dict)
     policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    #: Only for a subtask started on its own; the engine leaves it out and LOAD_TASK reads the parent's input.
+    task: TaskSpec | None = None
+
+
+class EngineCarry(BaseModel):
+    """The parent's state carried from one execution to the next (``continue_as_new``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    request: TaskRequest
+    #: The validated plan's subtasks (defaults left out), in plan order; re-validated only in the first execution.
+    subtasks: list[dict[str, Any]]
+    planner: str = "offline"
+    rationale: str = ""
+    policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    states: dict[str, SubtaskState]
+    outcomes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    running: list[str] = Field(default_factory=list)
+    max_running: int = 0
+    reports: int = 0
+    report_failures: int = 0
+    approval_reported: bool = False
+    generation: int = 0
 
 
 class RunSubtaskResult(BaseModel):
@@ -137,6 +207,17 @@ def _cancel_timer(timer: Any) -> None:
         return
 
 
+def _first_of(context: OrchestrationContext, tasks: list[Any]) -> EngineGenerator:
+    """``yield task_any(tasks)`` without holding back the host's walk over the action list (module docstring,
+    point 1): the entry carries a cancelled marker timer, so the host completes it at once."""
+    marker = context.create_timer(context.current_utc_datetime + timedelta(seconds=MARKER_SECONDS))
+    marker.cancel()
+    winner = yield context.task_any([*tasks, marker])
+    while winner is marker:  # the marker fired, days later: nothing happened, keep waiting
+        winner = yield context.task_any(tasks)
+    return winner
+
+
 def _validated(model: type[_M], value: Any) -> _M:
     """Validate an orchestration input; a rejection fails the run with a short message (big ones hang it)."""
     try:
@@ -150,16 +231,17 @@ def _after(context: OrchestrationContext, seconds: float) -> Any:
 
 
 def _outcome(
-    subtask: Subtask, status: SubtaskState, attempts: int, summary: str = "", error: str | None = None
+    subtask: Subtask | dict[str, Any], status: SubtaskState, attempts: int, summary: str = "", error: str | None = None
 ) -> dict[str, Any]:
-    return SubtaskOutcome(
-        id=subtask.id,
-        specialist=subtask.specialist,
-        status=status,
-        attempts=attempts,
-        summary=truncate(summary, MAX_SUMMARY_CHARS),
-        error=None if error is None else truncate(error, MAX_ERROR_CHARS),
-    ).model_dump(mode="json")
+    node = subtask if isinstance(subtask, dict) else {"id": subtask.id, "specialist": subtask.specialist.value}
+    return {
+        "id": node["id"],
+        "specialist": node["specialist"],
+        "status": status.value,
+        "attempts": attempts,
+        "summary": truncate(summary, MAX_SUMMARY_CHARS),
+        "error": None if error is None else truncate(error, MAX_ERROR_CHARS),
+    }
 
 
 # --------------------------------------------------------------------------------------------------- subtask
@@ -168,10 +250,30 @@ def _outcome(
 def run_subtask(context: OrchestrationContext) -> EngineGenerator:
     """One subtask as its own orchestration: approval gate (if it writes), then attempts with backoff.
 
-    Returns a ``SubtaskOutcome`` dict. Never raises for a subtask's own failure: a failed, timed-out or denied
-    subtask is an outcome, so the parent keeps going with the others.
+    Returns a ``SubtaskOutcome`` dict and raises it to the parent first (``NOTIFY_PARENT``). Never raises for
+    the subtask's own failure: a failed, timed-out, denied or cancelled subtask is an outcome.
     """
     data = _validated(SubtaskInput, context.get_input())
+    outcome = yield from _attempts(context, data)
+    delivery = {
+        "parent_instance_id": data.parent_instance_id,
+        "event": subtask_done_event(data.subtask.id),
+        "outcome": outcome,
+    }
+    for attempt in range(1, NOTIFY_ATTEMPTS + 1):
+        try:
+            yield context.call_activity(NOTIFY_PARENT, delivery)
+            break
+        except Exception as exc:
+            if not context.is_replaying:
+                logger.warning("subtask %s: telling the parent failed (%s) [instance=%s]", data.subtask.id,
+                               failure_text(exc), context.instance_id)
+            if attempt < NOTIFY_ATTEMPTS:
+                yield context.create_timer(_after(context, NOTIFY_RETRY_SECONDS * attempt))
+    return outcome
+
+
+def _attempts(context: OrchestrationContext, data: SubtaskInput) -> EngineGenerator:
     subtask, policy = data.subtask, data.policy
     cancel = context.wait_for_external_event(CANCEL_EVENT)
 
@@ -179,16 +281,23 @@ def run_subtask(context: OrchestrationContext) -> EngineGenerator:
         context.set_custom_status({"state": SubtaskState.WAITING.value, "attempt": 0})
         approval = context.wait_for_external_event(APPROVAL_EVENT)
         deadline = context.create_timer(_after(context, policy.approval_timeout_seconds))
-        winner = yield context.task_any([approval, deadline, cancel])
+        winner = yield context.task_any([approval, deadline, cancel])  # all three new: one entry, no marker
         if winner is deadline:
             context.set_custom_status({"state": SubtaskState.FAILED.value, "attempt": 0})
             return _outcome(subtask, SubtaskState.FAILED, 0, error="approval timed out")
         _cancel_timer(deadline)
         if winner is cancel:
-            return _outcome(subtask, SubtaskState.SKIPPED, 0, error="cancelled")
+            return _outcome(subtask, SubtaskState.SKIPPED, 0, error=_cancelled(cancel))
         granted, who = approval_granted(approval.result)
         if not granted:
             return _outcome(subtask, SubtaskState.FAILED, 0, error=f"approval denied{' by ' + who if who else ''}")
+
+    task = data.task
+    if task is None:
+        try:
+            task = TaskSpec.model_validate((yield context.call_activity(LOAD_TASK, data.parent_instance_id)))
+        except Exception as exc:
+            return _outcome(subtask, SubtaskState.FAILED, 0, error=f"could not load the task: {failure_text(exc)}")
 
     seed = f"{data.parent_instance_id}:{subtask.id}"
     payload = {
@@ -197,7 +306,7 @@ def run_subtask(context: OrchestrationContext) -> EngineGenerator:
         "idempotency_key": seed,
         "attempt": 0,
         "subtask": subtask.model_dump(mode="json"),
-        "task": data.task.model_dump(mode="json"),
+        "task": task.model_dump(mode="json"),
         "event_id": data.event_id,
         "chain_id": data.chain_id,
         "depth": data.depth,
@@ -205,12 +314,17 @@ def run_subtask(context: OrchestrationContext) -> EngineGenerator:
         "dependency_summaries": data.dependency_summaries,
     }
     last_error = "no attempt made"
+    attempt = 0
     for attempt in range(1, policy.max_attempts + 1):
         context.set_custom_status({"state": SubtaskState.RUNNING.value, "attempt": attempt})
         activity = context.call_activity(RUN_SUBTASK, {**payload, "attempt": attempt})
         timeout = context.create_timer(_after(context, policy.attempt_timeout_seconds))
-        winner = yield context.task_any([activity, timeout])
-
+        winner = yield from _first_of(context, [activity, timeout, cancel])
+        if winner is cancel:
+            # The attempt's activity stays open (DTFx cannot cancel it): this instance ends when it returns,
+            # the parent hears of the cancellation now.
+            _cancel_timer(timeout)
+            return _outcome(subtask, SubtaskState.SKIPPED, attempt, error=_cancelled(cancel))
         if winner is timeout:
             result = RunSubtaskResult(
                 ok=False, retryable=True, error=f"attempt timed out after {policy.attempt_timeout_seconds:g} s"
@@ -220,7 +334,7 @@ def run_subtask(context: OrchestrationContext) -> EngineGenerator:
             failure = _task_error(activity)
             if failure is not None:
                 # The activity raised (infrastructure trouble): worth another attempt.
-                result = RunSubtaskResult(ok=False, retryable=True, error=f"activity failed: {failure}")
+                result = RunSubtaskResult(ok=False, retryable=True, error=f"activity failed: {failure_text(failure)}")
             else:
                 try:
                     result = RunSubtaskResult.model_validate(activity.result)
@@ -246,35 +360,21 @@ def run_subtask(context: OrchestrationContext) -> EngineGenerator:
                 context.instance_id,
             )
         backoff = context.create_timer(_after(context, delay))
-        winner = yield context.task_any([backoff, cancel])
+        winner = yield from _first_of(context, [backoff, cancel])
         if winner is cancel:
             _cancel_timer(backoff)
-            return _outcome(subtask, SubtaskState.SKIPPED, attempt, error=f"cancelled after: {last_error}")
+            return _outcome(subtask, SubtaskState.SKIPPED, attempt, error=f"{_cancelled(cancel)} after: {last_error}")
 
     context.set_custom_status({"state": SubtaskState.FAILED.value, "attempt": attempt})
     return _outcome(subtask, SubtaskState.FAILED, attempt, error=last_error)
 
 
+def _cancelled(cancel: Any) -> str:
+    who = approval_granted(getattr(cancel, "result", None))[1]
+    return f"cancelled{' by ' + who if who else ''}"
+
+
 # ---------------------------------------------------------------------------------------------------- parent
-
-
-def _custom_status(states: dict[str, SubtaskState], phase: str) -> dict[str, Any]:
-    counts = count_states(states.values())
-    status: dict[str, Any] = {
-        "phase": phase,
-        "subtasks": {sid: state.value for sid, state in states.items()},
-        "total": len(states),
-        "done": counts[SubtaskState.SUCCEEDED] + counts[SubtaskState.FAILED] + counts[SubtaskState.SKIPPED],
-        "succeeded": counts[SubtaskState.SUCCEEDED],
-        "running": counts[SubtaskState.RUNNING],
-        "waiting": counts[SubtaskState.WAITING],
-        "failed": counts[SubtaskState.FAILED],
-        "skipped": counts[SubtaskState.SKIPPED],
-    }
-    if len(json.dumps(status["subtasks"])) > MAX_CUSTOM_STATUS_CHARS:
-        status["subtasks"] = {}
-        status["truncated"] = True
-    return status
 
 
 def _title(task: TaskSpec) -> str:
@@ -284,11 +384,11 @@ def _title(task: TaskSpec) -> str:
 class _Reporter:
     """Batches status-comment writes: at most one per phase kind and :data:`MAX_REPORTS` in all."""
 
-    def __init__(self, context: OrchestrationContext, request: TaskRequest) -> None:
+    def __init__(self, context: OrchestrationContext, request: TaskRequest, sent: int = 0, failures: int = 0) -> None:
         self.context = context
         self.request = request
-        self.sequence = 0
-        self.failures = 0
+        self.sequence = sent
+        self.failures = failures
 
     def report(
         self,
@@ -330,108 +430,301 @@ class _Reporter:
             # Reporting is best effort: a failed comment must not throw away the subtasks' work.
             self.failures += 1
             if not self.context.is_replaying:
-                logger.warning("status report %d failed: %s [instance=%s]", self.sequence, exc, instance_id)
+                logger.warning("status report %d failed: %s [instance=%s]", self.sequence, failure_text(exc),
+                               instance_id)
+
+
+class _Window:
+    """The DAG bookkeeping of one execution, updated once per outcome (never rescanned per step)."""
+
+    def __init__(self, carry: EngineCarry) -> None:
+        self.carry = carry
+        self.ids = [node["id"] for node in carry.subtasks]
+        # Subtasks get the policy only when it is not the default (keeps their inputs small).
+        self.policy_json = carry.policy.model_dump(mode="json", exclude_defaults=True)
+        self.by_id = dict(zip(self.ids, carry.subtasks, strict=True))
+        self.order = {sid: index for index, sid in enumerate(self.ids)}
+        self.dependants: dict[str, list[str]] = {sid: [] for sid in self.ids}
+        self.remaining: dict[str, int] = dict.fromkeys(self.ids, 0)
+        states = carry.states
+        succeeded = SubtaskState.SUCCEEDED
+        for node in carry.subtasks:
+            for dep in node.get("dependencies") or ():
+                self.dependants[dep].append(node["id"])
+                if states[dep] is not succeeded:
+                    self.remaining[node["id"]] += 1
+        pending = SubtaskState.PENDING
+        self.ready = [self.order[sid] for sid, state in states.items() if state is pending and not self.remaining[sid]]
+        heapq.heapify(self.ready)
+
+    def take_ready(self, limit: int) -> list[str]:
+        taken: list[str] = []
+        while self.ready and len(taken) < limit:
+            sid = self.ids[heapq.heappop(self.ready)]
+            if self.carry.states[sid] is SubtaskState.PENDING:
+                taken.append(sid)
+        return taken
+
+    def finish(self, sid: str, outcome: dict[str, Any]) -> None:
+        """Record a subtask's outcome; release its dependants, or skip its downstream cone when it failed."""
+        carry = self.carry
+        state = SubtaskState(outcome["status"])
+        carry.states[sid] = state
+        keep = DEPENDENCY_SUMMARY_CHARS if self.dependants[sid] else REPORT_TEXT_CHARS
+        carry.outcomes[sid] = {**outcome, "summary": truncate(outcome.get("summary") or "", keep)}
+        if sid in carry.running:
+            carry.running.remove(sid)
+        if state is SubtaskState.SUCCEEDED:
+            for dependant in self.dependants[sid]:
+                self.remaining[dependant] -= 1
+                if not self.remaining[dependant] and carry.states[dependant] is SubtaskState.PENDING:
+                    heapq.heappush(self.ready, self.order[dependant])
+            return
+        stack = [(dependant, sid) for dependant in self.dependants[sid]]
+        while stack:
+            dependant, broken = stack.pop()
+            if carry.states[dependant] is not SubtaskState.PENDING:
+                continue
+            carry.states[dependant] = SubtaskState.SKIPPED
+            carry.outcomes[dependant] = _outcome(
+                self.by_id[dependant], SubtaskState.SKIPPED, 0, error=f"dependency {broken} did not succeed"
+            )
+            stack.extend((further, dependant) for further in self.dependants[dependant])
+
+    def counts(self) -> dict[SubtaskState, int]:
+        counts = dict.fromkeys(SubtaskState, 0)
+        for state in self.carry.states.values():
+            counts[state] += 1
+        return counts
+
+
+def _custom_status(window: _Window, phase: str) -> dict[str, Any]:
+    """The parent's custom status: counts, and the per-subtask map while it fits the extension's limit."""
+    counts = window.counts()
+    status: dict[str, Any] = {
+        "phase": phase,
+        "total": len(window.carry.states),
+        "done": counts[SubtaskState.SUCCEEDED] + counts[SubtaskState.FAILED] + counts[SubtaskState.SKIPPED],
+        "succeeded": counts[SubtaskState.SUCCEEDED],
+        "running": counts[SubtaskState.RUNNING],
+        "waiting": counts[SubtaskState.WAITING],
+        "failed": counts[SubtaskState.FAILED],
+        "skipped": counts[SubtaskState.SKIPPED],
+        "subtasks": {sid: state.value for sid, state in window.carry.states.items()},
+    }
+    if utf16_json_bytes(status) > MAX_CUSTOM_STATUS_BYTES:
+        status["subtasks"] = {}
+        status["truncated"] = True
+    return status
+
+
+def utf16_json_bytes(value: Any) -> int:
+    """Size of ``value`` as the extension measures a custom status: compact JSON, UTF-16."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-16-le"))
+
+
+def _publish(context: OrchestrationContext, window: _Window, phase: str) -> None:
+    """Set the custom status on the live pass only (DTFx keeps what the live pass of each episode sets)."""
+    if not context.is_replaying:
+        context.set_custom_status(_custom_status(window, phase))
 
 
 def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | None = None) -> EngineGenerator:
-    """Plan a task and run its subtasks over a sliding concurrency window; returns the run's summary dict.
+    """Plan a task and run its subtasks with up to ``max_concurrency`` running; returns the run's summary dict.
 
     Output: ``{"plan", "outcomes" (plan order), "succeeded", "failed", "skipped", "max_running", "cancelled",
-    "report_failures"}``. Raises :class:`EngineFailed` when there is no usable plan or when not one subtask
-    succeeded (unless the run was cancelled, which completes).
+    "report_failures", "executions"}``. Raises :class:`EngineFailed` when there is no usable plan or when not
+    one subtask succeeded (unless the run was cancelled, which completes). Returns ``None`` from an execution
+    that continues as new.
     """
-    request = _validated(TaskRequest, context.get_input())
-    policy = policy or RetryPolicy()
-    reporter = _Reporter(context, request)
-    instance_id = context.instance_id
+    raw = context.get_input()
+    if isinstance(raw, dict) and "request" in raw and "subtasks" in raw:
+        carry = _validated(EngineCarry, raw)
+        reporter = _Reporter(context, carry.request, carry.reports, carry.report_failures)
+    else:
+        request = _validated(TaskRequest, raw)
+        reporter = _Reporter(context, request)
+        if not context.is_replaying:
+            context.set_custom_status({"phase": "planning"})
+        try:
+            raw_plan = yield context.call_activity(PLAN_TASK, request.model_dump(mode="json"))
+            plan = Plan.model_validate(raw_plan)
+            validate_plan(plan)
+        except Exception as exc:
+            error = truncate(f"planning failed: {failure_text(exc)}", MAX_ERROR_CHARS)
+            context.set_custom_status({"phase": "failed", "error": error})
+            yield from reporter.report(ReportPhase.FAILED, {}, {}, error=error)
+            raise EngineFailed(error) from None
+        carry = EngineCarry(
+            request=request,
+            subtasks=[subtask.model_dump(mode="json", exclude_defaults=True) for subtask in plan.subtasks],
+            planner=plan.planner,
+            rationale=plan.rationale,
+            policy=policy or RetryPolicy(),
+            states=dict.fromkeys((s.id for s in plan.subtasks), SubtaskState.PENDING),
+        )
+        _publish(context, _Window(carry), "running")
+        yield from reporter.report(ReportPhase.STARTED, carry.states, carry.outcomes)
+    return (yield from _fan_out(context, carry, reporter))
 
-    context.set_custom_status({"phase": "planning"})
-    try:
-        raw_plan = yield context.call_activity(PLAN_TASK, request.model_dump(mode="json"))
-        plan = Plan.model_validate(raw_plan)
-        validate_plan(plan)
-    except Exception as exc:
-        error = truncate(f"planning failed: {exc}", MAX_ERROR_CHARS)
-        context.set_custom_status({"phase": "failed", "error": error})
-        yield from reporter.report(ReportPhase.FAILED, {}, {}, error=error)
-        raise EngineFailed(error) from None
 
-    by_id = {subtask.id: subtask for subtask in plan.subtasks}
-    states: dict[str, SubtaskState] = dict.fromkeys(by_id, SubtaskState.PENDING)
-    outcomes: dict[str, dict[str, Any]] = {}
-    window = 1 if request.strategy.approach == "sequential" else request.strategy.max_concurrency
-    in_flight: dict[str, Any] = {}
-    max_running = 0
-    cancelled = False
-    approval_reported = False
+def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Reporter) -> EngineGenerator:
+    request, instance_id = carry.request, context.instance_id
+    window = _Window(carry)
+    width = 1 if request.strategy.approach == "sequential" else request.strategy.max_concurrency
     cancel = context.wait_for_external_event(CANCEL_EVENT)
-
-    context.set_custom_status(_custom_status(states, "running"))
-    yield from reporter.report(ReportPhase.STARTED, states, outcomes)
+    waiters = {sid: context.wait_for_external_event(subtask_done_event(sid)) for sid in carry.running}
+    # Outcomes raised during the previous execution's last episode were dropped with it: the first START of a
+    # continued execution also collects the outcomes of subtasks that already ended.
+    collect = {sid: subtask_instance_id(instance_id, sid) for sid in carry.running} if carry.generation else {}
+    starts: list[tuple[Any, list[str]]] = []  # START_SUBTASKS calls not completed yet, with their subtasks
+    unyielded = True  # the cancel wait (and the carried waits) have not been in a yielded task yet
+    cancelled = False
+    handled = 0
 
     while True:
-        for sid, broken in blocked_by_failure(plan, states).items():
-            states[sid] = SubtaskState.SKIPPED
-            outcomes[sid] = _outcome(by_id[sid], SubtaskState.SKIPPED, 0, error=f"dependency {broken} did not succeed")
-
-        launched_gate = False
-        for sid in next_ready(plan, states):
-            if len(in_flight) >= window:
-                break
-            subtask = by_id[sid]
-            sub_input = SubtaskInput(
-                parent_instance_id=instance_id,
-                subtask=subtask,
-                task=request.task,
-                event_id=request.event_id,
-                chain_id=request.chain_id,
-                depth=request.depth,
-                tracking_issue=request.tracking_issue,
-                dependency_summaries={
-                    dep: truncate(outcomes[dep].get("summary") or "", DEPENDENCY_SUMMARY_CHARS)
-                    for dep in subtask.dependencies
-                },
-                policy=policy,
+        if handled >= EVENTS_PER_EXECUTION and not starts and carry.running:
+            # Continue before starting the refill: the next execution's first START carries it with the collection.
+            carry.generation += 1
+            carry.reports, carry.report_failures = reporter.sequence, reporter.failures
+            _publish(context, window, "running")
+            context.continue_as_new(carry.model_dump(mode="json"))
+            return None
+        starting = window.take_ready(width - len(carry.running))
+        new_start = False
+        if starting or collect:
+            children = [_child(carry, window, instance_id, sid) for sid in starting]
+            for sid in starting:
+                carry.states[sid] = SubtaskState.WAITING if window.by_id[sid].get("writes") else SubtaskState.RUNNING
+                carry.running.append(sid)
+                waiters[sid] = context.wait_for_external_event(subtask_done_event(sid))
+            carry.max_running = max(carry.max_running, len(carry.running))
+            start = context.call_activity(
+                START_SUBTASKS, {"parent_instance_id": instance_id, "children": children, "collect": collect}
             )
-            in_flight[sid] = context.call_sub_orchestrator(
-                SUBTASK_ORCHESTRATOR, sub_input.model_dump(mode="json"), subtask_instance_id(instance_id, sid)
-            )
-            # The parent cannot see the approval land without a round trip; a gated subtask shows as waiting
-            # until it finishes (its own custom status says when it really runs).
-            states[sid] = SubtaskState.WAITING if subtask.writes else SubtaskState.RUNNING
-            launched_gate = launched_gate or subtask.writes
-        max_running = max(max_running, len(in_flight))
-        context.set_custom_status(_custom_status(states, "running"))
+            collect = {}
+            starts.append((start, starting))
+            new_start, unyielded = True, unyielded or bool(starting)
+            if not carry.approval_reported and any(window.by_id[sid].get("writes") for sid in starting):
+                # Wait for the wave to be started, then say that approvals are needed.
+                carry.approval_reported = True
+                yield from _settle_starts(context, window, starts, waiters, block=True)
+                _publish(context, window, "running")
+                yield from reporter.report(ReportPhase.NEEDS_APPROVAL, carry.states, carry.outcomes)
+                new_start = False
 
-        if launched_gate and not approval_reported:
-            approval_reported = True
-            yield from reporter.report(ReportPhase.NEEDS_APPROVAL, states, outcomes)
-
-        if not in_flight:
+        if not carry.running and not starts:
             break
 
-        winner = yield context.task_any([*in_flight.values(), cancel])
+        _publish(context, window, "running")
+        tasks = [*(task for task, _ in starts), *waiters.values(), cancel]
+        if unyielded and not new_start:
+            # New waits without a new START in the entry: the host would await them alone (module docstring 1).
+            winner = yield from _first_of(context, tasks)
+        else:
+            # The entry's new tasks include a START, which the host sees complete soon: it walks on then.
+            winner = yield context.task_any(tasks)
+        unyielded = False
         if winner is cancel:
             cancelled = True
-            who = approval_granted(cancel.result)[1]
-            reason = f"cancelled{' by ' + who if who else ''}"
-            for sid, state in states.items():
-                if state in (SubtaskState.PENDING, SubtaskState.RUNNING, SubtaskState.WAITING):
-                    states[sid] = SubtaskState.SKIPPED
-                    outcomes[sid] = _outcome(by_id[sid], SubtaskState.SKIPPED, 0, error=reason)
-            in_flight.clear()
+            yield from _cancel_running(context, window, cancel, instance_id)
             break
+        yield from _settle_starts(context, window, starts, waiters, block=False)
+        for sid, waiter in list(waiters.items()):
+            if getattr(waiter, "is_completed", False):
+                del waiters[sid]
+                handled += 1
+                outcome = _read_outcome(window.by_id[sid], waiter.result)
+                window.finish(sid, outcome)
+                if not context.is_replaying:
+                    logger.info("subtask %s %s [instance=%s]", sid, outcome["status"], instance_id)
 
-        sid = next(key for key, task in in_flight.items() if task is winner)
-        del in_flight[sid]
-        outcome = _read_outcome(by_id[sid], winner)
-        outcomes[sid] = outcome
-        states[sid] = SubtaskState(outcome["status"])
+    return (yield from _finish(context, window, reporter, cancelled))
+
+
+def _settle_starts(
+    context: OrchestrationContext,
+    window: _Window,
+    starts: list[tuple[Any, list[str]]],
+    waiters: dict[str, Any],
+    *,
+    block: bool,
+) -> EngineGenerator:
+    """Take in finished START_SUBTASKS calls (``block``: wait for them first): collected outcomes are applied,
+    a failed call fails its subtasks."""
+    for start, starting in list(starts):
+        if block and not getattr(start, "is_completed", False):
+            with contextlib.suppress(Exception):  # a failure is read from the task itself below
+                yield start
+        if not getattr(start, "is_completed", False):
+            continue
+        starts.remove((start, starting))
+        failure = _task_error(start)
+        if failure is not None:
+            error = f"could not start: {failure_text(failure)}"
+            for sid in starting:
+                if sid in waiters and window.carry.states[sid] not in _TERMINAL:
+                    del waiters[sid]
+                    window.finish(sid, _outcome(window.by_id[sid], SubtaskState.FAILED, 0, error=error))
+            continue
+        for sid, outcome in ((start.result or {}).get("outcomes") or {}).items():
+            if sid in waiters and window.carry.states[sid] not in _TERMINAL:
+                del waiters[sid]
+                window.finish(sid, _read_outcome(window.by_id[sid], outcome))
+
+
+def _child(carry: EngineCarry, window: _Window, instance_id: str, sid: str) -> dict[str, Any]:
+    """What START_SUBTASKS needs to start one subtask: its instance id and small input."""
+    subtask = window.by_id[sid]
+    request = carry.request
+    child_input: dict[str, Any] = {
+        "parent_instance_id": instance_id,
+        "subtask": subtask,
+        "event_id": request.event_id,
+        "chain_id": request.chain_id,
+        "depth": request.depth,
+        "tracking_issue": request.tracking_issue,
+    }
+    if subtask.get("dependencies"):
+        child_input["dependency_summaries"] = {
+            dep: truncate(carry.outcomes[dep].get("summary") or "", DEPENDENCY_SUMMARY_CHARS)
+            for dep in subtask["dependencies"]
+        }
+    if window.policy_json:
+        child_input["policy"] = window.policy_json
+    return {"instance_id": subtask_instance_id(instance_id, sid), "input": child_input}
+
+
+def _cancel_running(context: OrchestrationContext, window: _Window, cancel: Any, instance_id: str) -> EngineGenerator:
+    """Skip everything not finished and tell the running subtasks to stop; the parent does not wait for them."""
+    carry = window.carry
+    reason = _cancelled(cancel)
+    running = list(carry.running)
+    for sid, state in carry.states.items():
+        if state not in _TERMINAL:
+            carry.states[sid] = SubtaskState.SKIPPED
+            carry.outcomes[sid] = _outcome(window.by_id[sid], SubtaskState.SKIPPED, 0, error=reason)
+    carry.running.clear()
+    if not running:
+        return
+    _publish(context, window, "cancelling")
+    try:
+        yield context.call_activity(
+            CANCEL_SUBTASKS,
+            {
+                "instance_ids": [subtask_instance_id(instance_id, sid) for sid in running],
+                "by": approval_granted(cancel.result)[1],
+            },
+        )
+    except Exception as exc:
         if not context.is_replaying:
-            logger.info("subtask %s %s [instance=%s]", sid, outcome["status"], instance_id)
+            logger.warning("telling subtasks to stop failed: %s [instance=%s]", failure_text(exc), instance_id)
 
-    ordered = [outcomes[subtask.id] for subtask in plan.subtasks]
-    counts = count_states(states.values())
+
+def _finish(context: OrchestrationContext, window: _Window, reporter: _Reporter, cancelled: bool) -> EngineGenerator:
+    carry = window.carry
+    ordered = [carry.outcomes[sid] for sid in window.ids]
+    counts = window.counts()
     succeeded, failed, skipped = (
         counts[SubtaskState.SUCCEEDED],
         counts[SubtaskState.FAILED],
@@ -439,44 +732,43 @@ def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | No
     )
     if cancelled:
         phase = ReportPhase.CANCELLED
-    elif succeeded == len(states):
+    elif succeeded == len(carry.states):
         phase = ReportPhase.SUCCEEDED
     elif succeeded:
         phase = ReportPhase.PARTIAL
     else:
         phase = ReportPhase.FAILED
-    context.set_custom_status(_custom_status(states, phase.value))
-    yield from reporter.report(phase, states, outcomes)
+    context.set_custom_status(_custom_status(window, phase.value))
+    yield from reporter.report(phase, carry.states, carry.outcomes)
+    context.set_custom_status(_custom_status(window, phase.value))
 
     if phase is ReportPhase.FAILED:
         first = next((o["error"] for o in ordered if o.get("error")), "no subtask succeeded")
         raise EngineFailed(truncate(f"no subtask succeeded ({failed} failed, {skipped} skipped): {first}"))
     return {
-        "plan": plan.model_dump(mode="json"),
+        "plan": Plan.model_validate(
+            {"subtasks": carry.subtasks, "planner": carry.planner, "rationale": carry.rationale}
+        ).model_dump(mode="json"),
         "outcomes": ordered,
         "succeeded": succeeded,
         "failed": failed,
         "skipped": skipped,
-        "max_running": max_running,
+        "max_running": carry.max_running,
         "cancelled": cancelled,
         "report_failures": reporter.failures,
+        "executions": carry.generation + 1,
     }
 
 
-def _read_outcome(subtask: Subtask, task: Any) -> dict[str, Any]:
-    """A finished sub-orchestration's outcome; a crashed or malformed one becomes a failed outcome."""
-    failure = _task_error(task)
-    if failure is not None:
-        return _outcome(subtask, SubtaskState.FAILED, 0, error=f"subtask orchestration failed: {failure}")
+def _read_outcome(subtask: dict[str, Any], value: Any) -> dict[str, Any]:
+    """A subtask's reported outcome; a crashed or malformed one becomes a failed outcome."""
+    if isinstance(value, BaseException):
+        return _outcome(subtask, SubtaskState.FAILED, 0, error=f"subtask failed: {failure_text(value)}")
     try:
-        outcome = SubtaskOutcome.model_validate(getattr(task, "result", None))
+        outcome = SubtaskOutcome.model_validate(value)
     except ValidationError:
         return _outcome(subtask, SubtaskState.FAILED, 0, error="malformed subtask outcome")
-    if outcome.id != subtask.id or outcome.status not in (
-        SubtaskState.SUCCEEDED,
-        SubtaskState.FAILED,
-        SubtaskState.SKIPPED,
-    ):
+    if outcome.id != subtask["id"] or outcome.status not in _TERMINAL:
         return _outcome(subtask, SubtaskState.FAILED, outcome.attempts, error="inconsistent subtask outcome")
     return _outcome(subtask, outcome.status, outcome.attempts, outcome.summary, outcome.error)
 
@@ -489,6 +781,7 @@ __all__ = [
     "REPORT_STATUS",
     "RUN_SUBTASK",
     "SUBTASK_ORCHESTRATOR",
+    "EngineCarry",
     "EngineFailed",
     "RunSubtaskResult",
     "SubtaskInput",

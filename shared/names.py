@@ -16,6 +16,10 @@ REPORT = "report_activity"
 PLAN_TASK = "plan_task_activity"
 RUN_SUBTASK = "run_subtask_activity"
 REPORT_STATUS = "report_status_activity"
+START_SUBTASKS = "start_subtasks_activity"
+CANCEL_SUBTASKS = "cancel_subtasks_activity"
+NOTIFY_PARENT = "notify_parent_activity"
+LOAD_TASK = "load_task_activity"
 REPLY_PLAN = "reply_plan_activity"
 POST_TEAMS = "post_teams_activity"
 PUBLISH_SERVICEBUS = "publish_servicebus_activity"
@@ -30,11 +34,19 @@ INBOX_POISON_QUEUE = "reynolds-inbox-poison"
 # External events of the orchestrate_task engine
 APPROVAL_EVENT = "approval"
 CANCEL_EVENT = "cancel"
+#: A subtask orchestration tells its parent it ended with this event, suffixed with the subtask id.
+SUBTASK_DONE_EVENT_PREFIX = "subtask_done_"
 
 # Event types (CloudEvents ``type``) are built as ``com.github.<event>.<action>``.
 GITHUB_EVENT_TYPE_PREFIX = "com.github."
 
 
 def subtask_instance_id(parent_instance_id: str, subtask_id: str) -> str:
-    """Instance id of a subtask's sub-orchestration: derived, so commands can raise ``approval`` to it."""
+    """Instance id of a subtask's orchestration: derived, so commands can raise ``approval`` to it."""
     return f"{parent_instance_id}:{subtask_id}"
+
+
+def subtask_done_event(subtask_id: str) -> str:
+    """Name of the event a subtask's orchestration raises to its parent when it ends (one name per subtask:
+    the Python SDK keeps a single buffered event per name)."""
+    return f"{SUBTASK_DONE_EVENT_PREFIX}{subtask_id}"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Generator
 from datetime import timedelta
 from typing import Any
@@ -193,13 +194,17 @@ def test_fan_out_fan_in_runs_all_sixteen_at_once() -> None:
     assert run.episodes == 2  # all completions at one instant arrive in one batch
 
 
-def test_sliding_window_keeps_eight_in_flight() -> None:
+def test_task_any_refills_serialise_on_the_host() -> None:
+    """The old engine's pattern: ``task_any(in_flight)`` refills become ``WhenAny{new}`` entries the host awaits
+    one at a time (ProcessAsyncActionsV2), so after the first wave one activity runs at a time: 10 s + 8 × 10 s
+    instead of 20 s, although the orchestrator's own bookkeeping believes eight are in flight."""
     run = harness(latency=equal_latency).run("sliding_window")
     assert run.runtime_status == "Completed"
     assert run.output == sorted(2 * i for i in range(16))
-    assert run.max_concurrent == 8
-    assert run.elapsed_seconds == pytest.approx(2 * LATENCY)
-    assert [name for name, _ in run.activity_calls].count("double") == 16
+    assert run.elapsed_seconds == pytest.approx(9 * LATENCY)
+    assert run.max_concurrent == 8  # the first wave only
+    scheduled = [e for e in run.history if e["EventType"] == 4]  # TaskScheduled
+    assert len(scheduled) == 16
 
 
 def test_timer_advances_the_simulated_clock() -> None:
@@ -234,10 +239,13 @@ def test_event_after_the_deadline_loses() -> None:
 def test_activity_exception_caught_in_the_orchestrator() -> None:
     run = harness().run("catcher")
     assert run.runtime_status == "Completed"
-    assert run.output.startswith("caught: cannot handle x")
+    # TaskActivityShim: Reason "Activity function '<name>' failed: <Type>: <msg>", Details the exception JSON.
+    assert run.output.startswith("caught: Activity function 'explode' failed: ValueError: cannot handle x \n {")
     failed = [e for e in run.history if e["EventType"] == 6]
-    assert failed[0]["Reason"] == "cannot handle x"
-    assert failed[0]["Details"] == "ValueError"
+    assert failed[0]["Reason"] == "Activity function 'explode' failed: ValueError: cannot handle x"
+    details = json.loads(failed[0]["Details"])
+    assert details["Message"] == "ValueError: cannot handle x"
+    assert "Traceback" in details["InnerException"]["Message"]
 
 
 def test_unhandled_activity_exception_fails_the_orchestration() -> None:

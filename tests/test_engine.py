@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Generator, Iterable
 from datetime import UTC, datetime
 from typing import Any
@@ -11,16 +12,17 @@ import pytest
 from orchestrators.engine import (
     APPROVAL_EVENT,
     CANCEL_EVENT,
+    MARKER_SECONDS,
     PLAN_TASK,
     REPORT_STATUS,
     RUN_SUBTASK,
-    SUBTASK_ORCHESTRATOR,
     EngineFailed,
     approval_granted,
     run_orchestrate_task,
     run_subtask,
     subtask_instance_id,
 )
+from shared.names import CANCEL_SUBTASKS, LOAD_TASK, NOTIFY_PARENT, START_SUBTASKS, SUBTASK_DONE_EVENT_PREFIX
 from shared.work.policy import (
     MAX_TIMER_SECONDS,
     RetryPolicy,
@@ -75,13 +77,13 @@ def subtask_input(sid: str = "s1", writes: bool = False, **policy: Any) -> dict[
     return {
         "parent_instance_id": "parent",
         "subtask": {"id": sid, "title": "t", "specialist": "devops", "writes": writes},
-        "task": {"type": "incident", "description": "fix"},
         "policy": RetryPolicy(**policy).model_dump(mode="json"),
     }
 
 
 def observed(gen: Generator[Any, Any, Any], windows: list[list[str]]) -> Generator[Any, Any, Any]:
-    """Proxy a generator, recording the sub-orchestrations in flight at every ``task_any``."""
+    """Proxy a generator, recording the subtasks in flight (their outcome waits) at every ``task_any`` that does
+    not also wait for a START_SUBTASKS call."""
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -89,8 +91,9 @@ def observed(gen: Generator[Any, Any, Any], windows: list[list[str]]) -> Generat
             task = gen.throw(error) if error is not None else gen.send(value)
         except StopIteration as stop:
             return stop.value
-        if task.kind == "any":
-            windows.append([c.instance_id for c in task.children if c.kind == "sub"])
+        if task.kind == "any" and not any(c.kind == "activity" for c in task.children):
+            windows.append([f"inst:{c.name[len(SUBTASK_DONE_EVENT_PREFIX):]}" for c in task.children
+                            if c.kind == "event" and (c.name or "").startswith(SUBTASK_DONE_EVENT_PREFIX)])
         try:
             value, error = (yield task), None
         except Exception as exc:
@@ -98,7 +101,8 @@ def observed(gen: Generator[Any, Any, Any], windows: list[list[str]]) -> Generat
 
 
 class World:
-    """Resolves the parent's activities and runs each sub-orchestration through ``run_subtask``."""
+    """Resolves the parent's activities; START_SUBTASKS runs each subtask through ``run_subtask`` at once (its
+    NOTIFY_PARENT makes the outcome the answer to the parent's ``subtask_done_<id>`` wait)."""
 
     def __init__(
         self,
@@ -118,6 +122,9 @@ class World:
         self.reports: list[dict[str, Any]] = []
         self.children: dict[str, FakeOrchestrationContext] = {}
         self.run_inputs: list[dict[str, Any]] = []
+        self.started: list[str] = []
+        self.done: dict[str, Any] = {}
+        self.cancel_requests: list[dict[str, Any]] = []
 
     def resolve(self, task: FakeTask) -> Any:
         if task.kind == "activity" and task.name == PLAN_TASK:
@@ -125,13 +132,22 @@ class World:
         if task.kind == "activity" and task.name == REPORT_STATUS:
             self.reports.append(task.input)
             return self.report(task.input) if self.report else {"comment_id": 1}
-        if task.kind == "sub" and task.name == SUBTASK_ORCHESTRATOR:
-            sid = task.input["subtask"]["id"]
-            if sid in self.pending_subs:
-                return PENDING
-            child = FakeOrchestrationContext(task.input, instance_id=task.instance_id or "", now=START)
-            self.children[sid] = child
-            return drive(run_subtask(child), self.resolve_child(sid), child)
+        if task.kind == "activity" and task.name == START_SUBTASKS:
+            for spec in task.input["children"]:
+                sid = spec["input"]["subtask"]["id"]
+                self.started.append(spec["instance_id"])
+                if sid in self.pending_subs:
+                    continue
+                child = FakeOrchestrationContext(spec["input"], instance_id=spec["instance_id"], now=START)
+                self.children[sid] = child
+                drive(run_subtask(child), self.resolve_child(sid), child)
+            collected = {sid: self.done[sid] for sid in task.input["collect"] if sid in self.done}
+            return {"started": [c["instance_id"] for c in task.input["children"]], "outcomes": collected}
+        if task.kind == "activity" and task.name == CANCEL_SUBTASKS:
+            self.cancel_requests.append(task.input)
+            return {"told": task.input["instance_ids"]}
+        if task.kind == "event" and (task.name or "").startswith(SUBTASK_DONE_EVENT_PREFIX):
+            return self.done.get((task.name or "")[len(SUBTASK_DONE_EVENT_PREFIX):], PENDING)
         if task.kind == "event":
             return self.parent_events.get(task.name or "", PENDING)
         if task.kind == "timer":
@@ -143,6 +159,11 @@ class World:
             if task.kind == "activity" and task.name == RUN_SUBTASK:
                 self.run_inputs.append(task.input)
                 return self.run(task.input)
+            if task.kind == "activity" and task.name == LOAD_TASK:
+                return make_request()["task"]
+            if task.kind == "activity" and task.name == NOTIFY_PARENT:
+                self.done[sid] = task.input["outcome"]
+                return {"delivered": True}
             if task.kind == "event" and task.name == APPROVAL_EVENT:
                 return self.approvals.get(sid, PENDING)
             if task.kind == "event":
@@ -157,10 +178,22 @@ class World:
 def run_parent(
     world: World, request: dict[str, Any] | None = None, **kw: Any
 ) -> tuple[dict[str, Any], FakeOrchestrationContext, list[list[str]]]:
-    ctx = FakeOrchestrationContext(request or make_request(**kw), instance_id="inst", now=START)
+    """Drive the parent through every execution (``continue_as_new`` hands the carry to the next one)."""
+    payload: Any = request or make_request(**kw)
     windows: list[list[str]] = []
-    output = drive(observed(run_orchestrate_task(ctx), windows), world.resolve, ctx)
-    return output, ctx, windows
+    while True:
+        ctx = FakeOrchestrationContext(payload, instance_id="inst", now=START)
+        output = drive(observed(run_orchestrate_task(ctx), windows), world.resolve, ctx)
+        if not ctx.continued_as:
+            return output, ctx, windows
+        assert output is None
+        payload = json.loads(json.dumps(ctx.continued_as[-1]))
+
+
+def real_timers(ctx: FakeOrchestrationContext) -> list[FakeTask]:
+    """Timers other than the cancelled far-future markers that keep the host's walk moving."""
+    return [t for t in ctx.calls if t.kind == "timer" and t.fire_at is not None
+            and (t.fire_at - ctx.now).total_seconds() < MARKER_SECONDS - 3600]
 
 
 def backoff_durations(ctx: FakeOrchestrationContext) -> list[float]:
@@ -255,13 +288,21 @@ def test_sliding_window_keeps_exactly_max_concurrency_in_flight() -> None:
 
     assert output["succeeded"] == 10
     assert output["max_running"] == 3
-    # While work remains, every wait has exactly 3 in flight; each completion admits exactly one more.
-    assert [len(w) for w in windows] == [3] * 8 + [2, 1]
-    for before, after in zip(windows, windows[1:], strict=False):
-        assert len(set(after) - set(before)) <= 1
-    assert windows[1] == ["inst:s01", "inst:s02", "inst:s03"]  # not batch-and-wait
-    started = [t.instance_id for t in ctx.calls if t.kind == "sub"]
-    assert started == [f"inst:{sid}" for sid in ids]
+    # While work remains, every wait has exactly 3 in flight; each completion admits exactly one more (not
+    # batch-and-wait). After 4 outcomes the parent continues as new: the next execution's first START collects
+    # the outcomes that landed meanwhile (here: all three running ones) and refills the window in one go.
+    assert windows == [
+        ["inst:s00", "inst:s01", "inst:s02"],
+        ["inst:s01", "inst:s02", "inst:s03"],
+        ["inst:s02", "inst:s03", "inst:s04"],
+        ["inst:s03", "inst:s04", "inst:s05"],
+        ["inst:s06", "inst:s07", "inst:s08"],
+        ["inst:s07", "inst:s08", "inst:s09"],
+        ["inst:s08", "inst:s09"],
+        ["inst:s09"],
+    ]
+    assert world.started == [f"inst:{sid}" for sid in ids]
+    assert output["executions"] > 1  # the parent continued as new along the way
 
 
 def test_sequential_runs_one_at_a_time() -> None:
@@ -367,6 +408,8 @@ def test_cancel_skips_the_rest_and_reports_final() -> None:
     assert world.reports[-1]["phase"] == "cancelled"
     assert world.reports[-1]["labels"] == []
     assert ctx.custom_status["skipped"] == 3
+    # The running subtasks are told to stop; the parent does not wait for them.
+    assert world.cancel_requests == [{"instance_ids": ["inst:a", "inst:c"], "by": "octocat"}]
 
 
 # ------------------------------------------------------------------------------------------------ subtask
@@ -377,18 +420,26 @@ def run_child(
 ) -> tuple[dict[str, Any], FakeOrchestrationContext, list[dict[str, Any]]]:
     ctx = FakeOrchestrationContext(inp, instance_id="parent:s1", now=START)
     calls: list[dict[str, Any]] = []
+    notified: list[dict[str, Any]] = []
 
     def resolve(task: FakeTask) -> Any:
         if task.kind == "activity" and task.name == RUN_SUBTASK:
             calls.append(task.input)
             return run(task.input)
+        if task.kind == "activity" and task.name == LOAD_TASK:
+            return {"type": "incident", "description": "fix"}
+        if task.kind == "activity" and task.name == NOTIFY_PARENT:
+            notified.append(task.input)
+            return {"delivered": True}
         if task.kind == "event":
             return (events or {}).get(task.name or "", PENDING)
         if task.kind == "timer":
             return None
         raise AssertionError(task)
 
-    return drive(run_subtask(ctx), resolve, ctx), ctx, calls
+    outcome = drive(run_subtask(ctx), resolve, ctx)
+    assert notified == [{"parent_instance_id": "parent", "event": "subtask_done_s1", "outcome": outcome}]
+    return outcome, ctx, calls
 
 
 def failing_then_ok(failures: list[Any]) -> Callable[[dict[str, Any]], Any]:
@@ -414,7 +465,7 @@ def test_backoff_delays_come_from_durable_timers() -> None:
     expected = [backoff_seconds(n, 2, 300, seed="parent:s1") for n in (1, 2, 3)]
     assert backoff_durations(ctx) == pytest.approx(expected, abs=1e-3)
     # Per-attempt timeouts that lost the race were cancelled.
-    timeouts = [t for t in ctx.calls if t.kind == "timer" and not t.is_completed]
+    timeouts = [t for t in real_timers(ctx) if not t.is_completed]
     assert len(timeouts) == 4
     assert all(t.is_cancelled for t in timeouts)
 
@@ -502,6 +553,8 @@ def test_cancel_during_backoff_skips() -> None:
     ctx = FakeOrchestrationContext(subtask_input(), instance_id="parent:s1", now=START)
 
     def resolve(task: FakeTask) -> Any:
+        if task.kind == "activity" and task.name == LOAD_TASK:
+            return {"type": "incident", "description": "fix"}
         if task.kind == "activity":
             return retry
         if task.kind == "event" and task.name == CANCEL_EVENT:
@@ -519,3 +572,42 @@ def test_invalid_input_fails_with_a_short_message() -> None:
     with pytest.raises(EngineFailed, match="invalid TaskRequest input") as raised:
         drive(run_orchestrate_task(ctx), lambda _t: None, ctx)
     assert len(str(raised.value)) <= 500
+
+
+# ------------------------------------------------------------------------------- custom status and replay cost
+
+
+def test_custom_status_stays_within_the_extensions_16_kb() -> None:
+    from orchestrators.engine import MAX_CUSTOM_STATUS_BYTES, utf16_json_bytes
+
+    ids = [f"{i:03d}-" + "x" * 60 for i in range(256)]  # the longest ids a plan may hold, the most subtasks
+    world = World(make_plan(ids))
+    output, ctx, _ = run_parent(world, max_concurrency=64)
+    assert output["succeeded"] == 256
+    assert all(utf16_json_bytes(status) <= MAX_CUSTOM_STATUS_BYTES for status in ctx.custom_statuses)
+    assert ctx.custom_status["truncated"] is True
+    assert ctx.custom_status["subtasks"] == {}
+    assert ctx.custom_status["succeeded"] == 256
+    small = World(make_plan(["a", "b"]))
+    _, small_ctx, _ = run_parent(small)
+    assert small_ctx.custom_status["subtasks"] == {"a": "succeeded", "b": "succeeded"}
+
+
+def test_custom_status_is_built_on_the_live_pass_only() -> None:
+    world = World(make_plan([f"s{i}" for i in range(6)]))
+    ctx = FakeOrchestrationContext(make_request(max_concurrency=2), instance_id="inst", now=START)
+    ctx.replaying = True  # a replay: every step is an old one
+    drive(run_orchestrate_task(ctx), world.resolve, ctx)
+    assert ctx.continued_as  # four outcomes, then the parent continued as new
+    assert ctx.custom_statuses == []  # nothing built while replaying (the live pass sets it every episode)
+
+
+def test_subtask_inputs_carry_ids_not_the_description() -> None:
+    world = World(make_plan(["a", "b"], {"b": ["a"]}), run=lambda inp: {"ok": True, "summary": "did it"})
+    request = make_request()
+    request["task"]["description"] = "D" * 8000
+    run_parent(world, request=request)
+    inputs = [c.get_input() for c in world.children.values()]
+    assert all("task" not in i and "D" * 100 not in str(i) for i in inputs)
+    assert inputs[1]["dependency_summaries"] == {"a": "did it"}
+    assert inputs[1]["parent_instance_id"] == "inst"

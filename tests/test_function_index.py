@@ -108,6 +108,22 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trigger": {"type": "activityTrigger", "activity": names.REPORT_STATUS},
         "others": set(),
     },
+    names.START_SUBTASKS: {
+        "trigger": {"type": "activityTrigger", "activity": names.START_SUBTASKS},
+        "others": {"durableClient"},
+    },
+    names.NOTIFY_PARENT: {
+        "trigger": {"type": "activityTrigger", "activity": names.NOTIFY_PARENT},
+        "others": {"durableClient"},
+    },
+    names.CANCEL_SUBTASKS: {
+        "trigger": {"type": "activityTrigger", "activity": names.CANCEL_SUBTASKS},
+        "others": {"durableClient"},
+    },
+    names.LOAD_TASK: {
+        "trigger": {"type": "activityTrigger", "activity": names.LOAD_TASK},
+        "others": {"durableClient"},
+    },
     # Teams, Graph and Service Bus
     "teams_webhook": {
         "trigger": {"type": "httpTrigger", "route": "teams/webhook", "methods": ["POST"], "authLevel": "ANONYMOUS"},

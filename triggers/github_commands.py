@@ -134,7 +134,7 @@ async def apply_command(event: EventEnvelope, client: df.DurableOrchestrationCli
     if command.name is CommandName.CANCEL:
         await client.raise_event(instance, names.CANCEL_EVENT, {"by": login})
         logger.info("event %s instance %s: cancel raised by %s", event.id, instance, login)
-        return CommandReply(f"Cancelling orchestration `{instance}` at {login}'s request: running subtasks finish, "
-                            "no new ones start.", executed=True)
+        return CommandReply(f"Cancelling orchestration `{instance}` at {login}'s request: running subtasks are told "
+                            "to stop and no new ones start.", executed=True)
     return CommandReply("Retrying single subtasks is not available yet: start the task again (the API or "
                         "`orchestrate_task`).")

@@ -164,6 +164,25 @@ def truncate(text: str | None, limit: int = MAX_ERROR_CHARS) -> str:
     return text[: max(0, limit - len(marker))] + marker
 
 
+_FAILED_PREFIXES = ("Activity function '", "Orchestrator function '")
+
+
+def failure_text(error: BaseException | str, limit: int = MAX_ERROR_CHARS) -> str:
+    """A short, human text for a failed task: the SDK raises ``Exception(f"{Reason} \\n {Details}")`` where the
+    extension's Reason reads ``Activity function '<name>' failed: <Type>: <msg>`` and Details is the .NET
+    exception JSON with the Python stack. Keep ``<Type>: <msg>`` and drop the rest (status comments show it)."""
+    text = str(error)
+    reason = text.split(" \n ", 1)[0].strip()
+    for prefix in _FAILED_PREFIXES:
+        if reason.startswith(prefix):
+            _, marker, rest = reason.partition("' failed: ")
+            if marker:
+                reason = rest
+            break
+    first_line = reason.splitlines()[0] if reason else type(error).__name__
+    return truncate(first_line, limit)
+
+
 def count_states(states: Iterable[SubtaskState | str]) -> dict[SubtaskState, int]:
     """How many subtasks are in each state (every state present, zero when unused)."""
     counts = dict.fromkeys(SubtaskState, 0)

@@ -7,7 +7,7 @@ and return ``model_dump(mode="json")`` dicts of them.
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -110,3 +110,11 @@ class TaskRequest(TaskLineage):
 
     task: TaskSpec
     strategy: Strategy = Field(default_factory=Strategy)
+
+
+def request_of(orchestration_input: Any) -> TaskRequest:
+    """The ``TaskRequest`` inside an orchestrate_task input: the first execution's input is the request itself,
+    a continued execution (``continue_as_new``) carries it under ``"request"``."""
+    if isinstance(orchestration_input, dict) and "request" in orchestration_input:
+        return TaskRequest.model_validate(orchestration_input["request"])
+    return TaskRequest.model_validate(orchestration_input)

@@ -60,6 +60,7 @@ class FakeOrchestrationContext:
         self.custom_status: Any = None
         self.custom_statuses: list[Any] = []
         self.calls: list[FakeTask] = []
+        self.continued_as: list[Any] = []
         self._uuid_counter = 0
 
     @property
@@ -106,6 +107,9 @@ class FakeOrchestrationContext:
         name = f"{self._instance_id}_{self._uuid_counter}"
         self._uuid_counter += 1
         return str(uuid.uuid5(_UUID_NAMESPACE, name))
+
+    def continue_as_new(self, input_: Any) -> None:
+        self.continued_as.append(input_)
 
     def activity_calls(self) -> list[tuple[str | None, Any]]:
         return [(t.name, t.input) for t in self.calls if t.kind == "activity"]
@@ -196,6 +200,8 @@ def _settle(task: FakeTask, resolve: Callable[[FakeTask], Any], context: FakeOrc
                 task._complete(child)
                 return
         return
+    if task.kind == "timer" and task.is_cancelled:
+        return  # a cancelled timer never completes a wait (it could only fire days later)
     try:
         result = resolve(task)
     except Exception as exc:

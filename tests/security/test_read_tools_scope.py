@@ -156,7 +156,7 @@ def test_the_fake_models_githubs_search_scope_rule(fake: FakeGitHub) -> None:
         github.rest.repos.get_content("octo", "app", "README.md", ref="no-such-branch")
     assert no_ref.value.response.status_code == 404
     assert no_ref.value.response.json()["message"] == "No commit found for the ref no-such-branch"
-    file = github.rest.repos.get_content("octo", "app", "src/app.py").json()
+    file: Any = github.rest.repos.get_content("octo", "app", "src/app.py").json()
     assert (file["type"], file["encoding"], file["path"]) == ("file", "base64", "src/app.py")
 
 

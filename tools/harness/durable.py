@@ -10,6 +10,18 @@ their ``FireAt``, external events arrive at their scheduled time, sub-orchestrat
 Every payload crosses JSON like on the wire; activity inputs and outputs go through the worker's own
 ``ActivityTriggerConverter``.
 
+What the extension then does with the SDK's answer is modelled too (rules, upstream files and functions in
+``tools.harness.host_rules``): the top-level actions are invoked in order and each is awaited before the next
+(``OutOfProcOrchestrationShim.ProcessAsyncActionsV2``), so only the prefix up to the first incomplete entry is
+scheduled; a cancelled timer completes its entry at once; the instance completes, fails or continues as new
+only once the walk is through and no activity, sub-orchestration or uncancelled timer it scheduled is open
+(DTFx ``TaskOrchestrationExecutor``: ``!HasOpenTasks``); a custom status above 16 KB of UTF-16 fails it; a
+failed activity arrives with the extension's Reason/Details. Sub-orchestrations are registered instances
+(``ReplayHarness.instances``), reachable through :class:`FakeDurableClient`, and so are instances started by
+activities that take a durable client binding. ``ReplayHarness.run`` drives every instance on one clock, one
+batch at a time in time order; the client fast-forwards activity latency and waits for ``advance`` before
+firing an orchestrator's timers. ``tools.harness.replay_check`` replays a history in a fresh interpreter.
+
 Task ids follow the SDK's sequence numbering: every CallActivity/CreateTimer/CallSubOrchestrator action
 (flattened depth-first through WhenAll/WhenAny) takes the next id, and so do the retry timers and
 re-scheduled attempts of ``*_with_retry`` calls, which the SDK (like DTFx's ``RetryInterceptor``) expects as
@@ -22,12 +34,14 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import heapq
 import inspect
 import itertools
 import json
+import time
 import uuid
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -39,6 +53,8 @@ from azure.durable_functions.models.history.HistoryEventType import HistoryEvent
 from azure.durable_functions.models.OrchestrationRuntimeStatus import OrchestrationRuntimeStatus
 from azure.functions._durable_functions import OrchestrationContext as WorkerOrchestrationContext
 from azure.functions.durable_functions import ActivityTriggerConverter
+
+from tools.harness.host_rules import activity_failure, custom_status_error
 
 DEFAULT_START = datetime(2026, 1, 1, tzinfo=UTC)
 _OUT_OF_PROC_LABEL = "\n\n$OutOfProcData$:"
@@ -89,6 +105,14 @@ class OrchestrationRun:
     episodes: int
     sub_orchestrations: list[OrchestrationRun] = field(default_factory=list)
     waiting_for: list[str] = field(default_factory=list)
+    #: Scheduled tasks still open (DTFx holds completion while there are any).
+    open_tasks: int = 0
+    #: Largest size the history of one execution reached (compact JSON, UTF-8 bytes).
+    max_history_bytes: int = 0
+    #: CPU time the SDK's orchestrator handle took over every episode (replays included).
+    cpu_seconds: float = 0.0
+    #: When the instance reached a terminal state, in seconds after its start (None: it did not).
+    finished_at_seconds: float | None = None
 
 
 @dataclass(order=True)
@@ -100,6 +124,7 @@ class _Pending:
     retry: _Retry | None = field(default=None, compare=False)
     finishes_work: bool = field(default=False, compare=False)
     user_timer: bool = field(default=False, compare=False)
+    completes: int | None = field(default=None, compare=False)  # the task id this event completes
 
 
 @dataclass
@@ -110,6 +135,7 @@ class _Retry:
     instance_id: str | None
     interval: timedelta
     max_attempts: int
+    root: int = -1  # the task id the SDK (and the host's await) knows the retried call by
     attempt: int = 1
 
 
@@ -154,6 +180,7 @@ def parse_orchestrator_state(text: Any) -> dict[str, Any]:
     """Parse the JSON the SDK's orchestrator handle returns into a normalised dict.
 
     Keys: ``isDone`` (bool), ``actions`` (flat list of atomic action dicts, compound actions expanded),
+    ``top`` (the top-level entries the extension walks, compound ones unexpanded),
     ``output``, ``error``, ``customStatus``, ``schemaVersion``. The SDK omits ``output``/``error`` when
     ``None`` and ``customStatus`` when falsy; missing keys come back as ``None``.
     """
@@ -169,14 +196,16 @@ def parse_orchestrator_state(text: Any) -> dict[str, Any]:
         # rejects any other outer length).
         if len(raw_actions) > 1:
             raise HarnessError(f"schema {schema} expects one action list, got {len(raw_actions)}")
-        actions = _flatten(raw_actions[0] if raw_actions else [])
+        top = list(raw_actions[0]) if raw_actions else []
+        actions = _flatten(top)
     elif any(raw_actions):
         raise NotImplementedError("replay schema V1 (list of lists per execution) is not simulated")
     else:
-        actions = []
+        top, actions = [], []
     return {
         "isDone": bool(state.get("isDone", False)),
         "actions": actions,
+        "top": top,
         "output": state.get("output"),
         "error": state.get("error"),
         "customStatus": state.get("customStatus"),
@@ -225,6 +254,36 @@ class ReplayHarness:
         # timers into intervals itself. ``None`` leaves the timer limits out of the context.
         self.max_short_timer = max_short_timer
         self.long_timer_interval = long_timer_interval
+        # Every instance, children included, by id: the task hub's instance table.
+        self.instances: dict[str, _Instance] = {}
+        # (orchestrator, instance id, history length) per episode: what each replay had to parse.
+        self.context_log: list[tuple[str, str, int]] = []
+        # The simulated time of the activity being run, so a client call from it lands at that moment.
+        self.acting: list[datetime] = []
+        self.client: FakeDurableClient | None = None
+        # In ``run_in_time_order`` one loop drives every instance; nested calls only queue events.
+        self.global_mode = False
+        # Activities that take a durable client binding (``@bp.durable_client_input``): name -> parameter.
+        self.client_params: dict[str, str] = {}
+
+    @contextlib.contextmanager
+    def acting_at(self, at: datetime) -> Iterator[None]:
+        """Mark ``at`` as the current simulated moment while an activity runs (client calls happen then)."""
+        self.acting.append(at)
+        try:
+            yield
+        finally:
+            self.acting.pop()
+
+    def current_time(self, default: datetime) -> datetime:
+        """The moment of the activity being run, else ``default``."""
+        return max(self.acting[-1], default) if self.acting else default
+
+    def durable_client(self) -> FakeDurableClient:
+        """The client handed to activities with a durable client binding (created on first use)."""
+        if self.client is None:
+            self.client = FakeDurableClient(self)
+        return self.client
 
     @classmethod
     def from_app(cls, app: Any, **kw: Any) -> ReplayHarness:
@@ -237,6 +296,7 @@ class ReplayHarness:
         """
         orchestrators: dict[str, Any] = {}
         activities: dict[str, Callable[[Any], Any]] = {}
+        client_params: dict[str, str] = {}
         # ``get_functions()`` may run once per app (a second call fails name validation): accept its result.
         listed = app.get_functions() if hasattr(app, "get_functions") else app
         for function in listed:
@@ -248,10 +308,20 @@ class ReplayHarness:
                 orchestrators[name] = function.get_user_function()
             elif trigger.type == "activityTrigger":
                 name = getattr(trigger, "activity", None) or function.get_function_name()
-                activities[name] = _bind_activity(function.get_user_function(), trigger.name)
+                client_param = next(
+                    (b.name for b in function.get_bindings() if getattr(b, "type", None) == "durableClient"), None
+                )
+                user = function.get_user_function()
+                if client_param is not None:
+                    client_params[name] = client_param
+                    user = getattr(user, "__wrapped__", user)  # the worker's middleware builds a real client
+                activities[name] = _bind_activity(user, trigger.name)
         orchestrators.update(kw.pop("orchestrators", {}))
-        activities.update(kw.pop("activities", {}))
-        return cls(orchestrators, activities, **kw)
+        overrides = kw.pop("activities", {})
+        activities.update(overrides)
+        harness = cls(orchestrators, activities, **kw)
+        harness.client_params = {k: v for k, v in client_params.items() if k not in overrides}
+        return harness
 
     def run(
         self,
@@ -265,8 +335,47 @@ class ReplayHarness:
         execution = self.start_instance(name, input, instance_id, self.start)
         for event in events:
             execution.raise_event(event.name, event.data, at=self.start + timedelta(seconds=event.at_seconds))
-        execution.run_until_idle(max_episodes)
+        self.run_in_time_order(max_episodes)
         return execution.snapshot()
+
+    def run_in_time_order(self, max_episodes: int = 10_000) -> None:
+        """Run every instance, one batch at a time, always the instance whose next event is earliest: one clock
+        for all of them. Instances started or signalled meanwhile (children, client calls from activities) only
+        queue their events; nothing runs ahead of the others."""
+        self.global_mode = True
+        try:
+            while True:
+                best: tuple[tuple[datetime, int], _Instance] | None = None
+                for instance in self.instances.values():
+                    if instance.is_finished:
+                        continue
+                    if instance.status == "Pending":
+                        key = (instance.now, 0)
+                    elif instance.queue:
+                        key = (instance.queue[0].at, 1)
+                    else:
+                        continue
+                    if best is None or key < best[0]:
+                        best = (key, instance)
+                if best is None:
+                    return
+                best[1].step(max_episodes)
+        finally:
+            self.global_mode = False
+
+    def settle_all(self, max_episodes: int = 10_000, horizon: datetime | None = None) -> None:
+        """Run every unfinished instance until none has anything left to do before ``horizon``."""
+        progress = True
+        while progress:
+            progress = False
+            for instance in list(self.instances.values()):
+                if instance.is_finished or not instance.queue:
+                    continue
+                if horizon is not None and instance.queue[0].user_timer and instance.queue[0].at > horizon:
+                    continue
+                episodes = instance.episodes
+                instance.run_until_idle(max_episodes, timer_horizon=horizon)
+                progress = progress or instance.episodes != episodes
 
     def start_instance(
         self, name: str, input: Any, instance_id: str, at: datetime, parent_instance_id: str | None = None
@@ -274,7 +383,10 @@ class ReplayHarness:
         """Create an instance (no episode run yet); drive it with ``run_until_idle``."""
         if name not in self.orchestrators:
             raise KeyError(f"The function '{name}' doesn't exist or is not an orchestrator function.")
-        return _Instance(self, name, json.dumps(input), instance_id, at, parent_instance_id)
+        instance = _Instance(self, name, json.dumps(input), instance_id, at)
+        instance.parent_instance_id = parent_instance_id
+        self.instances[instance_id] = instance
+        return instance
 
     def _invoke_activity(self, name: str, input_json: str) -> tuple[bool, str, Any, Any]:
         """Run an activity like the worker: returns (ok, result_json_or_reason, details, decoded_input)."""
@@ -284,23 +396,33 @@ class ReplayHarness:
             reason = f"The function '{name}' doesn't exist, is disabled, or is not an activity function."
             return False, reason, "FunctionFailedException", decoded
         try:
-            result = _run_maybe_async(fn(decoded))
+            if name in self.client_params:
+                result = _run_maybe_async(fn(decoded, **{self.client_params[name]: self.durable_client()}))
+            else:
+                result = _run_maybe_async(fn(decoded))
             encoded = ActivityTriggerConverter.encode(result, expected_type=None).value
         except Exception as exc:  # every activity exception becomes TaskFailed, like the host
-            return False, str(exc), type(exc).__name__, decoded
+            reason, details = activity_failure(name, exc)
+            return False, reason, details, decoded
         return True, encoded, None, decoded
 
 
-def _bind_activity(user_function: Callable[..., Any], param: str) -> Callable[[Any], Any]:
-    def call(payload: Any) -> Any:
-        return user_function(**{param: payload})
+def _bind_activity(user_function: Callable[..., Any], param: str) -> Callable[..., Any]:
+    def call(payload: Any, **extra: Any) -> Any:
+        return user_function(**{param: payload}, **extra)
 
     call.__name__ = getattr(user_function, "__name__", "activity")
     return call
 
 
 class _Instance:
-    """One orchestration instance: its history, pending events and simulated clock."""
+    """One orchestration instance: its history, pending events, simulated clock and the host's action walk.
+
+    The walk follows ``OutOfProcOrchestrationShim.ProcessAsyncActionsV2`` (see ``tools.harness.host_rules``):
+    top-level actions are invoked in order and each is awaited before the next is invoked, so only the prefix
+    up to the first incomplete entry is ever scheduled. The instance completes, fails or continues as new only
+    when the walk got through every entry and no scheduled task is open (DTFx ``HasOpenTasks``).
+    """
 
     def __init__(
         self,
@@ -309,14 +431,16 @@ class _Instance:
         input_json: str,
         instance_id: str,
         at: datetime,
-        parent_instance_id: str | None,
+        parent: tuple[_Instance, int, _Retry | None] | None = None,
     ) -> None:
         self.harness = harness
         self.name = name
         self.handle = harness.orchestrators[name]
         self.instance_id = instance_id
-        self.parent_instance_id = parent_instance_id
+        self.parent = parent
+        self.parent_instance_id = parent[0].instance_id if parent is not None else None
         self.started_at = at
+        self.finished_at: datetime | None = None
         self.now = at
         self.created_at = at
         self.last_updated = at
@@ -330,9 +454,14 @@ class _Instance:
         self.activity_calls: list[tuple[str, Any]] = []
         self.timers: list[tuple[datetime, datetime]] = []
         self.sub_runs: list[OrchestrationRun] = []
+        self.children: list[_Instance] = []
         self.in_flight = 0
         self.max_concurrent = 0
         self.waiting_for: list[str] = []
+        self.busy = False
+        self.horizon: datetime | None = None
+        self.max_history_bytes = 0
+        self.cpu_seconds = 0.0  # CPU spent in the SDK's orchestrator handle (replays), all executions
         self._reset_execution(input_json)
 
     # -- public surface used by ReplayHarness and FakeDurableClient ---------------------------------------
@@ -350,23 +479,53 @@ class _Instance:
             self._event(HistoryEventType.EXECUTION_TERMINATED, Input=json.dumps(reason), Timestamp=_ts(self.now))
         )
         self.status, self.output = "Terminated", reason
+        self.finished_at = self.now
         self.queue.clear()
 
     def run_until_idle(self, max_episodes: int = 10_000, timer_horizon: datetime | None = None) -> None:
         """Feed episodes until nothing is pending; with ``timer_horizon``, stop before a durable timer
-        (created by the orchestrator, not a retry timer) that fires after it."""
-        if self.status == "Pending":
-            self.status = "Running"
-            self._episode([self._execution_started()], [])
-        while not self.is_finished and self.queue:
-            top = self.queue[0]
-            if timer_horizon is not None and top.user_timer and top.at > timer_horizon:
-                break
-            if self.episodes >= max_episodes:
-                raise HarnessError(f"{self.name}/{self.instance_id}: more than {max_episodes} episodes")
-            self._next_batch()
-        if timer_horizon is not None and not self.is_finished:
-            self.now = max(self.now, timer_horizon)  # the waiting instance's clock keeps running
+        (created by the orchestrator, not a retry timer) that fires after it. Re-entrant calls (a child or an
+        activity reaching back into a busy instance) only leave their events queued for the running loop."""
+        if self.busy:
+            return
+        if self.harness.global_mode:
+            if self.status == "Pending":
+                self.step(max_episodes)
+            return
+        self.busy = True
+        saved_horizon, self.horizon = self.horizon, timer_horizon
+        try:
+            if self.status == "Pending":
+                self.status = "Running"
+                self._episode([self._execution_started()], [])
+            while not self.is_finished and self.queue:
+                top = self.queue[0]
+                if timer_horizon is not None and top.user_timer and top.at > timer_horizon:
+                    break
+                if self.episodes >= max_episodes:
+                    raise HarnessError(f"{self.name}/{self.instance_id}: more than {max_episodes} episodes")
+                self._next_batch()
+            if timer_horizon is not None and not self.is_finished:
+                self.now = max(self.now, timer_horizon)  # the waiting instance's clock keeps running
+        finally:
+            self.busy = False
+            self.horizon = saved_horizon
+
+    def step(self, max_episodes: int = 10_000) -> None:
+        """Run the first episode, or the next batch of due events (the time-ordered driver's unit of work)."""
+        if self.busy or self.is_finished:
+            return
+        self.busy = True
+        try:
+            if self.status == "Pending":
+                self.status = "Running"
+                self._episode([self._execution_started()], [])
+            elif self.queue:
+                if self.episodes >= max_episodes:
+                    raise HarnessError(f"{self.name}/{self.instance_id}: more than {max_episodes} episodes")
+                self._next_batch()
+        finally:
+            self.busy = False
 
     def snapshot(self) -> OrchestrationRun:
         return OrchestrationRun(
@@ -382,8 +541,14 @@ class _Instance:
             max_concurrent=self.max_concurrent,
             elapsed_seconds=(self.now - self.started_at).total_seconds(),
             episodes=self.episodes,
-            sub_orchestrations=list(self.sub_runs),
+            sub_orchestrations=[child.snapshot() for child in self.children],
             waiting_for=list(self.waiting_for),
+            open_tasks=len(self._open_task_ids()),
+            max_history_bytes=self.max_history_bytes,
+            cpu_seconds=self.cpu_seconds,
+            finished_at_seconds=(
+                None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
+            ),
         )
 
     # -- simulation ------------------------------------------------------------------------------------------
@@ -393,7 +558,17 @@ class _Instance:
         self.execution_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{self.instance_id}/{self.now.isoformat()}").hex
         self.history: list[dict[str, Any]] = []
         self.next_id = 0
-        self.seen_actions: list[dict[str, Any]] = []
+        # The host's walk: atomic actions invoked so far (flat, in order) with their task ids, how many
+        # top-level entries were invoked, and whether the last invoked one is still awaited.
+        self.invoked: list[tuple[dict[str, Any], int | None]] = []
+        self.top_invoked = 0
+        self.walk_blocked = False
+        self.done_ids: set[int] = set()
+        self.timer_ids: set[int] = set()
+        self.events_received: dict[str, int] = {}
+        self.waiters: dict[int, tuple[str, int]] = {}  # flat index -> (event name, ordinal)
+        self.waiters_per_name: dict[str, int] = {}
+        self.pending_terminal: tuple[str, Any] | None = None
 
     def _event(self, event_type: HistoryEventType, event_id: int = -1, **fields: Any) -> dict[str, Any]:
         event: dict[str, Any] = {
@@ -427,8 +602,11 @@ class _Instance:
         retry: _Retry | None = None,
         finishes_work: bool = False,
         user_timer: bool = False,
+        completes: int | None = None,
     ) -> None:
-        heapq.heappush(self.queue, _Pending(at, priority, next(self.seq), event, retry, finishes_work, user_timer))
+        heapq.heappush(
+            self.queue, _Pending(at, priority, next(self.seq), event, retry, finishes_work, user_timer, completes)
+        )
 
     def _next_batch(self) -> None:
         first = heapq.heappop(self.queue)
@@ -446,6 +624,11 @@ class _Instance:
             new_events.append(pending.event)
             if pending.finishes_work:
                 self.in_flight -= 1
+            if pending.completes is not None:
+                self.done_ids.add(pending.completes)
+            if pending.event["EventType"] == HistoryEventType.EVENT_RAISED:
+                name = pending.event["Name"]
+                self.events_received[name] = self.events_received.get(name, 0) + 1
             retry = pending.retry
             if retry is None:
                 continue
@@ -462,7 +645,13 @@ class _Instance:
                 # The timer after the last attempt takes no new id when it fires: the SDK then fails the task.
                 last = retry.attempt >= retry.max_attempts
                 fired = self._event(HistoryEventType.TIMER_FIRED, TimerId=timer_id, FireAt=_ts(fire_at))
-                self._push(fire_at, fired, priority=1 if last else 0, retry=None if last else retry)
+                self._push(
+                    fire_at,
+                    fired,
+                    priority=1 if last else 0,
+                    retry=None if last else retry,
+                    completes=retry.root if last else None,
+                )
             else:  # a retry timer fired: schedule the next attempt under a fresh id
                 retry.attempt += 1
                 follow_ups.append(("retry", (self._take_id(), retry)))
@@ -492,7 +681,9 @@ class _Instance:
             context["longRunningTimerIntervalDuration"] = _timespan(self.harness.long_timer_interval)
         self.episodes += 1
         self.last_updated = self.now
+        self.harness.context_log.append((self.name, self.instance_id, len(self.history)))
         failure: str | None = None
+        started = time.process_time()
         try:
             state_text = self.handle(WorkerOrchestrationContext(json.dumps(context)))
         except Exception as exc:
@@ -500,14 +691,11 @@ class _Instance:
             if _OUT_OF_PROC_LABEL not in message:
                 raise HarnessError(f"orchestrator handle crashed outside the SDK protocol: {exc!r}") from exc
             failure, state_text = message.split(_OUT_OF_PROC_LABEL, 1)
+        finally:
+            self.cpu_seconds += time.process_time() - started
         for event in self.history:
             event["IsPlayed"] = True
         state = parse_orchestrator_state(state_text)
-        if state["customStatus"] is not None:
-            self.custom_status = state["customStatus"]
-        if failure is not None or state["error"]:
-            self._finish("Failed", error=state["error"] or failure)
-            return
 
         for kind, item in follow_ups:
             if kind == "history":
@@ -516,58 +704,147 @@ class _Instance:
                 task_id, retry = item
                 self._start_work(task_id, retry.kind, retry.name, retry.input, retry.instance_id, retry)
 
-        actions = state["actions"]
-        if len(actions) < len(self.seen_actions) or any(
-            _action_key(a) != _action_key(b) for a, b in zip(actions, self.seen_actions, strict=False)
-        ):
-            raise NonDeterminismError(
-                f"{self.name}/{self.instance_id}: replay produced {[_action_key(a) for a in actions]}, "
-                f"history recorded {[_action_key(a) for a in self.seen_actions]}"
-            )
-        new_actions = actions[len(self.seen_actions) :]
-        self.seen_actions = list(actions)
-        continue_as_new: dict[str, Any] | None = None
-        for action in new_actions:
-            action_type = action["actionType"]
-            if action_type in _NOT_SUPPORTED:
-                raise NotImplementedError(f"{_NOT_SUPPORTED[action_type]} actions are not simulated")
-            if action_type == _CONTINUE_AS_NEW:
-                continue_as_new = action
-            elif action_type == _WAIT_EVENT:
-                self.waiting_for.append(action["externalEventName"])
-            elif action_type == _CREATE_TIMER:
-                if self._create_timer(action):
-                    return
-            elif action_type in _TAKES_ID:
-                self._schedule(action)
+        self._check_determinism(state["actions"])
+        status_error = custom_status_error(state["customStatus"])
+        if status_error is not None:
+            # SetCustomStatus throws before the action walk: nothing new is scheduled, the orchestration fails.
+            self.pending_terminal = ("Failed", status_error)
+        else:
+            # DTFx's TaskOrchestrationDispatcher stores, every episode, the status the orchestrator set in that
+            # episode (``runtimeState.Status = result?.CustomStatus``): one not set this time is cleared.
+            self.custom_status = state["customStatus"]
+            walked = self._walk(state["top"], state["actions"])
+            if walked is None:
+                return  # the walk failed the instance (invalid timer)
+            if walked:
+                if failure is not None or state["error"]:
+                    self.pending_terminal = ("Failed", state["error"] or failure)
+                elif state["isDone"]:
+                    can = next((a for a in state["actions"] if a["actionType"] == _CONTINUE_AS_NEW), None)
+                    done = ("ContinueAsNew", can) if can is not None else ("Completed", state["output"])
+                    self.pending_terminal = done
         self.history.append(self._event(HistoryEventType.ORCHESTRATOR_COMPLETED))
+        self._record_size()
+        self._settle()
 
-        if state["isDone"] and continue_as_new is not None:
-            self.history.append(self._event(HistoryEventType.CONTINUE_AS_NEW, Result=_wire_input(continue_as_new)))
-            # A new execution: fresh history and ids; in-flight work of the old execution is dropped.
+    def _record_size(self) -> None:
+        size = len(json.dumps(self.history, separators=(",", ":")).encode("utf-8"))
+        self.max_history_bytes = max(self.max_history_bytes, size)
+
+    def _settle(self) -> None:
+        """Complete, fail or continue as new once DTFx allows it: the walk is through and no task is open."""
+        if self.pending_terminal is None or self._open_task_ids():
+            return
+        kind, value = self.pending_terminal
+        if kind == "Completed":
+            self._finish("Completed", output=value)
+        elif kind == "Failed":
+            self._finish("Failed", error=value)
+        else:
+            self.history.append(self._event(HistoryEventType.CONTINUE_AS_NEW, Result=_wire_input(value)))
+            # A new execution: fresh history and ids; events not yet delivered move over to it.
             self.queue = [p for p in self.queue if p.event["EventType"] == HistoryEventType.EVENT_RAISED]
             heapq.heapify(self.queue)
             self.in_flight = 0
-            self._reset_execution(_wire_input(continue_as_new))
+            self._reset_execution(_wire_input(value))
             self._episode([self._execution_started()], [])
-        elif state["isDone"]:
-            self._finish("Completed", output=state["output"])
 
-    def _create_timer(self, action: dict[str, Any]) -> bool:
-        timer_id = self._take_id()
+    def _open_task_ids(self) -> set[int]:
+        """Scheduled activities, sub-orchestrations and timers not yet completed (cancelled timers excluded)."""
+        open_ids: set[int] = set()
+        for action, task_id in self.invoked:
+            if task_id is None or task_id in self.done_ids:
+                continue
+            if action["actionType"] == _CREATE_TIMER and action.get("isCanceled"):
+                continue
+            open_ids.add(task_id)
+        return open_ids
+
+    def _check_determinism(self, actions: list[dict[str, Any]]) -> None:
+        if len(actions) < len(self.invoked) or any(
+            _action_key(a) != _action_key(b) for a, (b, _) in zip(actions, self.invoked, strict=False)
+        ):
+            raise NonDeterminismError(
+                f"{self.name}/{self.instance_id}: replay produced {[_action_key(a) for a in actions]}, "
+                f"history recorded {[_action_key(b) for b, _ in self.invoked]}"
+            )
+        # The latest answer carries the current cancellation flags of timers already scheduled.
+        self.invoked = [(actions[i], task_id) for i, (_, task_id) in enumerate(self.invoked)]
+
+    def _complete(self, top: dict[str, Any], first_flat: int) -> bool:
+        """Whether the awaited top-level entry is complete given the events delivered so far."""
+        flat = _flatten([top])
+        states = [self._atomic_done(first_flat + i) for i in range(len(flat))]
+        if top["actionType"] == _WHEN_ALL:
+            return all(states)
+        return any(states) if top["actionType"] == _WHEN_ANY else states[0]
+
+    def _atomic_done(self, index: int) -> bool:
+        action, task_id = self.invoked[index]
+        kind = action["actionType"]
+        if kind == _CONTINUE_AS_NEW:
+            return True
+        if kind == _WAIT_EVENT:
+            name, ordinal = self.waiters[index]
+            return self.events_received.get(name, 0) > ordinal
+        if kind == _CREATE_TIMER and action.get("isCanceled"):
+            return True
+        return task_id is not None and task_id in self.done_ids
+
+    def _walk(self, top: list[dict[str, Any]], flat: list[dict[str, Any]]) -> bool | None:
+        """Advance the host's walk; True when every entry was invoked and completed, None when it failed."""
+        firsts = list(itertools.accumulate((len(_flatten([a])) for a in top), initial=0))
+        while True:
+            if self.walk_blocked:
+                position = self.top_invoked - 1
+                if not self._complete(top[position], firsts[position]):
+                    return False
+                self.walk_blocked = False
+            if self.top_invoked >= len(top):
+                return True
+            position = self.top_invoked
+            for index in range(firsts[position], firsts[position + 1]):
+                if not self._invoke(flat[index], index):
+                    return None
+            self.top_invoked += 1
+            self.walk_blocked = True
+
+    def _invoke(self, action: dict[str, Any], index: int) -> bool:
+        action_type = action["actionType"]
+        if action_type in _NOT_SUPPORTED:
+            raise NotImplementedError(f"{_NOT_SUPPORTED[action_type]} actions are not simulated")
+        task_id: int | None = None
+        if action_type == _WAIT_EVENT:
+            name = action["externalEventName"]
+            ordinal = self.waiters_per_name.get(name, 0)
+            self.waiters_per_name[name] = ordinal + 1
+            self.waiters[index] = (name, ordinal)
+            self.waiting_for.append(name)
+        elif action_type == _CREATE_TIMER:
+            task_id = self._take_id()
+            if not self._create_timer(action, task_id):
+                return False
+        elif action_type in _TAKES_ID:
+            task_id = self._take_id()
+            self._schedule(action, task_id)
+        self.invoked.append((action, task_id))
+        return True
+
+    def _create_timer(self, action: dict[str, Any], timer_id: int) -> bool:
         fire_at = _parse_dt(action["fireAt"])
         limit = self.harness.max_short_timer
         if limit is not None and fire_at - self.now > limit:
             # The extension's ThrowIfInvalidTimerLengthForStorageProvider fails the orchestration.
             self._finish("Failed", error=f"Timer duration {fire_at - self.now} exceeds the maximum {limit}.")
-            return True
+            return False
         self.history.append(self._event(HistoryEventType.TIMER_CREATED, timer_id, FireAt=_ts(fire_at)))
         self.timers.append((self.now, fire_at))
+        self.timer_ids.add(timer_id)
         fired = self._event(HistoryEventType.TIMER_FIRED, TimerId=timer_id, FireAt=_ts(fire_at))
-        self._push(max(fire_at, self.now), fired, user_timer=True)
-        return False
+        self._push(max(fire_at, self.now), fired, user_timer=True, completes=timer_id)
+        return True
 
-    def _schedule(self, action: dict[str, Any]) -> None:
+    def _schedule(self, action: dict[str, Any], task_id: int) -> None:
         action_type = action["actionType"]
         kind = "activity" if action_type in (_CALL_ACTIVITY, _CALL_ACTIVITY_RETRY) else "sub"
         retry: _Retry | None = None
@@ -580,10 +857,9 @@ class _Instance:
                 instance_id=action.get("instanceId"),
                 interval=timedelta(milliseconds=options["firstRetryIntervalInMilliseconds"]),
                 max_attempts=int(options["maxNumberOfAttempts"]),
+                root=task_id,
             )
-        self._start_work(
-            self._take_id(), kind, action["functionName"], _wire_input(action), action.get("instanceId"), retry
-        )
+        self._start_work(task_id, kind, action["functionName"], _wire_input(action), action.get("instanceId"), retry)
 
     def _start_work(
         self, task_id: int, kind: str, name: str, input_json: str, instance_id: str | None, retry: _Retry | None
@@ -591,21 +867,31 @@ class _Instance:
         self.in_flight += 1
         self.max_concurrent = max(self.max_concurrent, self.in_flight)
         priority_on_failure = 0 if retry is not None else 1
+        root = task_id if retry is None else retry.root
+        done_on_failure = None if retry is not None else root
         if kind == "activity":
             self.history.append(
                 self._event(HistoryEventType.TASK_SCHEDULED, task_id, Name=name, Version="", Input=input_json)
             )
-            ok, payload, details, decoded = self.harness._invoke_activity(name, input_json)
+            with self.harness.acting_at(self.now):
+                ok, payload, details, decoded = self.harness._invoke_activity(name, input_json)
             self.activity_calls.append((name, decoded))
             done_at = self.now + timedelta(seconds=float(self.harness.latency(name, decoded)))
             if ok:
                 event = self._event(HistoryEventType.TASK_COMPLETED, TaskScheduledId=task_id, Result=payload)
-                self._push(done_at, event, finishes_work=True)
+                self._push(done_at, event, finishes_work=True, completes=root)
             else:
                 event = self._event(
                     HistoryEventType.TASK_FAILED, TaskScheduledId=task_id, Reason=payload, Details=details
                 )
-                self._push(done_at, event, priority=priority_on_failure, retry=retry, finishes_work=True)
+                self._push(
+                    done_at,
+                    event,
+                    priority=priority_on_failure,
+                    retry=retry,
+                    finishes_work=True,
+                    completes=done_on_failure,
+                )
             return
 
         child_id = instance_id or f"{self.instance_id}:{task_id:04X}"
@@ -627,31 +913,57 @@ class _Instance:
                 Reason=reason,
                 Details="FunctionFailedException",
             )
-            self._push(self.now, event, priority=priority_on_failure, retry=retry, finishes_work=True)
+            self._push(
+                self.now,
+                event,
+                priority=priority_on_failure,
+                retry=retry,
+                finishes_work=True,
+                completes=done_on_failure,
+            )
             return
-        child = _Instance(self.harness, name, input_json, child_id, self.now, self.instance_id)
-        child.run_until_idle()
-        run = child.snapshot()
-        self.sub_runs.append(run)
-        if run.runtime_status == "Completed":
-            event = self._event(
+        # The child is a registered instance of its own (raise_event reaches it); it reports back when it ends.
+        child = _Instance(self.harness, name, input_json, child_id, self.now, (self, task_id, retry))
+        self.harness.instances[child_id] = child
+        self.children = [c for c in self.children if c.instance_id != child_id] + [child]
+        child.run_until_idle(timer_horizon=self.horizon)
+
+    def _report_to_parent(self) -> None:
+        if self.parent is None:
+            return
+        parent, task_id, retry = self.parent
+        if parent.is_finished:
+            return
+        if self.status == "Completed":
+            event = parent._event(
                 HistoryEventType.SUB_ORCHESTRATION_INSTANCE_COMPLETED,
                 TaskScheduledId=task_id,
-                Result=json.dumps(run.output),
+                Result=json.dumps(self.output),
             )
-            self._push(child.now, event, finishes_work=True)
-        elif run.runtime_status == "Failed":
-            event = self._event(
+            parent._push(self.now, event, finishes_work=True, completes=task_id if retry is None else retry.root)
+        elif self.status == "Failed":
+            event = parent._event(
                 HistoryEventType.SUB_ORCHESTRATION_INSTANCE_FAILED,
                 TaskScheduledId=task_id,
-                Reason=f"Orchestrator function '{name}' failed: {run.error}",
-                Details=run.error,
+                Reason=f"Orchestrator function '{self.name}' failed: {self.error}",
+                Details=self.error,
             )
-            self._push(child.now, event, priority=priority_on_failure, retry=retry, finishes_work=True)
-        # A child that waits forever never reports back; the parent waits with it.
+            parent._push(
+                self.now,
+                event,
+                priority=0 if retry is not None else 1,
+                retry=retry,
+                finishes_work=True,
+                completes=None if retry is not None else task_id,
+            )
+        else:
+            return
+        # A parent waiting for this child resumes now (a busy parent picks the event up in its own loop).
+        parent.run_until_idle(timer_horizon=self.horizon if self.horizon is not None else parent.horizon)
 
     def _finish(self, status: str, output: Any = None, error: str | None = None) -> None:
         self.status, self.output, self.error = status, output, error
+        self.finished_at = self.now
         if status == "Completed":
             result = json.dumps(output)
             completed = self._event(HistoryEventType.EXECUTION_COMPLETED, OrchestrationStatus=status, Result=result)
@@ -661,6 +973,7 @@ class _Instance:
             self.history.append(self._event(HistoryEventType.ORCHESTRATOR_COMPLETED))
         self.history.append(completed)
         self.queue.clear()
+        self._report_to_parent()
 
 
 def _wire_input(action: dict[str, Any]) -> str:
@@ -732,7 +1045,8 @@ class FakeDurableClient(df.DurableOrchestrationClient):
     Instance-id reuse follows the extension's default (``overridableExistingInstanceStates`` =
     NonRunningStates): starting an id whose instance is Pending or Running raises like the extension's 409;
     a Completed/Failed/Terminated instance is replaced by a fresh run. ``starts`` counts the instances
-    actually started (``start_log`` keeps (name, id, input)).
+    actually started by callers outside the task hub (``start_log`` keeps (name, id, input));
+    ``activity_start_log`` those started by activities holding a client binding (the engine's subtasks).
     ``create_check_status_response``/``create_http_management_payload`` are the SDK's own, fed a fake binding
     with ``http://localhost:7071`` URLs. Any other client call that would reach the host raises.
     """
@@ -743,9 +1057,12 @@ class FakeDurableClient(df.DurableOrchestrationClient):
         self._get_async_request = _unexpected_request
         self._delete_async_request = _unexpected_request
         self.harness = harness
-        self.instances: dict[str, _Instance] = {}
+        if harness.client is None:
+            harness.client = self
+        self.instances: dict[str, _Instance] = harness.instances
         self.starts = 0
         self.start_log: list[tuple[str, str, Any]] = []
+        self.activity_start_log: list[tuple[str, str, Any]] = []
         self.events_raised: list[tuple[str, str, Any]] = []
         self.max_episodes = 10_000
 
@@ -763,11 +1080,14 @@ class FakeDurableClient(df.DurableOrchestrationClient):
         # The client serialises the input before the host sees it; round-trip the same way.
         wire_input = json.loads(self._get_json_input(client_input) or "null")
         now = self.harness.clock() if self.harness.clock is not None else self.harness.start
+        now = self.harness.current_time(now)
         start_at = max(existing.now, now) if existing is not None else now
         instance = self.harness.start_instance(orchestration_function_name, wire_input, instance_id, start_at)
-        self.instances[instance_id] = instance
-        self.starts += 1
-        self.start_log.append((orchestration_function_name, instance_id, wire_input))
+        if self.harness.acting:  # started by an activity (the engine's subtasks): the task hub's business
+            self.activity_start_log.append((orchestration_function_name, instance_id, wire_input))
+        else:
+            self.starts += 1
+            self.start_log.append((orchestration_function_name, instance_id, wire_input))
         instance.run_until_idle(self.max_episodes, timer_horizon=instance.now)
         return instance_id
 
@@ -783,8 +1103,13 @@ class FakeDurableClient(df.DurableOrchestrationClient):
             # The real client turns the host's 404 into a status object with no runtime status (falsy).
             return DurableOrchestrationStatus.from_json(f"No instance with ID '{instance_id}' found.")
         output = instance.output
+        status = instance.status
         if instance.status == "Failed":
             output = f"Orchestrator function '{instance.name}' failed: {instance.error}"
+        asked_at = self.harness.current_time(instance.started_at) if self.harness.acting else None
+        if asked_at is not None and instance.finished_at is not None and instance.finished_at > asked_at:
+            # Instances run ahead on their own clocks; an activity asking at ``asked_at`` sees it still running.
+            status, output = "Running", None
         payload: dict[str, Any] = {
             "name": instance.name,
             "instanceId": instance.instance_id,
@@ -792,7 +1117,7 @@ class FakeDurableClient(df.DurableOrchestrationClient):
             "lastUpdatedTime": _ts(instance.last_updated),
             "input": json.loads(instance.input_json) if show_input else None,
             "output": output,
-            "runtimeStatus": instance.status,
+            "runtimeStatus": status,
             "customStatus": instance.custom_status,
         }
         if show_history:
@@ -837,15 +1162,21 @@ class FakeDurableClient(df.DurableOrchestrationClient):
         if instance.is_finished:
             raise Exception(f"Instance with ID {instance_id} is gone: either completed or failed")
         self.events_raised.append((instance_id, event_name, event_data))
-        instance.raise_event(event_name, json.loads(json.dumps(event_data)))
-        instance.run_until_idle(self.max_episodes, timer_horizon=instance.now)
+        # The event lands at the caller's moment: the running activity's, else the world's clock, never before
+        # the instance's own clock.
+        world_now = self.harness.clock() if self.harness.clock is not None else instance.now
+        at = self.harness.current_time(max(instance.now, world_now))
+        instance.raise_event(event_name, json.loads(json.dumps(event_data)), at=at)
+        instance.run_until_idle(self.max_episodes, timer_horizon=at)
 
     async def advance(self, seconds: float | None = None) -> None:
         """Move every unfinished instance ``seconds`` forward (``None``: until it completes or only waits)."""
-        for instance in self.instances.values():
+        for instance in list(self.instances.values()):
             if not instance.is_finished:
                 horizon = None if seconds is None else instance.now + timedelta(seconds=seconds)
                 instance.run_until_idle(self.max_episodes, timer_horizon=horizon)
+        if seconds is None:
+            self.harness.settle_all(self.max_episodes)
 
     async def terminate(self, instance_id: str, reason: str) -> None:
         instance = self.instances.get(instance_id)
