@@ -18,7 +18,9 @@ from triggers import (
     github_webhook,
     graph_notifications,
     http_api,
+    inbox,
     mcp_tools,
+    recovery,
     servicebus_events,
     teams_webhook,
 )
@@ -28,5 +30,5 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (github_webhook.bp, chains.bp, triage_orchestrator.bp, triage_activities.bp, http_api.bp,
                   mcp_tools.bp, task_orchestrators.bp, task_activities.bp, teams_webhook.bp, graph_notifications.bp,
                   servicebus_events.bp, reply_orchestrator.bp, reply_activities.bp, graph_orchestrators.bp,
-                  graph_activities.bp):
+                  graph_activities.bp, inbox.bp, recovery.bp):
     app.register_functions(blueprint)

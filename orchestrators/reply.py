@@ -14,7 +14,7 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.backoff import call_with_backoff
+from orchestrators.backoff import ANSWER_RETRY, call_with_backoff
 from orchestrators.context import OrchestrationContext
 from shared import names
 from shared.work.reply import ReplyInput
@@ -29,7 +29,8 @@ def run_reply(context: OrchestrationContext, request: ReplyInput) -> Generator[A
     context.set_custom_status({"step": "reply", "platform": request.platform, "kind": plan.get("kind")})
     step = names.POST_TEAMS if request.platform == "teams" else names.PUBLISH_SERVICEBUS
     payload = {"request": request.model_dump(mode="json"), "plan": plan, "instance_id": context.instance_id}
-    effect = yield from call_with_backoff(context, step, payload, seed=f"{context.instance_id}:{step}")
+    effect = yield from call_with_backoff(context, step, payload, seed=f"{context.instance_id}:{step}",
+                                        policy=ANSWER_RETRY)
     if not context.is_replaying:
         logger.info("event %s chain %s instance %s: answered on %s", request.event_id, request.chain_id,
                     context.instance_id, request.platform)

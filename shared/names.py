@@ -26,6 +26,11 @@ PUBLISH_SERVICEBUS = "publish_servicebus_activity"
 TEAMS_INGEST = "teams_ingest_activity"
 GRAPH_MAINTAIN = "graph_subscriptions_activity"
 
+# The inbox: a Storage queue (connection ``AzureWebJobsStorage``) every door hands a verified delivery to when it
+# cannot decide and start within its platform's deadline; the poison queue follows the host's ``<queue>-poison``.
+INBOX_QUEUE = "reynolds-inbox"
+INBOX_POISON_QUEUE = "reynolds-inbox-poison"
+
 # External events of the orchestrate_task engine
 APPROVAL_EVENT = "approval"
 CANCEL_EVENT = "cancel"

@@ -8,6 +8,7 @@ import time, so indexing the app needs no setting at all.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -18,9 +19,11 @@ from shared.loop.lineage import LineageService
 from shared.loop.rules import GuardConfig
 from shared.loop.scopes import ScopeMap, parse_links
 from shared.platforms.github.client import GitHubClients
+from shared.platforms.github.pacer import GitHubPacer, set_pacer
 from shared.settings import Settings, get_settings
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
+from shared.store.resilient import ResilientStore
 from shared.telemetry import configure_telemetry
 from shared.work.triage import GitHubReporter
 
@@ -133,12 +136,17 @@ def guard_config(settings: Settings) -> GuardConfig:
 
 
 def build_services(settings: Settings) -> Services:
-    """Production wiring: the configured store (Cosmos DB with managed identity, or memory)."""
+    """Production wiring: the configured store (Cosmos DB with managed identity, transient failures retried a
+    few times, or memory), and the GitHub write pacer over that store, so every instance paces against the same
+    budget and penalties."""
     if settings.lineage_store == "memory":
-        return Services(settings=settings, store=MemoryStore())
-    from shared.store.cosmos import make_cosmos_store
+        services = Services(settings=settings, store=MemoryStore())
+    else:
+        from shared.store.cosmos import make_cosmos_store
 
-    return Services(settings=settings, store=make_cosmos_store(settings))
+        services = Services(settings=settings, store=ResilientStore(make_cosmos_store(settings)))
+    set_pacer(GitHubPacer(clock=time.time, store=services.store))
+    return services
 
 
 _lock = threading.Lock()

@@ -19,7 +19,7 @@ from tools.harness.app_index import functions
 EXPECTED: dict[str, dict[str, Any]] = {
     "github_webhook": {
         "trigger": {"type": "httpTrigger", "route": "github/webhook", "methods": ["POST"], "authLevel": "ANONYMOUS"},
-        "others": {"durableClient", "http"},
+        "others": {"durableClient", "http", "queue"},
     },
     names.TRIAGE: {
         "trigger": {"type": "orchestrationTrigger", "orchestration": names.TRIAGE},
@@ -127,12 +127,21 @@ EXPECTED: dict[str, dict[str, Any]] = {
     # Teams, Graph and Service Bus
     "teams_webhook": {
         "trigger": {"type": "httpTrigger", "route": "teams/webhook", "methods": ["POST"], "authLevel": "ANONYMOUS"},
-        "others": {"durableClient", "http"},
+        "others": {"durableClient", "http", "queue"},
     },
     "graph_notifications": {
         "trigger": {"type": "httpTrigger", "route": "graph/notifications", "methods": ["POST"],
                     "authLevel": "ANONYMOUS"},
-        "others": {"durableClient", "http"},
+        "others": {"durableClient", "http", "queue"},
+    },
+    # the inbox (issue 14): a Storage queue trigger with its re-enqueue and poison outputs, and the recovery timer
+    "inbox": {
+        "trigger": {"type": "queueTrigger", "queueName": names.INBOX_QUEUE, "connection": "AzureWebJobsStorage"},
+        "others": {"durableClient", "queue"},
+    },
+    "recovery_timer": {
+        "trigger": {"type": "timerTrigger", "schedule": "0 */10 * * * *"},
+        "others": {"durableClient"},
     },
     "graph_subscription_timer": {
         "trigger": {"type": "timerTrigger", "schedule": "0 */10 * * * *"},
@@ -141,7 +150,7 @@ EXPECTED: dict[str, dict[str, Any]] = {
     "servicebus_events": {
         "trigger": {"type": "serviceBusTrigger", "queueName": "%SERVICEBUS_EVENTS_QUEUE%",
                     "connection": "ServiceBusConnection"},
-        "others": {"durableClient"},
+        "others": {"durableClient", "queue"},
     },
     names.REPLY: {
         "trigger": {"type": "orchestrationTrigger", "orchestration": names.REPLY},

@@ -131,8 +131,7 @@ def test_threads_get_distinct_spaced_slots(clock: FakeClock) -> None:
         thread.start()
     for thread in threads:
         thread.join(timeout=10)
-    state = pacer._installations["9"]
-    writes = list(state.writes)
+    writes = list(pacer._local["9"]["writes"])
     assert len(writes) == 40
     assert all(b - a >= 1.0 - 1e-9 for a, b in zip(writes, writes[1:], strict=False))
 
@@ -140,3 +139,53 @@ def test_threads_get_distinct_spaced_slots(clock: FakeClock) -> None:
 def test_limits_must_be_positive(clock: FakeClock) -> None:
     with pytest.raises(ValueError, match="positive"):
         GitHubPacer(clock, clock.sleep, per_minute=0)
+
+
+# -- shared state and GitHub's documented answers (issue 14) ----------------------------------------------------
+def test_two_instances_share_one_budget_through_the_store(clock: FakeClock) -> None:
+    """Two Functions instances (two pacers) over one store: writes are spaced across both, and a penalty one
+    of them records holds the other back too."""
+    from shared.store.memory import MemoryStore
+
+    store = MemoryStore()
+    first = GitHubPacer(clock, clock.sleep, store=store)
+    second = GitHubPacer(clock, clock.sleep, store=store)
+    assert first.acquire(5) == 0.0
+    assert second.acquire(5) == pytest.approx(1.0)  # the other instance's write counts
+    assert first.penalize(5, None) == 60.0
+    assert second.next_slot(5) == pytest.approx(60.0)
+    assert second.penalize(5, None) == 120.0  # exponential across instances
+    assert store.read("pacer:5", "pacer:5")["strikes"] == 2
+
+
+def test_a_primary_limit_blocks_until_reset(pacer: GitHubPacer, clock: FakeClock) -> None:
+    reset = clock.now + 900
+    headers = {"x-ratelimit-remaining": "0", "x-ratelimit-reset": str(int(reset))}
+    assert pacer.wait_for_answer(3, 403, headers, "API rate limit exceeded for installation ID 3.") == pytest.approx(
+        900, abs=1)
+    with pytest.raises(PacerWouldWait):
+        pacer.acquire(3, max_wait=10)
+
+
+@pytest.mark.parametrize(("status", "headers", "message", "expected"), [
+    (403, {"retry-after": "30"}, "", ("secondary", 30.0)),
+    (429, {"Retry-After": "5", "x-ratelimit-remaining": "0"}, "", ("secondary", 5.0)),  # retry-after wins
+    (403, {"x-ratelimit-remaining": "0", "x-ratelimit-reset": "1700000000"}, "API rate limit exceeded",
+     ("primary", 1700000000.0)),
+    (403, {"x-ratelimit-remaining": "0"}, "You have exceeded a secondary rate limit.", ("secondary", None)),
+    (403, {"x-ratelimit-remaining": "4999"}, "You have exceeded a secondary rate limit. Please wait",
+     ("secondary", None)),  # githubkit raises a plain RequestFailed for this one
+    (429, {}, "", ("secondary", None)),
+    (403, {}, "Resource not accessible by integration", (None, None)),
+    (502, {"retry-after": "30"}, "", (None, None)),
+])
+def test_github_answers_are_classified_as_github_documents_them(status: int, headers: dict[str, str], message: str,
+                                                                expected: tuple[str | None, float | None]) -> None:
+    from shared.platforms.github.pacer import github_wait
+
+    assert github_wait(status, headers, message) == expected
+
+
+def test_a_secondary_limit_without_retry_after_waits_a_minute_then_doubles(pacer: GitHubPacer) -> None:
+    waits = [pacer.wait_for_answer(1, 403, {}, "You have exceeded a secondary rate limit.") for _ in range(3)]
+    assert waits == [60.0, 120.0, 240.0]

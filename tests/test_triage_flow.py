@@ -224,16 +224,30 @@ async def _quoted_marker_is_not_reconciled(world: World) -> None:
     assert ledger(world, answer["event_id"])["resource_id"] == f"comment:{posted['id']}"
 
 
+async def test_five_failed_writes_no_longer_give_the_answer_up(world: World) -> None:
+    """GitHub failing more often than the old 5-attempt cap: the answer waits on durable timers and is posted."""
+    world.github.fail_next("POST", r"/issues/\d+/comments$", 502, times=8)
+    answer = await deliver_sample(world)
+    await world.client.advance(None)
+    assert await world.runtime_status(answer["instance_id"]) == "Completed"
+    assert len(reynolds_comments(world)) == 1
+    assert len([c for c in world.github.calls if c.method == "POST" and c.status == 502]) == 8
+
+
 async def test_an_orchestration_that_gave_up_runs_again_on_redelivery(world: World) -> None:
-    """Every retry failed (GitHub down for minutes): the event is not lost, a redelivery runs it again."""
-    world.github.fail_next("POST", r"/issues/\d+/comments$", 502, times=5)
+    """Every retry failed for more than a day (a permanent 422): the event is not lost, a redelivery runs it
+    again."""
+    world.github.fail_next("POST", r"/issues/\d+/comments$", 422, times=10_000)
     headers, body, payload = sample_delivery()
     world.seed_from_payload(payload)
     status, answer = await world.post_github(headers, body)
     assert status == 202
     await world.client.advance(None)
     assert await world.runtime_status(answer["instance_id"]) == "Failed"
+    run = world.client.run_of(answer["instance_id"])
+    assert (run.timers[-1][1] - run.timers[0][0]).total_seconds() >= 24 * 3600  # kept trying for over a day
     assert reynolds_comments(world) == []
+    world.github.clear_faults()
 
     status, again = await world.post_github(headers, body)  # GitHub's "Redeliver" (same delivery id)
     assert (status, again["verdict"]) == (200, "duplicate")

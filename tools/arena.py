@@ -24,7 +24,7 @@ Cross-platform scenarios add::
              # a CloudEvent (data.text = the body, actorkind from the actor's type), no lineage properties
     on = {"platform": "teams" | "servicebus", "kind": "message", "by": …, "channel": "<id>", "queue": "<name>"}
 
-Loop guard v2 (issue 10) adds, all optional (older files run unchanged)::
+Loop guard v2 adds, all optional (older files run unchanged)::
 
     {"linked_scopes": "github:octo=teams:default=servicebus:default",   # LOOP_LINKED_SCOPES of the run
      "start": [{…, "repeat": 300, "interval_seconds": 10,     # the opening action 300 times, {n} = 1…300
@@ -40,6 +40,9 @@ Loop guard v2 (issue 10) adds, all optional (older files run unchanged)::
 Service Bus namespace bridge to each other, as a deployment with a GitHub↔Teams bridge would configure).
 The result line adds ``chain_ids`` (the first 100 chains decided, first seen first), ``chains`` (how many
 chains in all) and ``chain_id`` (the chain of the first ``loop`` verdict, or null).
+
+Fault injection adds ``"faults"`` (see ``tools/faults/spec.py``): store faults and outages, Durable
+outages and fake-GitHub fault modes; a GitHub delivery a door hands to the inbox is decided there and counted.
 
 Reynolds reads ``SERVICEBUS_EVENTS_QUEUE`` (``reynolds-events``): messages sent there are delivered to its
 trigger as real ``func.ServiceBusMessage`` objects; it answers on ``reynolds-out`` (or the message's
@@ -76,6 +79,8 @@ from shared.loop.marker import strip_markers
 from shared.platforms.teams.webhook import html_to_text
 from shared.store.base import Query
 from tools.fakes.github import FakeGitHubError, WriteEvent
+from tools.faults.spec import FaultSpec
+from tools.faults.spec import install as install_faults
 from tools.world import REYNOLDS_LOGIN, START, World, build_world
 
 WEBHOOK_LATENCY_SECONDS = 1.0
@@ -184,6 +189,9 @@ class Scenario(BaseModel):
     linked_scopes: str = ARENA_LINKED_SCOPES
     #: A loop scenario that also requires every person in it answered (background load of human threads).
     humans_never_blocked: bool = False
+
+    #: What to break: store faults and outages, Durable outages, fake-GitHub fault modes.
+    faults: FaultSpec | None = None
 
 
 @dataclass(frozen=True)
@@ -432,6 +440,8 @@ async def run_scenario(scenario: Scenario, store: str,
     links = {"LOOP_LINKED_SCOPES": scenario.linked_scopes}
     with build_world(store=store, profile="reply-all", extra_settings=links) as world:
         run = _Run(scenario=scenario, world=world)
+        if scenario.faults is not None:
+            install_faults(world, scenario.faults)
         for spec in [s.actor for s in scenario.start] + [a.actor for a in scenario.actors]:
             with contextlib.suppress(ValueError):
                 world.github.add_user(spec.login, type=spec.type)
@@ -445,6 +455,10 @@ async def run_scenario(scenario: Scenario, store: str,
                 run.push(opening.at + k * opening.interval_seconds, "start", (opening, k + 1))
         stopped = False
         while True:
+            if not run.queue and scenario.faults is not None:
+                before = len(run.reynolds_out)
+                await world.client.advance(None)  # retries waiting on durable timers finish (and may write)
+                _count_effects(run, before)
             if not run.queue:
                 stopped = True
                 break
@@ -547,6 +561,7 @@ async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str)
                "Content-Type": "application/json"}
     before = len(run.reynolds_out)
     status, answer = await world.post_github(headers, body)
+    answer = await world.settle(answer)  # handed to the inbox under faults: its decision counts
     run.events += 1
     verdict = str(answer.get("verdict"))
     run.verdicts[verdict] += 1

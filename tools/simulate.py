@@ -21,11 +21,12 @@ A Service Bus message is a real ``ServiceBusMessage`` handed to the trigger as t
 ``func.ServiceBusMessage``; its line has ``delivery`` = the message id, ``status`` null and ``settlement``
 (``completed``, ``dead-lettered`` after MaxDeliveryCount deliveries of a poison message, with the reason in
 ``reason``, or ``abandoned``). All deliveries of one run share one store, one fake GitHub, one fake Graph and
-one clock. One JSON line per delivery on stdout; human-readable progress on stderr. Every line carries
-``chain_id``: the lineage chain the item joined (null when it joined none), the id ``tools.explore`` and
-``GET /api/chains/{id}?format=html`` draw. Exit 0 when every delivery was processed (a rejection is a result),
-2 when the tool itself cannot run: an unreadable file, bad JSON, input with no item at all, or ``--store cosmos``
-without the local Cosmos server installed (``npm ci``).
+one clock. A delivery a door hands to the inbox (``queued``) is decided by the inbox trigger in-process and its
+line reports that decision, with the door's HTTP status. One JSON line per delivery on stdout; human-readable
+progress on stderr. Every line carries ``chain_id``: the lineage chain the item joined (null when it joined
+none), the id ``tools.explore`` and ``GET /api/chains/{id}?format=html`` draw. Exit 0 when every delivery was
+processed (a rejection is a result), 2 when the tool itself cannot run: an unreadable file, bad JSON, input
+with no item at all, or ``--store cosmos`` without the local Cosmos server installed (``npm ci``).
 """
 
 from __future__ import annotations
@@ -126,6 +127,7 @@ async def run_github(world: World, item: dict[str, Any]) -> dict[str, Any]:
         world.seed_from_payload(payload)
     before = len(world.reynolds_writes)
     status, answer = await world.post_github(headers, body)
+    answer = await world.settle(answer)  # a delivery handed to the inbox: decided there, reported the same way
     instance_id = answer.get("instance_id")
     await world.client.advance(None)  # let retries waiting on durable timers finish: report the end state
     runtime = await world.runtime_status(instance_id)
@@ -168,6 +170,10 @@ async def run_teams(world: World, item: dict[str, Any]) -> dict[str, Any]:
     before = _marks(world)
     status, answer, response_headers = await world.post_teams(headers, body)
     lowered = {k.lower(): v for k, v in response_headers.items()}
+    if lowered.get("x-reynolds-verdict") == "queued":  # decided from the inbox: report that decision
+        settled = await world.settle({"verdict": "queued", "event_id": lowered.get("x-reynolds-event-id")})
+        lowered.update({"x-reynolds-verdict": str(settled.get("verdict")), "x-reynolds-reason": settled["reason"],
+                        "x-reynolds-instance-id": settled.get("instance_id") or ""})
     instance_id = lowered.get("x-reynolds-instance-id") or None
     await world.client.advance(None)
     try:

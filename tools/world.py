@@ -25,6 +25,8 @@ from azure.functions.servicebus import ServiceBusMessageInConverter
 from azure.servicebus import ServiceBusMessage
 from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 
+from shared.loop.lineage import LineageService
+from shared.loop.rules import GuardConfig
 from shared.platforms.github.events import signature_for
 from shared.platforms.github.pacer import GitHubPacer, set_pacer
 from shared.platforms.servicebus.contract import PoisonMessage
@@ -35,9 +37,11 @@ from shared.settings import Settings, override_settings
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
 from tools.fakes.github import FakeGitHub, WriteEvent
+from tools.fakes.github.app_api import delivery_log
 from tools.fakes.graph import FakeGraph
 from tools.harness.app_index import functions, user_function
 from tools.harness.durable import FakeDurableClient, ReplayHarness
+from tools.harness.inbox import InboxQueue
 
 # Embedded defaults of the simulation (named in the README). Never used outside the simulation.
 SIMULATE_WEBHOOK_SECRET = "reynolds-simulate-secret"
@@ -133,6 +137,58 @@ class World:
     reynolds_writes: list[WriteEvent] = field(default_factory=list)
     #: Messages Reynolds posted through Graph (as the fake stores them).
     teams_writes: list[dict[str, Any]] = field(default_factory=list)
+    #: The inbox Storage queue the doors hand deliveries to when deciding inline fails (``None``: built lazily).
+    inbox: InboxQueue | None = None
+
+    def inbox_queue(self) -> InboxQueue:
+        """The world's inbox queue (on the world's clock)."""
+        if self.inbox is None:
+            self.inbox = InboxQueue(clock=self.clock)
+        return self.inbox
+
+    async def call_door(self, name: str, **kwargs: Any) -> Any:
+        """Call a door with its inbox output binding; what it set there is written once it returned."""
+        queue = self.inbox_queue()
+        out = queue.out()
+        response = await call_function(name, inbox=out, **kwargs)
+        queue.commit(out)
+        return response
+
+    async def drain_inbox(self) -> int:
+        """Let the inbox trigger work through the queue (retries wait ``visibilityTimeout`` on the clock)."""
+        async def handler(**bindings: Any) -> None:
+            await call_function("inbox", client=self.client, **bindings)
+
+        return await self.inbox_queue().drain(handler, advance=self.clock.advance)
+
+    async def settle(self, answer: dict[str, Any]) -> dict[str, Any]:
+        """For a ``queued`` answer: drain the inbox, then the answer the door would have given inline (the
+        stored decision of the event, and its orchestration when one runs)."""
+        if answer.get("verdict") != "queued":
+            return answer
+        await self.drain_inbox()
+        event_id = answer.get("event_id")
+        # read past any injected store faults: this is the tool looking, not Reynolds
+        stored = LineageService(self.store, GuardConfig(), marker_key=None).get_event(event_id) if event_id else None
+        if stored is None:
+            return {**answer, "reason": "still in the inbox (or poisoned)"}
+        from shared.loop.lineage import instance_id_for
+
+        instance_id = instance_id_for(event_id) if event_id else None
+        if await self.runtime_status(instance_id) is None:
+            instance_id = None
+        return {**answer, "verdict": stored.get("verdict"), "reason": "; ".join(stored.get("reasons") or []),
+                "chain_id": stored.get("chain_id"), "instance_id": instance_id,
+                "status_url": f"/api/orchestrations/{instance_id}" if instance_id else None}
+
+    async def redeliver_requested(self) -> list[tuple[int, dict[str, Any]]]:
+        """POST every redelivery Reynolds asked the fake GitHub for (same guid), as GitHub would."""
+        log = delivery_log(self.github)
+        answers = []
+        while log.outbox:
+            _guid, headers, body = log.outbox.pop(0)
+            answers.append(await self.post_github(headers, body))
+        return answers
 
     # -- GitHub world --------------------------------------------------------------------------------
     def ensure_issue(self, repo: str, number: int, title: str = "An issue", login: str | None = None) -> None:
@@ -162,7 +218,8 @@ class World:
                 signed[name] = signature_for(self.settings.require("github_webhook_secret"), body)
         request = func.HttpRequest(method="POST", url="http://localhost:7071/api/github/webhook",
                                    headers=signed, params={}, route_params={}, body=body)
-        response = await call_function("github_webhook", req=request, client=self.client)
+        response = await self.call_door("github_webhook", req=request, client=self.client)
+        delivery_log(self.github).record(self.github, signed, body, response.status_code)
         return response.status_code, json.loads(response.get_body() or b"{}")
 
     # -- Teams, Graph and Service Bus ------------------------------------------------------------------
@@ -174,7 +231,7 @@ class World:
                 signed[name] = teams_signature(self.settings.require("teams_webhook_token"), body)
         request = func.HttpRequest(method="POST", url="http://localhost:7071/api/teams/webhook", headers=signed,
                                    params={}, route_params={}, body=body)
-        response = await call_function("teams_webhook", req=request, client=self.client)
+        response = await self.call_door("teams_webhook", req=request, client=self.client)
         return response.status_code, json.loads(response.get_body() or b"{}"), dict(response.headers)
 
     async def post_graph(self, body: bytes, params: dict[str, str] | None = None) -> tuple[int, bytes, str]:
@@ -182,7 +239,7 @@ class World:
         request = func.HttpRequest(method="POST", url="http://localhost:7071/api/graph/notifications",
                                    headers={"Content-Type": "application/json"}, params=params or {},
                                    route_params={}, body=body)
-        response = await call_function("graph_notifications", req=request, client=self.client)
+        response = await self.call_door("graph_notifications", req=request, client=self.client)
         return response.status_code, response.get_body(), response.mimetype
 
     def graph_validator(self, token: str) -> tuple[int, str, str]:
@@ -212,9 +269,9 @@ class World:
         count = delivery_count
         while True:
             try:
-                await call_function("servicebus_events", msg=function_message(message, delivery_count=count,
-                                                                              enqueued_time=self.clock()),
-                                    client=self.client)
+                await self.call_door("servicebus_events", msg=function_message(message, delivery_count=count,
+                                                                               enqueued_time=self.clock()),
+                                     client=self.client)
                 return Settlement("completed", count)
             except PoisonMessage as exc:
                 if count >= MAX_DELIVERY_COUNT:
@@ -286,6 +343,7 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
         graph = stack.enter_context(FakeGraph(clock=clock))
         token = "ghs_reynolds_simulation"
         github.add_user(REYNOLDS_LOGIN, type="Bot", token=token)
+        delivery_log(github).allow_app(REYNOLDS_LOGIN)  # locally the token stands for the App's JWT too
         values = {
             "GITHUB_WEBHOOK_SECRET": webhook_secret or SIMULATE_WEBHOOK_SECRET,
             "GITHUB_API_URL": github.base_url,
@@ -325,7 +383,7 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
         set_services(services)
         stack.callback(set_services, None)
         # GitHub writes are paced (≥ 1 s apart): on the world's clock, so pacing moves simulated time only.
-        set_pacer(GitHubPacer(clock=lambda: clock().timestamp(), sleep=clock.advance))
+        set_pacer(GitHubPacer(clock=lambda: clock().timestamp(), sleep=clock.advance, store=document_store))
         stack.callback(set_pacer, None)
         stack.callback(override_settings, None)
         harness = ReplayHarness.from_app(functions(), start=clock.now, clock=clock, on_time=clock.set)

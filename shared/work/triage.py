@@ -14,13 +14,14 @@ from typing import Any
 from pydantic import BaseModel
 
 from shared.chain_view import chain_markdown
-from shared.errors import RetryLater
+from shared.errors import NotFound, RetryLater, StoreError
 from shared.loop.breakers import BreakerService, text_fingerprint
 from shared.loop.lineage import EffectRecord, LineageService
 from shared.loop.marker import find_markers, sign_text
 from shared.loop.rules import normalise_text
-from shared.platforms.github.client import RateLimitExceeded, RequestFailed
+from shared.platforms.github.client import RequestError, RequestFailed
 from shared.platforms.github.pacer import PacerWouldWait, get_pacer
+from shared.store.base import safe_id
 from shared.telemetry import record_github_write
 
 logger = logging.getLogger(__name__)
@@ -107,14 +108,25 @@ GitHubFor = Callable[[int | None], Any]
 
 #: The longest a worker sleeps for the pacer; a longer wait goes back to the orchestration as a durable timer.
 MAX_PACER_WAIT_SECONDS = 15.0
+#: After a write whose outcome is unknown (timeout, 5xx, reset) found no comment, look once more this much later
+#: before writing again: GitHub has been seen storing a comment ~15 s after the client gave up. A commit later
+#: than this (after the client's own 10 s timeout) is the residual window in which a duplicate can still happen.
+LATE_COMMIT_GRACE_SECONDS = 90.0
+
+
+class UnknownOutcome(RetryLater):
+    """A write whose outcome is unknown (5xx, timeout, reset): GitHub may have stored it, maybe later."""
 
 
 def create_comment(github: Any, owner: str, name: str, number: int, body: str,
                    installation: int | str | None = None) -> int:
-    """POST an issue comment through the write pacer (≤ 80/min, ≤ 500/h, ≥ 1 s apart per installation).
+    """POST an issue comment through the shared write pacer (≤ 80/min, ≤ 500/h, ≥ 1 s apart per installation).
 
-    Rate limits and server errors become ``RetryLater`` with GitHub's wait (a secondary limit without one:
-    at least 60 s), and a pacer wait longer than ``MAX_PACER_WAIT_SECONDS`` too.
+    GitHub's answers become ``RetryLater`` carrying the wait GitHub documents: a primary limit waits until
+    ``x-ratelimit-reset``; a secondary limit waits ``retry-after``, or at least 60 s and exponentially longer
+    when it comes back (``shared.platforms.github.pacer.github_wait``); the pacer records both for every
+    instance. Server errors and timeouts retry after the orchestration's backoff; a pacer wait longer than
+    ``MAX_PACER_WAIT_SECONDS`` becomes a durable timer too.
     """
     pacer = get_pacer()
     key = installation if installation is not None else "default"
@@ -122,20 +134,34 @@ def create_comment(github: Any, owner: str, name: str, number: int, body: str,
         pacer.acquire(key, max_wait=MAX_PACER_WAIT_SECONDS)
     except PacerWouldWait as wait:
         raise RetryLater(wait.wait_seconds, f"GitHub write pacer for installation {key}") from None
+    where = f"{owner}/{name}#{number}"
     try:
         comment_id = int(github.rest.issues.create_comment(owner, name, number, body=body).parsed_data.id)
-    except RateLimitExceeded as exc:
-        seconds = max(exc.retry_after.total_seconds(), 1.0) if exc.retry_after else None
-        raise RetryLater(pacer.penalize(key, seconds),
-                         f"GitHub rate limit on a comment to {owner}/{name}#{number}") from None
-    except RequestFailed as exc:
-        if exc.response.status_code >= 500 or exc.response.status_code == 429:
-            raise RetryLater(None, f"GitHub answered {exc.response.status_code} to a comment on "
-                                   f"{owner}/{name}#{number}") from None
+    except RequestFailed as exc:  # RateLimitExceeded is a RequestFailed too
+        status = exc.response.status_code
+        message = _error_message(exc.response)
+        limited = pacer.wait_for_answer(key, status, exc.response.headers, message)
+        if limited is not None:
+            raise RetryLater(max(limited, 1.0), f"GitHub rate limit ({status}) on a comment to {where}") from None
+        if status >= 500:
+            raise UnknownOutcome(None, f"GitHub answered {status} to a comment on {where}") from None
         raise
-    pacer.record_success(key)
+    except RequestError as exc:
+        raise UnknownOutcome(None, f"GitHub request for a comment on {where} failed: {type(exc).__name__}") from None
+    try:
+        pacer.record_success(key)
+    except StoreError:  # only the backoff bookkeeping: the comment is posted, never fail it for this
+        logger.warning("GitHub write pacer for installation %s: success not recorded (store unavailable)", key)
     record_github_write("comment")
     return comment_id
+
+
+def _error_message(response: Any) -> str:
+    try:
+        data = response.json()
+    except Exception:  # noqa: BLE001 - an unreadable error body has no message
+        return ""
+    return str(data.get("message") or "") if isinstance(data, dict) else ""
 
 
 def _repeat_fingerprint(text: str | None) -> str | None:
@@ -179,6 +205,7 @@ class GitHubReporter:
             if found is not None:
                 logger.info("effect %s was posted before a crash (comment %s); recording it", key, found)
                 return self.lineage.complete_effect(record, f"comment:{found}", body)
+            self._wait_for_late_commit(key)
         # The breaker counts a write once: a retry of the same effect (intent already recorded) was counted.
         if self.breakers is not None and fresh:
             permit = self.breakers.permit(
@@ -193,9 +220,55 @@ class GitHubReporter:
                     self._post_note(github, owner, name, number, key, record, f"{permit.reason}", who)
                 return self.lineage.suppress_effect(record, permit.reason)
         signed = sign_text(self.marker_key, body, chain_id, event_id, depth)
-        comment_id = create_comment(github, owner, name, number, signed, installation_id)
+        # Armed before the write, so an unknown outcome is covered even if the store fails right after it;
+        # a definite failure (nothing stored) disarms it, so its retry does not wait for nothing.
+        self._arm_late_commit_check(key)
+        try:
+            comment_id = create_comment(github, owner, name, number, signed, installation_id)
+        except UnknownOutcome:
+            raise
+        except Exception:
+            self._disarm_late_commit_check(key)
+            raise
         logger.info("posted comment %s on %s#%s for event %s (chain %s)", comment_id, repo, number, event_id, chain_id)
         return self.lineage.complete_effect(record, f"comment:{comment_id}", body)
+
+    def _arm_late_commit_check(self, key: str) -> None:
+        """A write of ``key`` is about to go out: should its outcome be unknown, the next retry must look for it
+        twice, the second time ``LATE_COMMIT_GRACE_SECONDS`` after this write, before writing again. A store
+        failure here fails the attempt before the write (retried), never after it."""
+        doc_id = safe_id(f"late:{key}")
+        look_again_at = self.lineage.clock().timestamp() + LATE_COMMIT_GRACE_SECONDS
+        self.lineage.store.upsert({"id": doc_id, "pk": doc_id, "kind": "late-commit-check", "effect": key,
+                                   "look_again_at": look_again_at, "ttl": 3 * 86400})
+
+    def _disarm_late_commit_check(self, key: str) -> None:
+        """GitHub refused the write (nothing stored): its retry need not wait; a store failure here only costs
+        that retry the grace period."""
+        doc_id = safe_id(f"late:{key}")
+        try:
+            self.lineage.store.delete(doc_id, doc_id)
+        except StoreError:  # NotFound included
+            logger.info("effect %s: late-commit check not disarmed; the retry waits the grace period", key)
+
+    def _wait_for_late_commit(self, key: str) -> None:
+        """Called when a retry found no comment: wait (``RetryLater``) until the armed check's time; after it,
+        the caller writes again (re-arming the check). Unarmed (GitHub refused the last write): write at once.
+
+        GitHub has been seen storing a comment ~15 s after the client's timeout; a retry comes back within
+        seconds, so without this second look it would post a duplicate. A commit later than the grace period
+        is the residual window (documented in the README).
+        """
+        store, doc_id = self.lineage.store, safe_id(f"late:{key}")
+        try:
+            look_again_at = float(store.read(doc_id, doc_id)["look_again_at"])
+        except NotFound:
+            return
+        now = self.lineage.clock().timestamp()
+        if now + 0.5 < look_again_at:  # a durable timer may fire a hair early: no sub-second RetryLater loop
+            logger.info("effect %s: no comment found after an unknown outcome; looking again in %.0f s", key,
+                        look_again_at - now)
+            raise RetryLater(look_again_at - now, f"effect {key}: waiting for a late commit before writing again")
 
     def _post_note(self, github: Any, owner: str, name: str, number: int, key: str, record: EffectRecord,
                    reason: str, who: str = "") -> None:

@@ -66,7 +66,7 @@ async def test_a_requester_gets_a_bounded_number_of_tasks_and_a_clear_answer() -
 async def _validate(world: World, token: str) -> tuple[int, bytes, str, dict[str, str]]:
     request = func.HttpRequest(method="POST", url="http://localhost/api/graph/notifications", headers={},
                                params={"validationToken": token}, route_params={}, body=b"")
-    response = await call_function("graph_notifications", req=request, client=world.client)
+    response = await world.call_door("graph_notifications", req=request, client=world.client)
     return response.status_code, response.get_body(), response.mimetype, dict(response.headers)
 
 

@@ -1124,6 +1124,28 @@ class FakeDurableClient(df.DurableOrchestrationClient):
             payload["history"] = json.loads(json.dumps(instance.history))
         return DurableOrchestrationStatus.from_json(payload)
 
+    async def get_status_by(
+        self,
+        created_time_from: datetime | None = None,
+        created_time_to: datetime | None = None,
+        runtime_status: list[OrchestrationRuntimeStatus] | None = None,
+        instance_id_prefix: str | None = None,
+    ) -> list[DurableOrchestrationStatus]:
+        """The instances matching every given condition (the SDK's query over the host's instance list)."""
+        wanted = {getattr(s, "value", s) for s in runtime_status or []}
+        found = []
+        for instance_id, instance in self.instances.items():
+            if wanted and instance.status not in wanted:
+                continue
+            if created_time_from is not None and instance.created_at < created_time_from:
+                continue
+            if created_time_to is not None and instance.created_at > created_time_to:
+                continue
+            if instance_id_prefix and not instance_id.startswith(instance_id_prefix):
+                continue
+            found.append(await self.get_status(instance_id))
+        return found
+
     async def raise_event(
         self,
         instance_id: str,

@@ -7,13 +7,13 @@ from typing import Any
 
 from githubkit import AppAuthStrategy, AppInstallationAuthStrategy, GitHub, TokenAuthStrategy
 from githubkit.auth.base import BaseAuthStrategy
-from githubkit.exception import RateLimitExceeded, RequestFailed
+from githubkit.exception import RateLimitExceeded, RequestError, RequestFailed
 
 from shared.errors import ConfigurationError
 from shared.settings import Settings
 
 # The SDK's error types, re-exported so the work services catch them without importing githubkit themselves.
-__all__ = ["GitHubClients", "RateLimitExceeded", "RequestFailed"]
+__all__ = ["GitHubClients", "RateLimitExceeded", "RequestError", "RequestFailed"]
 
 _NO_CREDENTIALS = "and GITHUB_APP_PRIVATE_KEY (or GITHUB_TOKEN locally) are not set"
 
@@ -58,6 +58,21 @@ class GitHubClients:
             with self._lock:
                 self._installations[repo] = installation
         return self.for_installation(installation)
+
+    def for_app(self) -> GitHub[Any]:
+        """A client acting as the GitHub App itself (JWT: ``/app/*`` endpoints); the token client locally."""
+        settings = self._settings
+        if settings.github_token is not None:
+            return self.for_installation(None)
+        if not (settings.github_app_id and settings.github_app_private_key):
+            raise ConfigurationError("GITHUB_APP_ID", _NO_CREDENTIALS)
+        with self._lock:
+            client = self._clients.get(-1)
+            if client is None:
+                client = self._build(AppAuthStrategy(settings.github_app_id,
+                                                     settings.github_app_private_key.get_secret_value()))
+                self._clients[-1] = client
+            return client
 
     def _auth(self, installation_id: int | None) -> BaseAuthStrategy:
         settings = self._settings

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from tools.fakes.github import issues_api, repos_api
+from tools.fakes.github import app_api, issues_api, repos_api
 from tools.fakes.github.records import (
     ASSOCIATIONS,
     GITHUB_WEB,
@@ -228,6 +228,23 @@ class FakeGitHub:
             SECONDARY_LIMIT_DOCS,
         )
         self.fail_next(method, path_regex, status, body, headers, times)
+
+    def fail_after_write(self, method: str, path_regex: str, status: int = 502, times: int = 1) -> None:
+        """Store the next ``times`` matching writes, then answer ``status`` (see ``app_api``)."""
+        app_api.fail_after_write(self, method, path_regex, status, times)
+
+    def commit_late(self, method: str, path_regex: str, delay_seconds: float = 15.0, status: int = 504,
+                    times: int = 1) -> None:
+        """Answer the next ``times`` matching writes ``status`` and store them ``delay_seconds`` later."""
+        app_api.commit_late(self, method, path_regex, delay_seconds, status, times)
+
+    def clear_faults(self) -> None:
+        """Forget every injected failure that has not fired yet (late writes already accepted still land)."""
+        with self._lock:
+            self._rules.clear()
+            faults = app_api.write_faults(self)
+            faults.after.clear()
+            faults.late.clear()
 
     def set_rate_limit_remaining(self, login: str, remaining: int) -> None:
         """Set the primary budget of every token of ``login``; at 0 requests get 403 ``API rate limit exceeded``."""
@@ -633,6 +650,9 @@ class FakeGitHub:
         if_none_match: str | None = None,
     ) -> tuple[int, dict[str, str], bytes]:
         """Answer one request; shared by the HTTP handler and ``act`` so both behave identically."""
+        faults = getattr(self, "write_faults", None)
+        if faults is not None and faults.pending:
+            app_api.commit_due(self)  # late commits land before anything that could observe them
         split = urlsplit(target)
         # Matched percent-encoded, as GitHub does: a label named "a/b" arrives as a%2Fb and stays one segment.
         path = split.path if split.path.startswith("/") else "/" + split.path
@@ -735,10 +755,14 @@ class FakeGitHub:
                 if isinstance(body, dict) and isinstance(body.get("message"), str):
                     body = {**body, "message": body["message"].replace("{request_id}", request_id)}
                 return rule.status, body, login
+        late = app_api.write_faults(self).take_late(method, path) if method in WRITE_METHODS else None
+        if late is not None:  # answered now, stored later (app_api.commit_due)
+            app_api.defer(self, method, path + (f"?{urlencode(query)}" if query else ""), raw, login, late[0])
+            return late[1], error_body(late[1], HTTPStatus(late[1]).phrase), login
         # 4. routing
         route = None
         allowed = False
-        for m, pattern, handler, doc in issues_api.ROUTES + repos_api.ROUTES:
+        for m, pattern, handler, doc in issues_api.ROUTES + repos_api.ROUTES + app_api.ROUTES:
             match = pattern.fullmatch(path)
             if match:
                 allowed = True
@@ -774,7 +798,7 @@ class FakeGitHub:
             request_id=request_id,
         )
         try:
-            scoped = "owner" in ctx.params  # /search/* routes are not under a repository
+            scoped = "owner" in ctx.params  # /search/* and /app/* routes are not under a repository
             if scoped and self._repos.get(f"{ctx.params['owner']}/{ctx.params['repo']}") is None:
                 raise HttpError(404, error_body(404, "Not Found", doc))
             status, payload = handler(self, ctx)
@@ -782,6 +806,9 @@ class FakeGitHub:
             headers.update(exc.headers)
             return exc.status, exc.body, login
         headers.update(ctx.headers)
+        failed_after = app_api.write_faults(self).take_after(method, path) if method in WRITE_METHODS else None
+        if failed_after is not None:  # stored, but the client is told otherwise
+            return failed_after, error_body(failed_after, HTTPStatus(failed_after).phrase), login
         return status, payload, login
 
 
