@@ -274,6 +274,13 @@ class _Run:
     def push(self, at: float, kind: str, data: Any) -> None:
         heapq.heappush(self.queue, _Item(at, next(self.seq), kind, data))
 
+    def current(self) -> float:
+        """Seconds since the start: the arena's time, or the world's when retries on durable timers moved the
+        world's clock past it (fault scenarios), so a reaction to a late write comes after that write."""
+        if self.scenario.faults is None:
+            return self.now
+        return max(self.now, (self.world.clock() - START).total_seconds())
+
 
 def _render(template: str, n: int, trigger_text: str, visible: str | None = None) -> str:
     visible = strip_markers(trigger_text) if visible is None else visible
@@ -391,7 +398,7 @@ def _notice(run: _Run, write: _Write) -> None:
         if _matches(scripted.on, write, scripted.actor.login):
             seen = run.noticed[index] = run.noticed.get(index, 0) + 1
             if seen > scripted.skip and (seen - scripted.skip - 1) % scripted.every == 0:
-                run.push(run.now + scripted.delay_seconds, "act", (index, write))
+                run.push(run.current() + scripted.delay_seconds, "act", (index, write))
 
 
 def _on_write(run: _Run, write: WriteEvent) -> None:
@@ -404,7 +411,7 @@ def _on_write(run: _Run, write: WriteEvent) -> None:
         times = run.pending_redeliver
         delivery = str(uuid.UUID(int=next(run.seq) + 1))
         for _ in range(times):
-            run.push(run.now + WEBHOOK_LATENCY_SECONDS, "delivery", (name, payload, delivery))
+            run.push(run.current() + WEBHOOK_LATENCY_SECONDS, "delivery", (name, payload, delivery))
     _notice(run, _github_write(write))
 
 
@@ -418,7 +425,7 @@ def _on_teams_message(run: _Run, message: dict[str, Any]) -> None:
     payload = world.graph.notifications_for(message)
     if payload["value"]:
         for _ in range(run.pending_redeliver):
-            run.push(run.now + WEBHOOK_LATENCY_SECONDS, "graph", (payload, f"teams:{message['id']}"))
+            run.push(run.current() + WEBHOOK_LATENCY_SECONDS, "graph", (payload, f"teams:{message['id']}"))
     _notice(run, write)
 
 
@@ -429,7 +436,7 @@ def _on_servicebus(run: _Run, queue: str, message: ServiceBusMessage, *, by_reyn
         run.reynolds_out.append(write.quote)
     if queue == run.world.settings.servicebus_events_queue:
         for _ in range(run.pending_redeliver):
-            run.push(run.now + WEBHOOK_LATENCY_SECONDS, "servicebus", message)
+            run.push(run.current() + WEBHOOK_LATENCY_SECONDS, "servicebus", message)
     _notice(run, write)
 
 
@@ -465,8 +472,8 @@ async def run_scenario(scenario: Scenario, store: str,
             item = heapq.heappop(run.queue)
             if item.at > scenario.until_seconds or run.events >= scenario.max_events:
                 break
-            run.now = item.at
-            world.clock.set(START + timedelta(seconds=item.at))
+            run.now = max(item.at, run.current())
+            world.clock.set(START + timedelta(seconds=run.now))
             if item.kind == "start":
                 start, n = item.data
                 run.pending_redeliver = start.redeliver
