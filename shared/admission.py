@@ -57,8 +57,11 @@ async def judge(event: EventEnvelope, services: Services) -> Judged:
     if orchestrator == names.ORCHESTRATE_TASK and runs:
         quota = await asyncio.to_thread(take_task_quota, services.store, event, services.clock())
         if not quota.allowed:
-            # Refused with a clear answer (the Teams acknowledgement shows it); nothing starts.
-            decision = replace(decision, verdict=Verdict.REJECTED, reasons=(quota.reason,), rule="task-quota")
+            # Refused with a clear answer (the Teams acknowledgement shows it), recorded as such; nothing starts.
+            if decision.verdict is Verdict.ACCEPTED:
+                decision = await asyncio.to_thread(services.lineage.refuse, decision, quota.reason, "task-quota")
+            else:
+                decision = replace(decision, verdict=Verdict.REJECTED, reasons=(quota.reason,), rule="task-quota")
             orchestrator = None
     logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
     record_verdict(decision.verdict.value, event.platform.value)

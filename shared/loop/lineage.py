@@ -42,7 +42,7 @@ from shared.loop.rules import (
     repeat_key,
 )
 from shared.loop.scopes import ScopeMap, container_of
-from shared.store.base import DocumentStore, Query
+from shared.store.base import DocumentStore, Query, update_document
 
 __all__ = ["Decision", "EffectRecord", "LineageService", "actor_key", "instance_id_for",
            "new_chain_id", "scope_of"]
@@ -168,6 +168,19 @@ class LineageService:
         reasons = (f"loop-suspect: {problem}; held, not run",)
         decision = self._record_unchained(event, Verdict.LOOP, reasons)
         return replace(decision, rule="loop-suspect") if decision.verdict is Verdict.LOOP else decision
+
+    def refuse(self, decision: Decision, reason: str, rule: str) -> Decision:
+        """Record that an accepted event is refused after all (a policy outside the loop rules, e.g. a task
+        quota), so the stored decision says what the requester was told. Its chain keeps the event."""
+        doc = doc_id("ev", decision.event_id)
+
+        def change(body: dict[str, Any] | None) -> dict[str, Any] | None:
+            if body is None or body.get("verdict") != Verdict.ACCEPTED.value:
+                return None
+            return {**body, "verdict": Verdict.REJECTED.value, "reasons": [reason], "rule": rule}
+
+        update_document(self.store, doc, change)
+        return replace(decision, verdict=Verdict.REJECTED, reasons=(reason,), rule=rule)
 
     def _held(self, event: EventEnvelope, problem: str) -> Decision:
         """Overwrite this event's just-created decision as loop-suspect (its chain state cannot be trusted)."""

@@ -25,10 +25,14 @@ TASK = {"type": "maintenance", "description": "Tidy the release.", "components":
 
 def _teams_task(n: int, sender: str = "aad-ada") -> bytes:
     return json.dumps({
-        "type": "message", "id": f"17000000{n:05d}", "timestamp": "2026-01-01T00:00:00Z",
+        "type": "message", "id": _teams_message_id(n), "timestamp": "2026-01-01T00:00:00Z",
         "from": {"id": f"29:{sender}", "name": "Ada", "aadObjectId": sender},
         "conversation": {"id": "19:chat@thread.v2", "conversationType": "groupChat", "tenantId": "t"},
         "text": f"<at>Reynolds</at> task: tidy release notes batch {n}"}).encode()
+
+
+def _teams_message_id(n: int) -> str:
+    return f"17000000{n:05d}"
 
 
 def _tracking_issues(world: World) -> int:
@@ -49,6 +53,10 @@ async def test_a_requester_gets_a_bounded_number_of_tasks_and_a_clear_answer() -
         assert len(refused) == 3
         assert all("task quota reached" in text for _, _, text in refused)
         assert _tracking_issues(world) == TASKS_PER_HOUR
+        # What the requester was told is what the lineage records (the explorer shows the refusal and its rule).
+        stored = world.services.lineage.get_event(f"teams:{_teams_message_id(TASKS_PER_HOUR)}") or {}
+        assert (stored.get("verdict"), stored.get("rule")) == ("rejected", "task-quota")
+        assert "task quota reached" in " ".join(stored.get("reasons") or [])
         # Someone else is not affected; the same requester is served again in the next hour.
         status, _body, headers = await world.post_teams({"Authorization": "auto"}, _teams_task(90, "aad-bob"))
         assert headers["X-Reynolds-Verdict"] == "accepted"
