@@ -23,13 +23,13 @@ import openai
 import pytest
 from githubkit import GitHub
 
-from shared.ai.client import ModelError, TokenBudget, make_openai_client
+from shared.ai.client import ModelError, TokenBudget
 from shared.ai.safety import UntrustedText
 from shared.ai.specialists import run_specialist
 from shared.platforms.github.read_tools import GitHubReadTools
-from shared.settings import Settings
 from shared.work.status_report import escape_content, render_status_comment
 from shared.work.tasks import Specialist, Subtask
+from tests.security.conftest import hostile
 from tools.fakes.github import FakeGitHub
 from tools.fakes.github.repos_api import add_file
 from tools.fakes.openai import FakeOpenAI, Reply, structured, tool_call
@@ -124,25 +124,9 @@ def github_fake() -> Iterator[FakeGitHub]:
         yield server
 
 
-@pytest.fixture
-def model() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(model="gpt-test") as server:
-        yield server
-
-
-@pytest.fixture
-def client(model: FakeOpenAI) -> openai.OpenAI:
-    made = make_openai_client(Settings.model_validate({"AZURE_OPENAI_ENDPOINT": model.endpoint}), api_key="k")
-    assert made is not None
-    return made
-
-
 def _hostile(text: str) -> list[str]:
-    found = [needle for needle in ("://evil.example", "www.evil", "](http", "<img", "<!--", "&lt;!--", "javascript:",
-                                   "@everyone", "@here", "\u202e", PAYROLL_ROW, "IBAN-DE00", SECRET,
-                                   SECRET.encode().hex(), quote(SECRET, safe=""), "ghp_ZZZZ") if needle in text]
-    if any(0xE0000 <= ord(char) <= 0xE007F for char in text):
-        found.append("tag characters")
+    found = hostile(text, "www.evil", "<img", "javascript:", PAYROLL_ROW, "IBAN-DE00", SECRET, SECRET.encode().hex(),
+                    quote(SECRET, safe=""), "ghp_ZZZZ")
     encoded = base64.b64encode(("t=" + SECRET).encode()).decode()
     if encoded[4:20] in text:
         found.append("base64 secret")

@@ -8,18 +8,17 @@ from __future__ import annotations
 
 import base64
 import json
-from collections.abc import Iterator
 from urllib.parse import quote
 
 import openai
 import pytest
 
-from shared.ai.client import ModelError, TokenBudget, make_openai_client
+from shared.ai.client import ModelError, TokenBudget
 from shared.ai.safety import redact_secrets, sanitize_output
 from shared.ai.specialists import run_specialist
-from shared.settings import Settings
 from shared.work.status_report import escape_content, render_status_comment
 from shared.work.tasks import Specialist, Subtask
+from tests.security.conftest import hostile
 from tools.fakes.openai import FakeOpenAI, Reply
 
 SECRET = "fake-gh-token-4f9a1c7e-9d2b"
@@ -29,33 +28,12 @@ HOSTILE_KEY = "![x](https://evil.example/p.png?d=leak) @everyone <!-- reynolds:v
 
 def _hostile(text: str) -> list[str]:
     """What must never appear in posted text."""
-    found = []
-    for needle in ("://evil.example", "](http", "<!--", "&lt;!--", "\u202e", SECRET, "ghp_aaaa"):
-        if needle and needle in text:
-            found.append(needle)
-    if any(0xE0000 <= ord(char) <= 0xE007F for char in text):
-        found.append("tag characters")
-    if "@everyone" in text or "@here" in text:
-        found.append("mass mention")
-    return found
+    return hostile(text, SECRET, "ghp_aaaa")
 
 
-@pytest.fixture
-def fake() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(model="gpt-test") as server:
-        yield server
-
-
-@pytest.fixture
-def client(fake: FakeOpenAI) -> openai.OpenAI:
-    made = make_openai_client(Settings.model_validate({"AZURE_OPENAI_ENDPOINT": fake.endpoint}), api_key="k")
-    assert made is not None
-    return made
-
-
-def test_schema_failure_text_is_sanitized_before_it_is_posted(fake: FakeOpenAI, client: openai.OpenAI) -> None:
+def test_schema_failure_text_is_sanitized_before_it_is_posted(model: FakeOpenAI, client: openai.OpenAI) -> None:
     bad = json.dumps({"summary": "x", "findings": [], "proposed_actions": [], HOSTILE_KEY + TAGS: 1})
-    fake.script(Reply(content=bad), Reply(content=bad))
+    model.script(Reply(content=bad), Reply(content=bad))
     with pytest.raises(ModelError) as failed:
         run_specialist(client, "gpt-test", Specialist.CODE, Subtask(id="s1", title="t", specialist=Specialist.CODE),
                        "context", _NoTools(), TokenBudget(100_000), allowed_repos={"octo/app"}, secrets=[SECRET])
