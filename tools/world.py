@@ -280,9 +280,9 @@ class World:
             except Exception as exc:  # transient: the host abandons, the broker redelivers later
                 return Settlement("abandoned", count, f"{type(exc).__name__}: {str(exc)[:200]}")
 
-    async def comment(self, repo: str, number: int, body: str, login: str,
-                      delivery: str | None = None) -> tuple[int, dict[str, Any]]:
-        """``login`` comments on ``repo#number`` on the fake GitHub, and GitHub delivers it to the webhook."""
+    def capture_comment(self, repo: str, number: int, body: str, login: str) -> tuple[str, bytes, WriteEvent]:
+        """``login`` comments on ``repo#number`` on the fake GitHub: the event name and the webhook body GitHub
+        signs for it (captured, not delivered), and the write."""
         captured: list[WriteEvent] = []
         self.github.on_write.append(captured.append)
         try:
@@ -292,9 +292,15 @@ class World:
         event = self.github.webhook_for(captured[0])
         if event is None:  # pragma: no cover - a comment always has a webhook
             raise AssertionError("no webhook for a comment")
-        headers = {"X-GitHub-Event": event[0], "X-GitHub-Delivery": delivery or f"d-{captured[0].resource_id}",
+        return event[0], json.dumps(event[1]).encode(), captured[0]
+
+    async def comment(self, repo: str, number: int, body: str, login: str,
+                      delivery: str | None = None) -> tuple[int, dict[str, Any]]:
+        """``login`` comments on ``repo#number`` on the fake GitHub, and GitHub delivers it to the webhook."""
+        event, raw, write = self.capture_comment(repo, number, body, login)
+        headers = {"X-GitHub-Event": event, "X-GitHub-Delivery": delivery or f"d-{write.resource_id}",
                    "X-Hub-Signature-256": "auto", "Content-Type": "application/json"}
-        return await self.post_github(headers, json.dumps(event[1]).encode())
+        return await self.post_github(headers, raw)
 
     async def runtime_status(self, instance_id: str | None) -> str | None:
         """The orchestration's runtime status name, or None."""

@@ -15,7 +15,6 @@ import pytest
 from shared.loop.breakers import BreakerService
 from shared.work.task_report import TaskReporter
 from tests.test_github_commands import TASK, ParentWaiting
-from tools.fakes.github import WriteEvent
 from tools.simulate_tasks import TRACKING_REPO, post_task, prepare
 from tools.world import REYNOLDS_LOGIN, World, build_world
 
@@ -29,15 +28,8 @@ def _headers(event: str, delivery: str) -> dict[str, str]:
 
 def _captured_comment(world: World, repo: str, number: int, body: str, login: str) -> tuple[str, bytes]:
     """A person comments; the webhook body GitHub signs for it (captured, not yet delivered)."""
-    captured: list[WriteEvent] = []
-    world.github.on_write.append(captured.append)
-    try:
-        world.github.create_comment(repo, number, body, login)
-    finally:
-        world.github.on_write.remove(captured.append)
-    event = world.github.webhook_for(captured[0])
-    assert event is not None
-    return event[0], json.dumps(event[1]).encode()
+    event, raw, _write = world.capture_comment(repo, number, body, login)
+    return event, raw
 
 
 def _reynolds_comments(world: World, repo: str, number: int) -> int:
