@@ -62,7 +62,12 @@ class ConfigurationError(ReynoldsError):
 
 
 class StoreError(ReynoldsError):
-    """Base class of the document store's failures."""
+    """Base class of the document store's failures; ``status_code`` is the store's HTTP answer, when it gave one
+    (None for a timeout or a lost connection: the operation may or may not have been applied)."""
+
+    def __init__(self, message: str = "", *, status_code: int | None = None) -> None:
+        super().__init__(message)
+        self.status_code = status_code
 
 
 class Conflict(StoreError):

@@ -5,6 +5,7 @@ event is answered exactly once, through the inbox, durable retries, the shared p
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -289,7 +290,9 @@ class _Flaky:
 
             self.calls.append(name)
             if self.failures:
-                raise StoreError(self.failures.pop(0))
+                message = self.failures.pop(0)
+                status = re.search(r"HTTP (\d{3})", message)
+                raise StoreError(message, status_code=int(status.group(1)) if status else None)
             return getattr(self.inner, name)(*args)
 
         return call

@@ -250,12 +250,14 @@ def _translated(operation: str, doc_id: str | None) -> Iterator[None]:
     except CosmosResourceNotFoundError as exc:
         if operation in _ITEM_OPERATIONS and getattr(exc, "sub_status", None) != _OWNER_RESOURCE_NOT_FOUND:
             raise NotFound(subject) from None
-        raise StoreError(f"Cosmos DB {operation} failed: HTTP 404, database or container missing") from exc
+        raise StoreError(f"Cosmos DB {operation} failed: HTTP 404, database or container missing",
+                         status_code=404) from exc
     except CosmosHttpResponseError as exc:
         if exc.status_code == 412:
             raise PreconditionFailed(subject) from None
         sub_status = f"/{exc.sub_status}" if getattr(exc, "sub_status", None) else ""
-        raise StoreError(f"Cosmos DB {operation} failed: HTTP {exc.status_code}{sub_status}") from exc
+        raise StoreError(f"Cosmos DB {operation} failed: HTTP {exc.status_code}{sub_status}",
+                         status_code=exc.status_code) from exc
     except AzureError as exc:
         # Connection failures and timeouts: the type says enough, the text may carry URLs and headers.
         raise StoreError(f"Cosmos DB {operation} failed: {type(exc).__name__}") from exc

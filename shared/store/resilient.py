@@ -18,7 +18,6 @@ that failure goes to the caller, whose own retry re-reads first.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
@@ -31,21 +30,23 @@ logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
 _ANSWERS = (Conflict, PreconditionFailed, NotFound, CorruptState)
-_PERMANENT_HTTP = re.compile(r"HTTP 4(?!08|29)\d\d")
-_NOT_APPLIED = re.compile(r"HTTP (429|503|449|410)\b")
+#: Answers meaning Cosmos DB did not apply the operation (throttled, unavailable, retry-with, gone).
+_NOT_APPLIED = frozenset({429, 503, 449, 410})
 _READS = frozenset({"read", "query"})
 
 
 def is_transient(exc: StoreError) -> bool:
     """Whether trying the same call again may succeed."""
-    return not isinstance(exc, _ANSWERS) and not _PERMANENT_HTTP.search(str(exc))
+    status = exc.status_code
+    permanent = status is not None and 400 <= status < 500 and status not in (408, 429)
+    return not isinstance(exc, _ANSWERS) and not permanent
 
 
 def may_retry(operation: str, exc: StoreError) -> bool:
     """Whether ``operation`` may be tried again after ``exc`` without risking a second application."""
     if not is_transient(exc):
         return False
-    return operation in _READS or bool(_NOT_APPLIED.search(str(exc)))
+    return operation in _READS or exc.status_code in _NOT_APPLIED
 
 
 class ResilientStore:

@@ -99,7 +99,7 @@ class FaultyStore:
             run()  # the write reached the server; only its answer is lost
         if kind == "timeout":
             raise StoreError(f"Cosmos DB {operation} failed: ServiceResponseError (timeout, injected)")
-        raise StoreError(f"Cosmos DB {operation} failed: HTTP {kind} (injected)")
+        raise StoreError(f"Cosmos DB {operation} failed: HTTP {kind} (injected)", status_code=int(kind))
 
     # -- DocumentStore ---------------------------------------------------------------------------------
     def read(self, pk: str, doc_id: str) -> dict[str, Any]:
