@@ -9,11 +9,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from dataclasses import dataclass, replace
+from datetime import datetime
 from typing import Any
 
 from shared import names
 from shared.errors import CorruptState
-from shared.loop.envelope import EventEnvelope
+from shared.loop.envelope import Actor, EventEnvelope, Platform, Target, truncate
 from shared.loop.lineage import Decision
 from shared.loop.rules import Verdict
 from shared.services import Services
@@ -21,6 +22,7 @@ from shared.telemetry import record_loop_stopped, record_verdict
 from shared.work.quotas import take_task_quota
 from shared.work.reply import reply_input
 from shared.work.routing import route, task_request_of
+from shared.work.tasks import TaskSpec
 from shared.work.triage import TriageInput
 
 logger = logging.getLogger(__name__)
@@ -91,3 +93,39 @@ def orchestration_input(orchestrator: str, event: EventEnvelope, decision: Decis
             association=event.actor.association, text=event.text[:2000], received_at=event.time,
         ).model_dump(mode="json")
     raise ValueError(f"no input builder for {orchestrator}")  # pragma: no cover - the routing table is closed
+
+
+#: The rule word of a task asked for through a keyed door (HTTP API, MCP tool): recorded, not judged.
+TASK_REQUEST_RULE = "task-request"
+#: How each keyed door names the caller in the chain (a function key proves access, not who holds it).
+TASK_DOORS = {"http": ("POST /api/orchestrations", "http-api"), "mcp": ("MCP tool orchestrate_task", "mcp-client")}
+
+
+def task_request_event(event_id: str, door: str, task: TaskSpec, tracking_issue: str | None,
+                       time: datetime) -> EventEnvelope:
+    """The envelope of a task asked for through the HTTP API or an MCP tool (``door`` ``http`` or ``mcp``).
+
+    The caller proves only that it holds a function key: it is named after the door, taken as a person
+    (depth 0, as a task through these doors always started), and the target is the tracking issue when the
+    caller named one.
+    """
+    where, login = TASK_DOORS[door]
+    target = None
+    if tracking_issue:
+        repo, _, number = tracking_issue.partition("#")
+        target = Target(platform=Platform.GITHUB, key=tracking_issue, repo=repo, number=int(number))
+    return EventEnvelope(id=event_id, source=f"/reynolds/{door}", type="com.reynolds.task.requested", time=time,
+                         platform=Platform.HTTP, event="task", action="requested",
+                         actor=Actor(login=login, account_type="function key"), target=target,
+                         text=truncate(f"{task.type}: {task.description}", 500),
+                         data={"door": where, "task_type": task.type})
+
+
+def open_task_chain(services: Services, event: EventEnvelope) -> Decision:
+    """Record a keyed door's task request as the first event of its own chain (``LineageService.open_chain``),
+    so the task's chain and its effects can be explored; a retried request answers ``duplicate``, same chain."""
+    where = str(event.data.get("door") or event.source)
+    reason = f"task asked for through {where} (function key): starts its own chain"
+    decision = services.lineage.open_chain(event, reason, TASK_REQUEST_RULE)
+    logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
+    return decision

@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 import shared
 from shared import names
+from shared.admission import open_task_chain, task_request_event
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
 from shared.loop.lineage import new_chain_id
 from shared.names import subtask_instance_id
@@ -137,10 +138,16 @@ def task_instance_id(body: bytes, idempotency_key: str | None, door: str = "http
     return f"task-{hashlib.sha256(body).hexdigest()[:12]}-{uuid.uuid4().hex}"
 
 
-async def start_task(client: df.DurableOrchestrationClient, body: TaskBody, instance_id: str) -> dict[str, Any]:
-    """Start orchestrate_task as ``instance_id`` unless it already exists; the JSON answer."""
+async def start_task(client: df.DurableOrchestrationClient, body: TaskBody, instance_id: str,
+                     door: str = "http") -> dict[str, Any]:
+    """Record the request as the first event of its chain, then start orchestrate_task as ``instance_id`` unless
+    it already exists; the JSON answer. The chain is recorded first so that the explorer link the status comment
+    carries resolves (a store outage raises before anything starts: the caller retries, nothing is lost)."""
     event_id = f"api-{instance_id}"
-    chain_id = new_chain_id(event_id)
+    services = get_services()
+    event = task_request_event(event_id, door, body.task, body.tracking_issue, services.clock())
+    decision = await asyncio.to_thread(open_task_chain, services, event)
+    chain_id = decision.chain_id or new_chain_id(event_id)
     bind_log_context(replace=True, event_id=event_id, chain_id=chain_id, instance_id=instance_id)
     existing = await client.get_status(instance_id)
     started = not (existing and existing.runtime_status is not None)

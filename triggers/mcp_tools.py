@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 import azure.durable_functions as df
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.errors import IncomingRequestError
+from shared.errors import IncomingRequestError, StoreError
 from shared.platforms.limits import check_json
 from shared.services import get_services
 from shared.work.agents import AgentRegistry
@@ -149,7 +149,10 @@ async def mcp_orchestrate_task(context: str, client: df.DurableOrchestrationClie
     except ValidationError as exc:
         return _invalid(InvalidArguments(field_errors(exc)))
     raw = body.model_dump_json().encode()
-    answer = await start_task(client, body, task_instance_id(raw, args.idempotency_key, door="mcp"))
+    try:
+        answer = await start_task(client, body, task_instance_id(raw, args.idempotency_key, door="mcp"), door="mcp")
+    except StoreError:
+        return json.dumps({"error": "the store is unavailable; try again later"})
     return json.dumps(answer)
 
 

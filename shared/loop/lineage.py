@@ -18,6 +18,7 @@ head write. No query runs on the hot path, and no decision writes a document ano
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
@@ -38,6 +39,7 @@ from shared.loop.rules import (
     Judgement,
     Verdict,
     apply,
+    fingerprint,
     judge,
     repeat_key,
 )
@@ -162,6 +164,28 @@ class LineageService:
             raise CorruptState(f"chain {evidence.chain_id}: head update kept losing races")
         return Decision(judgement.verdict, judgement.reasons, event.id, evidence.chain_id, evidence.parent_id,
                         evidence.depth, rule=judgement.rule)
+
+    def open_chain(self, event: EventEnvelope, reason: str, rule: str) -> Decision:
+        """Record ``event`` as the accepted first event of a chain of its own, without judging it.
+
+        For work asked for where there is no lineage to join and no actor to judge (a task through the keyed
+        HTTP API or an MCP tool, depth 0): its chain then exists for the explorer, and the task's effects join
+        it. The head is written before the event, so a retry after a crash between the two writes completes
+        the chain; a second call with the same event id answers ``duplicate`` with the first call's chain.
+        """
+        evidence = Evidence(new_chain_id(event.id), None, 0, "new")
+        judgement = Judgement(Verdict.ACCEPTED, (reason,), fingerprint(event), rule)
+        now = self._now()
+        head = apply(ChainHead(chain_id=evidence.chain_id, created_at=now, root_event=event.id,
+                               root_automated=False), event, evidence, judgement, now, self.config)
+        with contextlib.suppress(Conflict):
+            self.store.create({"id": "head", "pk": evidence.chain_id, "kind": "chain", "ttl": self.lineage_ttl,
+                               **head.to_doc()})
+        try:
+            self.store.create(self._event_doc(event, evidence, judgement))
+        except Conflict:
+            return self._duplicate(event.id)
+        return Decision(Verdict.ACCEPTED, judgement.reasons, event.id, evidence.chain_id, rule=rule)
 
     def hold(self, event: EventEnvelope, problem: str) -> Decision:
         """Record an event as loop-suspect when its chain state cannot be trusted (fail safe, not silent)."""
