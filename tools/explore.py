@@ -6,8 +6,10 @@ the file's content. The run is replayed in-process (the same world, clock and st
 page that ``GET /api/chains/{id}?format=html`` answers is written for the chains named with ``--chain`` (the
 ``chain_id`` of a simulate or arena JSON line), or for every chain of the run, stopped chains first.
 
-The page is one self-contained file (the SVG is drawn here, in Python: no script, no CDN). Exit 0 when the page
-was written, 2 when an input cannot be read or a ``--chain`` is not in the run.
+The page is one self-contained file (the SVG is drawn here, in Python: no script, no CDN); a page of several
+chains starts with a summary table. Exit 0 when the page was written; 2, with the reason on stderr and no page
+written, when an input cannot be read, a ``--chain`` is not in the run, or the run
+recorded no chain at all (every item refused before the loop guard decided, such as a bad signature).
 """
 
 from __future__ import annotations
@@ -95,7 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     missing = sorted(set(args.chain) - {c["chain_id"] for c in chains})
     if missing:
-        print(f"explore: chain(s) not in this run: {', '.join(missing)}", file=sys.stderr)
+        print(f"explore: no chain {', '.join(missing)} in this run of {', '.join(args.inputs)}; "
+              f"run it without --chain to draw every chain it has", file=sys.stderr)
+        return 2
+    if not chains:
+        print(f"explore: the run of {', '.join(args.inputs)} recorded no chain: every item was refused before the "
+              "loop guard decided (see the JSON lines above for why); no page written", file=sys.stderr)
         return 2
     title = f"Reynolds · chains of {', '.join(Path(p).name for p in args.inputs)}"
     out = Path(args.out)
