@@ -278,7 +278,7 @@ def _display_type(value: Any) -> str:
     return text
 
 
-def _fitted(node: Node, full: list[str], middle: tuple[int, ...] = ()) -> Node:
+def _fitted(node: Node, full: list[str], middle: tuple[int, ...] = (), keep_end: tuple[int, ...] = ()) -> Node:
     """Fit each line of ``full`` into ``node``'s box (line 1 is bold; a stopped node's badge takes line 0's end)."""
     node.full = full
     room = node.width - 2 * _PAD
@@ -287,8 +287,11 @@ def _fitted(node: Node, full: list[str], middle: tuple[int, ...] = ()) -> Node:
         width = room - (76 if node.stop and i == 0 else 0)
         # "comment → <target>": the effect's kind always shows, the target is cut in its middle.
         prefix = line[: line.index(" → ") + 3] if i in middle and " → " in line[:40] else ""
-        rest = fit(line[len(prefix):], width - text_width(prefix, bold=i == 1), bold=i == 1, middle=i in middle)
-        node.lines.append(prefix + rest)
+        # "<login> (automation; claimed human)": the kind always shows, a long login is cut.
+        suffix = line[line.rindex(" ("):] if i in keep_end and line.endswith(")") and " (" in line else ""
+        room_left = width - text_width(prefix + suffix, bold=i == 1)
+        rest = fit(line[len(prefix): len(line) - len(suffix)], room_left, bold=i == 1, middle=i in middle)
+        node.lines.append(prefix + rest + suffix)
     return node
 
 
@@ -318,7 +321,7 @@ def build_graph(chain: dict[str, Any]) -> ChainGraph:
                   "actor-kind": judged_kind(event)},
         ), [f"{_display_type(event.get('type'))}{'  ' + time if time else ''}",
             f"{verdict.upper()}{' · rule ' + rule if rule else ''} · depth {event.get('depth', 0)}",
-            actor_label(event), str(event.get("target") or "")], middle=(3,))
+            actor_label(event), str(event.get("target") or "")], middle=(3,), keep_end=(2,))
         nodes.append(node)
         event_node[event_id] = node.id
         fy = y
@@ -605,7 +608,9 @@ h1 {{ font-size: 20px; }} h2 {{ font-size: 17px; margin-top: 28px; }} h3 {{ font
 .stop-reason a {{ color: #8e0000; }}
 table {{ border-collapse: collapse; font-size: 13px; margin-top: 10px; }}
 td, th {{ border: 1px solid #ddd; padding: 3px 7px; text-align: left; vertical-align: top; overflow-wrap: anywhere; }}
+table.overview {{ width: 100%; }}
 table.overview caption {{ text-align: left; font-weight: bold; padding-bottom: 4px; }}
+table.overview th, table.overview td:not(:nth-child(2)) {{ white-space: nowrap; overflow-wrap: normal; }}
 tr.stop td {{ background: #fde2e1; }}
 .key span {{ margin-right: 16px; font-size: 13px; }}
 svg.chain {{ max-width: 100%; height: auto; }}

@@ -1,6 +1,7 @@
 """The chain explorer page in a real browser: headless Chromium (Debian's ``chromium``) renders the page of a
 loop the arena stopped, and the drawing is checked from inside the browser (boxes laid out, arrows present,
-the stopping point drawn red).
+the stopping point drawn red, every line of text inside its box, the stop reason shown without expanding
+anything, the legend and the summary table of a page of several chains laid out, nothing wider than the window).
 
 ``make test`` and ``.ci/run`` install ``chromium`` with apt when it is missing; without it this test fails
 with the command to run (it never skips: a page nobody rendered is not tested).
@@ -26,7 +27,7 @@ from typing import Any
 
 import pytest
 
-from shared.chain_view import render_page
+from shared.chain_view import render_page, render_pages
 from tools.arena import Scenario, chain_ids, run_scenario
 from tools.world import World
 
@@ -51,6 +52,10 @@ PROBE = """
                     x: b.x, y: b.y, width: b.width, height: b.height,
                     text: Array.from(g.querySelectorAll("text")).map(t => t.textContent),
                     textWidth: Math.max(...Array.from(g.querySelectorAll("text")).map(t => t.getComputedTextLength())),
+                    lines: Array.from(g.querySelectorAll("text.line")).map(t => {
+                      const l = t.getBBox();
+                      return {text: t.textContent, x: l.x, y: l.y, width: l.width, height: l.height};
+                    }),
                     href: (g.querySelector("a") || {getAttribute: () => null}).getAttribute("href")});
   }
   for (const e of svg.querySelectorAll("g.edge")) {
@@ -64,6 +69,93 @@ PROBE = """
 })();
 </script>
 """
+
+# Probes a page of several chains: every line of every box, the stop reasons, the legend, the summary table,
+# and every element that is wider than its box or the window.
+PAGE_PROBE = """
+<script>
+(function () {
+  const out = {svgs: [], stops: [], legend: [], rows: [], overflow: [], doc: null};
+  for (const svg of document.querySelectorAll("svg.chain")) {
+    const nodes = [];
+    for (const g of svg.querySelectorAll("g.node")) {
+      const r = g.querySelector("rect").getBBox();
+      nodes.push({id: g.id, stop: g.dataset.stop === "true", actorKind: g.dataset.actorKind || null,
+                  rect: {x: r.x, y: r.y, width: r.width, height: r.height},
+                  lines: Array.from(g.querySelectorAll("text.line")).map(t => {
+                    const l = t.getBBox();
+                    return {text: t.textContent, full: t.dataset.full || null, x: l.x, y: l.y, width: l.width,
+                            height: l.height, title: (t.parentNode.querySelector(":scope > title") || {}).textContent};
+                  })});
+    }
+    const labels = Array.from(svg.querySelectorAll("g.edge text")).map(t => t.getComputedTextLength());
+    out.svgs.push({chain: svg.dataset.chainId, nodes, right: svg.getBoundingClientRect().right,
+                   widestLabel: Math.max(0, ...labels)});
+  }
+  for (const el of document.querySelectorAll(".stop-reason")) {
+    const b = el.getBoundingClientRect();
+    out.stops.push({node: el.dataset.node, rule: el.dataset.rule || el.dataset.state || null, text: el.textContent,
+                    height: b.height, inDetails: el.closest("details") !== null, visible: el.checkVisibility(),
+                    chain: el.closest("section").dataset.chainId});
+  }
+  for (const el of document.querySelectorAll(".legend .entry")) {
+    const b = el.getBoundingClientRect();
+    out.legend.push({group: el.dataset.group, word: el.dataset.word, height: b.height, right: b.right,
+                     visible: el.checkVisibility(), text: el.querySelector("dd").textContent});
+  }
+  for (const tr of document.querySelectorAll("table.overview tr[data-chain-id]")) {
+    const link = tr.querySelector("a").getAttribute("href");
+    const target = document.getElementById(link.slice(1));
+    out.rows.push({chain: tr.dataset.chainId, cells: Array.from(tr.cells).map(c => c.textContent),
+                   target: target ? target.dataset.chainId : null, visible: tr.checkVisibility()});
+  }
+  for (const el of document.querySelectorAll("h1, h2, p, td, th, .stop-reason, .legend .entry, table")) {
+    const b = el.getBoundingClientRect();
+    if (el.scrollWidth > el.clientWidth + 1 || b.right > window.innerWidth) {
+      out.overflow.push(el.outerHTML.slice(0, 160));
+    }
+  }
+  out.doc = {scrollWidth: document.documentElement.scrollWidth, innerWidth: window.innerWidth,
+             height: document.documentElement.scrollHeight};
+  const pre = document.createElement("pre");
+  pre.id = "probe";
+  pre.textContent = JSON.stringify(out);
+  document.body.appendChild(pre);
+})();
+</script>
+"""
+LONG_REPO = "octo-enterprise-platform-team/" + "a-very-long-repository-name-" * 5 + "end"
+LONG_TEAMS = "teams:19:" + "Wq" * 60 + "@thread.tacv2/19:" + "Mm" * 40 + "@thread.tacv2"
+
+
+def inside(inner: dict[str, float], box: dict[str, float]) -> bool:
+    """Whether the ``x``/``y``/``width``/``height`` box ``inner`` lies strictly inside ``box``."""
+    return (box["x"] < inner["x"] < inner["x"] + inner["width"] < box["x"] + box["width"]
+            and box["y"] < inner["y"] < inner["y"] + inner["height"] < box["y"] + box["height"])
+
+
+def long_chain() -> dict[str, Any]:
+    """A chain of the shape ``LineageService.explore`` returns, with what overflows a box: a long repository
+    name, a Teams channel id, a wide login; a person's account the pace rule stopped; a held-back effect."""
+    person = {"login": "W" * 60, "kind": "human"}
+    return {
+        "chain_id": "c-long", "head": {"events": 2, "max_depth": 0, "verdicts": {"accepted": 1, "loop": 1}},
+        "events": [
+            {"event_id": "github:l1", "verdict": "accepted", "rule": "human", "reasons": ["human action"], "depth": 0,
+             "type": "com.github.issue_comment.created", "time": "2026-01-01T00:00:01+00:00", "actor": person,
+             "target": f"{LONG_REPO}#123456", "judged_automated": False},
+            {"event_id": "github:l2", "parent_id": "github:l1", "via": "causal-target", "verdict": "loop",
+             "rule": "pace", "depth": 0, "type": "com.github.issue_comment.created", "actor": person,
+             "time": "2026-01-01T00:00:03+00:00", "target": f"{LONG_REPO}#123456",
+             "reasons": ["loop: answered Reynolds 10 times in a row within 45 s of each answer (a machine's pace)"]},
+        ],
+        "effects": [
+            {"event_id": "github:l1", "effect_kind": "comment", "target": f"{LONG_REPO}#123456", "state": "done",
+             "resource_id": "comment:" + "9" * 30, "platform": "github"},
+            {"event_id": "github:l1", "effect_kind": "message", "target": LONG_TEAMS, "state": "suppressed",
+             "reason": "breaker open: " + "twenty writes to one target within the hour; " * 4, "platform": "teams"},
+        ],
+    }
 
 
 def find_chromium() -> str:
@@ -106,16 +198,19 @@ def stopped_chain() -> dict[str, Any]:
     return stopped[0]
 
 
-def test_the_page_renders_the_stopped_loop_in_chromium(stopped_chain: dict[str, Any], tmp_path: Path) -> None:
-    page = render_page(stopped_chain)
-    probed = tmp_path / "chain.html"
-    probed.write_text(page.replace("</body>", PROBE + "</body>"), encoding="utf-8")
-
-    run = chromium("--virtual-time-budget=2000", "--dump-dom", probed.as_uri())
+def run_probe(page: str, script: str, tmp_path: Path, *, width: int = 960) -> Any:
+    """Render ``page`` with ``script`` appended in headless Chromium at ``width``; what the script reported."""
+    probed = tmp_path / "probed.html"
+    probed.write_text(page.replace("</body>", script + "</body>"), encoding="utf-8")
+    run = chromium(f"--window-size={width},1200", "--virtual-time-budget=2000", "--dump-dom", probed.as_uri())
     assert run.returncode == 0, run.stderr[-2000:]
     found = re.search(r'<pre id="probe">(.*?)</pre>', run.stdout, re.S)
     assert found, "the probe did not run: " + run.stdout[-500:]
-    probe = json.loads(html.unescape(found.group(1)))
+    return json.loads(html.unescape(found.group(1)))
+
+
+def test_the_page_renders_the_stopped_loop_in_chromium(stopped_chain: dict[str, Any], tmp_path: Path) -> None:
+    probe = run_probe(render_page(stopped_chain), PROBE, tmp_path)
 
     events, effects = stopped_chain["events"], stopped_chain["effects"]
     nodes = {n["id"]: n for n in probe["nodes"]}
@@ -125,6 +220,8 @@ def test_the_page_renders_the_stopped_loop_in_chromium(stopped_chain: dict[str, 
         assert node["width"] > 100, node
         assert node["height"] > 40, node
         assert node["textWidth"] <= node["width"], node
+        for line in node["lines"]:  # every line inside its box, as Chromium lays it out
+            assert inside(line, node), (node["id"], line)
     # The loop: a person opened it, a bot answered Reynolds, and the guard stopped the bot at the end.
     assert (nodes["ev-0"]["verdict"], nodes["ev-0"]["rule"]) == ("accepted", "human")
     assert [nodes[f"ev-{i}"]["verdict"] for i in range(len(events))] == [e["verdict"] for e in events]
@@ -151,6 +248,56 @@ def test_the_page_renders_the_stopped_loop_in_chromium(stopped_chain: dict[str, 
                if e["state"] == "done" and e["target"].startswith("octo/"))
 
 
+def test_a_page_of_several_chains_fits_and_explains_itself_in_chromium(stopped_chain: dict[str, Any],
+                                                                      tmp_path: Path) -> None:
+    chains = [stopped_chain, long_chain()]
+    found = run_probe(render_pages(chains, title="Reynolds · chains"), PAGE_PROBE, tmp_path)
+
+    # Nothing is wider than its box or the window; every line of every box is inside the box.
+    assert found["overflow"] == []
+    assert found["doc"]["scrollWidth"] <= found["doc"]["innerWidth"]
+    for svg in found["svgs"]:
+        assert svg["right"] <= found["doc"]["innerWidth"]
+        assert svg["widestLabel"] < 120  # an arrow label fits the gap between the columns
+        for node in svg["nodes"]:
+            box = node["rect"]
+            for line in node["lines"]:
+                assert inside(line, box), (node, line)
+    long = {n["id"]: n for n in next(s for s in found["svgs"] if s["chain"] == "c-long")["nodes"]}
+    target = long["ev-0"]["lines"][3]
+    assert target["full"] == f"{LONG_REPO}#123456"
+    assert target["title"] == target["full"]  # the whole text is a tooltip away
+    assert target["text"].endswith("end#123456")
+    assert "…" in target["text"]
+    assert long["ev-1"]["actorKind"] == "automation"  # judged by the pace rule, whatever the account says
+    assert long["ev-1"]["lines"][2]["text"].endswith("(automation; claimed human)")
+
+    # Why each chain stopped is on the page, not inside the collapsed tables.
+    stops = {(s["chain"], s["node"]): s for s in found["stops"]}
+    assert set(stops) == {(stopped_chain["chain_id"], f"ev-{len(stopped_chain['events']) - 1}"),
+                          ("c-long", "ev-1"), ("c-long", "fx-1")}
+    for stop in stops.values():
+        assert stop["visible"], stop
+        assert not stop["inDetails"], stop
+        assert stop["height"] > 10, stop
+    assert "a machine's pace" in stops[("c-long", "ev-1")]["text"]
+    assert "breaker open" in stops[("c-long", "fx-1")]["text"]
+
+    # The summary table on top: one row per chain, stopped first, each linked to its drawing.
+    assert [r["chain"] for r in found["rows"]] == [stopped_chain["chain_id"], "c-long"]
+    assert all(r["visible"] and r["target"] == r["chain"] for r in found["rows"])
+    assert found["rows"][1]["cells"][2:] == ["2", "2", "stopped at ev-1 (pace)"]
+
+    # Every word a box, an arrow or a stop reason uses is in the legend, laid out and explained.
+    legend = {(e["group"], e["word"]): e for e in found["legend"]}
+    used = {("rule", "pace"), ("rule", "depth"), ("rule", "human"), ("rule", "self"), ("via", "marker"),
+            ("via", "causal-text"), ("via", "causal-target"), ("arrow", "wrote"), ("arrow", "caused"),
+            ("state", "suppressed"), ("state", "done"), ("kind", "automation"), ("kind", "bot"),
+            ("verdict", "loop"), ("verdict", "self")}
+    assert used <= set(legend)
+    assert all(e["visible"] and e["height"] > 0 and e["text"] for e in legend.values())
+
+
 def test_the_page_loads_nothing_from_elsewhere(stopped_chain: dict[str, Any]) -> None:
     page = render_page(stopped_chain)
     assert "<script" not in page
@@ -160,10 +307,10 @@ def test_the_page_loads_nothing_from_elsewhere(stopped_chain: dict[str, Any]) ->
 
 
 def test_screenshot_of_the_stopped_loop(stopped_chain: dict[str, Any], tmp_path: Path) -> None:
+    markup = render_page(stopped_chain, title="Reynolds · a bot ping-pong the loop guard stopped")
     page = tmp_path / "stopped-loop.html"
-    page.write_text(render_page(stopped_chain, title="Reynolds · a bot ping-pong the loop guard stopped"),
-                    encoding="utf-8")
-    height = 260 + 86 * len(stopped_chain["events"])
+    page.write_text(markup, encoding="utf-8")
+    height = int(run_probe(markup, PAGE_PROBE, tmp_path)["doc"]["height"])  # the whole page, legend included
     target = SCREENSHOT if (os.environ.get("REYNOLDS_UPDATE_SCREENSHOTS") == "1" or not SCREENSHOT.exists()) \
         else tmp_path / "stopped-loop.png"
     run = chromium(f"--window-size=960,{height}", f"--screenshot={target}", page.as_uri())
