@@ -436,3 +436,55 @@ def test_explore_draws_a_task_and_refuses_a_chain_that_is_not_there(
     assert main(["--out", str(none), str(refused)]) == 2
     assert "recorded no chain" in capsys.readouterr().err
     assert not none.exists()
+
+
+def test_opening_a_task_chain_is_idempotent_and_completes_after_a_crash_between_its_writes() -> None:
+    from datetime import UTC, datetime
+
+    from shared.admission import task_request_event
+    from shared.work.tasks import TaskSpec
+
+    with build_world() as world:
+        lineage = world.services.lineage
+        event = task_request_event("api-task-1", "http", TaskSpec(type="review", description="Check the retries"),
+                                   "octo/app#7", datetime(2026, 1, 1, tzinfo=UTC))
+        first = lineage.open_chain(event, "asked", "task-request")
+        assert (first.verdict.value, first.depth, first.rule) == ("accepted", 0, "task-request")
+        again = lineage.open_chain(event, "asked", "task-request")
+        assert (again.verdict.value, again.chain_id, again.original_verdict) == ("duplicate", first.chain_id,
+                                                                                  first.verdict)
+        chain = lineage.explore(str(first.chain_id))
+        assert chain is not None
+        assert chain["head"]["events"] == 1
+        assert [e["target"] for e in chain["events"]] == ["octo/app#7"]
+
+        # A crash after the head was written and before the event was: the retry records the event, once.
+        crashed = task_request_event("api-task-2", "mcp", TaskSpec(type="review", description="Check the retries"),
+                                     None, datetime(2026, 1, 1, tzinfo=UTC))
+        opened = lineage.open_chain(crashed, "asked", "task-request")
+        lineage.store.delete(f"ev:{crashed.id}", f"ev:{crashed.id}")
+        assert lineage.explore(str(opened.chain_id))["events"] == []  # type: ignore[index]
+        retried = lineage.open_chain(crashed, "asked", "task-request")
+        assert (retried.verdict.value, retried.chain_id) == ("accepted", opened.chain_id)
+        chain = lineage.explore(str(opened.chain_id))
+        assert chain is not None
+        assert [e["actor"]["login"] for e in chain["events"]] == ["mcp-client"]
+        assert chain["head"]["events"] == 1
+
+
+async def test_a_task_is_not_started_when_its_chain_cannot_be_recorded() -> None:
+    from tools.faults.store import FaultyStore, Outage
+    from tools.simulate_tasks import TASK_SETTINGS, post_task, prepare
+
+    with build_world(extra_settings=TASK_SETTINGS) as world:
+        prepare(world)
+        lineage = world.services.lineage
+        lineage.store = FaultyStore(lineage.store, world.clock, outages=[Outage(world.clock(), 60)])
+        status, answer = await post_task(world, {"task": {"type": "review", "description": "Check the retries"}})
+        assert status == 503
+        assert answer == {"error": "the store is unavailable; try again later"}
+        assert world.client.starts == 0  # nothing runs that the explorer could not show; the caller retries
+        world.clock.advance(61)
+        status, answer = await post_task(world, {"task": {"type": "review", "description": "Check the retries"}})
+        assert status == 202
+        assert world.client.starts == 1
