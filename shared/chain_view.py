@@ -135,34 +135,36 @@ _ADVANCE: dict[bool, tuple[int, ...]] = {
 }
 
 
+def _advance(char: str, bold: bool) -> int:
+    code = ord(char)
+    return _ADVANCE[bold][code - 32] if 32 <= code < 127 else (110 if bold else 105)
+
+
 def text_width(text: str, size: float = _FONT, bold: bool = False) -> float:
     """An upper estimate of ``text``'s width in pixels at ``size`` (see ``_ADVANCE``)."""
-    table = _ADVANCE[bold]
-    units = sum(table[ord(c) - 32] if 32 <= ord(c) < 127 else (110 if bold else 105) for c in text)
-    return units * size / 100 * 1.02
+    return sum(_advance(c, bold) for c in text) * size / 100 * 1.02
 
 
 def fit(text: str, width: float, *, size: float = _FONT, bold: bool = False, middle: bool = False) -> str:
-    """``text`` cut with an ellipsis so that it fits ``width`` pixels (in the middle when ``middle``)."""
+    """``text`` cut with an ellipsis so that it fits ``width`` pixels (in the middle when ``middle``: both ends
+    of an id show). One pass over the text, however long."""
     if text_width(text, size, bold) <= width:
         return text
-    if len(text) > 400:  # far wider than any box: only its ends can show
-        text = text[:200] + text[-200:]
-    if middle:
-        head, tail = text[: (len(text) + 1) // 2], text[(len(text) + 1) // 2:]
-        while head or tail:
-            if len(head) >= len(tail):
-                head = head[:-1]
-            else:
-                tail = tail[1:]
-            candidate = head + "…" + tail
-            if text_width(candidate, size, bold) <= width:
-                return candidate
-        return "…"
-    cut = text
-    while cut and text_width(cut + "…", size, bold) > width:
-        cut = cut[:-1]
-    return cut + "…"
+    scale = size / 100 * 1.02
+    budget = width / scale - _advance("…", bold)  # in hundredths of an em, the ellipsis set aside
+    head = 0
+    used = 0.0
+    limit = budget / 2 if middle else budget
+    while head < len(text) and used + _advance(text[head], bold) <= limit:
+        used += _advance(text[head], bold)
+        head += 1
+    if not middle:
+        return text[:head] + "…"
+    tail = len(text)
+    while tail > head and used + _advance(text[tail - 1], bold) <= budget:
+        used += _advance(text[tail - 1], bold)
+        tail -= 1
+    return text[:head] + "…" + text[tail:]
 
 
 _ISSUE = re.compile(r"^([A-Za-z0-9][A-Za-z0-9-]*/[A-Za-z0-9._-]+)#([0-9]+)$")
