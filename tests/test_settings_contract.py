@@ -167,8 +167,8 @@ PARAM_VALUE = re.compile(r"^\s{2}(\w+): (?:string\((\w+)\)|empty\((\w+)\) \?.*|(
 
 
 def param_defaults_drift(api_text: str, main: Any, api: Any) -> list[str]:
-    """Settings whose Bicep value is an optional parameter (a tunable): its default in api.bicep and in main.bicep must equal the code
-    default, so an azd parameter left unset deploys exactly what the code assumes."""
+    """Settings whose Bicep value is an optional parameter (a tunable): its default in api.bicep and in main.bicep
+    must equal the code default, so an azd parameter left unset deploys exactly what the code assumes."""
     from shared.settings import Settings
 
     refs = {m[0]: m[1] or m[2] or m[3] for m in PARAM_VALUE.findall(api_text)}
