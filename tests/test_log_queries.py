@@ -172,3 +172,19 @@ def test_an_activity_invocation_starts_without_the_ids_of_the_one_before_on_its_
         assert context.run(telemetry.current_log_context) == {}
     finally:
         telemetry.bind_log_context(replace=True)
+
+
+def test_a_dead_lettered_message_is_found_as_rejected_with_its_reason(traces: Traces) -> None:
+    from azure.servicebus import ServiceBusMessage
+
+    async def run() -> str:
+        with build_world() as world:
+            message = ServiceBusMessage(b"{not json", message_id="m-poison-1", content_type="application/json")
+            settlement = await world.deliver_servicebus(message)
+            return settlement.outcome
+
+    assert asyncio.run(run()) == "dead-lettered"
+    rows = traces.where(verdict="rejected", rule="invalid-json")
+    assert rows
+    assert {d.get("event_id") for _, d in rows} == {"servicebus:m-poison-1"}
+    assert "dead-letter next" in rows[-1][0]
