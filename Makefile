@@ -87,7 +87,7 @@ arena: $(RUN_STAMP)
 	@$(PY) -m tools.arena samples/arena/*.json
 
 bench: $(DEV_STAMP) $(NODE_STAMP)
-	$(PY) -m tools.bench
+	$(PY) -m tools.bench $(if $(WRITE),--write)
 
 lock: $(RUN_STAMP)
 	$(UV) pip compile requirements-uv.in --generate-hashes --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-uv.txt

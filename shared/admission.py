@@ -18,7 +18,7 @@ from shared.loop.envelope import Actor, EventEnvelope, Platform, Target, truncat
 from shared.loop.lineage import Decision
 from shared.loop.rules import Verdict
 from shared.services import Services
-from shared.telemetry import record_loop_stopped, record_verdict
+from shared.telemetry import bind_log_context, record_loop_stopped, record_verdict
 from shared.work.quotas import take_task_quota
 from shared.work.reply import reply_input
 from shared.work.routing import route, task_request_of
@@ -65,6 +65,10 @@ async def judge(event: EventEnvelope, services: Services) -> Judged:
             else:
                 decision = replace(decision, verdict=Verdict.REJECTED, reasons=(quota.reason,), rule="task-quota")
             orchestrator = None
+    # The record stating the decision carries it as custom dimensions (verdict, rule, chain), refusals included:
+    # bound first, in place of whatever the context held (an operator queries customDimensions.verdict == "loop").
+    bind_log_context(replace=True, event_id=event.id, chain_id=decision.chain_id, verdict=decision.verdict.value,
+                     rule=decision.rule)
     logger.info("event %s chain %s: %s (%s)", event.id, decision.chain_id, decision.verdict.value, decision.reason)
     record_verdict(decision.verdict.value, event.platform.value)
     if decision.verdict is Verdict.LOOP:

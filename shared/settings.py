@@ -7,9 +7,11 @@ Secrets are ``SecretStr`` so their ``repr`` is masked in logs and tracebacks.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError
@@ -150,6 +152,43 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         first = exc.errors()[0]
         loc = str(first["loc"][0]) if first["loc"] else "settings"
         raise ConfigurationError(loc, f"is invalid: {first['msg']}") from None
+
+
+#: The file ``func start`` reads app settings from (its ``Values``), in the project root.
+LOCAL_SETTINGS_FILE = "local.settings.json"
+
+
+def local_settings_values(path: str | Path = LOCAL_SETTINGS_FILE) -> dict[str, str]:
+    """The ``Values`` of a ``local.settings.json`` (empty when the file does not exist); ``ConfigurationError``
+    naming the file when it is not the JSON object Core Tools reads."""
+    file = Path(path)
+    try:
+        data = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return {}
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ConfigurationError(str(file), f"cannot be read as JSON ({type(exc).__name__})") from None
+    values = data.get("Values") if isinstance(data, dict) else None
+    if values is None:
+        return {}
+    if not isinstance(values, dict):
+        raise ConfigurationError(f"{file}: Values", "must be a JSON object of setting names to strings")
+    return {str(key): "" if value is None else str(value) for key, value in values.items()}
+
+
+def app_environment(environ: Mapping[str, str] | None = None,
+                    local_settings: str | Path | None = LOCAL_SETTINGS_FILE) -> dict[str, str]:
+    """The app settings a local run sees: ``local.settings.json``'s ``Values`` under the process environment.
+
+    The precedence is Core Tools': ``func start`` copies each value of ``Values`` into the environment only when
+    the variable is not already set to a non-empty value (Azure/azure-functions-core-tools,
+    ``StartHostAction.UpdateEnvironmentVariables``: "Skipping '<name>' from local settings as it's already defined
+    in current environment variables").
+    """
+    env = dict(os.environ if environ is None else environ)
+    merged = dict(local_settings_values(local_settings)) if local_settings is not None else {}
+    merged.update({key: value for key, value in env.items() if value})
+    return merged
 
 
 _lock = threading.Lock()

@@ -77,9 +77,10 @@ def _clean(ids: Mapping[str, Any]) -> dict[str, str]:
 
 
 @contextlib.contextmanager
-def log_context(**ids: Any) -> Iterator[dict[str, str]]:
-    """Bind correlation ids (only ``CORRELATION_FIELDS``, empty values ignored) for the code inside the block."""
-    merged = {**_log_ids.get(), **_clean(ids)}
+def log_context(*, fresh: bool = False, **ids: Any) -> Iterator[dict[str, str]]:
+    """Bind correlation ids (only ``CORRELATION_FIELDS``, empty values ignored) for the code inside the block;
+    ``fresh`` drops the ids bound outside it (a new invocation)."""
+    merged = {**({} if fresh else _log_ids.get()), **_clean(ids)}
     token = _log_ids.set(merged)
     try:
         yield merged
@@ -91,6 +92,19 @@ def bind_log_context(*, replace: bool = False, **ids: Any) -> None:
     """Add correlation ids to the current context until it ends (an async invocation runs in its own task);
     ``replace`` drops the ids bound before (a trigger starting on a new event)."""
     _log_ids.set({**({} if replace else _log_ids.get()), **_clean(ids)})
+
+
+def invocation_context() -> contextvars.Context:
+    """A copy of the current context with no correlation id bound: what one function invocation runs in.
+
+    The Python worker runs each async invocation in a task of its own (a copy of the dispatcher's context, where
+    nothing is bound), but a sync invocation on a reused thread-pool thread, or a local harness awaiting handlers
+    one after another, would see the ids the previous invocation bound. ``correlated`` and the local harness
+    (``tools.world.call_function``) start every invocation here, so no id leaks from one into the next.
+    """
+    context = contextvars.copy_context()
+    context.run(_log_ids.set, {})
+    return context
 
 
 class LogContextFilter(logging.Filter):
@@ -130,20 +144,21 @@ def _ids_from_payload(payload: Any) -> dict[str, Any]:
 
 
 def correlated(func: F) -> F:
-    """Bind the correlation ids found in an activity's ``payload`` for the call (sync or async activity).
+    """Bind the correlation ids found in an activity's ``payload`` for the call (sync or async activity), and
+    only those: ids an earlier invocation on the same thread bound are not carried over.
 
     Placed under ``@bp.activity_trigger``; ``functools.wraps`` keeps the signature the Functions indexer reads.
     """
     if inspect.iscoroutinefunction(func):
         @functools.wraps(func)
         async def run_async(payload: Any, *args: Any, **kwargs: Any) -> Any:
-            with log_context(**_ids_from_payload(payload)):
+            with log_context(fresh=True, **_ids_from_payload(payload)):
                 return await func(payload, *args, **kwargs)
         return run_async  # type: ignore[return-value]
 
     @functools.wraps(func)
     def run(payload: Any, *args: Any, **kwargs: Any) -> Any:
-        with log_context(**_ids_from_payload(payload)):
+        with log_context(fresh=True, **_ids_from_payload(payload)):
             return func(payload, *args, **kwargs)
     return run  # type: ignore[return-value]
 

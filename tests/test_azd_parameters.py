@@ -154,3 +154,22 @@ def test_every_mapped_parameter_takes_the_modelled_path() -> None:
     mapped = json.loads(PARAMETERS.read_text())["parameters"]
     kinds = {name: main.parameters[name]["type"] for name in mapped}
     assert set(kinds.values()) <= {"string", "int", "bool"}, kinds
+
+
+def test_every_loop_setting_is_an_azd_parameter_that_reaches_the_template() -> None:
+    # `azd env set LOOP_…` survives the next provision (a portal edit of the app setting would not).
+    from shared.settings import setting_names
+
+    loop_settings = [name for name in setting_names() if name.startswith("LOOP_")]
+    data = json.loads(PARAMETERS.read_text())["parameters"]
+    mapped = {m.group(1): param for param, body in data.items()
+              if (m := re.fullmatch(r"\$\{(\w+)=[^}]*\}", str(body.get("value"))))}
+    assert [name for name in loop_settings if name not in mapped] == []
+    env = {**ENV, "LOOP_LINKED_SCOPES": "github:contoso=teams:00000000-0000-0000-0000-000000000001",
+           "LOOP_MAX_AUTOMATED_DEPTH": "6"}
+    resolved = load_parameters(PARAMETERS.read_text(), env).parameters
+    assert resolved[mapped["LOOP_LINKED_SCOPES"]] == env["LOOP_LINKED_SCOPES"]
+    assert str(resolved[mapped["LOOP_MAX_AUTOMATED_DEPTH"]]) == "6"
+    main = BicepFile.load(ROOT / "infra" / "main.bicep", ROOT)
+    passed = json.dumps(main.modules["api"].body)
+    assert [p for p in mapped.values() if p.startswith("loop") and p not in passed] == []

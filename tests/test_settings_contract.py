@@ -3,11 +3,13 @@ local.settings.json.example name the same settings."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from shared.settings import local_only_setting_names, setting_names
 
@@ -157,7 +159,45 @@ def test_bicep_literals_match_code_defaults() -> None:
         if not same:
             drift.append(f"{name}: bicep {literals[name]!r} != code default {default!r}")
     assert not drift, drift
-    assert "LOOP_MAX_AUTOMATED_DEPTH" in literals
+    assert "GITHUB_TIMEOUT_SECONDS" in literals
+
+
+#: ``NAME: p``, ``NAME: string(p)`` or ``NAME: empty(p) ? <fallback> : p`` in api.bicep's app settings.
+PARAM_VALUE = re.compile(r"^\s{2}(\w+): (?:string\((\w+)\)|empty\((\w+)\) \?.*|(\w+))$", re.MULTILINE)
+
+
+def param_defaults_drift(api_text: str, main: Any, api: Any) -> list[str]:
+    """Settings whose Bicep value is an optional parameter (a tunable): its default in api.bicep and in main.bicep
+    must equal the code default, so an azd parameter left unset deploys exactly what the code assumes."""
+    from shared.settings import Settings
+
+    refs = {m[0]: m[1] or m[2] or m[3] for m in PARAM_VALUE.findall(api_text)}
+    drift = []
+    for field in Settings.model_fields.values():
+        param = refs.get(str(field.alias))
+        if param is None or (api.parameters.get(param) or {}).get("default") is None:
+            continue  # a required module parameter is wired from a resource, not a tunable
+        code = "" if field.default is None else str(field.default)
+        for where, parameters in (("api.bicep", api.parameters), ("main.bicep", main.parameters)):
+            default = (parameters.get(param) or {}).get("default")
+            if str("" if default is None else default) != code:
+                drift.append(f"{field.alias}: {where} param {param} default {default!r} != code default {code!r}")
+    return drift
+
+
+def test_parameterised_settings_default_to_the_code_default() -> None:
+    from tools.bicepcheck.source import BicepFile
+
+    api_text = API_BICEP.read_text()
+    main = BicepFile.load(ROOT / "infra" / "main.bicep", ROOT)
+    api = BicepFile.load(API_BICEP, ROOT)
+    assert param_defaults_drift(api_text, main, api) == []
+    assert {"LOOP_MAX_AUTOMATED_DEPTH", "LOOP_LINKED_SCOPES"} <= {m[0] for m in PARAM_VALUE.findall(api_text)}
+    # Mutation: a main.bicep default that differs from the code is named.
+    params = {**main.parameters, "loopMaxAutomatedDepth": {**main.parameters["loopMaxAutomatedDepth"], "default": 8}}
+    drifted = dataclasses.replace(main, parsed={**main.parsed, "parameters": params})
+    assert param_defaults_drift(api_text, drifted, api) == [
+        "LOOP_MAX_AUTOMATED_DEPTH: main.bicep param loopMaxAutomatedDepth default 8 != code default '4'"]
 
 
 def test_secret_settings_come_from_key_vault() -> None:

@@ -81,6 +81,7 @@ from shared.store.base import Query
 from tools.fakes.github import FakeGitHubError, WriteEvent
 from tools.faults.spec import FaultSpec
 from tools.faults.spec import install as install_faults
+from tools.local_settings import tool_settings
 from tools.world import REYNOLDS_LOGIN, START, World, build_world
 
 WEBHOOK_LATENCY_SECONDS = 1.0
@@ -444,7 +445,8 @@ async def run_scenario(scenario: Scenario, store: str,
                        inspect: Callable[[World], None] | None = None) -> dict[str, Any]:
     """Play one scenario to quiet (or to its caps); its result line. ``inspect`` sees the world before it closes
     (``tools.explore`` reads the chains from it)."""
-    links = {"LOOP_LINKED_SCOPES": scenario.linked_scopes}
+    # The developer's LOOP_* settings (environment over local.settings.json) win over the scenario's defaults.
+    links = {"LOOP_LINKED_SCOPES": scenario.linked_scopes, **tool_settings("arena")}
     with build_world(store=store, profile="reply-all", extra_settings=links) as world:
         run = _Run(scenario=scenario, world=world)
         if scenario.faults is not None:

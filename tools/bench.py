@@ -1,12 +1,13 @@
 """``make bench``: loop-guard cost against the local Cosmos DB server, and the fan-out engine's wall time.
 
-Writes the figures to ``docs/benchmarks.md`` (and prints them). Numbers are from the machine it runs on: the
-local server is an in-memory Node process, so latencies are a floor-relative comparison, not Azure figures.
+Prints the figures; ``--write`` (``make bench WRITE=1``) also writes them into ``docs/benchmarks.md``, between
+its markers only (``tools.bench_doc``), so a run leaves tracked files alone unless asked. Numbers are from the
+machine it runs on: the local server is an in-memory Node process, so latencies are a floor-relative comparison,
+not Azure figures.
 """
 
 from __future__ import annotations
 
-import re
 import statistics
 import sys
 import threading
@@ -26,6 +27,7 @@ from shared.loop.rules import GuardConfig
 from shared.settings import load_settings
 from shared.store.base import DocumentStore, Query
 from shared.store.cosmos import CosmosStore, ensure_container, make_cosmos_store
+from tools import bench_doc
 from tools.harness.cosmos_server import start_cosmos_server
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -35,7 +37,6 @@ CONCURRENCY = (1, 10, 100)
 #: Decisions per concurrency level (split over its chains).
 CONCURRENT_DECISIONS = 200
 MARKER_KEY = "bench"
-LOOP_SECTION = "## Loop guard"
 
 
 def _event(n: int, text: str, target: str = "octo/app#7", login: str = "ci[bot]") -> EventEnvelope:
@@ -260,48 +261,30 @@ def loop_guard_section() -> list[str]:
     return lines
 
 
-def replace_section(text: str, section: list[str]) -> str:
-    """``text`` (docs/benchmarks.md) with its loop-guard section replaced by ``section``."""
-    start = text.find(LOOP_SECTION)
-    if start < 0:
-        return text.rstrip() + "\n\n" + "\n".join(section)
-    end = text.find("\n## ", start + len(LOOP_SECTION))
-    while end >= 0 and text.startswith("\n## Loop guard", end):
-        end = text.find("\n## ", end + 1)
-    tail = text[end + 1:] if end >= 0 else ""
-    return text[:start] + "\n".join(section) + ("\n" + tail if tail else "")
-
-
 def main(argv: list[str] | None = None) -> int:
-    """Run the benchmarks and write docs/benchmarks.md (``--loop-guard``: only its loop-guard section)."""
+    """Run the benchmarks and print them; ``--write`` (``make bench WRITE=1``) also puts them into
+    docs/benchmarks.md, between its markers only (``tools.bench_doc``). ``--loop-guard``: only that section."""
     args = sys.argv[1:] if argv is None else argv
+    measured = f"Measured {datetime.now(UTC):%Y-%m-%d} by `make bench` on this project's machine (2 cores)."
     section = loop_guard_section()
-    path = ROOT / "docs" / "benchmarks.md"
-    if "--loop-guard" in args:
-        text = replace_section(path.read_text(encoding="utf-8"), section)
-        path.write_text(text, encoding="utf-8")
-        print("\n".join(section))
-        return 0
-    lines = ["# Benchmarks", "", f"Measured {datetime.now(UTC):%Y-%m-%d} by `make bench` on this project's machine "
-             "(2 cores); Cosmos DB is the local `@vercel/cosmosdb-server` over HTTPS on loopback.", "", *section]
-    try:
+    blocks = {"loop-guard": "\n".join([*section[:2], measured, "", *section[2:]])}
+    if "--loop-guard" not in args:
         from tools import bench_fanout
 
         print("benchmark: fan-out engine", file=sys.stderr)
-        fan = bench_fanout.run()
-        lines += ["## Fan-out engine (orchestrate_task through the real durable replay)", "",
-                  bench_fanout.markdown(fan) if hasattr(bench_fanout, "markdown") else f"```\n{fan}\n```", ""]
-    except ImportError:
-        lines += ["## Fan-out engine", "", "Not measured in this run (tools.bench_fanout is not available).", ""]
-    text = "\n".join(lines)
-    # The first-run section is measured by tools.first_run (a fresh clone), not here: keep it.
-    previous = ROOT / "docs" / "benchmarks.md"
-    kept = re.search(r"^## First run\n.*?(?=^## |\Z)", previous.read_text(encoding="utf-8"), re.S | re.M) \
-        if previous.exists() else None
-    if kept:
-        text = text.rstrip("\n") + "\n\n" + kept.group(0).rstrip("\n") + "\n"
-    (ROOT / "docs" / "benchmarks.md").write_text(text, encoding="utf-8")
-    print(text)
+        blocks["fan-out"] = f"{measured}\n\n{bench_fanout.markdown(bench_fanout.run())}"
+    for body in blocks.values():
+        print(body)
+    if "--write" not in args:
+        print("bench: nothing written (`make bench WRITE=1` updates docs/benchmarks.md between its markers)",
+              file=sys.stderr)
+        return 0
+    try:
+        bench_doc.write_blocks(ROOT / "docs" / "benchmarks.md", blocks)
+    except bench_doc.MarkerError as exc:
+        print(f"bench: {exc}", file=sys.stderr)
+        return 2
+    print(f"bench: docs/benchmarks.md updated ({', '.join(blocks)})", file=sys.stderr)
     return 0
 
 

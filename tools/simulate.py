@@ -46,6 +46,7 @@ from shared.errors import IncomingRequestError
 from shared.loop.lineage import instance_id_for
 from shared.platforms.github.events import decode_body, header
 from tools.harness.cosmos_server import CosmosServerError
+from tools.local_settings import tool_settings
 from tools.world import World, build_world, github_effects
 
 
@@ -253,7 +254,7 @@ async def simulate(items: list[dict[str, Any]], store: str,
     """Run every item through one world; the output lines. ``inspect`` sees the world before it closes."""
     lines = []
     teams_token = os.environ.get("TEAMS_OUTGOING_WEBHOOK_TOKEN")
-    extra = {"TEAMS_OUTGOING_WEBHOOK_TOKEN": teams_token} if teams_token else None
+    extra = {**({"TEAMS_OUTGOING_WEBHOOK_TOKEN": teams_token} if teams_token else {}), **tool_settings("simulate")}
     with build_world(store=store, webhook_secret=os.environ.get("GITHUB_WEBHOOK_SECRET") or None,
                      extra_settings=extra) as world:
         for n, item in enumerate(items, 1):

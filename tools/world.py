@@ -12,7 +12,9 @@ or on the local Cosmos DB server. One world = one store, one fake GitHub, one fa
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import inspect
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -36,6 +38,7 @@ from shared.services import Services, set_services
 from shared.settings import Settings, override_settings
 from shared.store.base import DocumentStore
 from shared.store.memory import MemoryStore
+from shared.telemetry import invocation_context
 from tools.fakes.github import FakeGitHub, WriteEvent
 from tools.fakes.github.app_api import delivery_log
 from tools.fakes.graph import FakeGraph
@@ -244,7 +247,6 @@ class World:
 
     def graph_validator(self, token: str) -> tuple[int, str, str]:
         """Graph's subscription handshake, answered by the registered function (runs on the fake's thread)."""
-        import asyncio
 
         status, body, mimetype = asyncio.run(self.post_graph(b"", {"validationToken": token}))
         return status, body.decode(), mimetype
@@ -332,10 +334,14 @@ def github_effects(writes: list[WriteEvent]) -> list[dict[str, Any]]:
 
 
 async def call_function(name: str, **kwargs: Any) -> Any:
-    """Call a registered function in-process with the bindings as keyword arguments."""
-    result = user_function(name)(**kwargs)
-    if hasattr(result, "__await__"):
-        result = await result
+    """Call a registered function in-process with the bindings as keyword arguments, in a context of its own
+    with no correlation id bound (as the worker runs each invocation: ``shared.telemetry.invocation_context``)."""
+    context = invocation_context()
+    result = context.run(user_function(name), **kwargs)
+    if inspect.iscoroutine(result):
+        return await asyncio.get_running_loop().create_task(result, context=context)
+    if inspect.isawaitable(result):
+        return await result
     return result
 
 

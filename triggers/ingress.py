@@ -65,11 +65,10 @@ async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, ser
     ``prepare`` runs only when an orchestration is about to start for this event (never for a duplicate of a
     started one); what it returns is merged into the orchestration's input.
     """
+    # ``judge`` binds the decision's ids (event, chain, verdict, rule) before logging it: every later log line of
+    # this invocation carries them too (custom dimensions in Application Insights).
     judged = await judge(event, services)
     decision, orchestrator = judged.decision, judged.orchestrator
-    # Every later log line of this invocation carries the decision (custom dimensions in Application Insights).
-    bind_log_context(replace=True, event_id=event.id, chain_id=decision.chain_id, verdict=decision.verdict.value,
-                     rule=decision.rule)
     if orchestrator is None or not judged.runs:
         return Admission(decision)
     instance_id = instance_id_for(event.id)

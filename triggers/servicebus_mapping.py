@@ -70,7 +70,11 @@ def is_last_delivery(delivery_count: int | None, max_delivery_count: int = MAX_D
 
 
 def log_poison(message_id: str | None, delivery_count: int | None, reason: str, description: str) -> None:
-    """Log a poison message so its cause is findable next to the dead-lettered message (then re-raise)."""
+    """Log a poison message so its cause is findable next to the dead-lettered message (then re-raise); the
+    record carries the refusal as custom dimensions (``verdict`` ``rejected``, ``rule`` = the dead-letter reason)."""
+    extra = {"verdict": "rejected", "rule": reason}
+    if message_id and len(message_id) <= 180:  # the event id it would have had (shared.work.reply.servicebus_event)
+        extra["event_id"] = f"servicebus:{message_id}"
     if is_last_delivery(delivery_count):
         logger.warning(
             "servicebus poison message %s (delivery %s): %s: %s; dead-letter next",
@@ -78,8 +82,10 @@ def log_poison(message_id: str | None, delivery_count: int | None, reason: str, 
             delivery_count,
             reason,
             description,
+            extra=extra,
         )
     else:
         logger.info(
-            "servicebus poison message %s (delivery %s): %s: %s", message_id, delivery_count, reason, description
+            "servicebus poison message %s (delivery %s): %s: %s", message_id, delivery_count, reason, description,
+            extra=extra,
         )

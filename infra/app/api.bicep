@@ -103,6 +103,83 @@ param graphSubscriptionResources string = ''
 ])
 param routingProfile string = 'default'
 
+@description('Automated hops after the last human action before events are held as loop (LOOP_MAX_AUTOMATED_DEPTH).')
+@minValue(1)
+@maxValue(50)
+param loopMaxAutomatedDepth int = 4
+
+@description('How long a Reynolds write counts as the cause of an automation acting on the same target (LOOP_CAUSAL_WINDOW_SECONDS).')
+@minValue(60)
+@maxValue(2592000)
+param loopCausalWindowSeconds int = 86400
+
+@description('How long a Reynolds write makes an automation acting anywhere in its group continue its chain (LOOP_SCOPE_WINDOW_SECONDS).')
+@minValue(0)
+@maxValue(2592000)
+param loopScopeWindowSeconds int = 86400
+
+@description('Automated events Reynolds answers per chain (LOOP_CHAIN_BUDGET).')
+@minValue(1)
+@maxValue(1000)
+param loopChainBudget int = 2
+
+@description('Automated events one event may cause before it counts as amplification (LOOP_MAX_CHILDREN).')
+@minValue(1)
+@maxValue(100)
+param loopMaxChildren int = 2
+
+@description('Sliding window of the write breakers (LOOP_BREAKER_WINDOW_SECONDS).')
+@minValue(60)
+@maxValue(604800)
+param loopBreakerWindowSeconds int = 3600
+
+@description('Answers to automations per target per window before its breaker opens (LOOP_TARGET_MAX_WRITES).')
+@minValue(1)
+@maxValue(10000)
+param loopTargetMaxWrites int = 20
+
+@description('Answers to one automation across its organisation per window before its breaker opens (LOOP_COUNTERPART_MAX_WRITES).')
+@minValue(1)
+@maxValue(10000)
+param loopCounterpartMaxWrites int = 11
+
+@description('The same text in this many exchanges of one automation per window opens its breaker (LOOP_COUNTERPART_MAX_REPEATS).')
+@minValue(2)
+@maxValue(100)
+param loopCounterpartMaxRepeats int = 2
+
+@description('Open to half-open after this long (doubles on every re-trip) (LOOP_BREAKER_COOLDOWN_SECONDS).')
+@minValue(60)
+@maxValue(604800)
+param loopBreakerCooldownSeconds int = 3600
+
+@description('An automation answering Reynolds within this time answers at machine pace (LOOP_FAST_REPLY_SECONDS).')
+@minValue(1)
+@maxValue(3600)
+param loopFastReplySeconds int = 60
+
+@description('Kept for compatibility (the counterpart breaker counts over LOOP_BREAKER_WINDOW_SECONDS) (LOOP_COUNTERPART_WINDOW_SECONDS).')
+@minValue(60)
+@maxValue(2592000)
+param loopCounterpartWindowSeconds int = 86400
+
+@description('Delivery dedupe horizon (at least 72 h: GitHub allows redelivery for 3 days) (LOOP_DEDUPE_TTL_HOURS).')
+@minValue(72)
+@maxValue(720)
+param loopDedupeTtlHours int = 72
+
+@description('How long chains, events and effects are kept (LOOP_LINEAGE_TTL_DAYS).')
+@minValue(1)
+@maxValue(3650)
+param loopLineageTtlDays int = 30
+
+@description('Organisations that share loop evidence (org=org=... per group, groups separated by ;), e.g. github:contoso=teams:<tenant id> (LOOP_LINKED_SCOPES).')
+@maxLength(4000)
+param loopLinkedScopes string = ''
+
+@description('The Teams tenant Reynolds posts in; empty = the deployment tenant (LOOP_TEAMS_TENANT_ID).')
+param loopTeamsTenantId string = ''
+
 @description('Name of the Key Vault holding the app secrets (written by scripts/postprovision, never by this template).')
 param keyVaultName string
 
@@ -149,22 +226,22 @@ var appSettings = {
   REYNOLDS_TRACKING_REPO: trackingRepo
   // Chain links in status comments and paused notes open the explorer page (function key required).
   REYNOLDS_EXPLORER_URL: 'https://${name}.azurewebsites.net/api'
-  LOOP_MAX_AUTOMATED_DEPTH: '4'
-  LOOP_CAUSAL_WINDOW_SECONDS: '86400'
-  LOOP_SCOPE_WINDOW_SECONDS: '86400'
-  LOOP_CHAIN_BUDGET: '2'
-  LOOP_MAX_CHILDREN: '2'
-  LOOP_BREAKER_WINDOW_SECONDS: '3600'
-  LOOP_TARGET_MAX_WRITES: '20'
-  LOOP_COUNTERPART_MAX_WRITES: '11'
-  LOOP_COUNTERPART_MAX_REPEATS: '2'
-  LOOP_BREAKER_COOLDOWN_SECONDS: '3600'
-  LOOP_FAST_REPLY_SECONDS: '60'
-  LOOP_COUNTERPART_WINDOW_SECONDS: '86400'
-  LOOP_DEDUPE_TTL_HOURS: '72'
-  LOOP_LINEAGE_TTL_DAYS: '30'
-  LOOP_LINKED_SCOPES: ''
-  LOOP_TEAMS_TENANT_ID: tenant().tenantId
+  LOOP_MAX_AUTOMATED_DEPTH: string(loopMaxAutomatedDepth)
+  LOOP_CAUSAL_WINDOW_SECONDS: string(loopCausalWindowSeconds)
+  LOOP_SCOPE_WINDOW_SECONDS: string(loopScopeWindowSeconds)
+  LOOP_CHAIN_BUDGET: string(loopChainBudget)
+  LOOP_MAX_CHILDREN: string(loopMaxChildren)
+  LOOP_BREAKER_WINDOW_SECONDS: string(loopBreakerWindowSeconds)
+  LOOP_TARGET_MAX_WRITES: string(loopTargetMaxWrites)
+  LOOP_COUNTERPART_MAX_WRITES: string(loopCounterpartMaxWrites)
+  LOOP_COUNTERPART_MAX_REPEATS: string(loopCounterpartMaxRepeats)
+  LOOP_BREAKER_COOLDOWN_SECONDS: string(loopBreakerCooldownSeconds)
+  LOOP_FAST_REPLY_SECONDS: string(loopFastReplySeconds)
+  LOOP_COUNTERPART_WINDOW_SECONDS: string(loopCounterpartWindowSeconds)
+  LOOP_DEDUPE_TTL_HOURS: string(loopDedupeTtlHours)
+  LOOP_LINEAGE_TTL_DAYS: string(loopLineageTtlDays)
+  LOOP_LINKED_SCOPES: loopLinkedScopes
+  LOOP_TEAMS_TENANT_ID: empty(loopTeamsTenantId) ? tenant().tenantId : loopTeamsTenantId
   // ---- Lineage store -----------------------------------------------------------------------------------------
   LINEAGE_STORE: 'cosmos'
   COSMOS__accountEndpoint: cosmosEndpoint

@@ -1,5 +1,7 @@
 """The Service Bus message contract: a structured-mode CloudEvent with lineage also in application properties.
 
+Producers read the contract in ``docs/servicebus.md``; this docstring says how the code implements it.
+
 Body: CloudEvents 1.0 structured JSON (``specversion, id, source, type, subject, time, datacontenttype,
 data``) whose extension attributes carry the rest of the envelope (``platform``, ``event``, ``action``,
 ``actor*``, ``target*``, ``resourceid``, ``chainid``, ``parentid``, ``depth``); the visible text travels as
