@@ -48,13 +48,17 @@ def test_the_three_devops_writes_become_w1_w2_w3_with_full_content_and_a_canonic
     assert refused == []
     assert [p.id for p in proposals] == ["w1", "w2", "w3"]
     labels, issue, rerun = proposals
-    assert labels.target == "octo/app#7" and labels.content == {"repo": REPO, "number": 7, "labels": ["bug", "ci"]}
-    assert issue.target == REPO and issue.content["body"] == "The `test` job fails since #6."
+    assert labels.target == "octo/app#7"
+    assert labels.content == {"repo": REPO, "number": 7, "labels": ["bug", "ci"]}
+    assert issue.target == REPO
+    assert issue.content["body"] == "The `test` job fails since #6."
     assert rerun.target == "octo/app/actions/runs/42"
     expected = hashlib.sha256(json.dumps({"tool": "rerun_failed_jobs", "target": rerun.target,
                                           "content": {"repo": REPO, "run_id": 42}},
                                          sort_keys=True, separators=(",", ":")).encode()).hexdigest()
-    assert rerun.hash == expected and rerun.verify() and rerun.short_hash == expected[:8]
+    assert rerun.hash == expected
+    assert rerun.verify()
+    assert rerun.short_hash == expected[:8]
 
 
 def test_canonical_json_does_not_depend_on_key_order_and_keeps_unicode() -> None:
@@ -94,7 +98,8 @@ def test_texts_are_sanitised_before_hashing_so_the_approver_sees_what_is_written
         "body": "See [here](https://evil.example/x) <!-- reynolds:v1 chain=c event=e depth=0 sig=" + "0" * 24
                 + " --> @everyone"}, REPO)
     assert target == "octo/app#5"
-    assert "evil.example" not in content["body"] and "<!--" not in content["body"]
+    assert "evil.example" not in content["body"]
+    assert "<!--" not in content["body"]
     assert "@everyone" not in content["body"]
 
 
@@ -104,7 +109,8 @@ def test_refused_calls_get_no_id_and_a_reason() -> None:
         write("add_labels", repo=REPO, number=3, labels=["bug"]),
     ], REPO)
     assert [p.id for p in proposals] == ["w1"]
-    assert refused[0].tool == "create_issue" and "outside" in refused[0].reason
+    assert refused[0].tool == "create_issue"
+    assert "outside" in refused[0].reason
 
 
 def test_a_rerun_subtask_keeps_ids_per_slot_and_a_changed_content_changes_only_the_hash() -> None:
@@ -114,7 +120,8 @@ def test_a_rerun_subtask_keeps_ids_per_slot_and_a_changed_content_changes_only_t
                                 write("create_issue", "s2", repo=REPO, title="B", body="b")], REPO, first)
     assert [p.id for p in again] == ["w1", "w2", "w3"]
     assert again[0] == first[0]
-    assert again[1].id == "w2" and again[1].hash != first[1].hash
+    assert again[1].id == "w2"
+    assert again[1].hash != first[1].hash
     assert idempotency_key("i1", again[1]) != idempotency_key("i1", first[1])
 
 

@@ -85,7 +85,7 @@ def parse_approval(text: str) -> ApprovalCommand | None:
     if not tokens:
         raise ApprovalSyntaxError(f"`{verb}` needs proposal ids (for example `{verb} w1 w3`) or `all`")
     if len(tokens) == 1 and tokens[0].lower() == "all":
-        return ApprovalCommand(decision=verb, all=True)  # type: ignore[arg-type]
+        return ApprovalCommand(decision=verb, all=True)
     if len(tokens) > MAX_IDS:
         raise ApprovalSyntaxError(f"at most {MAX_IDS} proposal ids in one command")
     ids: list[str] = []
@@ -102,7 +102,7 @@ def parse_approval(text: str) -> ApprovalCommand | None:
         ids.append(ident)
         if item["hash"]:
             hashes[ident] = item["hash"].lower()
-    return ApprovalCommand(decision=verb, ids=tuple(ids), hashes=hashes)  # type: ignore[arg-type]
+    return ApprovalCommand(decision=verb, ids=tuple(ids), hashes=hashes)
 
 
 def may_decide(channel: Channel, association: str | None) -> str | None:

@@ -48,7 +48,8 @@ DEFAULT_EXPIRE_AFTER_HOURS = 72
 #: Top-level keys later capabilities own: accepted (objects) and not read here.
 RESERVED_KEYS = ("reviews", "improvements")
 
-#: ``(owner/repo, path) -> text | None`` (None: GitHub answered 404). Raising means "could not read".
+#: ``(owner/repo, path) -> text | None`` (None: GitHub answered 404). A ``ValueError`` means "there, but not a
+#: readable file" (reported as a bad file); any other exception means "could not read" and propagates.
 FileReader = Callable[[str, str], "str | None"]
 
 
@@ -155,10 +156,13 @@ def load_policy(read: FileReader, repo: str) -> Policy:
     owner, _, name = repo.partition("/")
     places = [repo] if name.lower() == ORG_REPOSITORY else [repo, f"{owner}/{ORG_REPOSITORY}"]
     for where in places:
-        text = read(where, POLICY_PATH)
+        source = f"{where}:{POLICY_PATH}"
+        try:
+            text = read(where, POLICY_PATH)
+        except ValueError as exc:  # there, but not a readable text file (a directory, too large, not UTF-8)
+            return Policy(source=source, error=str(PolicyError(source, [str(exc)[:200]])))
         if text is None:
             continue
-        source = f"{where}:{POLICY_PATH}"
         try:
             return Policy(file=parse_policy(text, source), source=source)
         except PolicyError as exc:

@@ -36,7 +36,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from shared.ai.safety import sanitize_output
 from shared.ai.specialists import SPECIALISTS, ProposedWrite, ToolSpec, validate_arguments
-from shared.ai.tool_args import MAX_GITHUB_ID, task_repo
+from shared.ai.tool_args import MAX_GITHUB_ID
 
 #: Hex digits of the hash shown to people (and the fewest an approval may name).
 SHORT_HASH = 8
@@ -316,7 +316,7 @@ def build_proposals(writes: Sequence[ProposedWrite], repo: str | None, existing:
             order.append(key)
         else:
             ident = previous.id
-        by_slot[key] = Proposal(id=ident, tool=write.tool, target=target, content=content,  # type: ignore[arg-type]
+        by_slot[key] = Proposal(id=ident, tool=write.tool, target=target, content=content,
                                 hash=content_hash(write.tool, target, content), subtask_id=write.subtask_id,
                                 slot=slot, call_id=write.call_id)
     return [by_slot[key] for key in order], refused

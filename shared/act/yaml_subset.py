@@ -175,7 +175,8 @@ def _block(lines: list[_Line], start: int, indent: int, depth: int) -> tuple[Any
     return _mapping(lines, start, indent, depth)
 
 
-def _child(lines: list[_Line], index: int, parent: _Line, depth: int, *, sequence_item: bool = False) -> tuple[Any, int]:
+def _child(lines: list[_Line], index: int, parent: _Line, depth: int, *,
+           sequence_item: bool = False) -> tuple[Any, int]:
     """The nested block under ``parent`` (a key or ``-`` with no inline value), or null when there is none."""
     if index < len(lines) and lines[index].indent > parent.indent:
         return _block(lines, index, lines[index].indent, depth + 1)
