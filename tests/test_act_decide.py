@@ -30,8 +30,8 @@ def proposals() -> list[Proposal]:
 
 def approval(ident: str, digest: str, decision: str = "approve", actor: str = "mona",
              association: str | None = "MEMBER", channel: str = "github") -> BoundApproval:
-    return BoundApproval(decision=decision, proposal_id=ident, hash=digest, actor=actor,  # type: ignore[arg-type]
-                         association=association, channel=channel)  # type: ignore[arg-type]
+    return BoundApproval(decision=decision, proposal_id=ident, hash=digest, actor=actor,
+                         association=association, channel=channel)
 
 
 def actions(verdicts: list) -> dict[str, str]:

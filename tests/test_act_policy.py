@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
 
 import githubkit
@@ -131,7 +132,7 @@ def test_the_report_names_every_problem_and_the_known_keys() -> None:
     assert len(caught.value.problems) == 3
 
 
-def _proposal(tool: str, **arguments: object):  # type: ignore[no-untyped-def]
+def _proposal(tool: str, **arguments: object):
     write = ProposedWrite(tool=tool, arguments=arguments, call_id="c", subtask_id="s", specialist=Specialist.DEVOPS)
     return build_proposals([write], "octo/app")[0][0]
 
@@ -151,7 +152,7 @@ def test_modes_defaults_file_and_bad_file() -> None:
 
 
 @pytest.fixture
-def github() -> FakeGitHub:
+def github() -> Iterator[FakeGitHub]:
     with FakeGitHub() as fake:
         fake.add_user("reynolds[bot]", type="Bot", token="tok")
         for repo in ("octo/app", "octo/lib", "octo/.github", "solo/tool"):

@@ -16,7 +16,7 @@ import githubkit
 import pytest
 
 from shared.act.proposals import Proposal, build_proposals, idempotency_key
-from shared.act.writers import ProposalWriter, proposal_tag
+from shared.act.writers import Outcome, ProposalWriter, proposal_tag
 from shared.ai.specialists import ProposedWrite
 from shared.errors import NotFound, RetryLater
 from shared.loop.ledger import EffectRecord, doc_id
@@ -60,7 +60,7 @@ class World:
                                      pacer=self.pacer)
         self.writes = record_writes(fake, BOT)
 
-    def execute(self, proposal: Proposal, approved: str | None = "", **extra: Any):  # type: ignore[no-untyped-def]
+    def execute(self, proposal: Proposal, approved: str | None = "", **extra: Any) -> Outcome:
         return self.writer.execute(proposal, approved_hash=proposal.hash if approved == "" else approved,
                                    instance_id=INSTANCE, chain_id="c-1", event_id="issue_comment.created:77",
                                    depth=1, **extra)
