@@ -120,8 +120,9 @@ def bind(command: ApprovalCommand, shown: Mapping[str, str], *, actor: str, asso
          channel: Channel, source: str = "", at: str = "") -> tuple[list[BoundApproval], list[str]]:
     """Bind ``command`` to hashes: the named prefix, else the hash ``shown`` (id → full hash) when it was made.
 
-    Returns the bound decisions and the problems to answer (unknown ids, a named prefix that is not the shown
-    hash's). Authorisation is :func:`may_decide`'s, checked by the caller first.
+    Returns the bound decisions and the problems to answer (unknown ids). A named prefix that is not the shown
+    hash's is bound as named: the decision then finds it stale. Authorisation is :func:`may_decide`'s, checked
+    by the caller first (:func:`take_command` does both).
     """
     ids: Sequence[str] = tuple(shown) if command.all else command.ids
     bound: list[BoundApproval] = []
@@ -134,3 +135,41 @@ def bind(command: ApprovalCommand, shown: Mapping[str, str], *, actor: str, asso
         bound.append(BoundApproval(decision=command.decision, proposal_id=ident, hash=named or shown[ident],
                                    actor=actor, association=association, channel=channel, source=source, at=at))
     return bound, problems
+
+
+class Intake(BaseModel):
+    """What one approve/reject command did: the decisions to store (none when refused) and the answer to post."""
+
+    model_config = ConfigDict(frozen=True)
+
+    decisions: tuple[BoundApproval, ...] = ()
+    answer: str
+    refused: bool = False
+
+
+def take_command(text: str, shown: Mapping[str, str], *, actor: str, association: str | None, channel: Channel,
+                 source: str = "", at: str = "") -> Intake | None:
+    """Parse, authorise and bind one command (None when ``text`` is not an approve/reject command).
+
+    The answer says what was decided, or why nothing was: malformed, not allowed (the association is named,
+    never the input echoed), or no proposal shown yet.
+    """
+    try:
+        command = parse_approval(text)
+    except ApprovalSyntaxError as exc:
+        return Intake(answer=str(exc), refused=True)
+    if command is None:
+        return None
+    why_not = may_decide(channel, association)
+    if why_not is not None:
+        return Intake(answer=f"Not applied: {why_not}.", refused=True)
+    if not shown:
+        return Intake(answer="There is nothing to decide yet: no write has been proposed.", refused=True)
+    decisions, problems = bind(command, shown, actor=actor, association=association, channel=channel,
+                               source=source, at=at)
+    verb = "Approved" if command.decision == "approve" else "Rejected"
+    parts = []
+    if decisions:
+        parts.append(f"{verb}: " + ", ".join(f"{d.proposal_id}@{d.hash[:SHORT_HASH]}" for d in decisions) + ".")
+    parts += [f"{problem}." for problem in problems]
+    return Intake(decisions=tuple(decisions), answer=" ".join(parts), refused=not decisions)
