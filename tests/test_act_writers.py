@@ -16,7 +16,7 @@ import githubkit
 import pytest
 
 from shared.act.proposals import Proposal, build_proposals, idempotency_key
-from shared.act.writers import Outcome, ProposalWriter, proposal_tag
+from shared.act.writers import LATE_COMMIT_GRACE_SECONDS, Outcome, ProposalWriter, proposal_tag
 from shared.ai.specialists import ProposedWrite
 from shared.errors import NotFound, RetryLater
 from shared.loop.ledger import EffectRecord, doc_id
@@ -47,9 +47,9 @@ class Clock:
 
 
 class World:
-    def __init__(self, fake: FakeGitHub) -> None:
+    def __init__(self, fake: FakeGitHub, clock: Clock) -> None:
         self.fake = fake
-        self.clock = Clock()
+        self.clock = clock
         self.store = MemoryStore()
         self.lineage = LineageService(self.store, GuardConfig(), marker_key=KEY,
                                       clock=lambda: datetime.fromtimestamp(self.clock(), UTC))
@@ -68,12 +68,13 @@ class World:
 
 @pytest.fixture
 def world() -> Iterator[World]:
-    with FakeGitHub() as fake:
+    clock = Clock()
+    with FakeGitHub(clock=lambda: datetime.fromtimestamp(clock(), UTC)) as fake:
         fake.add_user(BOT, type="Bot", token="tok")
         fake.add_repo(REPO)
         fake.add_issue(REPO, number=7, title="CI is red")
         add_workflow_run(fake, REPO, 42, conclusion="failure")
-        yield World(fake)
+        yield World(fake, clock)
         fake.assert_no_unexpected()
 
 
@@ -267,3 +268,33 @@ def test_graph_writes_are_refused_until_the_teams_writer_exists(world: World) ->
     assert outcome.status == "refused"
     assert "Teams" in (outcome.reason or "")
     assert world.writes == []
+
+
+@pytest.mark.parametrize(("index", "path"), [(1, r"/issues$"), (3, r"/issues/7/comments$"),
+                                             (0, r"/issues/7/labels$"), (2, r"/rerun-failed-jobs$")])
+def test_a_write_github_stores_late_is_waited_for_not_written_twice(world: World, index: int, path: str) -> None:
+    proposal = proposals()[index]
+    world.fake.commit_late("POST", path, delay_seconds=15.0, status=504)
+    with pytest.raises(RetryLater):
+        world.execute(proposal, attempt=1)  # 504: unknown outcome
+    with pytest.raises(RetryLater) as waiting:
+        world.execute(proposal, attempt=2)  # nothing there yet: look again later, do not write
+    assert waiting.value.retry_after_seconds is not None
+    assert waiting.value.retry_after_seconds > 60
+    world.clock.advance(waiting.value.retry_after_seconds)  # GitHub committed it meanwhile (after 15 s)
+    outcome = world.execute(proposal, attempt=3)
+    assert outcome.status == "done"
+    assert outcome.reconciled
+    assert len(world.writes) == 1
+
+
+def test_a_refused_write_does_not_make_its_retry_wait(world: World) -> None:
+    _, w2, _, _ = proposals()
+    world.fake.fail_next("POST", r"/issues$", 502)  # answered 502 without storing: unknown to Reynolds
+    with pytest.raises(RetryLater):
+        world.execute(w2, attempt=1)
+    with pytest.raises(RetryLater):
+        world.execute(w2, attempt=2)  # it cannot know nothing was stored: it waits the grace period
+    world.clock.advance(LATE_COMMIT_GRACE_SECONDS)
+    assert world.execute(w2, attempt=3).status == "done"
+    assert [w["status"] for w in world.writes] == [502, 201]

@@ -12,6 +12,10 @@ For each proposal (``execute``):
    the writer *looks* before writing again — a comment or issue carrying the proposal's tag
    (``<!-- reynolds:proposal key=… -->``, next to the signed lineage marker) by Reynolds' login; labels
    already on the issue; a workflow run whose attempt number moved past the one recorded before the re-run.
+   When the earlier write's outcome was unknown (5xx, timeout) and nothing is found, the writer looks once
+   more :data:`LATE_COMMIT_GRACE_SECONDS` after that write before writing again (``RetryLater`` until then):
+   GitHub has been seen storing a write ~15 s after the client gave up (the same rule as the triage reporter;
+   a commit later than the grace is the residual window).
 4. The write goes through the shared GitHub write pacer (``shared.platforms.github.pacer``: ≥ 1 s apart,
    80/min, 500/h per installation; a longer wait becomes ``RetryLater`` for a durable timer). GitHub's rate
    limits become ``RetryLater`` with GitHub's wait; 5xx and transport errors are an unknown outcome
@@ -31,6 +35,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from collections.abc import Callable
+from datetime import datetime
 from typing import Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict
@@ -57,6 +62,8 @@ logger = logging.getLogger(__name__)
 #: The longest a worker sleeps for the pacer; longer becomes a durable timer (``RetryLater``).
 MAX_PACER_WAIT_SECONDS = 15.0
 MAX_REASON_CHARS = 300
+#: After an unknown outcome found nothing, look again this much later before writing again.
+LATE_COMMIT_GRACE_SECONDS = 90.0
 
 Status = Literal["done", "refused", "stale"]
 
@@ -95,6 +102,7 @@ class EffectLedgerPort(Protocol):
     """The effect ledger as ``shared.loop.lineage.LineageService`` exposes it (used, never changed)."""
 
     store: DocumentStore
+    clock: Callable[[], datetime]
 
     def begin_effect(self, record: EffectRecord, attempt: int | None = None,
                      run: str | None = None) -> tuple[EffectRecord, bool]: ...
@@ -170,7 +178,7 @@ class ProposalWriter:
             if isinstance(content, CreateIssue):
                 return self._issue(proposal, content, record, fresh, installation_id)
             if isinstance(content, AddLabels):
-                return self._labels(proposal, content, record, installation_id)
+                return self._labels(proposal, content, record, fresh, installation_id)
             if isinstance(content, RerunFailedJobs):
                 return self._rerun(proposal, content, record, fresh, installation_id)
         except GitHubRefused as refused:
@@ -196,8 +204,9 @@ class ProposalWriter:
                                         proposal_tag(record.key))
             if found is not None:
                 return self._done(proposal, record, f"comment:{found}", content.body, reconciled=True)
+            self._wait_for_late_commit(record.key)
         body = self._signed(content.body, record)
-        comment_id = self._paced(installation_id, f"a comment on {proposal.target}",
+        comment_id = self._paced(installation_id, f"a comment on {proposal.target}", record.key,
                                  lambda: writes.create_comment(github, content.repo, content.number, body))
         record_github_write("comment")
         return self._done(proposal, record, f"comment:{comment_id}", content.body)
@@ -210,13 +219,14 @@ class ProposalWriter:
             found = writes.find_issue(github, content.repo, self.bot_login, proposal_tag(record.key))
             if found is not None:
                 return self._done(proposal, record, f"issue:{content.repo}#{found[0]}", text, reconciled=True)
+            self._wait_for_late_commit(record.key)
         body = self._signed(content.body, record)
-        number, _ = self._paced(installation_id, f"an issue in {content.repo}",
+        number, _ = self._paced(installation_id, f"an issue in {content.repo}", record.key,
                                 lambda: writes.create_issue(github, content.repo, content.title, body))
         record_github_write("issue")
         return self._done(proposal, record, f"issue:{content.repo}#{number}", text)
 
-    def _labels(self, proposal: Proposal, content: AddLabels, record: EffectRecord,
+    def _labels(self, proposal: Proposal, content: AddLabels, record: EffectRecord, fresh: bool,
                 installation_id: int | None) -> Outcome:
         # Adding a label twice changes nothing on GitHub, but it is a second write request (and a second
         # webhook only when the label was removed in between): look first, always.
@@ -227,7 +237,9 @@ class ProposalWriter:
         missing = [label for label in content.labels if label.lower() not in present]
         if not missing:
             return self._done(proposal, record, resource, ", ".join(content.labels), reconciled=True)
-        self._paced(installation_id, f"labels on {proposal.target}",
+        if not fresh:
+            self._wait_for_late_commit(record.key)
+        self._paced(installation_id, f"labels on {proposal.target}", record.key,
                     lambda: writes.add_labels(github, content.repo, content.number, missing))
         record_github_write("label")
         return self._done(proposal, record, resource, ", ".join(content.labels))
@@ -250,7 +262,9 @@ class ProposalWriter:
             # Written before the re-run, so a retry can tell "re-run happened" (attempt moved) from "not yet".
             store.upsert({"id": before_id, "pk": before_id, "kind": "act-before", "run_attempt": current,
                           "ttl": 7 * 86400})
-        self._paced(installation_id, f"a re-run of {proposal.target}",
+        else:
+            self._wait_for_late_commit(record.key)
+        self._paced(installation_id, f"a re-run of {proposal.target}", record.key,
                     lambda: writes.rerun_failed_jobs(github, content.repo, content.run_id))
         record_github_write("rerun")
         return self._done(proposal, record, f"run:{proposal.target}:attempt{current + 1}", "")
@@ -289,23 +303,57 @@ class ProposalWriter:
     def _pacer(self) -> GitHubPacer:
         return self.pacer or get_pacer()
 
-    def _paced(self, installation_id: int | None, what: str, call: Callable[[], Any]) -> Any:
+    # -- late commits (see the module docstring, point 3) ----------------------------------------------
+    def _late_id(self, effect_key: str) -> str:
+        return safe_id(f"act-late:{effect_key}")
+
+    def _arm_late_commit_check(self, effect_key: str) -> None:
+        """Before a write: should its outcome be unknown, the retry must look again after the grace period. A
+        store failure here fails the attempt before the write (retried), never after it."""
+        ident = self._late_id(effect_key)
+        look_again_at = self.ledger.clock().timestamp() + LATE_COMMIT_GRACE_SECONDS
+        self.ledger.store.upsert({"id": ident, "pk": ident, "kind": "act-late-check", "effect": effect_key,
+                                  "look_again_at": look_again_at, "ttl": 3 * 86400})
+
+    def _disarm_late_commit_check(self, effect_key: str) -> None:
+        """GitHub answered for sure (stored nothing): the retry need not wait."""
+        ident = self._late_id(effect_key)
+        try:
+            self.ledger.store.delete(ident, ident)
+        except StoreError:  # NotFound included: only costs the retry the grace period
+            logger.info("effect %s: late-commit check not disarmed", effect_key)
+
+    def _wait_for_late_commit(self, effect_key: str) -> None:
+        """A retry found nothing: wait (``RetryLater``) until the armed check's time; unarmed, write at once."""
+        ident = self._late_id(effect_key)
+        try:
+            look_again_at = float(self.ledger.store.read(ident, ident)["look_again_at"])
+        except NotFound:
+            return
+        now = self.ledger.clock().timestamp()
+        if now + 0.5 < look_again_at:  # a durable timer may fire a hair early: no sub-second RetryLater loop
+            raise RetryLater(look_again_at - now, f"effect {effect_key}: waiting for a late commit before writing "
+                                                  "again")
+
+    def _paced(self, installation_id: int | None, what: str, effect_key: str, call: Callable[[], Any]) -> Any:
         pacer = self._pacer()
         key = installation_id if installation_id is not None else "default"
         try:
             pacer.acquire(key, max_wait=MAX_PACER_WAIT_SECONDS)
         except PacerWouldWait as wait:
             raise RetryLater(wait.wait_seconds, f"GitHub write pacer for installation {key}") from None
+        self._arm_late_commit_check(effect_key)
         try:
             result = call()
         except RequestFailed as exc:  # RateLimitExceeded is a RequestFailed too
             status = exc.response.status_code
             message = _message(exc)
+            if status >= 500:
+                raise UnknownOutcome(None, f"GitHub answered {status} to {what}") from None
+            self._disarm_late_commit_check(effect_key)
             limited = pacer.wait_for_answer(key, status, exc.response.headers, message)
             if limited is not None:
                 raise RetryLater(max(limited, 1.0), f"GitHub rate limit ({status}) on {what}") from None
-            if status >= 500:
-                raise UnknownOutcome(None, f"GitHub answered {status} to {what}") from None
             raise GitHubRefused(status, message or "refused") from None
         except RequestError as exc:
             raise UnknownOutcome(None, f"GitHub request for {what} failed: {type(exc).__name__}") from None

@@ -27,6 +27,7 @@ import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from tools.fakes.github import app_api
 from tools.fakes.github.records import WRITE_METHODS
 
 if TYPE_CHECKING:
@@ -79,6 +80,8 @@ def record_writes(fake: FakeGitHub, login: str | None = None) -> list[dict[str, 
     def observe(method: str, target: str, raw: bytes, who: str | None, status: int) -> None:
         if method not in WRITE_METHODS or (login is not None and who != login):
             return
+        if getattr(app_api.write_faults(fake).replaying, "on", False):
+            return  # GitHub storing an earlier request late (``commit_late``): not a new request
         path = urlsplit(target).path
         kind, where = describe(fake, method, path)
         entries.append({"platform": "github", "method": method, "path": path, "kind": kind, "target": where,
