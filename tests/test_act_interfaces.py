@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import githubkit
@@ -20,6 +21,8 @@ from tools.fakes.github.writes_log import record_writes, seed_repo_files
 from tools.fakes.openai import ScriptError, replies_from_script
 from tools.scripted_model import model_outcome, scripted_model
 from tools.world import REYNOLDS_LOGIN, World, build_world
+
+ROOT = Path(__file__).resolve().parent.parent
 
 SCRIPT: list[dict[str, Any]] = [
     {"content": "hello"},
@@ -162,3 +165,27 @@ def test_workflow_runs_and_rerun_refusals(fake: FakeGitHub) -> None:
         gh.rest.actions.re_run_workflow_failed_jobs("octo", "app", 42)
     assert running.value.response.status_code == 403
     fake.assert_no_unexpected()
+
+
+async def test_one_call_gives_a_simulate_line_its_writes_model_and_repo_files(world: World) -> None:
+    from tools.scripted_model import run_with_interfaces
+    from tools.simulate import run_item
+
+    item = json.loads((ROOT / "samples" / "deliveries.jsonl").read_text().splitlines()[0])
+    writes = record_writes(world.github, REYNOLDS_LOGIN)
+    item["repo_files"] = {"octo/app": {".github/reynolds.yml": "tools: {}\n"}}
+    item["model"] = [{"content": "never asked: triage is offline"}]
+    line = await run_with_interfaces(world, item, writes, run_item)
+    assert line["verdict"] == "accepted"
+    assert len(line["writes"]) == len(line["effects"]) == 1
+    (write,) = line["writes"]
+    assert (write["platform"], write["method"], write["kind"], write["target"]) == ("github", "POST", "comment",
+                                                                                    line["effects"][0]["target"])
+    assert line["model_replies_used"] == 0  # unused replies are allowed
+    assert "error" not in line
+    served = githubkit.GitHub(githubkit.TokenAuthStrategy(world.github.token_for(REYNOLDS_LOGIN)),
+                              base_url=world.github.base_url, auto_retry=False)
+    policy_file: Any = served.rest.repos.get_content("octo", "app", ".github/reynolds.yml").json()
+    assert policy_file["type"] == "file"
+    with pytest.raises(ScriptError):
+        await run_with_interfaces(world, {**item, "model": [{"bad": 1}]}, writes, run_item)

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -96,4 +96,31 @@ def model_outcome(model: ScriptedModel | None) -> dict[str, Any]:
     error = model.error()
     if error is not None:
         line["error"] = error
+    return line
+
+
+#: The keys of a ``"writes"`` entry as issue 21 specifies them (``status`` is an extension: what GitHub answered).
+WRITE_KEYS = ("platform", "method", "path", "kind", "target", "sha256", "status")
+
+
+async def run_with_interfaces(world: Any, item: dict[str, Any], writes: list[dict[str, Any]],
+                              run: Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run one simulate item or arena scenario with issue 21's interfaces, in one call.
+
+    Serves the item's ``"repo_files"`` through the fake GitHub's contents API, answers its model calls from its
+    ``"model"`` script, runs ``run(world, item)``, and adds to the line ``"writes"`` (the write requests made
+    during the run: ``writes`` is the list :func:`tools.fakes.github.writes_log.record_writes` returned once for
+    the world), ``model_replies_used`` and, when the script was exceeded, ``"error"``. A malformed ``"model"``
+    or ``"repo_files"`` raises ``ValueError`` (``ScriptError`` is one) before anything runs.
+    """
+    from tools.fakes.github.writes_log import seed_repo_files
+
+    if item.get("model") is not None:
+        replies_from_script(item["model"])  # a malformed script fails before anything is seeded or run
+    seed_repo_files(world.github, item.get("repo_files"))
+    before = len(writes)
+    with scripted_model(item.get("model"), world.services) as model:
+        line = await run(world, item)
+    line["writes"] = [{key: entry[key] for key in WRITE_KEYS} for entry in writes[before:]]
+    line.update(model_outcome(model))
     return line
