@@ -118,3 +118,15 @@ def test_long_waits_are_chains_of_timers_of_at_most_six_days() -> None:
     assert len(legs) == 5
     assert all(b - a <= MAX_TIMER for a, b in zip([now, *legs], legs, strict=False))
     assert timer_legs(now, now) == []
+
+
+def test_the_engine_can_decide_on_small_references_alone() -> None:
+    from shared.act.book import ProposalRef
+
+    full = proposals()
+    refs = [ProposalRef.of(p) for p in full]
+    decisions = [approval("w3", full[2].hash)]
+    by_proposal = decide(full, Policy(), decisions, {}, instance_id="i", task_issue=ISSUE)
+    by_ref = decide(refs, Policy(), decisions, {}, instance_id="i", task_issue=ISSUE)
+    assert by_ref == by_proposal
+    assert actions(by_ref) == {"w1": "execute", "w2": "wait", "w3": "execute"}

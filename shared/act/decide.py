@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict
 
 from shared.act.approvals import BoundApproval, may_decide
 from shared.act.policy import Mode, Policy
-from shared.act.proposals import Proposal, idempotency_key
+from shared.act.proposals import ProposalLike, idempotency_key
 
 Action = Literal["done", "refused", "never", "rejected", "execute", "stale", "expired", "wait"]
 
@@ -45,11 +45,12 @@ class Verdict(BaseModel):
     key: str
 
 
-def decide(proposals: Sequence[Proposal], policy: Policy, decisions: Iterable[BoundApproval],
+def decide(proposals: Sequence[ProposalLike], policy: Policy, decisions: Iterable[BoundApproval],
            ledger: Mapping[str, str], *, instance_id: str, task_issue: str | None,
            expired: Iterable[str] = ()) -> list[Verdict]:
-    """One :class:`Verdict` per proposal (same order). ``ledger`` maps idempotency keys to their ledger state
-    (``intent``, ``done``, ``suppressed``); ``expired`` names proposals whose approval deadline has passed."""
+    """One :class:`Verdict` per proposal (same order; proposals or their ``ProposalRef``s). ``ledger`` maps
+    idempotency keys to their ledger state (``intent``, ``done``, ``suppressed``); ``expired`` names proposals
+    whose approval deadline has passed."""
     valid = [d for d in decisions if may_decide(d.channel, d.association) is None]
     late = set(expired)
     verdicts: list[Verdict] = []

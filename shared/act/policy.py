@@ -36,7 +36,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from shared.act.proposals import WRITE_TOOLS, Proposal
+from shared.act.proposals import WRITE_TOOLS, ProposalLike
 from shared.act.yaml_subset import YamlSubsetError, load
 
 Mode = Literal["auto", "approve", "never"]
@@ -108,7 +108,7 @@ class Policy(BaseModel):
     #: The report of a bad file (then ``file`` is the defaults and nothing is ``auto``).
     error: str | None = None
 
-    def mode(self, proposal: Proposal, task_issue: str | None) -> Mode:
+    def mode(self, proposal: ProposalLike, task_issue: str | None) -> Mode:
         """How ``proposal`` may run: the file's mode for its tool, else the default.
 
         ``task_issue`` is the tracking issue as ``owner/repo#n``: labels there are ``auto`` by default.

@@ -30,7 +30,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -322,7 +322,23 @@ def build_proposals(writes: Sequence[ProposedWrite], repo: str | None, existing:
     return [by_slot[key] for key in order], refused
 
 
-def idempotency_key(instance_id: str, proposal: Proposal) -> str:
+class ProposalLike(Protocol):
+    """What deciding needs of a proposal: a :class:`Proposal` or the engine's small ``ProposalRef``."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def hash(self) -> str: ...
+
+    @property
+    def tool(self) -> str: ...
+
+    @property
+    def target(self) -> str: ...
+
+
+def idempotency_key(instance_id: str, proposal: ProposalLike) -> str:
     """The effect-ledger key of executing ``proposal`` in task ``instance_id``: task, id and (128 bits of) hash.
 
     A changed proposal has a new key, so it can never inherit the "done" of the content it replaced.
