@@ -485,12 +485,12 @@ def test_fail_next_generic_and_times(fake: FakeGitHub) -> None:
 def test_unexpected_route_is_404_and_recorded(fake: FakeGitHub) -> None:
     gh = client(fake)
     with pytest.raises(RequestFailed) as exc:
-        gh.rest.issues.list_for_repo("octo", "app")
+        gh.rest.issues.list_milestones("octo", "app")  # list_for_repo is implemented (tools/fakes/github/actions_api)
     assert status_of(exc) == 404
     with pytest.raises(RequestFailed):
         gh.rest.issues.lock("octo", "app", 1)
     assert len(fake.unexpected) == 2
-    assert fake.unexpected[0].startswith("GET /repos/octo/app/issues")
+    assert fake.unexpected[0].startswith("GET /repos/octo/app/milestones")
     with pytest.raises(AssertionError, match="PUT /repos/octo/app/issues/1/lock"):
         fake.assert_no_unexpected()
 

@@ -383,3 +383,68 @@ def _error(message: str, kind: str | None, param: str | None, code: str | None) 
 def iter_messages(body: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """The messages of a recorded request body."""
     yield from body.get("messages", [])
+
+
+# --- scripts in the simulate/arena format ---------------------------------------------------------------------
+
+
+class ScriptError(ValueError):
+    """A ``"model"`` script entry that is not one of the four reply shapes; the message names its position."""
+
+
+def reply_from_spec(spec: Any, position: int = 1) -> Reply:
+    """One reply of a ``"model": [REPLY, …]`` script (the simulate/arena interface of issue 21).
+
+    ``REPLY`` is exactly one of ``{"content": "…"}`` (a plain answer), ``{"json": {…}}`` (structured output: the
+    JSON text of the value), ``{"tool_calls": [["name", {…args}], …]}`` (function calls; arguments may be a raw
+    string, to script malformed JSON) or ``{"status": 429, "retry_after": 5}`` (Azure OpenAI's throttling
+    answer, ``retry-after`` in seconds; ``retry_after`` optional). Anything else raises :class:`ScriptError`.
+    """
+    where = f"model[{position}]"
+    if not isinstance(spec, dict) or len(spec) == 0:
+        raise ScriptError(f"{where} must be an object with content, json, tool_calls or status")
+    keys = set(spec)
+    if keys == {"content"}:
+        if not isinstance(spec["content"], str):
+            raise ScriptError(f"{where}.content must be a string")
+        return content(spec["content"])
+    if keys == {"json"}:
+        return structured(spec["json"])
+    if keys == {"tool_calls"}:
+        calls = spec["tool_calls"]
+        if not isinstance(calls, list) or not calls:
+            raise ScriptError(f"{where}.tool_calls must be a non-empty list of [name, arguments]")
+        parsed: list[tuple[str, dict[str, Any] | str]] = []
+        for index, call in enumerate(calls):
+            if (not isinstance(call, list | tuple) or len(call) != 2 or not isinstance(call[0], str)
+                    or not isinstance(call[1], dict | str)):
+                raise ScriptError(f"{where}.tool_calls[{index}] must be [name, arguments object]")
+            parsed.append((call[0], call[1]))
+        return tool_calls(parsed)
+    if "status" in keys and keys <= {"status", "retry_after"}:
+        if spec["status"] != 429:
+            raise ScriptError(f"{where}.status: only 429 (throttling) is scripted")
+        wait = spec.get("retry_after")
+        if wait is not None and (isinstance(wait, bool) or not isinstance(wait, int | float) or wait < 0):
+            raise ScriptError(f"{where}.retry_after must be a number of seconds")
+        return rate_limited(retry_after=None if wait is None else str(int(wait) if wait == int(wait) else wait))
+    raise ScriptError(f"{where} has keys {sorted(keys)}: use exactly one of content, json, tool_calls, or status "
+                      "(with retry_after)")
+
+
+def replies_from_script(script: Any) -> list[Reply]:
+    """Every reply of a ``"model"`` script, in order (:class:`ScriptError` on the first bad one)."""
+    if not isinstance(script, list):
+        raise ScriptError("model must be a list of replies")
+    return [reply_from_spec(spec, position) for position, spec in enumerate(script, start=1)]
+
+
+#: The error code the fake answers with once a script is used up (a 400: the SDK does not retry it).
+SCRIPT_EXHAUSTED = "script_exhausted"
+
+
+def exhausted_reply(asked: int, scripted: int) -> Reply:
+    """The answer to a request beyond the script: a 400 naming how many replies were scripted."""
+    return Reply(status=400, error=_error(
+        f"the scripted model was asked for reply {asked} but the script has {scripted}", "invalid_request_error",
+        None, SCRIPT_EXHAUSTED))

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from tools.fakes.github import app_api, issues_api, repos_api
+from tools.fakes.github import actions_api, app_api, issues_api, repos_api
 from tools.fakes.github.records import (
     ASSOCIATIONS,
     GITHUB_WEB,
@@ -72,6 +72,8 @@ class FakeGitHub:
         self.installation_id = installation_id
         self.rate_limit = rate_limit
         self.on_write: list[Callable[[WriteEvent], None]] = []
+        #: Called for every request with (method, path with query, raw body, login, status), in order.
+        self.on_request: list[Callable[[str, str, bytes, str | None, int], None]] = []
         self.hook_errors: list[BaseException] = []
         self._lock = threading.Lock()
         self._next_id = 1_000_000
@@ -685,6 +687,8 @@ class FakeGitHub:
                         self._rate_headers(b, headers)
             headers.pop("_bucket", None)
             self._calls.append(RecordedCall(method, path, query, body_json, login, status))
+            for observe in list(self.on_request):  # e.g. tools.fakes.github.writes_log (the "writes" lines)
+                observe(method, target, raw, login, status)
         for write in writes:
             for hook in list(self.on_write):
                 try:
@@ -762,7 +766,7 @@ class FakeGitHub:
         # 4. routing
         route = None
         allowed = False
-        for m, pattern, handler, doc in issues_api.ROUTES + repos_api.ROUTES + app_api.ROUTES:
+        for m, pattern, handler, doc in issues_api.ROUTES + repos_api.ROUTES + app_api.ROUTES + actions_api.ROUTES:
             match = pattern.fullmatch(path)
             if match:
                 allowed = True
@@ -801,6 +805,9 @@ class FakeGitHub:
             scoped = "owner" in ctx.params  # /search/* and /app/* routes are not under a repository
             if scoped and self._repos.get(f"{ctx.params['owner']}/{ctx.params['repo']}") is None:
                 raise HttpError(404, error_body(404, "Not Found", doc))
+            gone = actions_api.issues_gone(self, method, path, doc)
+            if gone is not None:
+                raise gone
             status, payload = handler(self, ctx)
         except HttpError as exc:
             headers.update(exc.headers)
