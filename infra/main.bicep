@@ -181,6 +181,9 @@ module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
     name: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
     location: location
     tags: tags
+    // The module defaults to Standard_GRS. Host storage holds only the deployment package (re-deployable) and the
+    // Durable task hub's transient state: locally redundant storage serves it at about half the price.
+    skuName: 'Standard_LRS'
     allowBlobPublicAccess: false
     allowSharedKeyAccess: false
     dnsEndpointType: 'Standard'
