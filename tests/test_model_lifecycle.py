@@ -161,3 +161,16 @@ def test_hook_accepts_the_default_when_nothing_is_set() -> None:
 def test_hook_honours_a_subscription_that_deployed_the_version_before() -> None:
     env = {"AZURE_OPENAI_MODEL": "gpt-5.2", "AZURE_OPENAI_MODEL_VERSION": "2025-12-11"}
     assert run({**env, "REYNOLDS_MODEL_DEPLOYED_BEFORE": "true"}, "2026-12-11").returncode == 0
+
+
+def test_with_no_listed_model_left_the_refusal_points_to_the_schedule() -> None:
+    result = run({}, "2027-03-17")  # the default's own boundary; every tools-verified row is past its window by then
+    assert result.returncode == 1
+    assert "no listed model qualifies" in result.stderr
+    assert TABLE.source_url in result.stderr
+
+
+def test_reynolds_never_sends_reasoning_effort() -> None:
+    # The table's chat_function_tools=true rows accept tools on Chat Completions only without reasoning_effort.
+    for path in sorted((ROOT / "shared" / "ai").glob("*.py")):
+        assert "reasoning_effort" not in path.read_text(), path
