@@ -92,6 +92,7 @@ bench: $(DEV_STAMP) $(NODE_STAMP)
 lock: $(RUN_STAMP)
 	$(UV) pip compile requirements-uv.in --generate-hashes --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-uv.txt
 	$(UV) pip compile requirements.in --generate-hashes --no-strip-extras --python-version 3.11 --custom-compile-command "make lock" -q -o requirements.txt
+	$(PY) -m tools.lock_pip_compat requirements.txt
 	$(UV) pip compile requirements-dev.in -c requirements.txt --generate-hashes --no-strip-extras --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-dev.txt
 	$(UV) pip compile requirements-checkov.in --generate-hashes --no-strip-extras --python-version 3.11 --custom-compile-command "make lock" -q -o requirements-checkov.txt
 

@@ -79,13 +79,14 @@ param maximumInstanceCount int = 40
 @description('Name of the chat model deployment (app setting AZURE_OPENAI_DEPLOYMENT).')
 param chatModelDeploymentName string = 'chat'
 
-// Default model: generally available and with no announced retirement in Microsoft's Azure OpenAI model retirement
-// table when this was written (docs/deploy.md, "Chat model", says where it was checked and how to override it).
+// Default model: a dated choice. Its new-customer and retirement dates (and their source) are in
+// infra/model-lifecycle.json; the preprovision hook (scripts/model_lifecycle.py) refuses it once new subscriptions
+// can no longer deploy it. Change it here, in main.parameters.json and in that file's `default` together.
 @description('Chat model name (azd env AZURE_OPENAI_MODEL).')
-param chatModelName string = 'gpt-5.2'
+param chatModelName string = 'gpt-5.4-mini'
 
 @description('Chat model version (azd env AZURE_OPENAI_MODEL_VERSION).')
-param chatModelVersion string = '2025-12-11'
+param chatModelVersion string = '2026-03-17'
 
 @description('Chat model deployment SKU.')
 @allowed([
@@ -258,6 +259,9 @@ module storage 'br/public:avm/res/storage/storage-account:0.8.3' = {
     name: !empty(storageAccountName) ? storageAccountName : '${abbrs.storageStorageAccounts}${resourceToken}'
     location: location
     tags: tags
+    // The module defaults to Standard_GRS. Host storage holds only the deployment package (re-deployable) and the
+    // Durable task hub's transient state: locally redundant storage serves it at about half the price.
+    skuName: 'Standard_LRS'
     allowBlobPublicAccess: false
     allowSharedKeyAccess: false
     dnsEndpointType: 'Standard'

@@ -12,10 +12,11 @@ Write-Host 'Key Vault secrets:'
 & $python scripts/provision_secrets.py
 if ($LASTEXITCODE -ne 0) { throw "scripts/provision_secrets.py failed ($LASTEXITCODE)" }
 
-# Opt-in: only a tenant admin may grant Microsoft Graph application permissions (docs/deploy.md).
+# Opt-in: only a Privileged Role Administrator or Global Administrator may grant Microsoft Graph application
+# permissions (docs/deploy.md); without the role the script prints the commands for one and azd up goes on.
 if ($env:REYNOLDS_GRANT_GRAPH_PERMISSIONS -eq 'true') {
     Write-Host 'Microsoft Graph permissions:'
-    & $python scripts/grant_graph_permissions.py
+    & $python scripts/grant_graph_permissions.py --from-hook
     if ($LASTEXITCODE -ne 0) { throw "scripts/grant_graph_permissions.py failed ($LASTEXITCODE)" }
 }
 

@@ -14,10 +14,11 @@ PYTHON="${PYTHON:-python3}"
 echo "Key Vault secrets:"
 "$PYTHON" scripts/provision_secrets.py
 
-# Opt-in: only a tenant admin may grant Microsoft Graph application permissions (docs/deploy.md).
+# Opt-in: only a Privileged Role Administrator or Global Administrator may grant Microsoft Graph application
+# permissions (docs/deploy.md); without the role the script prints the commands for one and azd up goes on.
 if [ "${REYNOLDS_GRANT_GRAPH_PERMISSIONS:-}" = "true" ]; then
   echo "Microsoft Graph permissions:"
-  "$PYTHON" scripts/grant_graph_permissions.py
+  "$PYTHON" scripts/grant_graph_permissions.py --from-hook
 fi
 
 values="$(azd env get-values --output json)"

@@ -61,16 +61,24 @@ class HookError(RuntimeError):
 
 @dataclass
 class Az:
-    """Runs the Azure CLI; retries Key Vault calls refused while a new role assignment propagates."""
+    """Runs the Azure CLI in the subscription azd deploys to; retries Key Vault calls refused while a new role
+    assignment propagates.
+
+    Every call names ``--subscription`` (``AZURE_SUBSCRIPTION_ID``): without it the CLI acts on its own default
+    subscription (``az account set``), which need not be the one azd deployed to, and an ARM call such as
+    ``functionapp restart`` then finds no such resource group. For Key Vault data-plane calls it picks the tenant
+    whose token is used."""
 
     executable: str
+    subscription: str
     sleep: Callable[[float], None] = time.sleep
     delay: float = 15.0
 
     def run(self, *args: str, retry: bool = False) -> str:
+        command = [self.executable, *args, "--subscription", self.subscription]
         for attempt in range(1, (ATTEMPTS if retry else 1) + 1):
             # The CLI resolved by shutil.which with arguments built here, never a shell string.
-            result = subprocess.run([self.executable, *args], capture_output=True, text=True, check=False)  # noqa: S603
+            result = subprocess.run(command, capture_output=True, text=True, check=False)  # noqa: S603
             if result.returncode == 0:
                 return result.stdout
             refused = "Forbidden" in result.stderr or "not authorized" in result.stderr.lower()
@@ -161,8 +169,14 @@ def main(env: Mapping[str, str] | None = None) -> int:
     if executable is None:
         print("provision_secrets: the Azure CLI (az) is not on PATH", file=sys.stderr)
         return 1
+    subscription = values.get("AZURE_SUBSCRIPTION_ID", "")
+    if not subscription:
+        print(
+            "provision_secrets: AZURE_SUBSCRIPTION_ID is not set: run it through azd (`azd provision`)", file=sys.stderr
+        )
+        return 1
     delay = float(values.get("REYNOLDS_HOOK_RETRY_SECONDS", "15"))
-    az = Az(executable, delay=delay)
+    az = Az(executable, subscription, delay=delay)
     try:
         outcome = provision(values, az, Path.cwd())
         for name, what in outcome.items():

@@ -126,10 +126,10 @@ def test_unset_graph_settings_fall_back_to_the_template_default() -> None:
 
 def test_model_override() -> None:
     default = load_parameters(PARAMETERS.read_text(), ENV).parameters
-    assert (default["chatModelName"], default["chatModelVersion"]) == ("gpt-5.2", "2025-12-11")
-    env = {**ENV, "AZURE_OPENAI_MODEL": "gpt-5.4-mini", "AZURE_OPENAI_MODEL_VERSION": "2026-03-17"}
+    assert (default["chatModelName"], default["chatModelVersion"]) == ("gpt-5.4-mini", "2026-03-17")
+    env = {**ENV, "AZURE_OPENAI_MODEL": "gpt-5.5", "AZURE_OPENAI_MODEL_VERSION": "2026-04-24"}
     overridden = load_parameters(PARAMETERS.read_text(), env).parameters
-    assert (overridden["chatModelName"], overridden["chatModelVersion"]) == ("gpt-5.4-mini", "2026-03-17")
+    assert (overridden["chatModelName"], overridden["chatModelVersion"]) == ("gpt-5.5", "2026-04-24")
 
 
 def test_defaults_in_the_parameters_file_match_main_bicep() -> None:

@@ -19,6 +19,8 @@ ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "provision_secrets.py"
 FAKE_AZ = ROOT / "tools" / "fakes" / "azure_cli.py"
 PEM = "-----BEGIN RSA PRIVATE KEY-----\nMIIEowIBAAKCAQEAvR3+Zk0tOQ2p\ndGVzdCBrZXk=\n-----END RSA PRIVATE KEY-----\n"
+SUBSCRIPTION = "0b6f1c9e-2d3a-4e5f-8a7b-1c2d3e4f5a6b"  # the one azd deploys to
+OTHER_SUBSCRIPTION = "9c8b7a6f-5e4d-4c3b-8a29-1f0e9d8c7b6a"  # the CLI's default (`az account set`)
 NAMES = {
     "github-webhook-secret",
     "github-app-private-key",
@@ -39,12 +41,16 @@ class Hook:
         az.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{FAKE_AZ}" "$@"\n')
         az.chmod(0o755)
         self.state_file = tmp / "az-state.json"
+        # The CLI's default subscription is not the one azd deployed to: only a call naming it finds the app.
+        self.set_state(default_subscription=OTHER_SUBSCRIPTION, function_apps={
+            "func-api-test": {"subscription": SUBSCRIPTION, "resource_group": "rg-test"}})  # fmt: skip
         self.env = {
             "PATH": f"{self.bin}{os.pathsep}{os.environ.get('PATH', '')}",
             "FAKE_AZ_STATE": str(self.state_file),
             "AZURE_KEY_VAULT_NAME": "kv-test",
             "AZURE_FUNCTION_APP_NAME": "func-api-test",
             "AZURE_RESOURCE_GROUP": "rg-test",
+            "AZURE_SUBSCRIPTION_ID": SUBSCRIPTION,
             "REYNOLDS_HOOK_RETRY_SECONDS": "0",
         }
 
@@ -154,6 +160,29 @@ def test_fake_cli_refuses_what_the_real_one_refuses(hook: Hook) -> None:
     unknown = subprocess.run([str(hook.bin / "az"), "keyvault", "secret", "show", "--name", "n"], env=env,
                              capture_output=True, text=True, check=False)  # fmt: skip
     assert unknown.returncode == 2
+    restart = [str(hook.bin / "az"), "functionapp", "restart", "--name", "func-api-test", "--resource-group", "rg-test"]
+    on_default = subprocess.run(restart, env=env, capture_output=True, text=True, check=False)
+    assert on_default.returncode == 3  # the CLI's default subscription has no such resource group
+    assert "(ResourceGroupNotFound)" in on_default.stderr
+    named = subprocess.run([*restart, "--subscription", SUBSCRIPTION], env=env, capture_output=True, text=True,
+                           check=False)  # fmt: skip
+    assert named.returncode == 0, named.stderr
+
+
+def test_every_call_names_the_subscription_azd_deploys_to(hook: Hook) -> None:
+    # The first `azd up` of a deployer whose `az account show` is another subscription: the restart must still land.
+    result = hook.run()
+    assert result.returncode == 0, result.stderr
+    assert hook.state["restarts"] == [["func-api-test", "rg-test"]]
+    for call in hook.state["calls"]:
+        assert call[call.index("--subscription") + 1] == SUBSCRIPTION, call
+
+
+def test_without_the_subscription_it_refuses_before_calling_azure(hook: Hook) -> None:
+    result = hook.run(AZURE_SUBSCRIPTION_ID="")
+    assert result.returncode == 1
+    assert "AZURE_SUBSCRIPTION_ID" in result.stderr
+    assert not hook.state["calls"]
 
 
 def test_secret_names_match_the_app_settings() -> None:

@@ -20,6 +20,30 @@ Run as the ``az`` executable (a test puts a wrapper on PATH); state lives in the
   ``resourceId`` and ``appRoleId`` of an existing app role, and an assignment that exists already is a 400
   ``Permission being assigned already exists on the object``.
 
+* ``--subscription`` is accepted by every command (azure-cli core ``register_global_subscription_argument`` adds it
+  to each command of the table, arg group "Global"); without it an ARM command acts on the CLI's default
+  subscription (``az account set``): here ``default_subscription`` in the state;
+* ``functionapp restart`` (ARM: ``POST .../sites/{name}/restart``) finds the app in ``function_apps``
+  (``{name: {"subscription", "resource_group"}}``) of the subscription it resolved; another subscription's app is
+  ``(ResourceGroupNotFound) Resource group '<rg>' could not be found.`` (exit 3), the refusal a deployer whose
+  default subscription is not the one azd deployed to gets;
+* ``rest --method POST`` of an app role assignment needs the caller to hold a directory role that may grant
+  Microsoft Graph app roles (``caller_directory_roles`` in the state: Privileged Role Administrator or Global
+  Administrator; Microsoft Learn "Grant tenant-wide admin consent to an application", Prerequisites: Cloud
+  Application Administrator and Application Administrator consent to any API except Microsoft Graph app roles);
+  otherwise Graph answers 403 ``Authorization_RequestDenied`` "Insufficient privileges to complete the operation.".
+
+Refusals (each from the source above):
+
+| call | refused when | answer |
+|---|---|---|
+| any | unknown command or argument | exit 2, ``unrecognized arguments`` |
+| ``keyvault secret *`` | ``refuse`` > 0 (role assignment propagating) | exit 1, ``(Forbidden) Caller is not ...`` |
+| ``keyvault secret set`` | both or neither of ``--value``/``--file`` | exit 1, ``incorrect usage`` |
+| ``functionapp restart`` | app not in the resolved subscription | exit 3, ``(ResourceGroupNotFound)`` |
+| ``ad sp show`` | unknown id | exit 3, ``doesn't exist`` |
+| ``rest`` POST appRoleAssignments | caller lacks the role / bad ids / exists already | exit 1, Graph's 403 / 400 |
+
 Anything else exits 2 the way the CLI does for an unknown command or argument (the fake accepts nothing it does
 not model). ``refuse`` in the state makes the next N Key Vault calls fail as a role assignment that has not
 propagated yet would (``(Forbidden) Caller is not authorized``).
@@ -35,6 +59,8 @@ from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
+#: Directory roles that may grant Microsoft Graph application permissions (app role assignments on Graph).
+GRAPH_GRANT_ROLES = ("Privileged Role Administrator", "Global Administrator")
 TEXT_ENCODINGS = ("utf-8", "utf-16le", "utf-16be", "ascii")
 ENCODINGS = (*TEXT_ENCODINGS, "base64", "hex")
 
@@ -124,12 +150,17 @@ def secret_list(state: dict[str, Any], args: list[str]) -> int:
     return 0
 
 
-def functionapp_restart(state: dict[str, Any], args: list[str]) -> int:
+def functionapp_restart(state: dict[str, Any], args: list[str], subscription: str) -> int:
     parsed = parse(args, {"--name": "name", "-n": "name", "--resource-group": "group", "-g": "group",
                           "--output": "output", "-o": "output"})  # fmt: skip
     if isinstance(parsed, str):
         return fail(parsed)
-    state["restarts"].append([parsed.get("name"), parsed.get("group")])
+    if "name" not in parsed or "group" not in parsed:
+        return fail("the following arguments are required: --name/-n, --resource-group/-g")
+    app = state.get("function_apps", {}).get(parsed["name"])
+    if app is None or app["subscription"] != subscription or app["resource_group"] != parsed["group"]:
+        return fail(f"(ResourceGroupNotFound) Resource group '{parsed['group']}' could not be found.", 3)
+    state["restarts"].append([parsed["name"], parsed["group"]])
     return 0
 
 
@@ -162,6 +193,8 @@ def rest(state: dict[str, Any], args: list[str]) -> int:
         return 0
     if parsed["method"].upper() != "POST":
         return fail("Method Not Allowed", 1)
+    if not set(state.get("caller_directory_roles", GRAPH_GRANT_ROLES)) & set(GRAPH_GRANT_ROLES):
+        return fail("Forbidden(Authorization_RequestDenied: Insufficient privileges to complete the operation.)", 1)
     body = json.loads(parsed.get("body", "{}"))
     resource = next((sp for sp in state.get("service_principals", []) if sp["id"] == body.get("resourceId")), None)
     if body.get("principalId") != principal or resource is None:
@@ -184,6 +217,13 @@ def main(argv: list[str]) -> int:
     path = Path(os.environ["FAKE_AZ_STATE"])
     state = load(path)
     state["calls"].append([a if not a.startswith("/") else "<path>" for a in argv])
+    subscription = state.get("default_subscription", "")
+    if "--subscription" in argv:
+        at = argv.index("--subscription")
+        if at + 1 >= len(argv):
+            return fail("argument --subscription: expected one argument")
+        subscription = argv[at + 1]
+        argv = argv[:at] + argv[at + 2 :]
     try:
         if argv[:2] == ["keyvault", "secret"] and state.get("refuse", 0) > 0:
             state["refuse"] -= 1
@@ -197,7 +237,7 @@ def main(argv: list[str]) -> int:
         if argv[:1] == ["rest"]:
             return rest(state, argv[1:])
         if argv[:2] == ["functionapp", "restart"]:
-            return functionapp_restart(state, argv[2:])
+            return functionapp_restart(state, argv[2:], subscription)
         return fail(f"'{' '.join(argv[:3])}' is not a command the fake Azure CLI models")
     finally:
         path.write_text(json.dumps(state))
