@@ -67,6 +67,8 @@ ENDPOINT_PERMISSIONS: dict[tuple[str, str], tuple[tuple[str, Access], ...]] = {
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}"): (("actions", "read"),),
     ("GET", "/repos/{owner}/{repo}/actions/runs/{run_id}/jobs"): (("actions", "read"),),
     ("GET", "/repos/{owner}/{repo}/actions/jobs/{job_id}/logs"): (("actions", "read"),),
+    ("POST", "/repos/{owner}/{repo}/actions/runs/{run_id}/rerun-failed-jobs"): (("actions", "write"),),
+    ("GET", "/repos/{owner}/{repo}/issues"): (("issues", "read"),),
     ("GET", "/repos/{owner}/{repo}/installation"): (),
     ("GET", "/app/hook/deliveries"): (),
     ("POST", "/app/hook/deliveries/{delivery_id}/attempts"): (),
