@@ -99,12 +99,14 @@ _lock = threading.Lock()
 def get_bot_runtime(settings: Settings) -> BotRuntime:
     """The runtime for these settings, built once (the key cache must outlive a request); 503 without an app id."""
     global _runtime, _runtime_key
+    if _runtime is not None and _runtime_key is None:
+        return _runtime  # installed by a test or tool: it carries its own app id
     app_id = settings.teams_bot_app_id
     if not app_id:
         raise ConfigurationError(APP_ID_SETTING)
     key = (app_id, settings.teams_bot_openid_url)
     with _lock:
-        if _runtime is None or (_runtime_key is not None and _runtime_key != key):
+        if _runtime is None or _runtime_key != key:
             _runtime = BotRuntime(BotTokenValidator(app_id, metadata_url=settings.teams_bot_openid_url),
                                   BotConnector(managed_identity_token(app_id)))
             _runtime_key = key
