@@ -25,7 +25,7 @@ from typing import Any
 import azure.functions as func
 import httpx
 
-from shared.platforms.teams.bot import BotRuntime, set_bot_runtime
+from shared.platforms.teams.bot import BotRuntime, clear_bot_runtime, set_bot_runtime
 from shared.platforms.teams.bot_auth import BotTokenValidator
 from shared.platforms.teams.connector import BotConnector
 from tools.fakes.bot import FakeBotConnector, FakeTokenIssuer
@@ -58,21 +58,24 @@ class BotStage:
 
     issuer: FakeTokenIssuer
     connector: FakeBotConnector
+    runtime: BotRuntime | None = None
     app_id: str = SIMULATE_BOT_APP_ID
 
     def close(self) -> None:
         self.connector.stop()
         self.issuer.stop()
-        set_bot_runtime(None)
+        if self.runtime is not None:
+            clear_bot_runtime(self.runtime)
 
 
-_stages: dict[int, BotStage] = {}
+_STAGE_ATTRIBUTE = "_reynolds_bot_stage"
 
 
 def bot_stage(world: World) -> BotStage:
     """Start (once per world) the fake issuer and connector and install the bot runtime that uses them."""
-    stage = _stages.get(id(world))
-    if stage is not None:
+    stage = getattr(world, _STAGE_ATTRIBUTE, None)
+    if isinstance(stage, BotStage):
+        set_bot_runtime(stage.runtime)
         return stage
     clock = world.clock
     issuer = FakeTokenIssuer()
@@ -85,17 +88,12 @@ def bot_stage(world: World) -> BotStage:
     async def token() -> str:
         return issuer.bot_token(app_id)
 
-    set_bot_runtime(BotRuntime(BotTokenValidator(app_id, metadata_url=issuer.metadata_url),
-                               BotConnector(token, transport=_ToFake(connector.base_url))))
-    _stages[id(world)] = stage
-    weakref.finalize(world, _close, id(world))
+    stage.runtime = BotRuntime(BotTokenValidator(app_id, metadata_url=issuer.metadata_url),
+                               BotConnector(token, transport=_ToFake(connector.base_url)))
+    set_bot_runtime(stage.runtime)
+    setattr(world, _STAGE_ATTRIBUTE, stage)  # the World dataclass is not ours to extend; it carries the stage
+    weakref.finalize(world, stage.close)
     return stage
-
-
-def _close(key: int) -> None:
-    stage = _stages.pop(key, None)
-    if stage is not None:
-        stage.close()
 
 
 def _activity(item: dict[str, Any]) -> tuple[bytes, dict[str, Any] | None]:

@@ -164,7 +164,7 @@ class FakeTokenIssuer(_Loopback):
 
     def _sign(self, claims: dict[str, Any], *, alg: str = "RS256", kid: str | None = None) -> str:
         if alg == "none":
-            return jwt.encode(claims, key=None, algorithm=None)
+            return jwt.encode(claims, key="", algorithm="none")
         key = self._stranger if kid == "unknown" else self._key
         return jwt.encode(claims, key, algorithm=alg, headers={"kid": kid or self.kid})
 

@@ -72,10 +72,10 @@ def read_activity(headers: Mapping[str, str], raw: bytes, validator: BotTokenVal
     check_activity(token, activity)
     kind = activity.get("type")
     if kind == "message":
-        recipient = activity.get("recipient") if isinstance(activity.get("recipient"), dict) else {}
-        name = recipient.get("name") if isinstance(recipient.get("name"), str) and recipient.get("name") else None
-        event = (parse_teams_activity(raw, received_at=received_at, mention_name=name) if name
-                 else parse_teams_activity(raw, received_at=received_at))
+        recipient = activity.get("recipient")
+        name = recipient.get("name") if isinstance(recipient, dict) else None
+        event = (parse_teams_activity(raw, received_at=received_at, mention_name=name)
+                 if isinstance(name, str) and name else parse_teams_activity(raw, received_at=received_at))
         return BotActivity("message", activity, event)
     if kind in REFERENCE_TYPES:
         reference_of(activity)  # a reference activity without a conversation is a bad request, not a no-op
@@ -120,3 +120,11 @@ def set_bot_runtime(runtime: BotRuntime | None, settings: Settings | None = None
         _runtime = runtime
         _runtime_key = ((settings.teams_bot_app_id or "", settings.teams_bot_openid_url)
                         if runtime is not None and settings is not None else None)
+
+
+def clear_bot_runtime(runtime: BotRuntime) -> None:
+    """Uninstall ``runtime`` if it is still the installed one (a tool's stand-ins closing after another's started)."""
+    global _runtime, _runtime_key
+    with _lock:
+        if _runtime is runtime:
+            _runtime, _runtime_key = None, None

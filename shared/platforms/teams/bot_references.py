@@ -42,18 +42,22 @@ class ConversationReference(BaseModel):
     updated_at: str | None = None
 
 
+def _obj(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
 def _doc_id(conversation_id: str) -> str:
     return safe_id(PREFIX + conversation_id)
 
 
 def reference_of(activity: dict[str, Any]) -> ConversationReference:
     """The conversation reference an activity carries; ``IncomingRequestError`` when it names no conversation."""
-    conversation = activity.get("conversation") if isinstance(activity.get("conversation"), dict) else {}
-    recipient = activity.get("recipient") if isinstance(activity.get("recipient"), dict) else {}
-    channel_data = activity.get("channelData") if isinstance(activity.get("channelData"), dict) else {}
-    team = channel_data.get("team") if isinstance(channel_data.get("team"), dict) else {}
-    channel = channel_data.get("channel") if isinstance(channel_data.get("channel"), dict) else {}
-    tenant = channel_data.get("tenant") if isinstance(channel_data.get("tenant"), dict) else {}
+    conversation = _obj(activity.get("conversation"))
+    recipient = _obj(activity.get("recipient"))
+    channel_data = _obj(activity.get("channelData"))
+    team = _obj(channel_data.get("team"))
+    channel = _obj(channel_data.get("channel"))
+    tenant = _obj(channel_data.get("tenant"))
     conversation_id, service_url = conversation.get("id"), activity.get("serviceUrl")
     if not isinstance(conversation_id, str) or not conversation_id or len(conversation_id) > 512:
         raise IncomingRequestError("activity has no usable conversation.id")
@@ -80,11 +84,12 @@ def removes_bot(activity: dict[str, Any]) -> bool:
     kind = activity.get("type")
     if kind == "installationUpdate":
         return activity.get("action") in UNINSTALL_ACTIONS
-    channel_data = activity.get("channelData") if isinstance(activity.get("channelData"), dict) else {}
+    channel_data = _obj(activity.get("channelData"))
     if channel_data.get("eventType") == "teamDeleted":
         return True
-    recipient = activity.get("recipient") if isinstance(activity.get("recipient"), dict) else {}
-    removed = activity.get("membersRemoved") if isinstance(activity.get("membersRemoved"), list) else []
+    recipient = _obj(activity.get("recipient"))
+    removed_value = activity.get("membersRemoved")
+    removed: list[Any] = removed_value if isinstance(removed_value, list) else []
     return any(isinstance(m, dict) and m.get("id") and m.get("id") == recipient.get("id") for m in removed)
 
 
