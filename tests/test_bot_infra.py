@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_bicep_upstream import Mutator, only
+from tests.test_bicep_upstream import Mutator
 from tools.bicepcheck import Fixtures, FixturesMissing, fixtures_dir
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -46,7 +46,7 @@ def test_user_assigned_msi_is_a_named_app_type_upstream() -> None:
 
     properties = node(body.node["properties"]["properties"]["type"])["properties"]
     union = node(properties["msaAppType"]["type"])  # type: ignore[index]
-    literals = {node(e).get("value") for e in union["elements"]}  # type: ignore[union-attr, attr-defined]
+    literals = {node(e).get("value") for e in union["elements"]}  # type: ignore[attr-defined]
     assert "UserAssignedMSI" in literals
 
 
