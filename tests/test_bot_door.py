@@ -321,3 +321,25 @@ def test_poster_posts_once_per_key_with_the_marker(
     assert record.state == "done"
     assert record.resource_id == fake.activities[0].activity_id
     assert find_markers(fake.activities[0].activity["text"], "k" * 32)[0].valid
+
+
+def test_the_webhook_door_and_the_bot_door_deduplicate_the_same_message(world: World) -> None:
+    from tools.simulate import run_teams
+
+    first = asyncio.run(run_teams(world, {"source": "teams", "headers": {"Authorization": "auto"},
+                                          "body": message()}))
+    again = run(world, item(message()))
+    assert first["verdict"] == "accepted"
+    assert (again["status"], again["verdict"]) == (200, "duplicate")
+    assert bot_stage(world).connector.activities == []  # a duplicate gets no second answer
+
+
+def test_a_key_that_does_not_endorse_the_channel_is_refused() -> None:
+    from shared.platforms.teams.bot_auth import check_activity
+
+    with FakeTokenIssuer(endorsements=("webchat",)) as issuer:
+        validator = BotTokenValidator("app", metadata_url=issuer.metadata_url)
+        token = validator.verify(issuer.channel_token("app", SERVICE_URL))
+        with pytest.raises(SignatureError, match="endorse"):
+            check_activity(token, {"serviceUrl": SERVICE_URL, "channelId": "msteams"})
+        check_activity(token, {"serviceUrl": SERVICE_URL, "channelId": "webchat"})

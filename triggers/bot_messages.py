@@ -67,7 +67,8 @@ async def bot_messages(req: func.HttpRequest, client: df.DurableOrchestrationCli
         except Exception as exc:
             return error_response(exc, delivery)
         logger.info("bot %s activity %s: conversation reference %s", item.activity.get("type"), delivery, done)
-        return json_response(200, {"delivery": delivery, "verdict": "ignored", "reference": done})
+        return json_response(200, {"delivery": delivery, "verdict": "ignored", "reference": done,
+                                   "reason": f"conversation reference {done}"})
     if item.kind == "ignored" or item.event is None:
         return json_response(200, {"delivery": delivery, "verdict": "ignored",
                                    "reason": f"activity type {str(item.activity.get('type'))[:40]!r} is not handled"})
