@@ -12,7 +12,7 @@ from typing import Any
 import azure.functions as func
 import pytest
 
-from shared.errors import SignatureError
+from shared.errors import IncomingRequestError, SignatureError
 from shared.loop.marker import find_markers
 from shared.platforms.teams.bot import set_bot_runtime
 from shared.platforms.teams.bot_auth import MIN_REFRESH_SECONDS, BotTokenValidator
@@ -343,3 +343,49 @@ def test_a_key_that_does_not_endorse_the_channel_is_refused() -> None:
         with pytest.raises(SignatureError, match="endorse"):
             check_activity(token, {"serviceUrl": SERVICE_URL, "channelId": "msteams"})
         check_activity(token, {"serviceUrl": SERVICE_URL, "channelId": "webchat"})
+
+
+def test_unreadable_signing_keys_are_a_503_not_an_accept() -> None:
+    def down(url: str) -> dict[str, Any]:
+        raise OSError("connection refused")
+
+    validator = BotTokenValidator("app", metadata_url="https://login.botframework.com/x", fetch=down)
+    with FakeTokenIssuer() as issuer, pytest.raises(IncomingRequestError) as caught:
+        validator.verify(issuer.channel_token("app", SERVICE_URL))
+    assert caught.value.status_code == 503
+
+
+def test_the_bot_identity_token_is_cached_until_shortly_before_it_expires(monkeypatch: pytest.MonkeyPatch) -> None:
+    import azure.identity.aio
+    from azure.core.credentials import AccessToken
+
+    from shared.platforms.teams.connector import BOT_CONNECTOR_SCOPE, managed_identity_token
+
+    calls: list[tuple[str | None, str]] = []
+
+    class Credential:
+        def __init__(self, client_id: str | None = None) -> None:
+            self.client_id = client_id
+
+        async def __aenter__(self) -> Credential:
+            return self
+
+        async def __aexit__(self, *exc: object) -> None:
+            return None
+
+        async def get_token(self, scope: str) -> AccessToken:
+            calls.append((self.client_id, scope))
+            return AccessToken(f"t{len(calls)}", 10_000)
+
+    monkeypatch.setattr(azure.identity.aio, "ManagedIdentityCredential", Credential)
+    now = [1_000.0]
+    provider = managed_identity_token("bot-client-id", clock=lambda: now[0])
+
+    async def fetch() -> str:
+        return await provider()
+
+    assert asyncio.run(fetch()) == "t1"
+    assert asyncio.run(fetch()) == "t1"
+    now[0] = 10_000 - 299  # inside the renewal margin
+    assert asyncio.run(fetch()) == "t2"
+    assert calls == [("bot-client-id", BOT_CONNECTOR_SCOPE)] * 2

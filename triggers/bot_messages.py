@@ -12,6 +12,7 @@ and ignored. The decision travels in ``X-Reynolds-*`` headers as at the webhook 
 
 from __future__ import annotations
 
+import asyncio
 import html
 import logging
 
@@ -57,7 +58,9 @@ async def bot_messages(req: func.HttpRequest, client: df.DurableOrchestrationCli
     try:
         services = get_services()
         runtime = get_bot_runtime(services.settings)
-        item = read_activity(req.headers, raw, runtime.validator, received_at=services.clock())
+        # In a worker thread: a key refresh (once a day, or on a new key) is a blocking HTTPS fetch.
+        item = await asyncio.to_thread(read_activity, dict(req.headers), raw, runtime.validator,
+                                       received_at=services.clock())
     except Exception as exc:  # 401/413/400/503; never a stack trace to the caller
         return error_response(exc)
     delivery = item.activity_id

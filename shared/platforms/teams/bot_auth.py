@@ -39,7 +39,7 @@ from typing import Any
 
 import jwt
 
-from shared.errors import SignatureError
+from shared.errors import IncomingRequestError, SignatureError
 
 #: The Bot Framework's OpenID metadata for tokens the Bot Connector sends to bots.
 OPENID_METADATA_URL = "https://login.botframework.com/v1/.well-known/openidconfiguration"
@@ -132,8 +132,9 @@ class BotTokenValidator:
                 try:
                     self._refresh()
                 except Exception as exc:
-                    if not self._keys:
-                        raise SignatureError("the Bot Framework signing keys cannot be read") from exc
+                    if not self._keys:  # our outage, not the caller's fault: 503, the channel retries
+                        raise IncomingRequestError("the Bot Framework signing keys cannot be read; retry later",
+                                                   status_code=503) from exc
             found = self._keys.get(kid)
         if found is None:
             raise SignatureError("token signed with an unknown key")

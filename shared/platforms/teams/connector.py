@@ -24,6 +24,7 @@ Reynolds' own when they come back through any door.
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -64,14 +65,27 @@ class BotConnectorThrottled(BotConnectorError):
         self.retry_after = retry_after
 
 
-def managed_identity_token(client_id: str | None) -> TokenProvider:
-    """A token provider for the bot's identity (the app's user-assigned managed identity; no secret)."""
+#: A cached token is renewed this long before it expires.
+TOKEN_RENEW_SECONDS = 300
+
+
+def managed_identity_token(client_id: str | None, clock: Callable[[], float] = time.time) -> TokenProvider:
+    """A token provider for the bot's identity (the app's user-assigned managed identity; no secret).
+
+    The token is cached until ``TOKEN_RENEW_SECONDS`` before it expires; the credential is made per renewal so it
+    never outlives the event loop that used it.
+    """
+    cached: list[tuple[str, float]] = []
 
     async def token() -> str:
+        if cached and cached[0][1] - TOKEN_RENEW_SECONDS > clock():
+            return cached[0][0]
         from azure.identity.aio import ManagedIdentityCredential
 
         async with ManagedIdentityCredential(client_id=client_id) as credential:
-            return (await credential.get_token(BOT_CONNECTOR_SCOPE)).token
+            access = await credential.get_token(BOT_CONNECTOR_SCOPE)
+        cached[:] = [(access.token, float(access.expires_on))]
+        return access.token
 
     return token
 
