@@ -12,7 +12,9 @@ an unsigned token, ``"kid": "unknown"`` signs with a key the JWKS does not list,
 expired ``n`` seconds ago; any other key sets that claim.
 
 ``FakeBotConnector`` plays ``{serviceUrl}/v3/conversations``: Send to conversation, Reply to activity and Update
-activity (the three operations ``shared.platforms.teams.connector`` calls). Everything posted is kept in
+activity (the three operations ``shared.platforms.teams.connector`` calls; the Agents SDK's
+``microsoft_agents/hosting/core/connector/client/connector_client.py``, ``ConversationsOperations``, calls the same
+paths, and a service URL may carry a path prefix such as ``/amer/``). Everything posted is kept in
 ``activities``. It refuses what the real service refuses:
 
 =====  ============================  ======================================================================

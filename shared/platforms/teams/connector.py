@@ -8,7 +8,12 @@ Operations (Bot Framework REST API reference, "API reference — Bot Connector s
 * ``PUT {serviceUrl}/v3/conversations/{conversationId}/activities/{activityId}`` — *Update activity*: edit a message
   the bot posted (the status card, updated in place).
 
-Each answers a ``ResourceResponse`` ``{"id": "<activity id>"}`` (update may answer with an empty body). The bearer
+Each answers a ``ResourceResponse`` ``{"id": "<activity id>"}`` (update may answer with an empty body). The same
+three calls in the Microsoft 365 Agents SDK: ``libraries/microsoft-agents-hosting-core/microsoft_agents/hosting/core/
+connector/client/connector_client.py``, ``ConversationsOperations.send_to_conversation``, ``reply_to_activity`` and
+``update_activity`` (paths ``v3/conversations/{id}/activities[/{activityId}]``). We use httpx, which the app already
+ships, rather than the SDK's aiohttp client; the conversation id is percent-encoded as one path segment (Teams
+channel ids carry ``;messageid=``), as the Bot Framework C# connector does with ``Uri.EscapeDataString``. The bearer
 token is one for the bot's own identity, audience ``https://api.botframework.com`` (scope
 ``https://api.botframework.com/.default``); with ``msaAppType: UserAssignedMSI`` that identity is the Function App's
 user-assigned managed identity, so ``ManagedIdentityCredential(client_id=<bot app id>)`` gets it without a secret.
