@@ -1,7 +1,9 @@
 """Verify the Bot Connector's JWT on ``POST /api/messages`` (Bot Framework channel → bot authentication).
 
-What the Bot Framework documents ("Authenticate requests from the Bot Connector service to your bot", Bot Framework
-REST API reference, docs.microsoft.com/azure/bot-service/rest-api/bot-framework-rest-connector-authentication):
+What the Bot Framework documents ("Authentication with the Bot Connector API", section *Authenticate requests from
+the Bot Connector service to your bot*, learn.microsoft.com/azure/bot-service/rest-api/
+bot-framework-rest-connector-authentication; the Bot Framework JS connector does the same in
+``botframework-connector/src/auth/jwtTokenExtractor.ts``, ``JwtTokenExtractor``, with ``EndorsementsValidator``):
 
 1. the request carries ``Authorization: Bearer <JWT>``;
 2. the JWT is signed (RS256) by a key listed in the JWKS that the OpenID metadata document
