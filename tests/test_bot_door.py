@@ -389,3 +389,16 @@ def test_the_bot_identity_token_is_cached_until_shortly_before_it_expires(monkey
     now[0] = 10_000 - 299  # inside the renewal margin
     assert asyncio.run(fetch()) == "t2"
     assert calls == [("bot-client-id", BOT_CONNECTOR_SCOPE)] * 2
+
+
+def test_references_round_trip_through_cosmos(cosmos_store: Any) -> None:
+    references = BotReferences(cosmos_store)
+    conversation = "19:general@thread.tacv2;messageid=17/33?#x"  # characters Cosmos ids may not hold
+    reference = ConversationReference(conversation_id=conversation, service_url=SERVICE_URL, bot_id="28:app",
+                                      tenant_id="t-1", team_id="group-1")
+    references.save(reference)
+    references.save(reference)  # an install seen twice writes the same document
+    assert references.get(conversation) == reference
+    assert references.remove(conversation) is True
+    assert references.get(conversation) is None
+    assert references.remove(conversation) is False
