@@ -106,7 +106,7 @@ def _activity(item: dict[str, Any]) -> tuple[bytes, dict[str, Any] | None]:
         raw = b"" if body is None else str(body).encode("utf-8")
     try:
         parsed = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):  # the door judges it; the tool only peeks
         return raw, None
     return raw, parsed if isinstance(parsed, dict) else None
 
