@@ -402,3 +402,34 @@ def test_references_round_trip_through_cosmos(cosmos_store: Any) -> None:
     assert references.remove(conversation) is True
     assert references.get(conversation) is None
     assert references.remove(conversation) is False
+
+
+def test_an_accepted_message_keeps_its_channel_reference_for_proactive_posts(world: World) -> None:
+    run(world, item(message()))
+    reference = BotReferences(world.store).get("19:general@thread.tacv2")  # the channel, not the thread
+    assert reference is not None
+    assert reference.service_url == SERVICE_URL
+
+
+def test_poster_updates_a_card_in_place_once_per_key(
+        connector_stage: tuple[FakeTokenIssuer, FakeBotConnector, list[float]]) -> None:
+    issuer, fake, _ = connector_stage
+    from shared.loop.lineage import LineageService
+    from shared.services import guard_config
+
+    settings = Settings.model_validate({"REYNOLDS_MARKER_KEY": "k" * 32, "LINEAGE_STORE": "memory"})
+    lineage = LineageService(MemoryStore(), guard_config(settings), marker_key="k" * 32)
+    poster = BotPoster(lineage, client_for(issuer), marker_key="k" * 32)
+    card = {"contentType": "application/vnd.microsoft.card.adaptive",
+            "content": {"type": "AdaptiveCard", "version": "1.5", "body": [{"type": "TextBlock", "text": "running"}]}}
+    first = asyncio.run(poster.post(key="status:e1:1", reference=reference_for(fake), html_body="<p>Status</p>",
+                                    chain_id="c-1", event_id="e1", depth=0, attachments=[card]))
+    assert first.resource_id is not None
+    for _ in range(2):
+        asyncio.run(poster.post(key="status:e1:2", reference=reference_for(fake), html_body="<p>Status</p>",
+                                chain_id="c-1", event_id="e1", depth=0, update_id=first.resource_id,
+                                attachments=[card]))
+    assert [(a.method, a.activity_id) for a in fake.activities] == [("POST", first.resource_id),
+                                                                    ("PUT", first.resource_id)]
+    assert fake.activities[1].activity["attachments"] == [card]
+    assert find_markers(fake.activities[1].activity["text"], "k" * 32)[0].valid

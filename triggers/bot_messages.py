@@ -82,6 +82,8 @@ async def bot_messages(req: func.HttpRequest, client: df.DurableOrchestrationCli
         return error_response(exc, delivery)
     answered: str | None = None
     try:
+        if admission.decision.verdict.value == "accepted":
+            BotReferences(services.store).remember(item.activity)
         poster = BotPoster(services.lineage, runtime.connector,
                            marker_key=services.settings.require("marker_signing_key"))
         answered = await answer(services, poster, item, admission)

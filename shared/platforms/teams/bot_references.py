@@ -121,6 +121,21 @@ class BotReferences:
             return False
         return True
 
+    def remember(self, activity: dict[str, Any]) -> bool:
+        """Keep the reference of the conversation a message came from, once (a read, and a write only when new).
+
+        Teams recommends taking the reference from any incoming activity: an app installed before the endpoint
+        was live, or a channel other than the one the team install named, is reachable after its first message.
+        A thread's conversation id (``…;messageid=<root>``) is kept as its channel's.
+        """
+        reference = reference_of(activity)
+        channel_reference = reference.model_copy(
+            update={"conversation_id": reference.conversation_id.split(";messageid=", 1)[0]})
+        if self.get(channel_reference.conversation_id) is not None:
+            return False
+        self.save(channel_reference)
+        return True
+
     def apply(self, activity: dict[str, Any]) -> str:
         """Store or remove the reference an install/conversation activity implies; returns what was done."""
         reference = reference_of(activity)

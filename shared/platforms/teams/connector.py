@@ -162,9 +162,17 @@ class BotConnector:
         return Posted(returned if isinstance(returned, str) and returned else activity_id, reference.conversation_id)
 
 
-def message_activity(html_body: str, marker: str) -> dict[str, Any]:
-    """A Teams message activity whose HTML text carries the lineage marker (``textFormat: xml`` is HTML)."""
-    return {"type": "message", "textFormat": "xml", "text": embed_marker(html_body, marker)}
+def message_activity(html_body: str, marker: str, attachments: list[dict[str, Any]] | None = None
+                     ) -> dict[str, Any]:
+    """A Teams message activity whose HTML text carries the lineage marker (``textFormat: xml`` is HTML).
+
+    ``attachments`` carries cards (an Adaptive Card is ``{"contentType": "application/vnd.microsoft.card.adaptive",
+    "content": {...}}``); the marker stays in ``text`` so the loop guard finds it whatever the card holds.
+    """
+    activity: dict[str, Any] = {"type": "message", "textFormat": "xml", "text": embed_marker(html_body, marker)}
+    if attachments:
+        activity["attachments"] = attachments
+    return activity
 
 
 class BotPoster:
@@ -177,7 +185,7 @@ class BotPoster:
 
     async def post(self, *, key: str, reference: ConversationReference, html_body: str, chain_id: str,
                    event_id: str, depth: int, reply_to_id: str | None = None,
-                   update_id: str | None = None) -> EffectRecord:
+                   update_id: str | None = None, attachments: list[dict[str, Any]] | None = None) -> EffectRecord:
         """Post (or, with ``update_id``, update) once per ``key``; a retry after success returns the record.
 
         The Bot Connector has no idempotency key: an attempt that crashed between the connector's answer and the
@@ -191,7 +199,7 @@ class BotPoster:
             logger.info("effect %s already %s (%s); not posting again", key, record.state, record.resource_id)
             return record
         activity = message_activity(html_body, hidden_marker(self.marker_key, record.chain_id, record.event_id,
-                                                             record.depth))
+                                                             record.depth), attachments)
         if update_id:
             posted = await self.connector.update(reference, update_id, activity)
         else:
