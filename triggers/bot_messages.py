@@ -8,6 +8,11 @@ bot is not configured. A message goes through the same admission as every other 
 and the person is answered in the thread through the Bot Connector (the effect ledger and the lineage marker, as
 every write). Install and conversation updates store or remove the conversation reference; anything else is 200
 and ignored. The decision travels in ``X-Reynolds-*`` headers as at the webhook door.
+
+The Bot Connector waits about 15 s for the answer: deciding gets ``INLINE_BUDGET_SECONDS["teams"]`` and the
+acknowledgement post the connector client's timeout (8 s). The inbox (``triggers/inbox.py``) has no item kind for
+bot deliveries yet (its ``InboxItem.source`` is owned elsewhere this session), so a failure to decide is answered
+503 here instead of being queued; adding ``"bot"`` there, decided with ``read_activity`` and ``admit``, closes that.
 """
 
 from __future__ import annotations

@@ -48,7 +48,8 @@ logger = logging.getLogger(__name__)
 
 #: The scope of a token the Bot Connector accepts from a bot.
 BOT_CONNECTOR_SCOPE = "https://api.botframework.com/.default"
-DEFAULT_TIMEOUT_SECONDS = 10.0
+#: Inside the ~15 s the Bot Connector waits for the bot door's answer (the door acknowledges inline).
+DEFAULT_TIMEOUT_SECONDS = 8.0
 
 TokenProvider = Callable[[], Awaitable[str]]
 
