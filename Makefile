@@ -22,7 +22,7 @@ UV_INSTALL = $(UV) pip install --require-hashes
 INPUT ?= samples/arena/app-bot-ping-pong.json
 OUT ?= chains.html
 
-.PHONY: help simulate test lint typecheck unit arena bench dev explore lock chromium check-func clean
+.PHONY: help simulate test lint typecheck unit arena bench dev explore lock chromium check-func clean teams-app
 
 help:
 	@echo "make simulate  run the bundled sample deliveries through Reynolds (in-process, no Azure)"
@@ -30,6 +30,7 @@ help:
 	@echo "make explore   draw the chains of a run as a page: INPUT=<arena scenario or simulate file> OUT=chains.html"
 	@echo "make arena     run the loop arena's bundled scenarios"
 	@echo "make bench     run the benchmarks and write docs/benchmarks.md"
+	@echo "make teams-app write the Teams app package for the deployed bot: dist/reynolds-teams-app.zip (BOT_ID=<id> or azd's)"
 	@echo "make dev       start Azurite + local Cosmos DB and 'func start' (needs Functions Core Tools)"
 	@echo "make lock      re-resolve requirements*.in into the hashed locks requirements*.txt"
 
@@ -82,6 +83,14 @@ unit: $(DEV_STAMP) $(CHECKOV_STAMP) $(NODE_STAMP) chromium
 	CHECKOV=$(CURDIR)/$(CHECKOV) $(PY) -m pytest -q
 
 test: lint typecheck unit
+
+# The Teams app package (manifest + generated icons) for the deployed bot; the bot id comes from BOT_ID= or from
+# `azd env get-values` (output BOT_ID). Validated against the manifest schema npm ci installs (@microsoft/app-manifest)
+# with jsonschema from the tools venv.
+TEAMS_APP ?= dist/reynolds-teams-app.zip
+teams-app: $(RUN_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
+	@BOT_ID="$(BOT_ID)" $(PY) -m tools.teams_app --out $(TEAMS_APP)
+	@$(TOOLS)/bin/python -m tools.teams_app --check $(TEAMS_APP)
 
 arena: $(RUN_STAMP)
 	@$(PY) -m tools.arena samples/arena/*.json

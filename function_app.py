@@ -14,6 +14,7 @@ from orchestrators import reply as reply_orchestrator
 from orchestrators import tasks as task_orchestrators
 from orchestrators import triage as triage_orchestrator
 from triggers import (
+    bot_messages,
     chains,
     github_webhook,
     graph_notifications,
@@ -30,5 +31,5 @@ app = df.DFApp(http_auth_level=func.AuthLevel.FUNCTION)
 for blueprint in (github_webhook.bp, chains.bp, triage_orchestrator.bp, triage_activities.bp, http_api.bp,
                   mcp_tools.bp, task_orchestrators.bp, task_activities.bp, teams_webhook.bp, graph_notifications.bp,
                   servicebus_events.bp, reply_orchestrator.bp, reply_activities.bp, graph_orchestrators.bp,
-                  graph_activities.bp, inbox.bp, recovery.bp):
+                  graph_activities.bp, inbox.bp, recovery.bp, bot_messages.bp):
     app.register_functions(blueprint)

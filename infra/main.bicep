@@ -413,6 +413,19 @@ module api './app/api.bicep' = {
   ]
 }
 
+// The Teams bot (issue 22): speaks as the app's own identity through the Bot Connector; no secret.
+module bot './app/bot.bicep' = {
+  name: 'bot'
+  scope: rg
+  params: {
+    name: 'bot-${resourceToken}'
+    tags: tags
+    appHostName: replace(api.outputs.SERVICE_API_URI, 'https://', '')
+    identityResourceId: apiIdentity.outputs.resourceId
+    identityClientId: apiIdentity.outputs.clientId
+  }
+}
+
 module alerts './app/alerts.bicep' = {
   name: 'alerts'
   scope: rg
@@ -458,6 +471,8 @@ output AZURE_OPENAI_DEPLOYMENT string = chatModelDeploymentName
 output AZURE_KEY_VAULT_NAME string = keyVault.outputs.name
 output AZURE_KEY_VAULT_URI string = keyVault.outputs.uri
 output TASK_HUB_NAME string = taskHubName
+output BOT_ID string = bot.outputs.BOT_ID
+output TEAMS_BOT_NAME string = bot.outputs.name
 // Entra-authenticated ingestion: the connection string holds an instrumentation key (an identifier, not a
 // credential) and ingestion without a token is refused because local auth is disabled.
 output APPLICATIONINSIGHTS_CONNECTION_STRING string = monitoring.outputs.applicationInsightsConnectionString

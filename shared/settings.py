@@ -89,6 +89,12 @@ class Settings(BaseModel):
     graph_notification_url: str | None = Field(None, alias="GRAPH_NOTIFICATION_URL")
     #: Comma-separated Graph resources the subscription timer keeps subscribed (``teams/{id}/channels/{id}/messages``).
     graph_subscription_resources: str | None = Field(None, alias="GRAPH_SUBSCRIPTION_RESOURCES")
+    #: The Azure Bot's Microsoft App id (the app's user-assigned identity's client id, ``msaAppType:
+    #: UserAssignedMSI``): the audience of the Bot Connector's tokens and the identity the bot posts as.
+    teams_bot_app_id: str | None = Field(None, alias="TEAMS_BOT_APP_ID")
+    #: Where the Bot Connector's signing keys are published; changed only to point at the local fake issuer.
+    teams_bot_openid_url: str = Field("https://login.botframework.com/v1/.well-known/openidconfiguration",
+                                      alias="TEAMS_BOT_OPENID_URL", json_schema_extra=LOCAL_ONLY)
 
     # --- Service Bus ------------------------------------------------------------------------------------
     servicebus_namespace: str | None = Field(None, alias="ServiceBusConnection__fullyQualifiedNamespace")

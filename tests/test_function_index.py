@@ -129,6 +129,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trigger": {"type": "httpTrigger", "route": "teams/webhook", "methods": ["POST"], "authLevel": "ANONYMOUS"},
         "others": {"durableClient", "http", "queue"},
     },
+    # the Teams bot's messaging endpoint (issue 22): the Bot Framework JWT is its authentication
+    "bot_messages": {
+        "trigger": {"type": "httpTrigger", "route": "messages", "methods": ["POST"], "authLevel": "ANONYMOUS"},
+        "others": {"durableClient", "http"},
+    },
     "graph_notifications": {
         "trigger": {"type": "httpTrigger", "route": "graph/notifications", "methods": ["POST"],
                     "authLevel": "ANONYMOUS"},

@@ -242,6 +242,8 @@ async def run_item(world: World, item: dict[str, Any]) -> dict[str, Any]:
         return await run_teams(world, item)
     if source == "servicebus":
         return await run_servicebus(world, item)
+    if source == "bot":  # Bot Framework activities through POST /api/messages (tools/simulate_bot.py)
+        return await __import__("tools.simulate_bot", fromlist=["run_bot"]).run_bot(world, item)
     if source == "http" and "task" in item:
         from tools.simulate_tasks import run_task
 

@@ -258,6 +258,8 @@ var appSettings = {
   TEAMS_OUTGOING_WEBHOOK_TOKEN: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.teamsOutgoingWebhookToken})'
   GRAPH_CLIENT_STATE: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.graphClientState})'
   GRAPH_API_URL: 'https://graph.microsoft.com/v1.0'
+  // The Azure Bot (app/bot.bicep) uses this identity as its Microsoft App id (UserAssignedMSI): no secret.
+  TEAMS_BOT_APP_ID: identityClientId
   GRAPH_NOTIFICATION_URL: graphNotificationUrl
   GRAPH_SUBSCRIPTION_RESOURCES: graphSubscriptionResources
   // ---- Service Bus queues ------------------------------------------------------------------------------------

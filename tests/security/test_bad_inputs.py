@@ -137,6 +137,42 @@ _teams_case("signed-without-conversation", 400, {k: v for k, v in ACTIVITY.items
 _teams_case("signed-over-long-id", 400, {**ACTIVITY, "id": "9" * 400})
 
 
+# --- Teams bot (POST /api/messages, issue 22): the Bot Framework JWT first, then the activity -------------------
+BOT_ACTIVITY = {**ACTIVITY, "channelId": "msteams", "serviceUrl": "https://smba.trafficmanager.net/amer/",
+                "recipient": {"id": "28:reynolds-simulate-bot", "name": "Reynolds"}}
+
+
+def _bot_case(name: str, status: int, body: bytes | dict[str, Any] | list[Any], authorization: str | None = "auto",
+              claims: dict[str, Any] | None = None) -> None:
+    from tools.simulate_bot import run_bot
+
+    raw = body if isinstance(body, bytes) else json.dumps(body).encode()
+
+    async def send(world: World) -> tuple[int, dict[str, Any]]:
+        headers = {"Authorization": "Bearer auto" if authorization == "auto" else authorization} if authorization \
+            else {}
+        line = await run_bot(world, {"source": "bot", "headers": headers, "body": raw.decode("utf-8", "replace"),
+                                     "token_claims": claims or {}})
+        return line["status"], line
+    case("bot", name, status)(send)
+
+
+_bot_case("no-authorization", 401, BOT_ACTIVITY, None)
+_bot_case("hmac-instead-of-bearer", 401, BOT_ACTIVITY, "HMAC " + base64.b64encode(b"0" * 32).decode())
+_bot_case("bearer-not-a-jwt", 401, BOT_ACTIVITY, "Bearer abc")
+_bot_case("alg-none", 401, BOT_ACTIVITY, claims={"alg": "none"})
+_bot_case("unsigned-deep-json", 401, DEEP, None)
+_bot_case("unsigned-oversized", 413, b" " * (1024 * 1024 + 1), "Bearer abc")
+_bot_case("signed-not-json", 400, b"{nope")
+_bot_case("signed-array", 400, [BOT_ACTIVITY])
+_bot_case("signed-deep-json", 400, DEEP)
+_bot_case("signed-without-service-url", 401, {k: v for k, v in BOT_ACTIVITY.items() if k != "serviceUrl"})
+_bot_case("signed-without-id", 400, {k: v for k, v in BOT_ACTIVITY.items() if k != "id"})
+_bot_case("signed-install-without-conversation", 400,
+          {k: v for k, v in {**BOT_ACTIVITY, "type": "installationUpdate", "action": "add"}.items()
+           if k != "conversation"})
+
+
 # --- Graph change notifications -------------------------------------------------------------------------------
 def _graph_case(name: str, expect: Any, body: bytes | dict[str, Any], params: dict[str, str] | None = None) -> None:
     raw = body if isinstance(body, bytes) else json.dumps(body).encode()
@@ -277,7 +313,7 @@ def _state(world: World) -> tuple[int, int, int, int, int, int]:
 
 def test_the_corpus_covers_every_door() -> None:
     assert len(CASES) >= 60
-    assert {c.door for c in CASES} == {"github", "teams", "graph", "servicebus", "http", "mcp", "explorer"}
+    assert {c.door for c in CASES} == {"github", "teams", "bot", "graph", "servicebus", "http", "mcp", "explorer"}
     assert len({(c.door, c.name) for c in CASES}) == len(CASES)
 
 
