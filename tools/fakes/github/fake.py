@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from tools.fakes.github import app_api, issues_api, repos_api
+from tools.fakes.github import actions_api, app_api, git_api, issues_api, pulls_api, repos_api
 from tools.fakes.github.records import (
     ASSOCIATIONS,
     GITHUB_WEB,
@@ -43,6 +43,7 @@ from tools.fakes.github.records import (
     HttpError,
     IssueRecord,
     RateBucket,
+    RawBody,
     ReactionRecord,
     RecordedCall,
     RepoRecord,
@@ -308,7 +309,9 @@ class FakeGitHub:
     def act(self, login: str, method: str, path: str, json_body: JSON = None) -> tuple[int, JSON]:
         """Perform a request as ``login`` through the exact handler used for HTTP (recording, hooks, limits)."""
         raw = b"" if json_body is None else json.dumps(json_body).encode()
-        status, _headers, payload = self._process(method.upper(), path, raw, login=login)
+        status, headers, payload = self._process(method.upper(), path, raw, login=login)
+        if headers.get("content-type", "").startswith("text/"):
+            return status, payload.decode()
         return status, (json.loads(payload) if payload else None)
 
     def create_comment(self, repo: str, number: int, body: str, login: str) -> dict[str, Any]:
@@ -672,7 +675,11 @@ class FakeGitHub:
             status, payload, login = self._answer(
                 method, path, query, raw, bad_json, authorization, login, headers, writes, request_id
             )
-            body = b"" if payload is None else json.dumps(payload).encode()
+            if isinstance(payload, RawBody):
+                body = payload.data
+                headers["content-type"] = payload.content_type
+            else:
+                body = b"" if payload is None else json.dumps(payload).encode()
             if body and status == 200 and method == "GET":
                 etag = 'W/"' + hashlib.sha256(body).hexdigest() + '"'
                 headers["etag"] = etag
@@ -762,7 +769,7 @@ class FakeGitHub:
         # 4. routing
         route = None
         allowed = False
-        for m, pattern, handler, doc in issues_api.ROUTES + repos_api.ROUTES + app_api.ROUTES:
+        for m, pattern, handler, doc in _ROUTES:
             match = pattern.fullmatch(path)
             if match:
                 allowed = True
@@ -812,6 +819,10 @@ class FakeGitHub:
         return status, payload, login
 
 
+_ROUTES = (issues_api.ROUTES + repos_api.ROUTES + app_api.ROUTES + pulls_api.ROUTES + git_api.ROUTES
+           + actions_api.ROUTES)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     # keep-alive connections park handler threads on a read; stop() must not wait for clients to hang up
@@ -836,7 +847,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if_none_match=self.headers.get("If-None-Match"),
         )
         self.send_response(status)
-        if status not in (204, 304):
+        if status not in (204, 304) and "content-type" not in headers:
             self.send_header("Content-Type", "application/json; charset=utf-8")
         for name, value in headers.items():
             self.send_header(name, value)

@@ -181,6 +181,14 @@ class RequestContext:
     request_id: str = ""
 
 
+@dataclass(frozen=True)
+class RawBody:
+    """A non-JSON answer (job logs are ``text/plain``)."""
+
+    data: bytes
+    content_type: str = "text/plain; charset=utf-8"
+
+
 Handler = Callable[["FakeGitHub", RequestContext], tuple[int, JSON]]
 OWNER_REPO = r"/repos/(?P<owner>[^/]+)/(?P<repo>[^/]+)"
 
