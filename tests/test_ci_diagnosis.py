@@ -171,7 +171,7 @@ def fake() -> Iterator[FakeGitHub]:
 
 
 def _diagnose_through(gh: GitHub[Any], run_id: int) -> tuple[dx.Run, dx.Diagnosis]:
-    raw: dict[str, Any] = gh.rest.actions.get_workflow_run("octo", "app", run_id).json()
+    raw: Any = gh.rest.actions.get_workflow_run("octo", "app", run_id).json()
     run = dx.Run.model_validate({**raw, "pull_requests": [p["number"] for p in raw["pull_requests"] or []]})
     jobs = [dx.Job.model_validate(j) for j in gh.rest.actions.list_jobs_for_workflow_run_attempt(
         "octo", "app", run_id, run.run_attempt).json()["jobs"]]
