@@ -286,3 +286,49 @@ def test_rerun_failed_jobs_makes_a_new_attempt(fake: FakeGitHub, run: int) -> No
     actions_api.complete_attempt(fake, run, {"test": {"conclusion": "success", "log": "passed"}})
     got = gh.rest.actions.get_workflow_run("octo", "app", run).parsed_data
     assert (got.run_attempt, got.conclusion) == (2, "success")
+
+
+# ------------------------------------------------------------------------------------------------ seeding
+def test_seeding_from_the_scenario_format(fake: FakeGitHub) -> None:
+    from tools.fakes.github import seeding
+
+    seeding.seed(fake, pulls={REPO: [{"number": 5, "head": "feature", "base": "main",
+                                      "files": {"src/app.py": "new\n"}, "draft": True},
+                                     {"number": 5, "head": "feature", "files": {"src/app.py": "newer\n"}}]},
+                 runs={REPO: [{"id": 99, "conclusion": "failure", "pull_request": 5,
+                               "jobs": [{"name": "test", "conclusion": "failure", "log": "boom"}]},
+                              {"id": 99, "jobs": [{"name": "test", "conclusion": "success", "log": "ok"}]}]})
+    gh = gh_for(fake)
+    pr = gh.rest.pulls.get("octo", "app", 5).parsed_data
+    assert pr.draft is False  # the later item updated it
+    run = gh.rest.actions.get_workflow_run("octo", "app", 99).parsed_data
+    assert (run.run_attempt, run.conclusion, run.head_sha) == (2, "success", pr.head.sha)
+    with pytest.raises(ValueError, match="conclude failure"):
+        seeding.seed(fake, runs={REPO: [{"id": 7, "conclusion": "success",
+                                         "jobs": [{"name": "t", "conclusion": "failure"}]}]})
+    with pytest.raises(ValueError, match="pull number"):
+        seeding.seed(fake, pulls={REPO: [{"number": 1, "head": "x", "files": {}}]})
+    with pytest.raises(ValueError, match="extra"):
+        seeding.seed(fake, pulls={REPO: [{"number": 9, "head": "x", "files": {}, "bogus": 1}]})
+
+
+def test_reviews_and_pushes_produce_the_webhooks_github_sends(fake: FakeGitHub, pr: int) -> None:
+    from shared.platforms.github import code_events
+
+    writes: list[Any] = []
+    fake.on_write.append(writes.append)
+    gh = gh_for(fake)
+    head = gh.rest.pulls.get("octo", "app", pr).parsed_data.head.sha
+    gh.rest.pulls.create_review("octo", "app", pr, commit_id=head, body="ok", event="COMMENT")
+    tree = gh.rest.git.get_commit("octo", "app", head).parsed_data.tree.sha
+    child = gh.rest.git.create_commit("octo", "app", message="more", tree=tree, parents=[head]).parsed_data.sha
+    gh.rest.git.update_ref("octo", "app", "heads/feature", sha=child)
+    events = [fake.webhook_for(w) for w in writes]
+    assert [e[0] if e else None for e in events] == ["pull_request_review", "pull_request"]
+    review_event = code_events.parse(*events[0])  # type: ignore[misc]
+    push_event = code_events.parse(*events[1])  # type: ignore[misc]
+    assert isinstance(review_event, code_events.PullRequestReviewEvent)
+    assert (review_event.action, review_event.review.commit_id, review_event.sender.login) == ("submitted", head, BOT)
+    assert isinstance(push_event, code_events.PullRequestEvent)
+    assert (push_event.action, push_event.before, push_event.after) == ("synchronize", head, child)
+    assert push_event.pull_request.head.sha == child

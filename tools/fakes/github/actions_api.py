@@ -160,6 +160,17 @@ def add_run(fake: FakeGitHub, repo: str, id: int, *, jobs: list[dict[str, Any]],
         return run.check_suite_id
 
 
+def add_attempt(fake: FakeGitHub, run_id: int, jobs: list[dict[str, Any]]) -> int:
+    """Seed the next attempt of run ``run_id``, completed with ``jobs`` (as in :func:`add_run`); its number."""
+    with fake._lock:
+        s = state(fake)
+        run = s.runs[run_id]
+        made = [_new_job(fake, s, run_id, spec) for spec in jobs]
+        status, conclusion = _overall(made)
+        run.attempts.append(AttemptRecord(len(run.attempts) + 1, status, conclusion, made, fake.clock()))
+        return len(run.attempts)
+
+
 def complete_attempt(fake: FakeGitHub, run_id: int, results: dict[str, dict[str, Any]]) -> None:
     """Finish the latest attempt: ``results`` maps a queued job's name to ``{conclusion, log}``."""
     with fake._lock:

@@ -385,6 +385,13 @@ class FakeGitHub:
             if write.kind == "issue_edit":
                 payload["changes"] = write.changes or {}
             return "issues", {**payload, **common}
+        if write.kind == "review":  # GitHub's pull_request_review event (submitted)
+            return "pull_request_review", {"action": "submitted", "review": write.resource,
+                                           "pull_request": issue, **common}
+        if write.kind == "push":  # the head branch of an open pull request moved
+            return "pull_request", {"action": "synchronize", "number": write.number,
+                                    "before": write.resource["before"], "after": write.resource["after"],
+                                    "pull_request": issue, **common}
         if write.kind in ("label", "unlabel"):
             action = "labeled" if write.kind == "label" else "unlabeled"
             return "issues", {"action": action, "issue": issue, "label": write.label, **common}

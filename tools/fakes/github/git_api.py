@@ -50,7 +50,16 @@ from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from tools.fakes.github import repos_api
-from tools.fakes.github.records import JSON, OWNER_REPO, Handler, HttpError, RequestContext, error_body, timestamp
+from tools.fakes.github.records import (
+    JSON,
+    OWNER_REPO,
+    Handler,
+    HttpError,
+    RequestContext,
+    WriteEvent,
+    error_body,
+    timestamp,
+)
 
 if TYPE_CHECKING:
     from tools.fakes.github.fake import FakeGitHub
@@ -149,13 +158,25 @@ def branch_head(fake: FakeGitHub, repo: str, branch: str) -> str | None:
     return refs[ref]
 
 
-def set_ref(fake: FakeGitHub, repo: str, ref: str, sha: str) -> None:
-    """Point ``ref`` at ``sha``; a branch's files become what the contents route serves."""
+def set_ref(fake: FakeGitHub, repo: str, ref: str, sha: str, ctx: RequestContext | None = None) -> None:
+    """Point ``ref`` at ``sha``; a branch's files become what the contents route serves. Through the API
+    (``ctx``), moving the head branch of an open pull request is a push GitHub tells as ``synchronize``."""
     s = store(fake)
-    s.refs.setdefault(repo.lower(), {})[ref] = sha
+    before = s.refs.setdefault(repo.lower(), {}).get(ref)
+    s.refs[repo.lower()][ref] = sha
     if ref.startswith("refs/heads/"):
         branch = ref.removeprefix("refs/heads/")
         repos_api.FILES.setdefault(fake, {}).setdefault(repo.lower(), {})[branch] = snapshot(s, sha)
+        if ctx is not None and before is not None and before != sha:
+            from tools.fakes.github import pulls_api  # pulls are built on this module's store
+
+            for pr in pulls_api.pulls(fake, repo).values():
+                if pr.head == branch and pr.state == "open":
+                    pr.updated_at = fake.clock()
+                    ctx.writes.append(WriteEvent(
+                        "push", fake._repo(repo).full_name, pr.number, 5_000_000 + pr.number,
+                        dict(fake._users[ctx.login]), {"ref": ref, "before": before, "after": sha},
+                        pulls_api.render_pull(fake, repo, pr), request_id=ctx.request_id))
 
 
 def commit_files(fake: FakeGitHub, repo: str, branch: str, files: dict[str, str | None], message: str,
@@ -323,7 +344,7 @@ def create_ref(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     if _known_ref(fake, repo, ref) is not None:
         raise _unprocessable(ctx, "Reference already exists")
     _check_protected(fake, ctx, repo, ref)
-    set_ref(fake, repo, ref, sha)
+    set_ref(fake, repo, ref, sha, ctx)
     return 201, _render_ref(fake, repo, ref, sha)
 
 
@@ -339,7 +360,7 @@ def update_ref(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     _check_protected(fake, ctx, repo, ref)
     if ctx.body.get("force") is not True and not is_ancestor(s, current, sha):
         raise _unprocessable(ctx, "Update is not a fast forward")
-    set_ref(fake, repo, ref, sha)
+    set_ref(fake, repo, ref, sha, ctx)
     return 200, _render_ref(fake, repo, ref, sha)
 
 

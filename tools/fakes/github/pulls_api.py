@@ -54,6 +54,7 @@ from tools.fakes.github.records import (
     Handler,
     HttpError,
     RequestContext,
+    WriteEvent,
     error_body,
     node_id,
     timestamp,
@@ -283,7 +284,11 @@ def create_review(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     state = _EVENTS.get(event or "", "PENDING")
     review = ReviewRecord(fake._new_id(), ctx.login, text or "", state, commit_id, fake.clock(), stored)
     pr.reviews.append(review)
-    return 200, render_review(fake, repo, pr, review)
+    rendered = render_review(fake, repo, pr, review)
+    ctx.writes.append(WriteEvent("review", fake._repo(repo).full_name, pr.number, review.id,
+                                 dict(fake._users[ctx.login]), rendered, render_pull(fake, repo, pr),
+                                 request_id=ctx.request_id))
+    return 200, rendered
 
 
 def list_reviews(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:

@@ -17,7 +17,8 @@ JSON = Any
 UserType = Literal["User", "Bot", "Organization"]
 Association = Literal["OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "NONE"]
 WriteKind = Literal[
-    "comment", "comment_edit", "comment_delete", "issue", "issue_edit", "issue_state", "label", "unlabel", "reaction"
+    "comment", "comment_edit", "comment_delete", "issue", "issue_edit", "issue_state", "label", "unlabel", "reaction",
+    "review", "push",
 ]
 
 DOCS = "https://docs.github.com/rest"
