@@ -18,9 +18,10 @@ request                                                status  message
 create-blob with an ``encoding`` not utf-8/base64      422     Validation Failed (encoding) [REST reference]
 create-tree with an unknown ``base_tree``              422     ``base_tree`` is not a valid tree oid [modelled]
 create-tree entry with an unknown blob ``sha``         422     tree.sha … is not a valid blob [modelled]
-create-commit with an unknown ``tree``                 422     Tree SHA does not exist [REST reference 422]
+create-commit with an unknown ``tree``                 422     Tree SHA does not exist [GitHub's answer, as
+                                                               public clients' tests quote it]
 create-commit with an unknown parent                   422     Parent SHA does not exist or is not a commit
-                                                               object [REST reference 422]
+                                                               object [idem; the REST reference lists 422]
 get-ref / get-commit unknown                           404     Not Found
 create-ref that exists                                 422     Reference already exists [usk6666/yorishiro-proxy
                                                                #82, GitHub's answer quoted]
@@ -31,8 +32,9 @@ update-ref of a missing ref                            422     Reference does no
                                                                solana-developer-platform #602]
 update-ref not a fast-forward, ``force`` false         422     Update is not a fast forward [octokit.js #21]
 create-/update-ref of a protected branch               422     Protected branch update failed for <ref>.
-                                                               [actions/github-script #455; GitHub branch
-                                                               protection docs]
+                                                               [GitHub's GH006 wording for a refused push;
+                                                               actions/github-script #455 shows the REST
+                                                               ref routes answer 422 there]
 =====================================================  ======  ================================================
 
 Secondary rate limits and injected faults apply before any of this, as for every route of the fake.
