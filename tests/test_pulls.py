@@ -236,3 +236,22 @@ def test_a_protected_branch_is_refused_by_github_too(fake: FakeGitHub) -> None:
         git_writer.execute(gh, REPO, br.plan_commit(state, [br.FileChange(path="a", content="2")], message="m",
                                                     change_set_id="b"))
     assert git_api.branch_head(fake, REPO, name) == first.commit_sha
+
+
+def test_re_review_reads_the_compare_of_the_new_commits(fake: FakeGitHub) -> None:
+    gh = client(fake)
+    pulls_api.add_pull(fake, REPO, 8, head="topic", files={"app.py": edit(BASE, {4: "four"})}, login="alice")
+    first = pr_state(gh, 8)
+    pulls_api.add_pull(fake, REPO, 8, head="topic", files={"app.py": edit(BASE, {4: "four", 22: "x"})})
+    now = pr_state(gh, 8)
+    cmp = gh.rest.repos.compare_commits("octo", "app", f"{first.head_sha}...{now.head_sha}").parsed_data
+    assert (cmp.status, cmp.ahead_by, cmp.total_commits) == ("ahead", 1, 1)
+    history = ReviewHistory(reviewed_shas=[first.head_sha], last_sha=first.head_sha,
+                            compare_files=files_from_list([f.model_dump() for f in cmp.files or []]))
+    plan = plan_review(now, history, ReviewPolicy(enabled=True), summary="s",
+                       proposed=[ProposedComment(path="app.py", line=n, body="b") for n in (4, 22)])
+    assert [c.line for c in plan.comments] == [22]
+    assert gh.rest.pulls.create_review("octo", "app", 8, commit_id=plan.commit_id, body=plan.body, event="COMMENT",
+                                       comments=[c.model_dump() for c in plan.comments]).status_code == 200
+    with pytest.raises(Exception, match="404"):
+        gh.rest.repos.compare_commits("octo", "app", "main...nope")

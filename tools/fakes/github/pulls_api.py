@@ -1,8 +1,10 @@
 """The fake GitHub's pull request routes: get, list files (with ``patch``), create and list reviews.
 
 Built from GitHub's REST description (github/rest-api-description, ``descriptions/api.github.com``), operation
-ids ``pulls/get``, ``pulls/list-files``, ``pulls/create-review``, ``pulls/list-reviews``; shapes as githubkit
-models them (``PullRequest``, ``DiffEntry``, ``PullRequestReview``). A pull request is also an issue (same
+ids ``pulls/get``, ``pulls/list-files``, ``pulls/create-review``, ``pulls/list-reviews`` and
+``repos/compare-commits`` (three-dot, against the merge base; what a re-review reads to see only the new commits);
+shapes as githubkit models them (``PullRequest``, ``DiffEntry``, ``PullRequestReview``, ``CommitComparison``).
+A pull request is also an issue (same
 number space, issue comments work on it), as on GitHub. Its files are its head branch's snapshot against its base
 branch's (:mod:`.diffs`); the branches live in :mod:`.git_api`'s store, so a push (a ref moved through the Git
 Data routes, or :func:`add_pull` again) moves the PR's head SHA.
@@ -297,6 +299,71 @@ def list_reviews(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     return 200, [render_review(fake, repo, pr, x) for x in pr.reviews]
 
 
+def _resolve(fake: FakeGitHub, repo: str, name: str) -> str | None:
+    if name in git_api.store(fake).commits:
+        return name
+    return git_api.branch_head(fake, repo, name)
+
+
+def _ancestors(s: git_api.GitStore, sha: str) -> list[str]:
+    """``sha`` and its ancestors, nearest first (breadth-first)."""
+    out, todo, seen = [], [sha], set()
+    while todo:
+        cur = todo.pop(0)
+        if cur in seen or cur not in s.commits:
+            continue
+        seen.add(cur)
+        out.append(cur)
+        todo.extend(s.commits[cur].parents)
+    return out
+
+
+def _render_commit_item(fake: FakeGitHub, repo: str, sha: str) -> dict[str, Any]:
+    c = git_api.store(fake).commits[sha]
+    api = f"{fake._api}/repos/{repo}"
+    return {"url": f"{api}/commits/{sha}", "sha": sha, "node_id": f"C_{sha[:20]}",
+            "html_url": f"https://github.com/{repo}/commit/{sha}", "comments_url": f"{api}/commits/{sha}/comments",
+            "commit": {"url": f"{api}/git/commits/{sha}", "author": c.author, "committer": c.committer,
+                       "message": c.message, "comment_count": 0,
+                       "tree": {"sha": c.tree, "url": f"{api}/git/trees/{c.tree}"}},
+            "author": None, "committer": None,
+            "parents": [{"sha": p, "url": f"{api}/commits/{p}"} for p in c.parents]}
+
+
+def compare(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
+    """``repos/compare-commits``: ``BASE...HEAD`` (branches or SHAs) against their merge base, as GitHub's
+    three-dot compare: ``status``, ``ahead_by``/``behind_by``, the commits and the files with their ``patch``."""
+    repo = f"{ctx.params['owner']}/{ctx.params['repo']}"
+    base_name, sep, head_name = ctx.params["basehead"].partition("...")
+    s = git_api.store(fake)
+    base = _resolve(fake, repo, base_name) if sep else None
+    head = _resolve(fake, repo, head_name) if sep else None
+    if base is None or head is None:
+        raise HttpError(404, error_body(404, "Not Found", ctx.doc))
+    head_line = _ancestors(s, head)
+    base_line = _ancestors(s, base)
+    merge_base = next((sha for sha in head_line if sha in set(base_line)), None)
+    if merge_base is None:
+        raise HttpError(404, error_body(404, f"No common ancestor between {base_name} and {head_name}.", ctx.doc))
+    ahead = [sha for sha in head_line if sha not in set(_ancestors(s, merge_base))]
+    behind = [sha for sha in base_line if sha not in set(_ancestors(s, merge_base))]
+    status = ("identical" if not ahead and not behind else "ahead" if not behind else "behind" if not ahead
+              else "diverged")
+    files = diff_trees(_text(git_api.snapshot(s, merge_base)), _text(git_api.snapshot(s, head)))
+    web = f"https://github.com/{repo}/compare/{base_name}...{head_name}"
+    return 200, {
+        "url": f"{fake._api}/repos/{repo}/compare/{base_name}...{head_name}", "html_url": web,
+        "permalink_url": web, "diff_url": f"{web}.diff", "patch_url": f"{web}.patch",
+        "base_commit": _render_commit_item(fake, repo, base),
+        "merge_base_commit": _render_commit_item(fake, repo, merge_base), "status": status,
+        "ahead_by": len(ahead), "behind_by": len(behind), "total_commits": len(ahead),
+        "commits": [_render_commit_item(fake, repo, sha) for sha in reversed(ahead)],
+        "files": [{"sha": head, "filename": d.filename, "status": d.status, "additions": d.additions,
+                   "deletions": d.deletions, "changes": d.changes, "blob_url": None, "raw_url": None,
+                   "contents_url": f"{fake._api}/repos/{repo}/contents/{d.filename}?ref={head}", "patch": d.patch}
+                  for d in files]}
+
+
 def reviews(fake: FakeGitHub, repo: str, number: int) -> list[ReviewRecord]:
     """The reviews stored on a PR (for tests)."""
     with fake._lock:
@@ -309,5 +376,7 @@ ROUTE_SPECS: list[tuple[str, str, Handler, str]] = [
     ("GET", OWNER_REPO + _N + r"/files", list_files, f"{_D}/pulls#list-pull-requests-files"),
     ("POST", OWNER_REPO + _N + r"/reviews", create_review, f"{_D}/reviews#create-a-review-for-a-pull-request"),
     ("GET", OWNER_REPO + _N + r"/reviews", list_reviews, f"{_D}/reviews#list-reviews-for-a-pull-request"),
+    ("GET", OWNER_REPO + r"/compare/(?P<basehead>.+\.\.\..+)", compare,
+     "https://docs.github.com/rest/commits/commits#compare-two-commits"),
 ]
 ROUTES = [(m, re.compile(p), h, d) for m, p, h, d in ROUTE_SPECS]
