@@ -332,3 +332,15 @@ def test_reviews_and_pushes_produce_the_webhooks_github_sends(fake: FakeGitHub, 
     assert isinstance(push_event, code_events.PullRequestEvent)
     assert (push_event.action, push_event.before, push_event.after) == ("synchronize", head, child)
     assert push_event.pull_request.head.sha == child
+
+
+def test_unimplemented_fields_are_refused_and_recorded(fake: FakeGitHub, pr: int) -> None:
+    status, body = fake.act(BOT, "POST", f"/repos/{REPO}/pulls/{pr}/reviews",
+                            {"body": "s", "event": "COMMENT", "comments": [
+                                {"path": "src/app.py", "position": 3, "body": "old-style anchor"}]})
+    assert status == 422
+    assert "position" in body["message"]
+    status, _ = fake.act(BOT, "POST", f"/repos/{REPO}/git/refs", {"ref": "refs/heads/x", "sha": "0" * 40, "k": 1})
+    assert status == 422
+    assert len(fake.unexpected) == 2
+    fake._unexpected.clear()

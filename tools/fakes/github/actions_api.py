@@ -38,6 +38,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from weakref import WeakKeyDictionary
 
 from tools.fakes.github import git_api, pulls_api, repos_api
+from tools.fakes.github.issues_api import reject_unknown_fields
 from tools.fakes.github.records import (
     JSON,
     OWNER_REPO,
@@ -313,6 +314,7 @@ def fetch_log_link(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
 def rerun_failed_jobs(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     """``actions/re-run-workflow-failed-jobs``: 201 ``{}``; a new attempt with the failed jobs queued."""
     run = _run(fake, ctx)
+    reject_unknown_fields(fake, ctx, {"enable_debug_logging"})
     latest = run.attempts[-1]
     if latest.status != "completed":
         raise HttpError(403, error_body(403, "This workflow run is not completed", ctx.doc))

@@ -52,6 +52,7 @@ from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 from tools.fakes.github import repos_api
+from tools.fakes.github.issues_api import reject_unknown_fields
 from tools.fakes.github.records import (
     JSON,
     OWNER_REPO,
@@ -244,6 +245,7 @@ def _render_tree(fake: FakeGitHub, repo: str, sha: str) -> dict[str, Any]:
 def create_blob(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     """``git/create-blob``: ``{content, encoding}`` → 201 ``{url, sha}``."""
     body = ctx.body
+    reject_unknown_fields(fake, ctx, {"content", "encoding"})
     content, encoding = body.get("content"), body.get("encoding", "utf-8")
     if not isinstance(content, str):
         raise HttpError(422, error_body(422, "Invalid request.\n\n\"content\" wasn't supplied.", ctx.doc))
@@ -264,6 +266,7 @@ def create_blob(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
 def create_tree(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     """``git/create-tree``: ``{tree: [{path, mode, type, sha|content}], base_tree?}`` → 201 tree."""
     s = store(fake)
+    reject_unknown_fields(fake, ctx, {"tree", "base_tree"})
     base = ctx.body.get("base_tree")
     if base is not None and base not in s.trees:
         raise _unprocessable(ctx, "base_tree is not a valid tree oid")
@@ -292,6 +295,7 @@ def create_commit(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     """``git/create-commit``: ``{message, tree, parents, author?}`` → 201 commit (the token's user commits)."""
     s = store(fake)
     body = ctx.body
+    reject_unknown_fields(fake, ctx, {"message", "tree", "parents", "author"})
     if not isinstance(body.get("message"), str) or not isinstance(body.get("tree"), str):
         raise HttpError(422, error_body(422, "Invalid request.\n\n\"message\", \"tree\" weren't supplied.", ctx.doc))
     if body["tree"] not in s.trees:
@@ -338,6 +342,7 @@ def get_ref(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
 
 def create_ref(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     """``git/create-ref``: ``{ref: "refs/heads/x", sha}`` → 201."""
+    reject_unknown_fields(fake, ctx, {"ref", "sha"})
     repo, ref, sha = _repo(ctx), ctx.body.get("ref"), ctx.body.get("sha")
     if not isinstance(ref, str) or not ref.startswith("refs/") or ref.count("/") < 2:
         raise _unprocessable(ctx, "Reference name must start with 'refs/' and have at least two slashes.")
@@ -352,6 +357,7 @@ def create_ref(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
 
 def update_ref(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     """``git/update-ref``: ``PATCH /git/refs/{ref}`` ``{sha, force}``; fast-forward only unless forced."""
+    reject_unknown_fields(fake, ctx, {"sha", "force"})
     repo, ref, sha = _repo(ctx), "refs/" + ctx.params["ref"], ctx.body.get("sha")
     s = store(fake)
     current = _known_ref(fake, repo, ref)

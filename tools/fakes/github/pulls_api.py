@@ -4,10 +4,11 @@ Built from GitHub's REST description (github/rest-api-description, ``description
 ids ``pulls/get``, ``pulls/list-files``, ``pulls/create-review``, ``pulls/list-reviews`` and
 ``repos/compare-commits`` (three-dot, against the merge base; what a re-review reads to see only the new commits);
 shapes as githubkit models them (``PullRequest``, ``DiffEntry``, ``PullRequestReview``, ``CommitComparison``).
-A pull request is also an issue (same
-number space, issue comments work on it), as on GitHub. Its files are its head branch's snapshot against its base
-branch's (:mod:`.diffs`); the branches live in :mod:`.git_api`'s store, so a push (a ref moved through the Git
-Data routes, or :func:`add_pull` again) moves the PR's head SHA.
+A pull request is also an issue (same number space, issue comments work on it), as on GitHub. Its files are its
+head branch's snapshot against its base branch's (:mod:`.diffs`); the branches live in :mod:`.git_api`'s store,
+so a push (a ref moved through the Git Data routes, or :func:`add_pull` again) moves the PR's head SHA. Request
+fields the fake does not implement (``position``, ``start_line``, ``subject_type``…) are refused and recorded as
+unexpected, like every route of the fake.
 
 Refusals of ``pulls/create-review`` (the whole review is refused, nothing is stored — GitHub's reviews are all or
 nothing):
@@ -49,6 +50,7 @@ from weakref import WeakKeyDictionary
 
 from tools.fakes.github import git_api, repos_api
 from tools.fakes.github.diffs import FileDiff, diff_trees
+from tools.fakes.github.issues_api import reject_unknown_fields
 from tools.fakes.github.records import (
     JSON,
     MAX_BODY,
@@ -241,6 +243,7 @@ def create_review(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     checked against the diff *at* ``commit_id`` (default: the head). All or nothing."""
     repo, pr = _pull(fake, ctx)
     body = ctx.body
+    reject_unknown_fields(fake, ctx, {"commit_id", "body", "event", "comments"})
     s = git_api.store(fake)
     commit_id = body.get("commit_id") or head_sha(fake, repo, pr)
     if not isinstance(commit_id, str) or commit_id not in s.commits:
@@ -269,6 +272,10 @@ def create_review(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     for c in comments:
         if not isinstance(c, dict) or not isinstance(c.get("path"), str) or not isinstance(c.get("body"), str):
             raise _invalid(ctx, "comments", "missing_field")
+        extra = sorted(set(c) - {"path", "line", "side", "body"})
+        if extra:
+            fake._unexpected.append(f"{ctx.method} {ctx.path}: comment fields not implemented by the fake: {extra}")
+            raise HttpError(422, error_body(422, f"Fake GitHub does not implement field(s) {extra}", ctx.doc))
         if len(c["body"]) > MAX_BODY:
             raise _invalid(ctx, "comments", "custom", f"body is too long (maximum is {MAX_BODY} characters)")
         side = c.get("side", "RIGHT")
