@@ -209,7 +209,7 @@ def test_issue_to_branch_then_iteration_through_the_fake(fake: FakeGitHub) -> No
     assert git_api.store(fake).commits[pushed2.commit_sha].parents == [pushed.commit_sha]
     # someone pushed meanwhile: the writer's ref update is refused as not a fast-forward, nothing overwritten
     stale = br.plan_commit(again, [br.FileChange(path="x.md", content="x")], message="late", change_set_id="cs-3")
-    with pytest.raises(git_writer.RefMoved):
+    with pytest.raises(git_writer.RefRefused):
         git_writer.execute(gh, REPO, stale)
     assert git_api.branch_head(fake, REPO, name) == pushed2.commit_sha
     # the default branch is refused before any call
@@ -232,7 +232,7 @@ def test_a_protected_branch_is_refused_by_github_too(fake: FakeGitHub) -> None:
     git_api.protect_branch(fake, REPO, name)
     # the planner did not know (a stale rule set): GitHub refuses, the writer says so and nothing moved
     state = git_writer.read_state(gh, REPO, branch=name, owned=[name], iterations=1)
-    with pytest.raises(git_writer.RefMoved, match="Protected branch"):
+    with pytest.raises(git_writer.RefRefused, match="Protected branch"):
         git_writer.execute(gh, REPO, br.plan_commit(state, [br.FileChange(path="a", content="2")], message="m",
                                                     change_set_id="b"))
     assert git_api.branch_head(fake, REPO, name) == first.commit_sha

@@ -29,8 +29,9 @@ class Pushed:
     created: bool
 
 
-class RefMoved(Exception):
-    """The branch moved since it was read (someone pushed): nothing was overwritten; plan again."""
+class RefRefused(Exception):
+    """GitHub refused the ref write (422): the branch moved since it was read (not a fast-forward), was created
+    meanwhile, or is protected. Nothing was overwritten; read the state and plan again, or tell a person."""
 
 
 def _split(repo: str) -> tuple[str, str]:
@@ -69,7 +70,7 @@ def read_state(gh: GitHub[Any], repo: str, *, branch: str, base: str | None = No
 
 
 def execute(gh: GitHub[Any], repo: str, plan: GitPlan | BranchRefused) -> Pushed:
-    """Run ``plan``; a refusal raises ``PermissionError`` (nothing is called), a moved branch :class:`RefMoved`."""
+    """Run ``plan``; a refusal raises ``PermissionError`` (nothing is called), a moved branch :class:`RefRefused`."""
     if isinstance(plan, BranchRefused):
         raise PermissionError(plan.reason)
     owner, name = _split(repo)
@@ -86,13 +87,13 @@ def execute(gh: GitHub[Any], repo: str, plan: GitPlan | BranchRefused) -> Pushed
             gh.rest.git.create_ref(owner, name, ref=plan.ref.ref, sha=commit)
         except RequestFailed as exc:
             if exc.response.status_code == 422:
-                raise RefMoved(f"{plan.ref.ref} was created by someone else meanwhile") from exc
+                raise RefRefused(f"{plan.ref.ref} could not be created: {exc.response.text[:200]}") from exc
             raise
         return Pushed(plan.branch, commit, True)
     try:
         gh.rest.git.update_ref(owner, name, plan.ref.ref.removeprefix("refs/"), sha=commit, force=False)
     except RequestFailed as exc:
         if exc.response.status_code == 422:
-            raise RefMoved(f"{plan.ref.ref} moved since it was read: {exc.response.text[:200]}") from exc
+            raise RefRefused(f"{plan.ref.ref} moved since it was read: {exc.response.text[:200]}") from exc
         raise
     return Pushed(plan.branch, commit, False)
