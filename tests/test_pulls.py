@@ -255,3 +255,19 @@ def test_re_review_reads_the_compare_of_the_new_commits(fake: FakeGitHub) -> Non
                                        comments=[c.model_dump() for c in plan.comments]).status_code == 200
     with pytest.raises(Exception, match="404"):
         gh.rest.repos.compare_commits("octo", "app", "main...nope")
+
+
+def test_a_branch_created_meanwhile_is_not_overwritten(fake: FakeGitHub) -> None:
+    gh = client(fake)
+    name = br.branch_name(6, "race")
+    state = git_writer.read_state(gh, REPO, branch=name)
+    someone = git_api.commit_files(fake, REPO, name, {"theirs.txt": "x"}, "their work", "alice")
+    plan = br.plan_commit(state, [br.FileChange(path="a", content="1")], message="m", change_set_id="r")
+    with pytest.raises(git_writer.RefRefused, match="Reference already exists"):
+        git_writer.execute(gh, REPO, plan)
+    assert git_api.branch_head(fake, REPO, name) == someone
+    # planning again sees a branch Reynolds did not create, and refuses before any call
+    again = br.plan_commit(git_writer.read_state(gh, REPO, branch=name), [br.FileChange(path="a", content="1")],
+                           message="m", change_set_id="r")
+    assert isinstance(again, br.BranchRefused)
+    assert "did not create" in again.reason
