@@ -271,3 +271,29 @@ def test_a_branch_created_meanwhile_is_not_overwritten(fake: FakeGitHub) -> None
                            message="m", change_set_id="r")
     assert isinstance(again, br.BranchRefused)
     assert "did not create" in again.reason
+
+
+def test_patch_reader_agrees_with_the_fake_on_many_random_edits() -> None:
+    import random
+
+    rng = random.Random(23)
+    for _ in range(300):
+        old = [f"l{rng.randrange(8)}" for _ in range(rng.randrange(0, 40))]
+        new = list(old)
+        for _ in range(rng.randrange(1, 6)):
+            op = rng.choice("aid")
+            at = rng.randrange(len(new) + 1)
+            if op == "a":
+                new.insert(at, f"n{rng.randrange(99)}")
+            elif new and at < len(new):
+                if op == "d":
+                    del new[at]
+                else:
+                    new[at] = f"m{rng.randrange(99)}"
+        before = "\n".join(old) + "\n" if old else None
+        after = "\n".join(new) + "\n" if new else None
+        for d in diff_trees({"f": before} if before else {}, {"f": after} if after else {}):
+            lines = read_patch(d.patch)
+            assert lines.commentable == d.commentable, (old, new, d.patch)
+            assert sum(1 for s, _ in lines.changed if s == "RIGHT") == d.additions
+            assert sum(1 for s, _ in lines.changed if s == "LEFT") == d.deletions
