@@ -205,3 +205,11 @@ def test_a_failed_run_attempted_twice_gets_one_comment_edited(fake: FakeGitHub) 
     bodies = [c["body"] for c in fake.comments("octo/app", 5)]
     assert len(bodies) == 1
     assert "attempt 2" in bodies[0]
+
+
+def test_error_groups_and_attempt_lines() -> None:
+    d = dx.diagnose("octo/app", RUN, [job(1, "test", "failure")], {1: PYTEST_LOG})
+    assert d.jobs[0].error_groups == ["Run pytest -q"]
+    assert dx.attempt_line(d) == "attempt 1: test failed — failure (test failure)"
+    t = dx.diagnose("octo/app", RUN, [job(1, "deps", "failure")], {1: NPM_TIMEOUT_LOG})
+    assert dx.attempt_line(t) == "attempt 1: deps failed — transient (network timeout)"

@@ -297,3 +297,13 @@ def test_patch_reader_agrees_with_the_fake_on_many_random_edits() -> None:
             assert lines.commentable == d.commentable, (old, new, d.patch)
             assert sum(1 for s, _ in lines.changed if s == "RIGHT") == d.additions
             assert sum(1 for s, _ in lines.changed if s == "LEFT") == d.deletions
+
+
+def test_reviewed_shas_from_list_reviews() -> None:
+    from shared.pulls.review import reviewed_shas
+
+    reviews = [{"user": {"login": "alice"}, "commit_id": "a" * 40},
+               {"user": {"login": "Reynolds[bot]"}, "commit_id": "b" * 40},
+               {"user": {"login": "reynolds[bot]"}, "commit_id": "b" * 40},
+               {"user": None, "commit_id": "c" * 40}]
+    assert reviewed_shas(reviews, "reynolds[bot]") == ["b" * 40]

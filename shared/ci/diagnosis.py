@@ -79,6 +79,8 @@ class JobDiagnosis(BaseModel):
     job: str
     job_url: str | None = None
     failed_steps: list[str]
+    #: The ``##[group]`` names (the step commands) the error lines sit in, when the log has them.
+    error_groups: list[str] = []
     excerpt: str
     log_available: bool
 
@@ -122,11 +124,20 @@ def diagnose(repo: str, run: Run, jobs: Iterable[Job], logs: Mapping[int, str | 
         # a transient sign is often an ordinary line (a retry warning), so scan the excerpt's context too
         signal.extend(line.text for line in cut)
         failed = [s.name for s in job.steps if s.conclusion in _FAILED]
-        out.append(JobDiagnosis(job=job.name, job_url=job.html_url, failed_steps=failed, excerpt=render(cut),
-                                log_available=raw is not None))
+        groups = list(dict.fromkeys(line.group for line in cut if line.group and is_error(line)))
+        out.append(JobDiagnosis(job=job.name, job_url=job.html_url, failed_steps=failed, error_groups=groups,
+                                excerpt=render(cut), log_available=raw is not None))
     verdict = classify(signal)
     return Diagnosis(repo=repo, run_id=run.id, attempt=run.run_attempt, jobs=out, classification=verdict,
                      propose_rerun=verdict.transient and run.run_attempt < MAX_RERUN_ATTEMPTS)
+
+
+def attempt_line(d: Diagnosis) -> str:
+    """One line summing up an attempt, for the "Earlier attempts" list of a later attempt's comment."""
+    jobs = ", ".join(j.job for j in d.jobs) or "no job"
+    kind = "transient" if d.classification.transient else "failure"
+    why = f" ({', '.join(d.classification.reasons)})" if d.classification.reasons else ""
+    return f"attempt {d.attempt}: {jobs} failed — {kind}{why}"
 
 
 def diagnosis_key(repo: str, run_id: int, attempt: int) -> str:

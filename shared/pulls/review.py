@@ -140,6 +140,19 @@ def plan_review(pr: PullState, history: ReviewHistory, policy: ReviewPolicy, *, 
     return ReviewPlan(key=key, commit_id=pr.head_sha, body=_cap(body), comments=inline, moved=moved)
 
 
+def reviewed_shas(reviews: Iterable[Mapping[str, object]], bot_login: str) -> list[str]:
+    """The head SHAs Reynolds already reviewed, from ``pulls/list-reviews`` (oldest first): a second source next to
+    the effect ledger, for a review that was posted but whose ledger entry was lost in a crash."""
+    out: list[str] = []
+    for r in reviews:
+        user = r.get("user")
+        login = user.get("login") if isinstance(user, Mapping) else None
+        sha = r.get("commit_id")
+        if isinstance(login, str) and login.lower() == bot_login.lower() and isinstance(sha, str) and sha not in out:
+            out.append(sha)
+    return out
+
+
 def files_from_list(entries: Iterable[Mapping[str, object]]) -> dict[str, str | None]:
     """``pulls/list-files`` (or compare ``files``) entries → path → patch."""
     out: dict[str, str | None] = {}
