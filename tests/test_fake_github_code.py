@@ -344,3 +344,13 @@ def test_unimplemented_fields_are_refused_and_recorded(fake: FakeGitHub, pr: int
     assert status == 422
     assert len(fake.unexpected) == 2
     fake._unexpected.clear()
+
+
+def test_review_commit_must_be_on_the_pr(fake: FakeGitHub, pr: int) -> None:
+    gh = gh_for(fake)
+    main = gh.rest.git.get_ref("octo", "app", "heads/main").parsed_data.object_.sha
+    other = git_api.commit_files(fake, REPO, "elsewhere", {"x": "y"}, "other", "alice", base="main")
+    assert main != other
+    with pytest.raises(RequestFailed) as exc:
+        gh.rest.pulls.create_review("octo", "app", pr, commit_id=other, body="s", event="COMMENT")
+    assert refused(exc)[1]["errors"] == [f"Commit id {other} is not part of the pull request"]

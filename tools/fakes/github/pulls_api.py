@@ -29,7 +29,7 @@ a comment on a path the PR does not change          422     errors: ["Pull reque
 a comment without ``path``/``body``/``line``        422     Validation Failed [REST reference: path and body
                                                             required; ``line`` when ``position`` is absent]
 ``side`` not LEFT/RIGHT; ``event`` unknown          422     Validation Failed [REST reference enums]
-``commit_id`` not a commit of the repository        422     errors: ["Commit id … is not part of the pull
+``commit_id`` not a commit of the PR's head line    422     errors: ["Commit id … is not part of the pull
                                                             request"] [modelled]
 APPROVE / REQUEST_CHANGES on one's own PR           422     errors: ["Review Can not approve your own pull
                                                             request"] / "…request changes on…" [modelled]
@@ -245,8 +245,9 @@ def create_review(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     body = ctx.body
     reject_unknown_fields(fake, ctx, {"commit_id", "body", "event", "comments"})
     s = git_api.store(fake)
-    commit_id = body.get("commit_id") or head_sha(fake, repo, pr)
-    if not isinstance(commit_id, str) or commit_id not in s.commits:
+    head = head_sha(fake, repo, pr)
+    commit_id = body.get("commit_id") or head
+    if not isinstance(commit_id, str) or commit_id not in s.commits or not git_api.is_ancestor(s, commit_id, head):
         raise _unprocessable(ctx, f"Commit id {commit_id} is not part of the pull request")
     event = body.get("event")
     if event is not None and event not in _EVENTS:
