@@ -178,6 +178,7 @@ def test_planner_refusals() -> None:
     assert "empty" in reason(_state(), [])
     assert "unsafe" in reason(_state(), [br.FileChange(path="../etc/passwd", content="x")])
     assert "unsafe" in reason(_state(), [br.FileChange(path=".git/config", content="x")])
+    assert "workflow files" in reason(_state(), [br.FileChange(path=".github/workflows/ci.yml", content="x")])
     plan = br.plan_commit(_state(), files, message="m", change_set_id="cs1")
     assert isinstance(plan, br.GitPlan)
     assert (plan.ref.op, plan.commit.parent, plan.tree.base_tree) == ("create_ref", "1" * 40, "2" * 40)

@@ -9,7 +9,8 @@ so a branch someone else moved in between is never overwritten.
 
 Refusals (a :class:`BranchRefused` reason, never an API call): the default branch, a protected branch, a branch
 not under ``reynolds/``, an existing branch Reynolds did not create, a PR whose iteration budget is spent, an
-empty change set or an unsafe path. Every commit message carries a ``Reynolds-Change-Set: <key>`` trailer: the
+empty change set, an unsafe path, or a workflow file (``.github/workflows/``: GitHub requires the ``workflows``
+permission, which Reynolds does not request). Every commit message carries a ``Reynolds-Change-Set: <key>`` trailer: the
 writer finds it at the branch head after a crash and does nothing twice.
 """
 
@@ -153,6 +154,11 @@ def plan_commit(state: BranchState, files: list[FileChange], *, message: str, ch
     bad = [f.path for f in files if _unsafe(f.path)]
     if bad:
         return BranchRefused(key=key, reason=f"unsafe path(s): {', '.join(bad)}")
+    workflows = [f.path for f in files if f.path.startswith(".github/workflows/")]
+    if workflows:
+        # GitHub refuses an App's change to a workflow file without the "workflows" permission, which Reynolds
+        # does not ask for: a person makes those changes.
+        return BranchRefused(key=key, reason=f"workflow files need a person: {', '.join(workflows)}")
     blobs: list[BlobStep] = []
     entries: dict[str, int | None] = {}
     for f in files:
