@@ -303,7 +303,7 @@ def test_patch_reader_agrees_with_the_fake_on_many_random_edits() -> None:
 def test_reviewed_shas_from_list_reviews() -> None:
     from shared.pulls.review import reviewed_shas
 
-    reviews = [{"user": {"login": "alice"}, "commit_id": "a" * 40},
+    reviews: list[dict[str, Any]] = [{"user": {"login": "alice"}, "commit_id": "a" * 40},
                {"user": {"login": "Reynolds[bot]"}, "commit_id": "b" * 40},
                {"user": {"login": "reynolds[bot]"}, "commit_id": "b" * 40},
                {"user": None, "commit_id": "c" * 40}]
