@@ -35,7 +35,7 @@ from shared.settings import Settings
 from shared.store.memory import MemoryStore
 from shared.work.tasks import Specialist, Subtask
 from tools.fakes.github import FakeGitHub
-from tools.fakes.github.actions_api import add_workflow_run, run
+from tools.fakes.github.actions_api import add_workflow_run, state
 from tools.fakes.github.repos_api import FILES
 from tools.fakes.github.writes_log import record_writes, seed_repo_files
 from tools.fakes.openai import FakeOpenAI, replies_from_script
@@ -168,7 +168,7 @@ def test_approve_w1_w3_reject_w2_writes_exactly_two_once(flow: Flow) -> None:
     assert [(w["kind"], w["target"]) for w in flow.writes] == [("label", "octo/app#9"),
                                                                 ("rerun", "octo/app/actions/runs/42")]
     assert flow.github.labels(REPO, 9) == ["flaky"]
-    assert run(flow.github, 42).run_attempt == 2
+    assert len(state(flow.github).runs[42].attempts) == 2
 
     # The approve comment is redelivered, and a second maintainer approves the same at the same time.
     flow.comment("/reynolds approve w1 w3", "mona", "MEMBER", "comment:2")

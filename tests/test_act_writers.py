@@ -26,7 +26,8 @@ from shared.platforms.github.pacer import GitHubPacer
 from shared.store.memory import MemoryStore
 from shared.work.tasks import Specialist
 from tools.fakes.github import FakeGitHub
-from tools.fakes.github.actions_api import add_workflow_run, complete_run, disable_issues, run
+from tools.fakes.github.actions_api import add_workflow_run, complete_attempt, state
+from tools.fakes.github.issue_lists_api import disable_issues
 from tools.fakes.github.writes_log import record_writes
 
 BOT = "reynolds[bot]"
@@ -99,7 +100,7 @@ def test_approve_w1_w3_writes_exactly_those_two_once(world: World) -> None:
     assert [(w["kind"], w["target"]) for w in world.writes] == [("label", "octo/app#7"),
                                                                  ("rerun", "octo/app/actions/runs/42")]
     assert world.fake.labels(REPO, 7) == ["ci", "flaky"]
-    assert run(world.fake, 42).run_attempt == 2
+    assert len(state(world.fake).runs[42].attempts) == 2
     with pytest.raises(KeyError):  # w2 was never executed: there is no issue #8
         world.fake.issue(REPO, 8)
 
@@ -234,11 +235,11 @@ def test_validation_and_missing_targets_are_refused(world: World) -> None:
 
 def test_a_run_still_in_progress_is_refused(world: World) -> None:
     _, _, w3, _ = proposals()
-    run(world.fake, 42).status = "in_progress"
+    state(world.fake).runs[42].attempts[-1].status = "in_progress"
     outcome = world.execute(w3)
     assert outcome.status == "refused"
     assert outcome.http_status == 403
-    complete_run(world.fake, 42, "failure")
+    complete_attempt(world.fake, 42, {})
     assert world.execute(w3).status == "refused"  # refused is final for this proposal: decided again, not retried
 
 

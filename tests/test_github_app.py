@@ -34,10 +34,10 @@ def needed() -> tuple[dict[str, str], list[str]]:
     return github_app.derived()
 
 
-def test_the_code_needs_actions_write_contents_read_and_issues_write(needed: tuple[dict[str, str], list[str]]) -> None:
-    # Actions: write since approved proposals re-run failed jobs (shared/platforms/github/writes.py).
+def test_the_code_needs_actions_contents_and_issues_write(needed: tuple[dict[str, str], list[str]]) -> None:
+    # Actions: write since approved proposals re-run failed jobs; Contents: write for the Git Data writer.
     permissions, events = needed
-    assert permissions == {"actions": "write", "contents": "read", "issues": "write", "metadata": "read"}
+    assert permissions == {"actions": "write", "contents": "write", "issues": "write", "metadata": "read"}
     assert events == ["issue_comment", "issues"]
     calls = {(op.group, op.method) for op in github_app.operations()}
     assert {("actions", "download_job_logs_for_workflow_run"), ("repos", "get_content"), ("search", "code"),
@@ -71,12 +71,12 @@ def test_the_manifest_is_a_complete_manifest_flow_document() -> None:
 
 def test_a_wrong_manifest_is_named_permission_by_permission(needed: tuple[dict[str, str], list[str]]) -> None:
     permissions, events = needed
-    stale = {"issues": "write", "pull_requests": "write", "metadata": "read", "contents": "write"}
+    stale = {"issues": "write", "pull_requests": "write", "metadata": "read", "contents": "read"}
     problems = github_app.differences(permissions, events, have_permissions=stale,
                                       have_events=["issues", "issue_comment", "pull_request"], where="manifest")
     assert problems == [
         "manifest: missing permission actions: write",
-        "manifest: permission contents is write, the code needs read",
+        "manifest: permission contents is read, the code needs write",
         "manifest: extra permission pull_requests: write (nothing the code calls needs it)",
         "manifest: extra event pull_request (never routed)",
     ]

@@ -27,7 +27,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
-from tools.fakes.github import actions_api, app_api, issues_api, repos_api
+from tools.fakes.github import actions_api, app_api, git_api, issue_lists_api, issues_api, pulls_api, repos_api
 from tools.fakes.github.records import (
     ASSOCIATIONS,
     GITHUB_WEB,
@@ -43,6 +43,7 @@ from tools.fakes.github.records import (
     HttpError,
     IssueRecord,
     RateBucket,
+    RawBody,
     ReactionRecord,
     RecordedCall,
     RepoRecord,
@@ -310,7 +311,9 @@ class FakeGitHub:
     def act(self, login: str, method: str, path: str, json_body: JSON = None) -> tuple[int, JSON]:
         """Perform a request as ``login`` through the exact handler used for HTTP (recording, hooks, limits)."""
         raw = b"" if json_body is None else json.dumps(json_body).encode()
-        status, _headers, payload = self._process(method.upper(), path, raw, login=login)
+        status, headers, payload = self._process(method.upper(), path, raw, login=login)
+        if headers.get("content-type", "").startswith("text/"):
+            return status, payload.decode()
         return status, (json.loads(payload) if payload else None)
 
     def create_comment(self, repo: str, number: int, body: str, login: str) -> dict[str, Any]:
@@ -384,6 +387,13 @@ class FakeGitHub:
             if write.kind == "issue_edit":
                 payload["changes"] = write.changes or {}
             return "issues", {**payload, **common}
+        if write.kind == "review":  # GitHub's pull_request_review event (submitted)
+            return "pull_request_review", {"action": "submitted", "review": write.resource,
+                                           "pull_request": issue, **common}
+        if write.kind == "push":  # the head branch of an open pull request moved
+            return "pull_request", {"action": "synchronize", "number": write.number,
+                                    "before": write.resource["before"], "after": write.resource["after"],
+                                    "pull_request": issue, **common}
         if write.kind in ("label", "unlabel"):
             action = "labeled" if write.kind == "label" else "unlabeled"
             return "issues", {"action": action, "issue": issue, "label": write.label, **common}
@@ -674,7 +684,11 @@ class FakeGitHub:
             status, payload, login = self._answer(
                 method, path, query, raw, bad_json, authorization, login, headers, writes, request_id
             )
-            body = b"" if payload is None else json.dumps(payload).encode()
+            if isinstance(payload, RawBody):
+                body = payload.data
+                headers["content-type"] = payload.content_type
+            else:
+                body = b"" if payload is None else json.dumps(payload).encode()
             if body and status == 200 and method == "GET":
                 etag = 'W/"' + hashlib.sha256(body).hexdigest() + '"'
                 headers["etag"] = etag
@@ -766,7 +780,7 @@ class FakeGitHub:
         # 4. routing
         route = None
         allowed = False
-        for m, pattern, handler, doc in issues_api.ROUTES + repos_api.ROUTES + app_api.ROUTES + actions_api.ROUTES:
+        for m, pattern, handler, doc in _ROUTES:
             match = pattern.fullmatch(path)
             if match:
                 allowed = True
@@ -805,7 +819,7 @@ class FakeGitHub:
             scoped = "owner" in ctx.params  # /search/* and /app/* routes are not under a repository
             if scoped and self._repos.get(f"{ctx.params['owner']}/{ctx.params['repo']}") is None:
                 raise HttpError(404, error_body(404, "Not Found", doc))
-            gone = actions_api.issues_gone(self, method, path, doc)
+            gone = issue_lists_api.issues_gone(self, method, path, doc)
             if gone is not None:
                 raise gone
             status, payload = handler(self, ctx)
@@ -817,6 +831,10 @@ class FakeGitHub:
         if failed_after is not None:  # stored, but the client is told otherwise
             return failed_after, error_body(failed_after, HTTPStatus(failed_after).phrase), login
         return status, payload, login
+
+
+_ROUTES = (issues_api.ROUTES + issue_lists_api.ROUTES + repos_api.ROUTES + app_api.ROUTES + pulls_api.ROUTES
+           + git_api.ROUTES + actions_api.ROUTES)
 
 
 class _Server(ThreadingHTTPServer):
@@ -843,7 +861,7 @@ class _RequestHandler(BaseHTTPRequestHandler):
             if_none_match=self.headers.get("If-None-Match"),
         )
         self.send_response(status)
-        if status not in (204, 304):
+        if status not in (204, 304) and "content-type" not in headers:
             self.send_header("Content-Type", "application/json; charset=utf-8")
         for name, value in headers.items():
             self.send_header(name, value)

@@ -17,7 +17,8 @@ JSON = Any
 UserType = Literal["User", "Bot", "Organization"]
 Association = Literal["OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR", "NONE"]
 WriteKind = Literal[
-    "comment", "comment_edit", "comment_delete", "issue", "issue_edit", "issue_state", "label", "unlabel", "reaction"
+    "comment", "comment_edit", "comment_delete", "issue", "issue_edit", "issue_state", "label", "unlabel", "reaction",
+    "review", "push",
 ]
 
 DOCS = "https://docs.github.com/rest"
@@ -179,6 +180,14 @@ class RequestContext:
     writes: list[WriteEvent] = field(default_factory=list)
     headers: dict[str, str] = field(default_factory=dict)
     request_id: str = ""
+
+
+@dataclass(frozen=True)
+class RawBody:
+    """A non-JSON answer (job logs are ``text/plain``)."""
+
+    data: bytes
+    content_type: str = "text/plain; charset=utf-8"
 
 
 Handler = Callable[["FakeGitHub", RequestContext], tuple[int, JSON]]

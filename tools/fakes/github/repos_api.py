@@ -73,6 +73,9 @@ def get_repository(fake: FakeGitHub, ctx: RequestContext) -> tuple[int, JSON]:
     record = fake._repos[f"{ctx.params['owner']}/{ctx.params['repo']}"]
     rendered = fake._render_repo(record)
     rendered.setdefault("default_branch", DEFAULT_BRANCH)
+    # The full repository object (githubkit's FullRepository) also counts watchers and the fork network.
+    rendered.setdefault("subscribers_count", 0)
+    rendered.setdefault("network_count", 0)
     return 200, rendered
 
 
