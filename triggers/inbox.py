@@ -191,8 +191,9 @@ async def inbox_poison(msg: func.QueueMessage, client: df.DurableOrchestrationCl
     without deciding."""
     text = msg.get_body().decode("utf-8", "replace")
     item, reason = read_poisoned(text)
-    cause = poison_cause(reason)
-    telemetry.record_inbox_poisoned(cause)
+    first = int(msg.dequeue_count or 1) == 1
+    if first:  # once per poisoned item (its retries are not new items)
+        telemetry.record_inbox_poisoned(poison_cause(reason))
     if item is None:
         logger.error("inbox-poison message %s: not an inbox item (%d characters; %s); nothing to decide", msg.id,
                      len(text), reason[:200])
@@ -200,7 +201,7 @@ async def inbox_poison(msg: func.QueueMessage, client: df.DurableOrchestrationCl
     logger.error("inbox-poison %s delivery %s event %s: poisoned (%s; generation %d, reparked %d)", item.source,
                  item.delivery, item.event_id, reason[:300], item.generation, item.reparked)
     error = reason
-    if int(msg.dequeue_count or 1) == 1:
+    if first:
         try:
             result = await decide_item(item, client, get_services())
         except PoisonItem as exc:

@@ -132,7 +132,7 @@ class InboxQueue:
         ``advance``); ``handler(msg=, <output>=, poison=)`` is the trigger, ``output`` the name of its queue
         output, written to ``output_queue`` (this queue when None). Returns invocations made."""
         deliveries = 0
-        target = output_queue or self
+        target = output_queue if output_queue is not None else self
         while self.messages and deliveries < max_deliveries:
             now = self.clock()
             due = [m for m in self.messages if m.visible_at <= now]
