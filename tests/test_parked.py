@@ -232,3 +232,62 @@ async def test_a_teams_message_notified_during_a_two_hour_graph_outage_is_answer
     assert refused[0] >= 6
     assert world.clock() - start >= timedelta(hours=2)
     assert len(world.teams_writes) == 1
+
+
+# ------------------------------------------------------------------------------ GitHub delivery recovery
+async def test_a_twenty_hour_outage_loses_no_github_delivery(world: World) -> None:
+    """Reynolds unreachable for 20 h (GitHub records each attempt as failed): recovery keeps redelivering
+    inside GitHub's 3-day window with no count cap (before issue 20: 8 redeliveries, the last ~16.7 h after the
+    first failure), and every event is answered once, within an hour of the outage's end."""
+    from tools.fakes.github.app_api import delivery_log
+    from triggers.recovery import recover_github
+
+    log = delivery_log(world.github)
+    guids = []
+    for n in (50, 51, 52):
+        headers, body = issue_delivery(world, n)
+        log.record(world.github, headers, body, 503)
+        guids.append(headers["X-GitHub-Delivery"])
+        world.clock.advance(3600)
+    end = START + timedelta(hours=20)
+    redelivered = 0
+    while world.clock() < end + timedelta(hours=2):
+        report = recover_github(world.services)
+        assert report is not None
+        redelivered += len(report.redelivered)
+        if world.clock() < end:  # still down: GitHub records each redelivery as failed
+            while log.outbox:
+                _guid, headers, body = log.outbox.pop(0)
+                log.record(world.github, headers, body, 503)
+        else:
+            await world.redeliver_requested()
+        world.clock.advance(600)
+    await world.client.advance(None)
+    for n in (50, 51, 52):
+        assert len(answers(world, n)) == 1, n
+    assert redelivered > 3 * 8  # more than the old cap of 8 per guid
+    succeeded = {d.guid: d.delivered_at for d in log.items if 200 <= d.status_code < 300}
+    assert set(succeeded) == set(guids)
+    assert max(succeeded.values()) <= end + timedelta(hours=1, minutes=10)
+
+
+async def test_recovery_pages_through_every_delivery_of_the_window(world: World) -> None:
+    """A failure older than 2,500 later deliveries (25 pages of 100) is still found: the old scan stopped at
+    2,000. GitHub's list is newest first with cursor paging (``apps/list-webhook-deliveries``)."""
+    from tools.fakes.github.app_api import delivery_log
+    from triggers.recovery import recover_github
+
+    log = delivery_log(world.github)
+    headers, body = issue_delivery(world, 60)
+    log.record(world.github, headers, body, 502)
+    for i in range(2500):
+        log.record(world.github, {"X-GitHub-Delivery": f"ok-{i}", "X-GitHub-Event": "ping"}, b"{}", 200)
+    world.clock.advance(3 * 86400 - 600)  # 10 minutes inside the window
+    report = recover_github(world.services)
+    assert report is not None
+    assert report.scanned == 2501
+    assert report.redelivered == [headers["X-GitHub-Delivery"]]
+    ((status, answer),) = await world.redeliver_requested()
+    await world.client.advance(None)
+    assert (status, answer["verdict"]) == (202, "accepted")
+    assert len(answers(world, 60)) == 1
