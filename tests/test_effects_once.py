@@ -75,7 +75,7 @@ def test_the_model_window_is_the_one_infra_deploys() -> None:
     bicep = (Path(__file__).resolve().parents[1] / "infra" / "app" / "servicebus.bicep").read_text()
     (value,) = re.findall(r"param duplicateDetectionWindow string = '([^']+)'", bicep)
     assert value == "P7D"
-    assert DUPLICATE_DETECTION_WINDOW == timedelta(days=7)
+    assert timedelta(days=7) == DUPLICATE_DETECTION_WINDOW
 
 
 def _teams_request() -> ReplyInput:
