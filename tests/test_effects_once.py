@@ -155,3 +155,25 @@ async def test_github_comment_crash_before_the_ledger_then_an_outage_posts_once(
     ours = [c for c in world.github.comments(REPO, 7) if c["user"]["login"] == REYNOLDS_LOGIN]
     assert len(ours) == 1
     assert record.resource_id == f"comment:{ours[0]['id']}"
+
+
+def test_the_fake_graph_lists_newest_first_in_pages_of_at_most_50(world: World) -> None:
+    """"List channel messages" / "List messages in a chat": ``$top`` ≤ 50 (else 400), ``@odata.nextLink``."""
+    import json
+    import urllib.error
+    import urllib.request
+
+    for i in range(3):
+        world.graph.post_as({"user": {"id": "aad-bob", "displayName": "Bob", "userIdentityType": "aadUser"}},
+                            f"<p>m{i}</p>", team="arena-team", channel="19:general")
+    url = f"{world.graph.base_url}/teams/arena-team/channels/19:general/messages"
+    with pytest.raises(urllib.error.HTTPError) as refused:
+        urllib.request.urlopen(f"{url}?$top=51")  # noqa: S310 - the loopback fake
+    assert refused.value.code == 400
+    with urllib.request.urlopen(f"{url}?$top=2") as answer:  # noqa: S310
+        page = json.loads(answer.read())
+    assert [m["body"]["content"] for m in page["value"]] == ["<p>m2</p>", "<p>m1</p>"]
+    with urllib.request.urlopen(page["@odata.nextLink"]) as answer:  # noqa: S310
+        rest = json.loads(answer.read())
+    assert [m["body"]["content"] for m in rest["value"]] == ["<p>m0</p>"]
+    assert "@odata.nextLink" not in rest

@@ -135,6 +135,15 @@ async def _call_inbox(world: World, **bindings: Any) -> None:
     await call_function("inbox", client=world.client, **bindings)
 
 
+def test_the_inbox_constants_are_host_json_s() -> None:
+    from pathlib import Path
+
+    queues = json.loads((Path(__file__).resolve().parents[1] / "host.json").read_text())["extensions"]["queues"]
+    assert queues["maxDequeueCount"] == inbox_trigger.MAX_DEQUEUE_COUNT
+    assert queues["visibilityTimeout"] == "00:01:00"
+    assert inbox_trigger.VISIBILITY_TIMEOUT_SECONDS == 60
+
+
 def test_the_retry_horizon_is_24_hours() -> None:
     generation = inbox_trigger.REPARK_DEQUEUE * inbox_trigger.VISIBILITY_TIMEOUT_SECONDS
     assert inbox_trigger.MAX_GENERATIONS * generation == 24 * 3600
