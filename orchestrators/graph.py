@@ -13,21 +13,27 @@ from typing import Any
 
 import azure.durable_functions as df
 
-from orchestrators.backoff import call_with_backoff
+from orchestrators.backoff import WriteRetry, call_with_backoff
 from orchestrators.context import OrchestrationContext
 from orchestrators.reply import run_reply
 from shared import names
 from shared.platforms.teams.subscriptions import MaintenanceInput
+from shared.work.policy import RetryPolicy
 from shared.work.reply import ReplyInput, TeamsChange
 
 bp = df.Blueprint()
+
+#: Fetching and deciding a notified message is retried as long as the inbox retries anything (24 h,
+#: ``triggers/inbox.py`` ``RETRY_HORIZON_SECONDS``): Graph does not redeliver a notification it got 202 for, and
+#: the Teams message has no other door, so a Graph or store outage must cost delay only (5 s doubling to 30 min).
+INGEST_RETRY = WriteRetry(RetryPolicy(max_attempts=5, base=5.0, cap=1800.0), keep_trying_seconds=24 * 3600.0)
 
 
 def run_teams_notification(context: OrchestrationContext) -> Generator[Any, Any, dict[str, Any]]:
     """Ingest (fetch, self check, decide), then reply when the decision lets it run."""
     change = TeamsChange.model_validate(context.get_input())
     ingest = yield from call_with_backoff(context, names.TEAMS_INGEST, change.model_dump(mode="json"),
-                                          seed=f"{context.instance_id}:ingest")
+                                          seed=f"{context.instance_id}:ingest", policy=INGEST_RETRY)
     decided = {"event_id": ingest["event_id"], "verdict": ingest["verdict"], "reason": ingest["reason"],
                "chain_id": ingest.get("chain_id"), "actor_kind": ingest.get("actor_kind")}
     if not ingest.get("input"):

@@ -43,6 +43,7 @@ ORCHESTRATIONS = "reynolds.orchestrations"
 ORCHESTRATION_DURATION = "reynolds.orchestration.duration"
 LLM_TOKENS = "reynolds.llm.tokens"
 GITHUB_WRITES = "reynolds.github.writes"
+INBOX_POISONED = "reynolds.inbox.poisoned"
 
 _lock = threading.Lock()
 _configured = False
@@ -259,6 +260,11 @@ def record_llm_tokens(n: int, specialist: str) -> None:
 def record_github_write(kind: str) -> None:
     """Count one write to GitHub (comment, label, issue, ...)."""
     _counter(GITHUB_WRITES, "1", "GitHub writes").add(1, {"kind": kind})
+
+
+def record_inbox_poisoned(cause: str) -> None:
+    """Count one item read from the inbox's poison queue, by how it got there (the alerting metric)."""
+    _counter(INBOX_POISONED, "1", "Inbox items poisoned").add(1, {"cause": cause})
 
 
 def log_extra(

@@ -144,6 +144,11 @@ EXPECTED: dict[str, dict[str, Any]] = {
         "trigger": {"type": "queueTrigger", "queueName": names.INBOX_QUEUE, "connection": "AzureWebJobsStorage"},
         "others": {"durableClient", "queue"},
     },
+    # the poison queue's reader (issue 20): decides or re-parks what the host poisoned, into the inbox
+    "inbox_poison": {
+        "trigger": {"type": "queueTrigger", "queueName": names.INBOX_POISON_QUEUE, "connection": "AzureWebJobsStorage"},
+        "others": {"durableClient", "queue"},
+    },
     "recovery_timer": {
         "trigger": {"type": "timerTrigger", "schedule": "0 */10 * * * *"},
         "others": {"durableClient"},

@@ -47,6 +47,7 @@ def test_metric_names_match_workbook_and_alerts() -> None:
         telemetry.BREAKER_TRANSITIONS,
         telemetry.BREAKER_OPENED,
         telemetry.ORCHESTRATIONS,
+        telemetry.INBOX_POISONED,
     ):
         assert f'"{name}"' in text, name
 

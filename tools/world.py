@@ -142,6 +142,9 @@ class World:
     teams_writes: list[dict[str, Any]] = field(default_factory=list)
     #: The inbox Storage queue the doors hand deliveries to when deciding inline fails (``None``: built lazily).
     inbox: InboxQueue | None = None
+    #: The poison queue's reader queue (fed from ``inbox.poison``) and how many poisoned bodies it was fed.
+    inbox_poison: InboxQueue | None = None
+    poison_fed: int = 0
 
     def inbox_queue(self) -> InboxQueue:
         """The world's inbox queue (on the world's clock)."""
@@ -158,11 +161,32 @@ class World:
         return response
 
     async def drain_inbox(self) -> int:
-        """Let the inbox trigger work through the queue (retries wait ``visibilityTimeout`` on the clock)."""
+        """Let the inbox trigger work through the queue (retries wait ``visibilityTimeout`` on the clock), and the
+        poison-queue reader through whatever was poisoned meanwhile (it may re-park items into the inbox)."""
         async def handler(**bindings: Any) -> None:
             await call_function("inbox", client=self.client, **bindings)
 
-        return await self.inbox_queue().drain(handler, advance=self.clock.advance)
+        async def reader(**bindings: Any) -> None:
+            bindings.pop("poison", None)
+            await call_function("inbox_poison", client=self.client, **bindings)
+
+        queue = self.inbox_queue()
+        readers = self.poison_queue()
+        deliveries = 0
+        while True:
+            deliveries += await queue.drain(handler, advance=self.clock.advance)
+            for body in queue.poison[self.poison_fed:]:
+                readers.put(body)
+            self.poison_fed = len(queue.poison)
+            if not readers.messages:
+                return deliveries
+            await readers.drain(reader, advance=self.clock.advance, output="inbox", output_queue=queue)
+
+    def poison_queue(self) -> InboxQueue:
+        """``reynolds-inbox-poison`` as the trigger of the poison-queue reader sees it."""
+        if self.inbox_poison is None:
+            self.inbox_poison = InboxQueue(clock=self.clock, name="reynolds-inbox-poison")
+        return self.inbox_poison
 
     async def settle(self, answer: dict[str, Any]) -> dict[str, Any]:
         """For a ``queued`` answer: drain the inbox, then the answer the door would have given inline (the

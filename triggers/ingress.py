@@ -148,6 +148,8 @@ class InboxItem(BaseModel):
     received_at: datetime
     generation: int = Field(0, ge=0)
     last_error: str | None = None
+    #: Times the poison-queue reader put it back into the inbox (``triggers/inbox.py``, ``inbox_poison``).
+    reparked: int = Field(0, ge=0)
 
     @classmethod
     def of(cls, source: Literal["github", "teams", "graph", "servicebus"], headers: Mapping[str, str], raw: bytes, *,

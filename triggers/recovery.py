@@ -5,7 +5,9 @@ Every ten minutes:
 1. GitHub delivery recovery (``shared.platforms.github.deliveries``): deliveries of the App's webhook none of
    whose attempts succeeded (Reynolds down, a 5xx before the inbox existed, a timeout) are redelivered through
    ``POST /app/hook/deliveries/{id}/attempts`` within GitHub's 3-day window, with a per-guid backoff.
-2. Failed orchestrations that answer a person (triage, reply, Teams notification) created in the last 3 days
+2. Late commits (``GitHubReporter.sweep_late_commits``): a triage comment whose write had an unknown outcome
+   and that GitHub stored after the retry posted the answer again is deleted, at any delay within 3 days.
+3. Failed orchestrations that answer a person (triage, reply, Teams notification) created in the last 3 days
    are started again with their own input (``get_status_by`` + ``get_status(show_input=True)``), at most
    ``MAX_RESTARTS`` times each; their effects are in the ledger, so what was written is found, not rewritten.
 
@@ -57,6 +59,16 @@ def recover_github(services: Services) -> RecoveryReport | None:
         return None
 
 
+def sweep_late_commits(services: Services) -> list[int]:
+    """Delete late-landed copies of answers (see ``GitHubReporter.sweep_late_commits``); [] without GitHub."""
+    try:
+        reporter = services.reporter()
+    except ConfigurationError as exc:
+        logger.info("late-commit sweep skipped: %s", exc)
+        return []
+    return reporter.sweep_late_commits()
+
+
 async def restart_failed(client: df.DurableOrchestrationClient, services: Services) -> list[str]:
     """Start failed answering orchestrations of the last 3 days again; the instance ids restarted."""
     now = services.clock()
@@ -97,6 +109,10 @@ async def recovery_timer(timer: func.TimerRequest, client: df.DurableOrchestrati
     """Redeliver failed GitHub deliveries; restart failed answers."""
     services = get_services()
     report = await asyncio.to_thread(recover_github, services)
+    try:
+        await asyncio.to_thread(sweep_late_commits, services)
+    except Exception:  # the next run tries again
+        logger.exception("recovery: sweeping late commits failed")
     try:
         restarted = await restart_failed(client, services)
     except Exception:  # the next run tries again; never let one half stop the other

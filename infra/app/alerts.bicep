@@ -109,6 +109,15 @@ var logAlerts = [
     column: 'failed'
   }
   {
+    // issue 20: anything in reynolds-inbox-poison. The reader (triggers/inbox.py inbox_poison) counts each item it
+    // reads; the host's own move logs "... reached MaxDequeueCount ... Moving message to queue 'reynolds-inbox-poison'"
+    // (azure-webjobs-sdk QueueProcessor.CopyMessageToPoisonQueueAsync), so the alert fires even if the reader is down.
+    key: 'inbox-poisoned'
+    description: 'Reynolds inbox items reached the poison queue (a person may be waiting for an answer).'
+    query: 'union (customMetrics | where name == "reynolds.inbox.poisoned" | summarize n = sum(valueSum)), (traces | where message has "MaxDequeueCount" and message has "reynolds-inbox-poison" | summarize n = count()) | summarize poisoned = sum(n)'
+    column: 'poisoned'
+  }
+  {
     key: 'http-5xx'
     description: 'Reynolds answered HTTP 5xx (webhooks may be lost: GitHub does not redeliver).'
     query: 'requests | where toint(resultCode) >= 500 | summarize errors = count()'

@@ -17,8 +17,8 @@ param eventsQueueName string = 'reynolds-events'
 @description('Queue of outbound messages (SERVICEBUS_OUT_QUEUE).')
 param outQueueName string = 'reynolds-out'
 
-@description('Duplicate-detection window, ISO 8601 (MessageId dedupe; 20 s to 7 days).')
-param duplicateDetectionWindow string = 'PT1H'
+@description('Duplicate-detection window, ISO 8601 (MessageId dedupe; 20 s to 7 days). 7 days: longer than any retry of an answer (26 h, restarts within 3 days), so a re-sent answer is always a dropped duplicate (shared/platforms/servicebus/contract.py DUPLICATE_DETECTION_WINDOW).')
+param duplicateDetectionWindow string = 'P7D'
 
 @description('Default message time to live, ISO 8601; expired messages are dead-lettered.')
 param messageTimeToLive string = 'P7D'

@@ -33,6 +33,8 @@ class EffectRecord:
     depth: int
     resource_id: str | None = None
     state: str = "intent"
+    #: When the first attempt recorded the intent (ISO 8601); kept by every later attempt and by completion.
+    first_at: str | None = None
 
 
 def doc_id(prefix: str, key: str) -> str:
@@ -75,6 +77,8 @@ class EffectLedger:
         restarted orchestration, which gave up) is taken over. Without ``attempt`` (writes that are idempotent
         by nature, such as edits to a fixed body) there is no claim.
         """
+        if record.first_at is None:
+            record = EffectRecord(**{**record.__dict__, "first_at": self._now()})
         doc = self._doc(record, attempt=attempt or 1, run=run)
         try:
             self.store.create(doc)

@@ -18,7 +18,7 @@ import hashlib
 import html
 import logging
 from collections.abc import Callable, Collection
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel
@@ -28,10 +28,10 @@ from shared.loop.breakers import BreakerService
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Lineage, Platform, Target, truncate
 from shared.loop.lineage import Decision, EffectRecord, LineageService
 from shared.loop.marker import hidden_marker, sign_text
-from shared.platforms.servicebus.contract import reply_queue, to_servicebus_message
+from shared.platforms.servicebus.contract import RESEND_SAFE_FOR, reply_queue, to_servicebus_message
 from shared.platforms.servicebus.publisher import Publisher
 from shared.platforms.teams.graph import GraphError, GraphThrottled
-from shared.platforms.teams.messages import post_channel_message, post_chat_message
+from shared.platforms.teams.messages import find_posted, post_channel_message, post_chat_message
 from shared.platforms.teams.webhook import html_to_text
 from shared.work.triage import TriagePlan, _repeat_fingerprint
 
@@ -158,9 +158,10 @@ class TeamsReporter:
                    run: str | None = None) -> EffectRecord:
         """Post ``html_body`` where ``request`` says, once per ``key``; ``GraphThrottled`` propagates.
 
-        A retry after success posts nothing. Graph has no idempotency key for channel messages, so an
-        attempt that crashed between Graph's answer and the ledger's "done" may post twice; the copy carries
-        the same marker and joins the chain as ``self``.
+        A retry after success posts nothing. Graph has no idempotency key for channel messages, so an attempt
+        that takes over an unfinished one (the ledger still at "intent": it may have posted and crashed before
+        recording it, however long ago) first reads the channel or chat back (``find_posted``: the marker is
+        deterministic per chain, event and depth) and records the message it finds instead of posting again.
         """
         intent = EffectRecord(key=key, platform=Platform.TEAMS.value, kind="message", target=request.target,
                               chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1)
@@ -169,6 +170,15 @@ class TeamsReporter:
             logger.info("effect %s already %s (%s); not posting again", key, record.state, record.resource_id)
             return record
         client = self.graph()
+        if not fresh:
+            marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
+            since = datetime.fromisoformat(record.first_at) - timedelta(minutes=5) if record.first_at else None
+            found = await find_posted(client, marker, team_id=request.team_id, channel_id=request.channel_id,
+                                      chat_id=request.chat_id, since=since)
+            if found is not None:
+                logger.warning("effect %s: an earlier attempt posted teams message %s; recorded, not posted again",
+                               key, found)
+                return self.lineage.complete_effect(record, found, html_to_text(html_body))
         if self.breakers is not None and fresh:
             permit = self.breakers.permit(platform=Platform.TEAMS.value, target=record.target,
                                           counterpart=request.actor, text_fp=_repeat_fingerprint(request.text),
@@ -228,7 +238,11 @@ class ServiceBusReporter:
         """Publish a CloudEvent answering ``request`` on ``request.queue``, once per ``key``.
 
         ``message_id`` derives from ``key``, so a re-executed activity that crashed after sending sends a
-        broker duplicate (dropped by duplicate detection), never a second answer. ``session_id`` is the chain.
+        broker duplicate (dropped by duplicate detection), never a second answer. That holds while the re-send
+        falls inside the queue's duplicate-detection window (7 days, ``RESEND_SAFE_FOR`` with its margin),
+        counted from the effect's first attempt (``first_at`` in the ledger, written before the first send);
+        an attempt later than that does not send (the broker would deliver a second copy), records the effect
+        with its message id and logs an error for a person to check. ``session_id`` is the chain.
         The per-target breaker counts writes per queue; producers on a queue are software and fan-outs are
         normal there, so no per-counterpart breaker applies (the chain rules stop copying consumers).
         """
@@ -247,6 +261,12 @@ class ServiceBusReporter:
                                permit.key, permit.reason)
                 return self.lineage.suppress_effect(record, permit.reason)
         message_id = outbound_message_id(request.event_id, key)
+        if not fresh and record.first_at is not None and \
+                self.lineage.clock() - datetime.fromisoformat(record.first_at) > RESEND_SAFE_FOR:
+            logger.error("effect %s: first attempted %s, beyond the duplicate-detection window; message %s may "
+                         "have been sent and is not sent again (check the queue %s)", key, record.first_at,
+                         message_id, queue)
+            return self.lineage.complete_effect(record, message_id, text)
         marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
         page = explorer_url(self.explorer_url, record.chain_id)
         envelope = EventEnvelope(

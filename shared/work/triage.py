@@ -21,7 +21,7 @@ from shared.loop.marker import find_markers, sign_text
 from shared.loop.rules import normalise_text
 from shared.platforms.github.client import RequestError, RequestFailed
 from shared.platforms.github.pacer import PacerWouldWait, get_pacer
-from shared.store.base import safe_id
+from shared.store.base import Query, safe_id
 from shared.telemetry import record_github_write
 
 logger = logging.getLogger(__name__)
@@ -110,8 +110,11 @@ GitHubFor = Callable[[int | None], Any]
 MAX_PACER_WAIT_SECONDS = 15.0
 #: After a write whose outcome is unknown (timeout, 5xx, reset) found no comment, look once more this much later
 #: before writing again: GitHub has been seen storing a comment ~15 s after the client gave up. A commit later
-#: than this (after the client's own 10 s timeout) is the residual window in which a duplicate can still happen.
+#: than this is caught by ``sweep_late_commits`` (the recovery timer, every 10 min, for ``LATE_SWEEP_SECONDS``).
 LATE_COMMIT_GRACE_SECONDS = 90.0
+#: How long an effect written after an unknown outcome is watched for the earlier write landing late: GitHub keeps
+#: nothing retryable longer than its 3-day delivery window, and the effect ledger keeps the answer as long.
+LATE_SWEEP_SECONDS = 3 * 86400
 
 
 class UnknownOutcome(RetryLater):
@@ -231,7 +234,54 @@ class GitHubReporter:
             self._disarm_late_commit_check(key)
             raise
         logger.info("posted comment %s on %s#%s for event %s (chain %s)", comment_id, repo, number, event_id, chain_id)
+        if not fresh:  # an earlier attempt's write may still land, however late: watch for it
+            self._watch_late_commit(key, repo, number, installation_id, event_id, comment_id)
         return self.lineage.complete_effect(record, f"comment:{comment_id}", body)
+
+    def _watch_late_commit(self, key: str, repo: str, number: int, installation_id: int | None, event_id: str,
+                           comment_id: int) -> None:
+        """Record that ``comment_id`` answers ``event_id`` after an earlier attempt of unknown outcome, so the
+        sweep removes that attempt's comment should GitHub store it later than the grace period."""
+        doc_id = safe_id(f"late-sweep:{key}")
+        try:
+            self.lineage.store.upsert({"id": doc_id, "pk": doc_id, "kind": "late-commit-sweep", "effect": key,
+                                       "repo": repo, "number": number, "installation_id": installation_id,
+                                       "event_id": event_id, "comment_id": comment_id,
+                                       "until": self.lineage.clock().timestamp() + LATE_SWEEP_SECONDS,
+                                       "ttl": LATE_SWEEP_SECONDS + 3600})
+        except StoreError:
+            logger.warning("effect %s: late-commit watch not recorded (store unavailable)", key)
+
+    def sweep_late_commits(self) -> list[int]:
+        """Delete Reynolds' comments that answer a watched event but are not the recorded answer: an attempt whose
+        outcome was unknown and that GitHub stored after the retry had posted (any delay inside the watch).
+        Returns the comment ids deleted. Run by the recovery timer; a person sees the copy for ≤ 10 min."""
+        deleted: list[int] = []
+        now = self.lineage.clock().timestamp()
+        for doc in self.lineage.store.query(Query(equals={"kind": "late-commit-sweep"})):
+            if float(doc.get("until") or 0) < now:
+                continue
+            owner, name = str(doc["repo"]).split("/", 1)
+            github = self.github_for(doc.get("installation_id"))
+            keep = int(doc["comment_id"])
+            for comment in github.rest.paginate(github.rest.issues.list_comments, owner=owner, repo=name,
+                                                issue_number=int(doc["number"]), per_page=100):
+                login = comment.user.login if comment.user else None
+                if login != self.bot_login or int(comment.id) == keep:
+                    continue
+                if any(m.valid and m.event_id == doc["event_id"] for m in find_markers(comment.body or "",
+                                                                                       self.marker_key)):
+                    try:
+                        get_pacer().acquire(doc.get("installation_id") or "default", max_wait=MAX_PACER_WAIT_SECONDS)
+                        github.rest.issues.delete_comment(owner, name, int(comment.id))
+                    except (PacerWouldWait, RequestFailed, RequestError) as exc:  # the next run tries again
+                        logger.warning("effect %s: late copy %s not deleted yet (%s)", doc["effect"], comment.id,
+                                       type(exc).__name__)
+                        continue
+                    deleted.append(int(comment.id))
+                    logger.warning("effect %s: comment %s on %s#%s landed late, after its retry posted %s; "
+                                   "deleted", doc["effect"], comment.id, doc["repo"], doc["number"], keep)
+        return deleted
 
     def _arm_late_commit_check(self, key: str) -> None:
         """A write of ``key`` is about to go out: should its outcome be unknown, the next retry must look for it

@@ -1,8 +1,12 @@
 """A stateful Microsoft Graph fake on 127.0.0.1 that msgraph-sdk reaches through its normal base URL.
 
 Routes (all under ``/v1.0``): ``/subscriptions`` (POST, GET), ``/subscriptions/{id}`` (GET, PATCH, DELETE),
-``/subscriptions/{id}/reauthorize`` (POST), ``/teams/{team}/channels/{channel}/messages`` (POST, GET by id),
-``…/messages/{id}/replies`` (POST, GET by id), ``/chats/{chat}/messages`` (POST, GET by id). Errors use Graph's
+``/subscriptions/{id}/reauthorize`` (POST), ``/teams/{team}/channels/{channel}/messages`` (POST, GET by id, GET
+list), ``…/messages/{id}/replies`` (POST, GET by id), ``/chats/{chat}/messages`` (POST, GET by id, GET list).
+Lists follow "List channel messages" (learn.microsoft.com/graph/api/channel-list-messages: root messages only,
+without replies; ``$top`` at most 50) and "List messages in a chat" (chat-list-messages: ``$top`` at most 50):
+newest first, a page of ``$top`` (default 20) with ``@odata.nextLink`` carrying ``$skiptoken`` while more remain;
+a ``$top`` above 50 or below 1 is refused 400 ``BadRequest``, an unknown ``$skiptoken`` 400 too. Errors use Graph's
 shape ``{"error": {"code", "message", "innerError": {…}}}``. Anything else is a 404 recorded in ``unexpected``.
 
 Like Graph, every posted message (Reynolds' own included) becomes a change notification for each matching
@@ -587,6 +591,8 @@ class FakeGraph:
         store = self.messages.get(key, {})
         if not rest and method == "POST":
             return 201, self._post_message(key, record.body, None)
+        if not rest and method == "GET":
+            return 200, self._list_messages(key, store, record)
         if len(rest) == 1 and method == "GET":
             message = store.get(rest[0])
             if message is None:
@@ -604,6 +610,30 @@ class FakeGraph:
                     raise GraphError(404, "NotFound", f"Reply {rest[2]} not found.")
                 return 200, reply
         return self._unexpected(record)
+
+    def _list_messages(self, key: tuple[str, ...], store: dict[str, Any], record: RecordedRequest) -> dict[str, Any]:
+        query = {k: v[-1] for k, v in record.query.items()}
+        try:
+            top = int(query.get("$top", "20"))
+        except ValueError:
+            raise GraphError(400, "BadRequest", "Invalid value for $top.") from None
+        if not 1 <= top <= 50:
+            raise GraphError(400, "BadRequest", "The page size must be between 1 and 50.")
+        with self._lock:
+            items = sorted((m for m in store.values() if key[0] != "channel" or m.get("replyToId") is None),
+                           key=lambda m: int(m["id"]), reverse=True)
+        token = query.get("$skiptoken")
+        if token is not None:
+            if not token.isdigit():
+                raise GraphError(400, "BadRequest", "Invalid $skiptoken.")
+            items = [m for m in items if int(m["id"]) < int(token)]
+        page = items[:top]
+        body: dict[str, Any] = {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#chatMessages",
+                                "value": page}
+        if len(items) > top:
+            root = self.base_url.removesuffix("/v1.0")
+            body["@odata.nextLink"] = f"{root}{record.path}?$top={top}&$skiptoken={page[-1]['id']}"
+        return body
 
     def _post_message(self, key: tuple[str, ...], body: Any, reply_to: str | None) -> dict[str, Any]:
         if not isinstance(body, dict) or not isinstance(body.get("body"), dict):

@@ -10,11 +10,20 @@ none of whose attempts succeeded (``status`` not ``OK``) and asks for another at
 ``POST /app/hook/deliveries/{delivery_id}/attempts``; redelivery is possible for 3 days. The schema is
 githubkit's (``githubkit_schemas``: ``AppsClient.list_webhook_deliveries`` / ``redeliver_webhook_delivery``,
 model ``HookDeliveryItem``: ``id``, ``guid``, ``delivered_at``, ``redelivery``, ``status``, ``status_code``).
+The operation is github/rest-api-description's ``apps/list-webhook-deliveries`` (parameters ``per_page`` ≤ 100,
+``cursor``, ``status``; the next page is named by the ``Link: <…cursor=…>; rel="next"`` header, which
+githubkit's ``paginate`` follows).
+
+Every run reads every delivery of the whole 3-day window (no item cap: a busy App's older failures must not be
+hidden behind its newer successes) and stops at the first older one (the list is newest first). A guid is
+redelivered as long as GitHub allows it, with no count cap: each redelivery is itself a delivery (a new ``id``,
+the same ``guid``) redeliverable for 3 more days, and a 20-hour outage must cost delay only. GitHub refusing a
+redelivery (422: too old) skips the guid with that reason.
 
 Idempotent across runs and instances: each guid has a ``redeliver:<guid>`` document (ETag-guarded) counting
-the redeliveries asked for and when; another is asked only after a backoff (10 min doubling to 6 h) and at most
-``MAX_REDELIVERIES`` times. A redelivery keeps the guid (``X-GitHub-Delivery``), so Reynolds' own dedupe by
-delivery id turns any copy that did get through into a ``duplicate``.
+the redeliveries asked for and when; another is asked only after a backoff (10 min doubling to 1 h, so at most
+about 75 per guid in the window). A redelivery keeps the guid (``X-GitHub-Delivery``), so Reynolds' own dedupe
+by delivery id turns any copy that did get through into a ``duplicate``.
 """
 
 from __future__ import annotations
@@ -25,19 +34,20 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
+from githubkit.exception import RequestFailed
+
 from shared.store.base import DocumentStore, safe_id, update_document
 
 logger = logging.getLogger(__name__)
 
-#: GitHub redelivers attempts made within the last 3 days; keep a margin for clock skew and the run itself.
-WINDOW = timedelta(days=3) - timedelta(minutes=30)
+#: GitHub redelivers attempts made within the last 3 days: the whole window is read (GitHub refuses what is older).
+WINDOW = timedelta(days=3)
 #: A failed attempt younger than this may be followed by a redelivery someone already asked for.
 SETTLE = timedelta(minutes=2)
-MAX_REDELIVERIES = 8
 FIRST_BACKOFF = timedelta(minutes=10)
-MAX_BACKOFF = timedelta(hours=6)
-#: At most this many deliveries are read per run (100 per page).
-MAX_ITEMS = 2000
+#: The longest wait between two redeliveries of one guid: after an outage ends, its failures are redelivered
+#: within an hour (and within the next 10-minute run for those last tried before it).
+MAX_BACKOFF = timedelta(hours=1)
 
 
 @dataclass
@@ -64,7 +74,7 @@ def recover_deliveries(app_github: Any, store: DocumentStore, now: Callable[[], 
     cutoff = now() - WINDOW
     attempts: dict[str, list[Any]] = {}
     for item in app_github.rest.paginate(app_github.rest.apps.list_webhook_deliveries, per_page=100):
-        if item.delivered_at < cutoff or report.scanned >= MAX_ITEMS:
+        if item.delivered_at < cutoff:
             break  # newest first: everything further is older
         report.scanned += 1
         attempts.setdefault(item.guid, []).append(item)
@@ -80,7 +90,13 @@ def recover_deliveries(app_github: Any, store: DocumentStore, now: Callable[[], 
         if claim is not None:
             report.skipped[guid] = claim
             continue
-        app_github.rest.apps.redeliver_webhook_delivery(latest.id)
+        try:
+            app_github.rest.apps.redeliver_webhook_delivery(latest.id)
+        except RequestFailed as exc:
+            if exc.response.status_code != 422:
+                raise
+            report.skipped[guid] = "GitHub refused the redelivery (422: too old)"
+            continue
         report.redelivered.append(guid)
         logger.warning("github delivery %s (%s.%s, last status %s): redelivery requested", guid, latest.event,
                        latest.action, latest.status_code)
@@ -95,9 +111,6 @@ def _claim(store: DocumentStore, guid: str, at: datetime) -> str | None:
         refused.clear()
         count = int((doc or {}).get("count") or 0)
         last = (doc or {}).get("last_at")
-        if count >= MAX_REDELIVERIES:
-            refused.append(f"gave up after {count} redeliveries")
-            return None
         if last is not None and at - datetime.fromisoformat(last) < _backoff(count):
             refused.append("redelivered recently")
             return None

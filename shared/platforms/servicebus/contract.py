@@ -25,7 +25,7 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Collection, Mapping, Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any
 
@@ -50,6 +50,12 @@ CLOUDEVENTS_CONTENT_TYPE = "application/cloudevents+json; charset=utf-8"
 ACCEPTED_CONTENT_TYPES = frozenset({"application/cloudevents+json", "application/json", "text/json"})
 #: Standard tier's message size limit (Premium allows more; design for the stricter one).
 MAX_MESSAGE_BYTES = 256 * 1024
+#: The outbound queues' duplicate-detection window (``infra/app/servicebus.bicep`` ``duplicateDetectionWindow``,
+#: the broker's maximum of 7 days): a message re-sent with the same ``MessageId`` within it is dropped by the
+#: broker ("Duplicate detection", learn.microsoft.com/azure/service-bus-messaging/duplicate-detection).
+DUPLICATE_DETECTION_WINDOW = timedelta(days=7)
+#: Re-sending an answer is safe only this long after its first attempt (margin for clocks and the send itself).
+RESEND_SAFE_FOR = DUPLICATE_DETECTION_WINDOW - timedelta(hours=1)
 #: Dead-letter reason and description are limited to 4096 characters by the broker.
 MAX_DEADLETTER_TEXT = 4096
 

@@ -202,3 +202,46 @@ async def post_chat_message(
     if posted is None or not posted.id:
         raise GraphError(None, "emptyResponse", "Graph returned no message id")
     return posted.id
+
+
+#: Graph's page size limit for listing channel and chat messages ("List channel messages", "List messages in a
+#: chat": ``$top`` at most 50).
+READ_BACK_PAGE = 50
+#: How many pages a read-back reads at most (1,000 messages): far more than a channel sees while an attempt waits.
+READ_BACK_PAGES = 20
+
+
+async def find_posted(client: GraphServiceClient, marker: str, *, team_id: str | None = None,
+                      channel_id: str | None = None, chat_id: str | None = None,
+                      since: datetime | None = None) -> str | None:
+    """Read back: the id of a message in the channel (root messages) or chat whose body carries ``marker``.
+
+    Reynolds' marker is deterministic per (chain, event, depth), so an attempt that crashed between Graph's
+    answer and the ledger's "done" left a message the next attempt can find before posting again. Pages of
+    ``READ_BACK_PAGE`` (``GET …/messages?$top=50``, then ``@odata.nextLink``; Graph returns the newest first),
+    stopping at messages created before ``since`` (the effect's first attempt) or after ``READ_BACK_PAGES``.
+    A read needs only read permissions (``ChannelMessage.Read.All`` / ``Chat.Read.All``), not Graph posting.
+    """
+    if team_id and channel_id:
+        builder: Any = client.teams.by_team_id(team_id).channels.by_channel_id(channel_id).messages
+    elif chat_id:
+        builder = client.chats.by_chat_id(chat_id).messages
+    else:
+        return None
+    from kiota_abstractions.base_request_configuration import RequestConfiguration
+
+    config = RequestConfiguration(query_parameters=builder.MessagesRequestBuilderGetQueryParameters(
+        top=READ_BACK_PAGE))
+    page = await graph_call(builder.get(request_configuration=config))
+    for _ in range(READ_BACK_PAGES):
+        if page is None:
+            return None
+        for message in page.value or []:
+            if message.body is not None and marker in (message.body.content or ""):
+                return str(message.id)
+        created = [m.created_date_time for m in page.value or [] if m.created_date_time is not None]
+        if not page.odata_next_link or (since is not None and created and min(created) < since):
+            return None
+        page = await graph_call(builder.with_url(page.odata_next_link).get())
+    logger.warning("read-back stopped after %d pages without finding the marker", READ_BACK_PAGES)
+    return None
