@@ -174,3 +174,36 @@ def test_cosmos_store_without_npm_ci_exits_2_saying_what_to_run(tmp_path: Path) 
     assert "Traceback" not in result.stderr
     assert "npm ci" in result.stderr
     assert result.stdout == ""
+
+
+def test_every_line_lists_the_write_requests_reynolds_made(tmp_path: Path) -> None:
+    # Issue 21's "writes": each GitHub write request in order, with the sha256 of its body; a duplicate writes none.
+    first = delivery(4242)
+    items = [first, first]
+    result = simulate(str(write_jsonl(tmp_path / "writes.jsonl", items)))
+    assert result.returncode == 0, result.stderr
+    answered, duplicate = lines_of(result)
+    assert answered["verdict"] == "accepted"
+    assert duplicate["verdict"] == "duplicate"
+    assert duplicate["writes"] == []
+    comments = [w for w in answered["writes"] if w["kind"] == "comment"]
+    assert len(comments) == len([e for e in answered["effects"] if e["kind"] == "comment"]) >= 1
+    for write in answered["writes"]:
+        assert write["platform"] == "github"
+        assert write["method"] in {"POST", "PATCH", "PUT", "DELETE"}
+        assert write["path"].startswith("/repos/")
+        assert len(write["sha256"]) == 64
+
+
+def test_a_malformed_model_script_or_repo_files_rejects_only_that_item(tmp_path: Path) -> None:
+    bad_model = {**delivery(4243), "model": [{"nonsense": 1}]}
+    bad_files = {**delivery(4244), "repo_files": {"octo/app": {".github/reynolds.yml": 7}}}
+    good = {**delivery(4245), "model": [{"content": "unused replies are allowed"}]}
+    result = simulate(str(write_jsonl(tmp_path / "bad.jsonl", [bad_model, bad_files, good])))
+    assert result.returncode == 0, result.stderr
+    model_line, files_line, good_line = lines_of(result)
+    assert model_line["verdict"] == files_line["verdict"] == "rejected"
+    assert model_line["reason"].startswith("malformed item:")
+    assert files_line["reason"].startswith("malformed item:")
+    assert good_line["verdict"] == "accepted"
+    assert good_line["model_replies_used"] == 0

@@ -27,6 +27,10 @@ from typing import Any
 from tools.fakes.openai import FakeOpenAI, Reply, exhausted_reply, replies_from_script
 
 
+class ItemInputError(ValueError):
+    """An item's ``"model"``, ``"repo_files"``, ``"pulls"`` or ``"runs"`` is malformed (nothing was run)."""
+
+
 @dataclass
 class ScriptedModel:
     """The fake model of one item: how many replies were scripted and how many calls went beyond them."""
@@ -111,13 +115,19 @@ async def run_with_interfaces(world: Any, item: dict[str, Any], writes: list[dic
     ``"model"`` script, runs ``run(world, item)``, and adds to the line ``"writes"`` (the write requests made
     during the run: ``writes`` is the list :func:`tools.fakes.github.writes_log.record_writes` returned once for
     the world), ``model_replies_used`` and, when the script was exceeded, ``"error"``. A malformed ``"model"``
-    or ``"repo_files"`` raises ``ValueError`` (``ScriptError`` is one) before anything runs.
+    or ``"repo_files"`` raises :class:`ItemInputError` before anything runs.
     """
+    from tools.fakes.github import seeding
     from tools.fakes.github.writes_log import seed_repo_files
 
-    if item.get("model") is not None:
-        replies_from_script(item["model"])  # a malformed script fails before anything is seeded or run
-    seed_repo_files(world.github, item.get("repo_files"))
+    try:  # a malformed script or seed fails before anything runs, as the item's own error
+        if item.get("model") is not None:
+            replies_from_script(item["model"])
+        seed_repo_files(world.github, item.get("repo_files"))
+        if item.get("pulls") or item.get("runs"):  # issue 23's seeding: diffs against repo_files' base branch
+            seeding.seed(world.github, pulls=item.get("pulls"), runs=item.get("runs"))
+    except ValueError as exc:
+        raise ItemInputError(str(exc)) from exc
     before = len(writes)
     with scripted_model(item.get("model"), world.services) as model:
         line = await run(world, item)

@@ -45,9 +45,11 @@ from azure.servicebus import ServiceBusMessage
 from shared.errors import IncomingRequestError
 from shared.loop.lineage import instance_id_for
 from shared.platforms.github.events import decode_body, header
+from tools.fakes.github.writes_log import record_writes
 from tools.harness.cosmos_server import CosmosServerError
 from tools.local_settings import tool_settings
-from tools.world import World, build_world, github_effects
+from tools.scripted_model import ItemInputError, run_with_interfaces
+from tools.world import REYNOLDS_LOGIN, World, build_world, github_effects
 
 
 class InputError(Exception):
@@ -242,8 +244,10 @@ async def run_item(world: World, item: dict[str, Any]) -> dict[str, Any]:
         return await run_teams(world, item)
     if source == "servicebus":
         return await run_servicebus(world, item)
-    if source == "bot":  # Bot Framework activities through POST /api/messages (tools/simulate_bot.py)
-        return await __import__("tools.simulate_bot", fromlist=["run_bot"]).run_bot(world, item)
+    if source == "bot":  # Bot Framework activities through POST /api/messages
+        from tools.simulate_bot import run_bot
+
+        return await run_bot(world, item)
     if source == "http" and "task" in item:
         from tools.simulate_tasks import run_task
 
@@ -259,11 +263,12 @@ async def simulate(items: list[dict[str, Any]], store: str,
     extra = {**({"TEAMS_OUTGOING_WEBHOOK_TOKEN": teams_token} if teams_token else {}), **tool_settings("simulate")}
     with build_world(store=store, webhook_secret=os.environ.get("GITHUB_WEBHOOK_SECRET") or None,
                      extra_settings=extra) as world:
+        writes = record_writes(world.github, REYNOLDS_LOGIN)
         for n, item in enumerate(items, 1):
             source = item.get("source")
             try:
-                line = await run_item(world, item)
-            except MalformedItem as exc:
+                line = await run_with_interfaces(world, item, writes, run_item)
+            except (MalformedItem, ItemInputError) as exc:
                 line = rejected(item, f"malformed item: {exc}")
             line.setdefault("chain_id", None)
             print(f"[{n}/{len(items)}] {source}: {line['status']} {line['verdict']} — {line['reason']}"
