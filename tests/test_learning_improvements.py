@@ -99,7 +99,9 @@ def test_five_runs_over_two_days_make_one_issue_and_one_comment_a_sixth_after_cl
     assert "**Occurrences: 5**" in next(iter(gh.comments.values()))
     assert gh.writes == ["open", "comment"]  # filed and commented once at the 3rd; the 4th and 5th edit it
     doc = occ.read(store, key)
-    assert doc["count"] == 5 and doc["state"] == "open" and doc["issue_number"] == 1
+    assert doc["count"] == 5
+    assert doc["state"] == "open"
+    assert doc["issue_number"] == 1
 
     closed_at = T0 + timedelta(days=3)
     occ.update_state(store, key, lambda d: imp.closed(d, at=closed_at, as_="completed"))
@@ -110,12 +112,14 @@ def test_five_runs_over_two_days_make_one_issue_and_one_comment_a_sixth_after_cl
     occ.record_failure(store, signature("workflow-run", log, where="ci / test"), failure_id=f"run:{run_id}:1",
                        at=sixth, repo="octo/app")
     advance(store, lineage, gh, key, sixth)
-    assert gh.issues[1]["state"] == "open" and len(gh.issues) == 1
+    assert gh.issues[1]["state"] == "open"
+    assert len(gh.issues) == 1
     assert gh.writes == ["open", "comment", "reopen"]  # the comment is edited, not posted again
     assert "**Occurrences: 6**" in gh.comments[1001]
     report = imp.effectiveness({**occ.read(store, key), "closed_at": closed_at.isoformat()},
                                now=sixth, days=14)
-    assert report["verdict"] == "recurred" and report["recurrences"] == 1
+    assert report["verdict"] == "recurred"
+    assert report["recurrences"] == 1
 
 
 def test_a_different_failure_gets_its_own_issue(world: Any) -> None:
@@ -151,7 +155,8 @@ def test_below_threshold_or_outside_the_window_files_nothing(world: Any) -> None
     for n in range(3):
         occ.record_failure(store, sig, failure_id=f"f{n}", at=T0 + timedelta(days=4 * n), repo="octo/app")
     verdict = advance(store, lineage, gh, sig.key, T0 + timedelta(days=8))
-    assert verdict.steps == () and "2 of 3 occurrences within 7 days" in verdict.reason
+    assert verdict.steps == ()
+    assert "2 of 3 occurrences within 7 days" in verdict.reason
     strict = imp.ImprovementSettings.from_policy({"threshold": 2, "window_days": 10})
     assert [s.action for s in advance(store, lineage, gh, sig.key, T0 + timedelta(days=8), settings=strict).steps] \
         == ["open", "comment"]

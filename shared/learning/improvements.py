@@ -189,10 +189,7 @@ def effectiveness(doc: dict[str, Any], *, now: datetime, days: int = DEFAULT_EFF
     closed_at = datetime.fromisoformat(str(doc["closed_at"]))
     end = closed_at + timedelta(days=days)
     after = [t for t in doc.get("times", []) if closed_at < datetime.fromisoformat(t) <= end]
-    if after:
-        verdict = "recurred"
-    else:
-        verdict = "fixed" if now >= end else "watching"
+    verdict = "recurred" if after else "fixed" if now >= end else "watching"
     return {"verdict": verdict, "recurrences": len(after), "window_days": days, "closed_at": doc["closed_at"],
             "first_recurrence": after[0] if after else None}
 
