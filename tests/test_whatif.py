@@ -122,3 +122,33 @@ def test_a_journal_of_another_key_needs_that_key(tmp_path: Path, recorded: tuple
         whatif.replay(journal, {}, environ={})
     outcome = whatif.replay(journal, {}, environ={"REYNOLDS_MARKER_KEY": "production-key"})
     assert outcome.summary["decisions"] > 0
+
+
+@pytest.mark.parametrize("scenario", ["cross-platform-four-hop", "human-conversation"])
+def test_other_recorded_arena_runs_replay_unchanged(tmp_path: Path, scenario: str) -> None:
+    _, journal = whatif.record_arena(Path(f"samples/arena/{scenario}.json"), tmp_path / "j.jsonl")
+    outcome = whatif.replay(whatif.read_journal(tmp_path / "j.jsonl"), {})
+    assert outcome.changes == []
+    assert outcome.summary["decisions"] == sum(r["kind"] == "decision" for r in journal.records) > 0
+
+
+def test_a_recorded_simulate_run_replays_unchanged(tmp_path: Path) -> None:
+    lines, journal = whatif.record_simulate(["samples/deliveries.jsonl", "samples/teams-servicebus.jsonl"],
+                                            tmp_path / "sim.jsonl")
+    assert lines
+    outcome = whatif.replay(whatif.read_journal(tmp_path / "sim.jsonl"), {})
+    assert outcome.changes == []
+    assert outcome.summary["decisions"] == sum(r["kind"] == "decision" for r in journal.records) > 0
+
+
+def test_the_writer_leaves_the_lineage_service_as_it_found_it() -> None:
+    from shared.services import Services
+    from shared.settings import Settings
+    from shared.store.memory import MemoryStore
+
+    services = Services(settings=Settings.model_validate({"LINEAGE_STORE": "memory"}), store=MemoryStore())
+    lineage = services.lineage
+    with whatif.journal_to(services, None) as journal:
+        assert "decide" in vars(lineage)
+    assert not {"decide", "hold", "refuse", "open_chain", "complete_effect", "suppress_effect"} & set(vars(lineage))
+    assert journal.header["marker_key_sha256"] is None

@@ -43,7 +43,8 @@ recorded).
 
 Recording: ``journal_to(services, path, source=…)`` is a context manager that records every decision and effect
 of a run (``tools.simulate``/``tools.arena`` call it with ``--journal PATH``); ``python -m tools.whatif
---record-arena SCENARIO.json --journal PATH`` records one arena scenario without changing the arena.
+--record-arena SCENARIO.json --journal PATH`` (or ``--record-simulate FILE… --journal PATH``) records one arena
+scenario (or a simulate run) without changing those tools.
 
 Exit codes: 0 done, 2 bad input (unreadable journal, bad setting, bad ``--set``).
 """
@@ -356,32 +357,47 @@ def replay(journal: Journal, changes: dict[str, str], environ: dict[str, str] | 
     return outcome
 
 
-# -- recording an arena scenario --------------------------------------------------------------------------------
-def record_arena(scenario_path: str | Path, journal_path: str | Path | None) -> tuple[dict[str, Any], Journal]:
-    """Run one arena scenario (memory store) with ``journal_to`` installed; its result line and journal.
-
-    The arena builds its world inside ``run_scenario``; this wraps ``tools.arena.build_world`` for the call only,
-    so the arena's code and output stay as they are.
-    """
-    import tools.arena as arena
-
-    scenario = arena.Scenario.model_validate_json(Path(scenario_path).read_text(encoding="utf-8"))
-    original = arena.build_world
+# -- recording a simulate or arena run -------------------------------------------------------------------------
+@contextlib.contextmanager
+def _recording(module: Any, journal_path: str | Path | None, source: str) -> Iterator[list[Journal]]:
+    """Wrap ``module.build_world`` for the block so every world it builds is journalled (the tool's code and its
+    output stay as they are)."""
+    original = module.build_world
     holder: list[Journal] = []
 
     @contextlib.contextmanager
     def recording_world(**kwargs: Any) -> Iterator[Any]:
-        with original(**kwargs) as world, journal_to(world.services, journal_path,
-                                                     source=f"arena:{scenario.name}") as journal:
+        with original(**kwargs) as world, journal_to(world.services, journal_path, source=source) as journal:
             holder.append(journal)
             yield world
 
-    arena.build_world = recording_world
+    module.build_world = recording_world
     try:
-        result = asyncio.run(arena.run_scenario(scenario, "memory"))
+        yield holder
     finally:
-        arena.build_world = original
+        module.build_world = original
+
+
+def record_arena(scenario_path: str | Path, journal_path: str | Path | None) -> tuple[dict[str, Any], Journal]:
+    """Run one arena scenario (memory store) with ``journal_to`` installed; its result line and journal."""
+    import tools.arena as arena
+
+    scenario = arena.Scenario.model_validate_json(Path(scenario_path).read_text(encoding="utf-8"))
+    with _recording(arena, journal_path, f"arena:{scenario.name}") as holder:
+        result = asyncio.run(arena.run_scenario(scenario, "memory"))
     return result, holder[0]
+
+
+def record_simulate(files: list[str], journal_path: str | Path | None) -> tuple[list[dict[str, Any]], Journal]:
+    """Run ``tools.simulate`` items (memory store) with ``journal_to`` installed; its output lines (printed on
+    stderr here, stdout being the replay's) and journal."""
+    import tools.simulate as simulate
+
+    items = simulate.load_items(files)
+    with _recording(simulate, journal_path, f"simulate:{','.join(files)}") as holder, \
+            contextlib.redirect_stdout(sys.stderr):
+        lines = asyncio.run(simulate.simulate(items, "memory"))
+    return lines, holder[0]
 
 
 def _parse_sets(pairs: list[str]) -> dict[str, str]:
@@ -400,20 +416,28 @@ def main(argv: list[str] | None = None) -> int:
     source = parser.add_mutually_exclusive_group(required=True)
     source.add_argument("--from", dest="journal_file", metavar="FILE", help="a decisions journal (JSON lines)")
     source.add_argument("--record-arena", metavar="SCENARIO", help="run an arena scenario and write its journal")
-    parser.add_argument("--journal", metavar="PATH", help="where --record-arena writes the journal")
+    source.add_argument("--record-simulate", metavar="FILE", nargs="+", help="run simulate items, write the journal")
+    parser.add_argument("--journal", metavar="PATH", help="where --record-arena/--record-simulate write the journal")
     parser.add_argument("--set", action="append", default=[], metavar="NAME=VALUE", help="a changed setting")
     args = parser.parse_args(argv)
     try:
-        if args.record_arena:
+        if args.record_arena or args.record_simulate:
             if not args.journal:
-                print("whatif: --record-arena needs --journal PATH", file=sys.stderr)
+                print("whatif: recording needs --journal PATH", file=sys.stderr)
                 return 2
-            result, journal = record_arena(args.record_arena, args.journal)
-            print(f"whatif: recorded {len(journal.records)} records of {result['name']} to {args.journal}",
-                  file=sys.stderr)
+            if args.record_arena:
+                journal = record_arena(args.record_arena, args.journal)[1]
+            else:
+                journal = record_simulate(args.record_simulate, args.journal)[1]
+            print(f"whatif: recorded {len(journal.records)} records to {args.journal}", file=sys.stderr)
             return 0
         outcome = replay(read_journal(args.journal_file), _parse_sets(args.set))
     except (JournalError, ConfigurationError, OSError) as exc:
+        print(f"whatif: {exc}", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a tool's own input error (simulate's InputError, an invalid arena scenario)
+        if type(exc).__name__ not in ("InputError", "ValidationError"):
+            raise
         print(f"whatif: {exc}", file=sys.stderr)
         return 2
     for change in outcome.changes:
