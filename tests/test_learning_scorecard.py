@@ -59,3 +59,18 @@ def test_an_empty_window_has_no_figures_not_zero() -> None:
         "parallel_execution_ratio", "task_success_rate", "agent_utilisation", "orchestration_overhead",
         "p95_decision_latency_seconds", "p95_first_answer_latency_seconds"))
     assert card["loops_stopped"].value == 0
+
+
+def test_decisions_of_a_recorded_arena_run() -> None:
+    """The ping-pong run: one loop stopped, nobody held, every decision inside the simulated second."""
+    from shared.learning.scorecard import decision_from_record
+    from tools import whatif
+
+    _, journal = whatif.record_arena("samples/arena/app-bot-ping-pong.json", None)
+    decisions = [decision_from_record(r) for r in journal.records if r["kind"] == "decision"]
+    card = {k.name: k for k in scorecard([], decisions, start=0, end=float("inf"))}
+    assert card["loops_stopped"].value == 1
+    assert card["people_held"].value == 0
+    assert card["p95_decision_latency_seconds"].value is not None
+    assert card["p95_decision_latency_seconds"].value < 5
+    assert card["task_success_rate"].value is None

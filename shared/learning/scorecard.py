@@ -35,8 +35,10 @@ A KPI with nothing to compute it from is ``None`` (``met`` None), never 0 or 100
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
 
 from pydantic import BaseModel, Field
 
@@ -80,6 +82,21 @@ class DecisionRun(BaseModel):
 
 
 FINISHED = ("completed", "failed", "terminated")
+#: Verdicts that hold an event (nothing runs for it).
+HOLDING = ("loop", "rejected")
+
+
+def decision_from_record(record: Mapping[str, Any]) -> DecisionRun:
+    """A ``DecisionRun`` from a decisions-journal record (``tools.whatif``'s format): received at the envelope's
+    ``time``, decided at the record's ``at``; a person's event is held when its verdict is loop or rejected."""
+    envelope = record["envelope"]
+    received = datetime.fromisoformat(str(envelope["time"]).replace("Z", "+00:00")).timestamp()
+    decided = datetime.fromisoformat(str(record["at"])).timestamp()
+    kind = str((envelope.get("actor") or {}).get("kind") or "human")
+    verdict = str(record["verdict"])
+    return DecisionRun(event_id=str(record["event_id"]), received_at=received, decided_at=decided,
+                       verdict=verdict, rule=str(record.get("rule") or ""), actor_kind=kind,
+                       held=verdict in HOLDING)
 
 
 @dataclass(frozen=True)
