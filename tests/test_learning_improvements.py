@@ -36,6 +36,12 @@ class FakeIssues:
     writes: list[str] = field(default_factory=list)
 
 
+def current(store: MemoryStore, key: str) -> dict[str, Any]:
+    doc = occ.read(store, key)
+    assert doc is not None
+    return doc
+
+
 class Crash(Exception):
     pass
 
@@ -51,7 +57,8 @@ def advance(store: MemoryStore, lineage: LineageService, gh: FakeIssues, key: st
         record = EffectRecord(key=step.key, platform="github", kind=step.action, target=doc["repo"],
                               chain_id="improvements", event_id=key, depth=0)
         existing, new = lineage.begin_effect(record)
-        number, comment_id = doc.get("issue_number"), doc.get("comment_id")
+        number: int = int(doc.get("issue_number") or 0)
+        comment_id: int = int(doc.get("comment_id") or 0)
         if new or existing.state != "done":
             if step.action == "open":
                 number = len(gh.issues) + 1
@@ -69,8 +76,10 @@ def advance(store: MemoryStore, lineage: LineageService, gh: FakeIssues, key: st
             lineage.complete_effect(record, f"{step.action}:{number}", step.reason)
         elif step.action == "comment":
             gh.comments[comment_id] = imp.render_comment(doc)  # an edit in place: idempotent by nature
-        doc = occ.update_state(store, key, lambda d, s=step, n=number, c=comment_id:
-                               imp.applied(d, s, now=now, issue_number=n, comment_id=c)) or doc
+        def change(d: dict[str, Any], s: imp.Step = step, n: int = number, c: int = comment_id) -> dict[str, Any]:
+            return imp.applied(d, s, now=now, issue_number=n or None, comment_id=c or None)
+
+        doc = occ.update_state(store, key, change) or doc
     return verdict
 
 
@@ -98,7 +107,7 @@ def test_five_runs_over_two_days_make_one_issue_and_one_comment_a_sixth_after_cl
     assert len(gh.comments) == 1
     assert "**Occurrences: 5**" in next(iter(gh.comments.values()))
     assert gh.writes == ["open", "comment"]  # filed and commented once at the 3rd; the 4th and 5th edit it
-    doc = occ.read(store, key)
+    doc = current(store, key)
     assert doc["count"] == 5
     assert doc["state"] == "open"
     assert doc["issue_number"] == 1
@@ -106,7 +115,7 @@ def test_five_runs_over_two_days_make_one_issue_and_one_comment_a_sixth_after_cl
     closed_at = T0 + timedelta(days=3)
     occ.update_state(store, key, lambda d: imp.closed(d, at=closed_at, as_="completed"))
     gh.issues[1]["state"] = "closed"
-    assert imp.effectiveness(occ.read(store, key), now=closed_at + timedelta(days=1))["verdict"] == "watching"
+    assert imp.effectiveness(current(store, key), now=closed_at + timedelta(days=1))["verdict"] == "watching"
     log, run_id = failing_run(6)
     sixth = closed_at + timedelta(days=2)
     occ.record_failure(store, signature("workflow-run", log, where="ci / test"), failure_id=f"run:{run_id}:1",
@@ -116,7 +125,7 @@ def test_five_runs_over_two_days_make_one_issue_and_one_comment_a_sixth_after_cl
     assert len(gh.issues) == 1
     assert gh.writes == ["open", "comment", "reopen"]  # the comment is edited, not posted again
     assert "**Occurrences: 6**" in gh.comments[1001]
-    report = imp.effectiveness({**occ.read(store, key), "closed_at": closed_at.isoformat()},
+    report = imp.effectiveness({**current(store, key), "closed_at": closed_at.isoformat()},
                                now=sixth, days=14)
     assert report["verdict"] == "recurred"
     assert report["recurrences"] == 1

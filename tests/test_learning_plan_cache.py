@@ -37,7 +37,7 @@ def plan_with_cache(store: MemoryStore, task: TaskSpec, calls: list[str], run_id
 
 
 def test_a_repeated_task_reuses_the_plan_with_no_planner_call() -> None:
-    store, calls = MemoryStore(clock=Clock()), []
+    store, calls = MemoryStore(clock=Clock()), list[str]()
     first, notice = plan_with_cache(store, TASK, calls, "run-1")
     assert notice is None
     again, notice = plan_with_cache(store, TASK.model_copy(update={"description": "  fix the failing BUILD "
@@ -71,7 +71,7 @@ def test_versions_are_derived_from_the_prompts() -> None:
 
 def test_a_failed_run_never_fills_the_cache_and_ttl_and_off_switch_hold() -> None:
     clock = Clock()
-    store, calls = MemoryStore(clock=clock), []
+    store, calls = MemoryStore(clock=clock), list[str]()
     plan_with_cache(store, TASK, calls, "run-1", ok=False)
     plan_with_cache(store, TASK, calls, "run-2")
     plan_with_cache(store, TASK, calls, "run-3")

@@ -122,7 +122,7 @@ def test_breakers_and_poisoned_items_sign_by_their_reason() -> None:
         signature("breaker", breaker_text(two), where="counterpart")
     poisoned = {"source": "github", "generation": 144, "poison_reason": "PoisonMessage: "
                 "MaxDeliveryCountExceeded: delivery 7e3f2a1b-0c9d-4e8f-a7b6-c5d4e3f2a1b0 could not be decided"}
-    again = {**poisoned, "poison_reason": poisoned["poison_reason"].replace("7e3f2a1b-0c9d-4e8f-a7b6-c5d4e3f2a1b0",
+    again = {**poisoned, "poison_reason": str(poisoned["poison_reason"]).replace("7e3f2a1b-0c9d-4e8f-a7b6-c5d4e3f2a1b0",
                                                                              "00000000-1111-4222-8333-444444444444")}
     assert signature("poison", poison_text(poisoned)) == signature("poison", poison_text(again))
 
