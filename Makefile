@@ -29,6 +29,7 @@ help:
 	@echo "make test      lint, type-check and run every test (starts its own local Cosmos DB server)"
 	@echo "make explore   draw the chains of a run as a page: INPUT=<arena scenario or simulate file> OUT=chains.html"
 	@echo "make arena     run the loop arena's bundled scenarios"
+	@echo "make whatif    replay recorded decisions with other settings: FROM=<journal> (default: record INPUT) SET='LOOP_MAX_AUTOMATED_DEPTH=2'"
 	@echo "make bench     run the benchmarks and write docs/benchmarks.md"
 	@echo "make teams-app write the Teams app package for the deployed bot: dist/reynolds-teams-app.zip (BOT_ID=<id> or azd's)"
 	@echo "make dev       start Azurite + local Cosmos DB and 'func start' (needs Functions Core Tools)"
@@ -94,6 +95,11 @@ teams-app: $(RUN_STAMP) $(NODE_STAMP) $(CHECKOV_STAMP)
 
 arena: $(RUN_STAMP)
 	@$(PY) -m tools.arena samples/arena/*.json
+
+.PHONY: whatif
+whatif: $(RUN_STAMP)
+	@$(if $(FROM),,$(PY) -m tools.whatif --record-arena $(INPUT) --journal whatif.jsonl &&) \
+	$(PY) -m tools.whatif --from $(or $(FROM),whatif.jsonl) $(foreach s,$(SET),--set $(s))
 
 bench: $(DEV_STAMP) $(NODE_STAMP)
 	$(PY) -m tools.bench $(if $(WRITE),--write)

@@ -78,6 +78,8 @@ class Settings(BaseModel):
     openai_deployment: str = Field("chat", alias="AZURE_OPENAI_DEPLOYMENT")
     openai_timeout_seconds: float = Field(30.0, alias="AZURE_OPENAI_TIMEOUT_SECONDS", gt=0, le=300)
     openai_token_budget: int = Field(60000, alias="AZURE_OPENAI_TOKEN_BUDGET", ge=1000)
+    #: How long a successful plan is reused for the same task (``shared.learning.plan_cache``); 0 turns it off.
+    plan_cache_ttl_hours: int = Field(24, alias="PLAN_CACHE_TTL_HOURS", ge=0, le=24 * 30)
     tracking_repo: str | None = Field(None, alias="REYNOLDS_TRACKING_REPO")
     #: ``https://<app>/api``: status comments, paused notes and answers link chains to the explorer page.
     explorer_url: str | None = Field(None, alias="REYNOLDS_EXPLORER_URL")

@@ -254,6 +254,7 @@ var appSettings = {
   AZURE_OPENAI_DEPLOYMENT: openAiDeploymentName
   AZURE_OPENAI_TIMEOUT_SECONDS: '30'
   AZURE_OPENAI_TOKEN_BUDGET: '60000'
+  PLAN_CACHE_TTL_HOURS: '24'
   // ---- Teams and Graph ---------------------------------------------------------------------------------------
   TEAMS_OUTGOING_WEBHOOK_TOKEN: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.teamsOutgoingWebhookToken})'
   GRAPH_CLIENT_STATE: '@Microsoft.KeyVault(VaultName=${keyVaultName};SecretName=${secretNames.graphClientState})'
