@@ -207,3 +207,18 @@ def test_a_malformed_model_script_or_repo_files_rejects_only_that_item(tmp_path:
     assert files_line["reason"].startswith("malformed item:")
     assert good_line["verdict"] == "accepted"
     assert good_line["model_replies_used"] == 0
+
+
+def test_a_journal_of_a_simulate_run_replays_through_whatif(tmp_path: Path) -> None:
+    journal = tmp_path / "journal.jsonl"
+    result = simulate("--journal", str(journal), "samples/deliveries.jsonl")
+    assert result.returncode == 0, result.stderr
+    same = subprocess.run([sys.executable, "-m", "tools.whatif", "--from", str(journal)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=120, check=True)
+    assert json.loads(same.stdout.splitlines()[-1])["summary"]["changed"] == 0
+    lower = subprocess.run([sys.executable, "-m", "tools.whatif", "--from", str(journal), "--set",
+                            "LOOP_MAX_AUTOMATED_DEPTH=1"], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                           check=True)
+    *changed, summary = (json.loads(line) for line in lower.stdout.splitlines())
+    assert summary["summary"]["changed"] == len(changed) >= 1
+    assert all(line["verdict"][1] == "loop" for line in changed)

@@ -49,6 +49,7 @@ from tools.fakes.github.writes_log import record_writes
 from tools.harness.cosmos_server import CosmosServerError
 from tools.local_settings import tool_settings
 from tools.scripted_model import ItemInputError, run_with_interfaces
+from tools.whatif import journal_to
 from tools.world import REYNOLDS_LOGIN, World, build_world, github_effects
 
 
@@ -256,13 +257,15 @@ async def run_item(world: World, item: dict[str, Any]) -> dict[str, Any]:
 
 
 async def simulate(items: list[dict[str, Any]], store: str,
-                   inspect: Callable[[World], None] | None = None) -> list[dict[str, Any]]:
-    """Run every item through one world; the output lines. ``inspect`` sees the world before it closes."""
+                   inspect: Callable[[World], None] | None = None, journal: str | None = None,
+                   journal_source: str = "") -> list[dict[str, Any]]:
+    """Run every item through one world; the output lines. ``inspect`` sees the world before it closes;
+    ``journal`` writes every decision and effect there in ``tools.whatif``'s format."""
     lines = []
     teams_token = os.environ.get("TEAMS_OUTGOING_WEBHOOK_TOKEN")
     extra = {**({"TEAMS_OUTGOING_WEBHOOK_TOKEN": teams_token} if teams_token else {}), **tool_settings("simulate")}
     with build_world(store=store, webhook_secret=os.environ.get("GITHUB_WEBHOOK_SECRET") or None,
-                     extra_settings=extra) as world:
+                     extra_settings=extra) as world, journal_to(world.services, journal, source=journal_source):
         writes = record_writes(world.github, REYNOLDS_LOGIN)
         for n, item in enumerate(items, 1):
             source = item.get("source")
@@ -285,6 +288,8 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m tools.simulate", description=__doc__.split("\n")[0])
     parser.add_argument("--store", choices=("memory", "cosmos"), default="memory")
+    parser.add_argument("--journal", metavar="PATH",
+                        help="record every decision and effect for `python -m tools.whatif --from PATH`")
     parser.add_argument("files", nargs="+", metavar="FILE")
     args = parser.parse_args(argv)
     try:
@@ -297,7 +302,8 @@ def main(argv: list[str] | None = None) -> int:
               "objects, or JSON Lines (see `python -m tools.simulate --help`)", file=sys.stderr)
         return 2
     try:
-        asyncio.run(simulate(items, args.store))
+        asyncio.run(simulate(items, args.store, journal=args.journal,
+                             journal_source="simulate:" + ",".join(args.files)))
     except CosmosServerError as exc:
         print(f"simulate: --store cosmos cannot start the local Cosmos DB server: {exc}", file=sys.stderr)
         return 2
