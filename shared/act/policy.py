@@ -28,33 +28,29 @@ which runs (``auto``) unless the file names ``add_labels``. A file that does not
 :class:`PolicyError` whose message is posted on the issue; *none* of the file applies and nothing runs ``auto``
 — not even the labels exception — until it is fixed.
 
-Reading the YAML (PyYAML's ``SafeLoader``, subclassed as :class:`_PolicyLoader`; every refusal carries the line
-from PyYAML's marks, and so does every schema problem, found by walking the composed node tree to the key or
-value pydantic names):
+Reading the YAML: PyYAML's ``SafeLoader``, subclassed as :class:`_PolicyLoader`. Every refusal carries its line
+from PyYAML's marks, and so does every schema problem (the composed node tree is walked to the key or value
+pydantic names). Refused, and why:
 
-=========================================  ==================================================================
-refused                                    why
-=========================================  ==================================================================
-more than 64 KiB of UTF-8                  checked before parsing; the line is where the limit is crossed
-anchors ``&a`` and aliases ``*a``          "billion laughs" expansion; a policy needs no sharing
-any explicit tag (``!!map``, ``!x``, ``!``)  no custom types; the safe loader would refuse most anyway
-duplicate keys                             YAML requires unique keys (YAML 1.2 §3.2.1.1); PyYAML keeps the
-                                           last one silently, which would hide a typo'd override
-keys that are not text                     the schema is JSON: object keys are strings
-nesting deeper than 16                     PyYAML's composer recurses: a deep ``[[[[…`` must not crash
-a plain scalar YAML 1.1 and 1.2 read       see below
-differently
-=========================================  ==================================================================
+- more than 64 KiB of UTF-8, checked before parsing (the line is where the limit is crossed);
+- anchors ``&a`` and aliases ``*a``: the "billion laughs" expansion, and a policy needs no sharing;
+- any explicit tag (``!!map``, ``!custom``, the bare ``!``): no types beyond the schema's;
+- duplicate keys: YAML requires unique keys (YAML 1.2.2 §3.2.1.1) but PyYAML keeps the last one silently,
+  which would hide a second, contradicting entry;
+- keys that are not text: the schema is JSON, whose object keys are strings;
+- nesting deeper than 16: PyYAML's composer recurses once per level, a deep ``[[[[…`` must not crash it;
+- a plain scalar that YAML 1.1 and 1.2 read differently (below).
 
 YAML 1.1 vs 1.2 (the decision): PyYAML implements YAML 1.1, where ``yes``/``no``/``on``/``off`` are booleans,
-``010`` is octal 8, ``1_000``, ``0b101`` and ``1:30`` are numbers, ``2026-01-01`` is a date and ``<<`` merges;
-YAML 1.2's core schema — what JSON Schema tools, editors validating against ``docs/reynolds.schema.json`` and
-most other readers use — reads all of those as strings (or ``010`` as 10), and YAML 1.1 itself lists ``y``/``n``
-as booleans too. A *plain* (unquoted) scalar, key or value, that the two read as a different type or value is
-refused with its line ("quote it, or write true/false"), never guessed: the schema's modes are the strings
-``auto``/``approve``/``never`` and its numbers are plain integers, so no valid file needs one, and a file that
-does mean something different to Reynolds and to the editor that validated it. Quoted scalars are always
-strings. Everything accepted therefore reads the same under ``yaml.safe_load`` and a YAML 1.2 reader.
+``010`` is octal 8, ``1_000``, ``0b101`` and ``1:30`` are numbers, ``2026-01-01`` is a date, ``<<`` merges and
+``1e3`` is text; YAML 1.2's core schema (yaml.org/spec/1.2.2 §10.3.2, "Tag Resolution") reads the first ones
+as text, ``010`` as 10 and ``1e3`` as a number, and the YAML 1.1 type repository also lists ``y``/``n`` as
+booleans. An editor validating against ``docs/reynolds.schema.json`` may use either, so a *plain* (unquoted)
+key or value the two read as a different type or value is refused with its line and the hint to quote it or
+write ``true``/``false`` — never guessed. No valid file needs one (the schema's modes are the words
+``auto``/``approve``/``never`` and its numbers plain integers); ``tools: {create_issue: yes}`` would otherwise
+become ``True`` and be refused with a baffling message. Quoted scalars are always text. So everything accepted
+reads the same under ``yaml.safe_load`` and a YAML 1.2 reader.
 """
 
 from __future__ import annotations
