@@ -1,24 +1,25 @@
-"""Repository policy: the YAML subset, the published schema, the defaults, the fallback, bad files.
+"""Repository policy: reading the YAML (PyYAML, strict), the published schema, the defaults, the fallback, bad files.
 
-The published schema (docs/reynolds.schema.json) is checked with a real JSON Schema validator and the YAML
-subset with PyYAML, both from the tools environment (.venv-tools: checkov's pins; the app ships neither):
-every documented example parses to the same value under PyYAML and our reader, and the schema and the
-pydantic model agree on every good and bad example.
+The YAML is read by the app's PyYAML (requirements.txt); the published schema (docs/reynolds.schema.json) is
+checked with a real JSON Schema validator from the tools environment (.venv-tools: checkov's pins; the app ships
+no jsonschema), in a subprocess fed the values as JSON: every documented example reads the same under plain
+``yaml.safe_load`` and our loader, and the schema and the pydantic model agree on every good and bad example.
 """
 
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
 import githubkit
 import pytest
+import yaml
 
-from shared.act.policy import POLICY_PATH, Policy, PolicyError, load_policy, parse_policy
+from shared.act.policy import MAX_BYTES, POLICY_PATH, Policy, PolicyError, _load, load_policy, parse_policy
 from shared.act.proposals import build_proposals
-from shared.act.yaml_subset import YamlSubsetError, load
 from shared.ai.specialists import ProposedWrite
 from shared.platforms.github.repo_files import RepoFileError, file_reader, read_repo_file
 from shared.work.tasks import Specialist
@@ -49,6 +50,10 @@ approvals:
     "everything approve": "tools:\n  create_issue: approve\n  add_labels: approve\n  rerun_failed_jobs: approve\n"
                           "  create_review_comment: approve\n  create_comment: approve\n"
                           "  post_channel_message: approve\n  create_calendar_event: approve\n",
+    "flow mapping and quoted 1.1 words": "tools: {create_issue: auto}\nreviews: {enabled: 'yes', mode: \"off\"}\n",
+    "block scalar inside a reserved object": "reviews:\n  note: |\n    text\n    more\n",
+    "numbers both versions agree on": "reviews:\n  a: 1.5\n  b: -3\n  c: 0x1F\n  d: true\n  e: null\n",
+    "document end marker": "version: 1\n...\n",
 }
 BAD_SCHEMA = {
     "unknown tool (a typo)": "tools:\n  create_isue: auto\n",
@@ -60,35 +65,50 @@ BAD_SCHEMA = {
     "tools as a list": "tools:\n  - create_issue\n",
     "reserved key not an object": "reviews: true\n",
     "not a mapping": "- tools\n",
-}
-BAD_YAML = {
-    "alias": "tools: &t\n  create_issue: auto\napprovals: *t\n",
-    "tag": "tools: !!map {}\n",
+    # Read by PyYAML (the subset refused it), then refused by the schema: reviews must be an object.
     "block scalar": "reviews: |\n  text\n",
-    "duplicate key": "tools:\n  create_issue: auto\n  create_issue: never\n",
-    "yaml 1.1 boolean": "reviews:\n  enabled: yes\n",
-    "tab indentation": "tools:\n\tcreate_issue: auto\n",
-    "two documents": "tools: {}\n---\ntools: {}\n",
-    "bad indentation": "tools:\n  create_issue: auto\n    add_labels: auto\n",
-    "unclosed quote": "tools:\n  create_issue: 'auto\n",
+}
+#: Each bad YAML file and the line its refusal must name.
+BAD_YAML = {
+    "alias": ("tools: {}\napprovals: *t\n", 2),
+    "anchor and alias (billion laughs shape)": ("a: &a [x, x]\nb: [*a, *a]\n", 1),
+    "tag": ("tools: !!map {}\n", 1),
+    "custom tag": ("tools:\n  create_issue: !python/object:os.system auto\n", 2),
+    "non-specific tag": ("reviews:\n  x: ! a\n", 2),
+    "duplicate key": ("tools:\n  create_issue: auto\n  create_issue: never\n", 3),
+    "duplicate top-level key after quoting": ("tools: {}\n'tools': {}\n", 2),
+    "yaml 1.1 boolean value": ("reviews:\n  enabled: yes\n", 2),
+    "yaml 1.1 boolean key": ("reviews:\n  on: push\n", 2),
+    "yaml 1.1 boolean mode": ("tools:\n  create_issue: Off\n", 2),
+    "yaml 1.1 y": ("reviews:\n  n: 1\n", 2),
+    "octal in 1.1, decimal in 1.2": ("approvals:\n  remind_after_hours: 010\n", 2),
+    "sexagesimal": ("approvals:\n  remind_after_hours: 1:30\n", 2),
+    "date": ("reviews:\n  since: 2026-01-01\n", 2),
+    "merge key": ("reviews:\n  <<: {a: 1}\n", 2),
+    "exponent without a sign": ("reviews:\n  x: 1e3\n", 2),
+    "non-text key": ("reviews:\n  1: x\n", 2),
+    "complex key": ("reviews:\n  ? [a]\n  : 1\n", 2),
+    "tab indentation": ("tools:\n\tcreate_issue: auto\n", 2),
+    "two documents": ("tools: {}\n---\ntools: {}\n", 2),
+    "bad indentation": ("tools:\n  create_issue: auto\n    add_labels: auto\n", 3),
+    "unclosed quote": ("tools:\n  create_issue: 'auto\n", 3),
+    "control character": ("version: 1\ntools: \x07\n", 2),
+    "too deep": ("reviews:\n  x: " + "[" * 40 + "]" * 40 + "\n", 2),
+    # 9 bytes, then lines of 101: line 649 ends at byte 65,457, line 650 at 65,558 > 65,536.
+    "oversized file": ("reviews:\n" + "".join(f"  k{i:03d}: '{'x' * 90}'\n" for i in range(800)), 650),
 }
 
 
-def _reference(documents: dict[str, str]) -> dict[str, dict]:
-    """PyYAML's value and jsonschema's verdict for each document, from the tools environment."""
+def _schema_verdicts(values: dict[str, object]) -> dict[str, bool]:
+    """jsonschema's verdict on each value, from the tools environment (the app ships no jsonschema)."""
     script = (
-        "import json, sys, yaml, jsonschema\n"
+        "import json, sys, jsonschema\n"
         "schema = json.load(open(sys.argv[1]))\n"
         "jsonschema.Draft202012Validator.check_schema(schema)\n"
         "validator = jsonschema.Draft202012Validator(schema)\n"
-        "out = {}\n"
-        "for name, text in json.load(sys.stdin).items():\n"
-        "    value = yaml.safe_load(text)\n"
-        "    value = {} if value is None else value\n"
-        "    out[name] = {'value': value, 'valid': validator.is_valid(value)}\n"
-        "print(json.dumps(out))\n"
+        "print(json.dumps({name: validator.is_valid(value) for name, value in json.load(sys.stdin).items()}))\n"
     )
-    result = subprocess.run([str(TOOLS_PYTHON), "-c", script, str(SCHEMA)], input=json.dumps(documents),
+    result = subprocess.run([str(TOOLS_PYTHON), "-c", script, str(SCHEMA)], input=json.dumps(values),
                             capture_output=True, text=True, timeout=120, check=True)
     return json.loads(result.stdout)
 
@@ -96,39 +116,77 @@ def _reference(documents: dict[str, str]) -> dict[str, dict]:
 needs_tools = pytest.mark.skipif(not TOOLS_PYTHON.exists(), reason=".venv-tools (make test) is not installed")
 
 
-@needs_tools
-def test_the_schema_and_pyyaml_agree_with_the_reader_and_the_model_on_every_example() -> None:
-    reference = _reference({**GOOD, **BAD_SCHEMA})
+def test_every_good_example_reads_as_plain_pyyaml_reads_it_and_validates() -> None:
     for name, text in GOOD.items():
-        ours = load(text)
-        assert (ours if ours is not None else {}) == reference[name]["value"], name
-        assert reference[name]["valid"], f"the published schema refuses the good example {name!r}"
+        ours, _ = _load(text)
+        assert ours == yaml.safe_load(text), name
         parse_policy(text, "x")
     for name, text in BAD_SCHEMA.items():
-        assert load(text) == reference[name]["value"] or load(text) is None, name
-        assert not reference[name]["valid"], f"the published schema accepts the bad example {name!r}"
+        assert _load(text)[0] == yaml.safe_load(text), name
         with pytest.raises(PolicyError):
             parse_policy(text, "x")
 
 
+@needs_tools
+def test_the_published_schema_agrees_with_the_model_on_every_example() -> None:
+    values = {name: yaml.safe_load(text) or {} for name, text in {**GOOD, **BAD_SCHEMA}.items()}
+    verdicts = _schema_verdicts(values)
+    for name in GOOD:
+        assert verdicts[name], f"the published schema refuses the good example {name!r}"
+    for name in BAD_SCHEMA:
+        assert not verdicts[name], f"the published schema accepts the bad example {name!r}"
+
+
 @pytest.mark.parametrize("name", sorted(BAD_YAML))
-def test_yaml_outside_the_subset_is_refused_with_its_line(name: str) -> None:
-    with pytest.raises(YamlSubsetError, match=r"line \d+"):
-        load(BAD_YAML[name])
+def test_bad_yaml_is_refused_with_its_line(name: str) -> None:
+    text, line = BAD_YAML[name]
     with pytest.raises(PolicyError) as caught:
-        parse_policy(BAD_YAML[name], "octo/app:.github/reynolds.yml")
+        parse_policy(text, "octo/app:.github/reynolds.yml")
     assert "was not applied" in str(caught.value)
     assert "octo/app:.github/reynolds.yml" in str(caught.value)
+    assert len(caught.value.problems) == 1
+    assert caught.value.problems[0].startswith(f"line {line}: "), caught.value.problems
+
+
+def test_what_plain_pyyaml_would_do_with_the_refused_files() -> None:
+    """Why each refusal matters: PyYAML alone keeps the last duplicate, expands aliases, reads yes as True."""
+    assert yaml.safe_load(BAD_YAML["duplicate key"][0]) == {"tools": {"create_issue": "never"}}
+    assert yaml.safe_load(BAD_YAML["anchor and alias (billion laughs shape)"][0])["b"] == [["x", "x"]] * 2
+    assert yaml.safe_load(BAD_YAML["yaml 1.1 boolean key"][0]) == {"reviews": {True: "push"}}
+    assert yaml.safe_load(BAD_YAML["octal in 1.1, decimal in 1.2"][0]) == {"approvals": {"remind_after_hours": 8}}
+
+
+def test_the_size_cap_counts_utf8_bytes_before_parsing() -> None:
+    text = BAD_YAML["oversized file"][0]
+    assert len(text.encode()) > MAX_BYTES
+    trimmed = "".join(text.splitlines(keepends=True)[:649])
+    assert len(trimmed.encode()) <= MAX_BYTES
+    parse_policy(trimmed, "x")  # just under the cap: read
+    wide = "reviews:\n  k: '" + "é" * (MAX_BYTES // 2) + "'\n"  # fewer characters than bytes
+    assert len(wide) < MAX_BYTES < len(wide.encode())
+    with pytest.raises(PolicyError, match=r"line 2: the file is larger than 64 KiB"):
+        parse_policy(wide, "x")
+
+
+def test_schema_problems_carry_the_line_of_their_key_or_value() -> None:
+    with pytest.raises(PolicyError) as caught:
+        parse_policy("version: 1\napprovals:\n  remind_after_hours: 0\ntools:\n  - create_issue\n", "s")
+    problems = sorted(caught.value.problems)
+    assert len(problems) == 2
+    assert problems[0].startswith("line 3: `approvals.remind_after_hours`")
+    assert problems[1].startswith("line 5: `tools`")
+    with pytest.raises(PolicyError, match=re.escape("line 1: the file must be a mapping")):
+        parse_policy("- tools\n", "s")
 
 
 def test_the_report_names_every_problem_and_the_known_keys() -> None:
     with pytest.raises(PolicyError) as caught:
         parse_policy("tools:\n  create_isue: auto\n  add_labels: sometimes\nextra: 1\n", "s")
     text = str(caught.value)
-    assert "`tools.create_isue` is not a known key" in text
+    assert "line 2: `tools.create_isue` is not a known key" in text
     assert "create_issue" in text
-    assert "`tools.add_labels` must be auto, approve or never" in text
-    assert "`extra` is not a known key" in text
+    assert "line 3: `tools.add_labels` must be auto, approve or never" in text
+    assert "line 4: `extra` is not a known key" in text
     assert len(caught.value.problems) == 3
 
 
