@@ -235,3 +235,45 @@ def test_due_date_nudges_once_each_and_stop_when_closed() -> None:
     assert next_nudge(late, due, set())[0] == "overdue"
     assert next_nudge(late, due, {"overdue"}) is None
     assert next_nudge(approved, due, set(), closed=True) is None
+
+
+# --- the pipeline the activities will run -------------------------------------------------------------------
+
+
+def _model_seeing(messages: list[dict[str, str]]) -> str:
+    """A scripted model: it answers the items whose cited line it was shown (plus the invented one)."""
+    shown = messages[-1]["content"]
+    items = [item for item in MODEL_ITEMS if f"[{item['evidence']['timestamp']}]" in shown or item["owner"] == "Eve Mallory"]  # noqa: E501
+    return json.dumps({"items": items})
+
+
+@pytest.mark.parametrize("budget", [10_000, 160])
+def test_pipeline_acceptance_in_one_chunk_or_many(standup: Transcript, budget: int) -> None:
+    from shared.meetings.pipeline import extract, propose
+
+    extraction = extract(standup, "m-1", _model_seeing, budget_tokens=budget, overlap_tokens=40)
+    assert (len(extraction.chunks) == 1) == (budget == 10_000)
+    assert len(extraction.items) == 6
+    assert {r.action for r in extraction.rejected} == {"Grant Eve admin on production"}
+    recap = propose(extraction.items, ["Migrate billing database to Postgres"], REPO, "Incident stand-up", "m-1")
+    assert [p.id for _, p in recap.entries] == ["w1", "w2", "w3", "w4", "w5"]
+    assert [item.owner for item, _ in recap.already_open] == ["Bob Okafor"]
+    # A redelivered notification computes the same proposals: same ids, same hashes, nothing new.
+    again = propose(extract(standup, "m-1", _model_seeing, budget_tokens=budget, overlap_tokens=40).items,
+                    ["Migrate billing database to Postgres"], REPO, "Incident stand-up", "m-1",
+                    existing=[p for _, p in recap.entries])
+    assert [(p.id, p.hash) for _, p in again.entries] == [(p.id, p.hash) for _, p in recap.entries]
+
+
+def test_decided_items_show_their_issue_or_rejection(standup: Transcript) -> None:
+    from shared.meetings.pipeline import propose
+
+    items = merge_items(parse_answer(json.dumps({"items": MODEL_ITEMS[:3]}), standup)[0])
+    entries = propose(items, [], REPO, "Stand-up", "m-1").entries
+    card = recap_card("Stand-up", entries, decided={"w1": "https://github.com/octo-org/ops/issues/41",
+                                                    "w2": "rejected"})
+    assert check_card(card) == []
+    states = [c["items"][3] for c in card["body"][2:]]
+    assert states[0]["text"] == "Approved: [tracked as an issue](https://github.com/octo-org/ops/issues/41)"
+    assert states[1]["text"].startswith("Rejected")
+    assert states[2]["type"] == "ActionSet"

@@ -16,7 +16,7 @@ Action.Execute) requires of the elements used here.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from shared.act.proposals import SHORT_HASH, Proposal
@@ -39,8 +39,12 @@ def item_write(item: ActionItem, repo: str, meeting_title: str, index: int, meet
                          specialist=Specialist.PLATFORM)
 
 
-def recap_card(meeting_title: str, entries: Sequence[tuple[ActionItem, Proposal]]) -> dict[str, Any]:
-    """The Adaptive Card for the meeting chat."""
+def recap_card(meeting_title: str, entries: Sequence[tuple[ActionItem, Proposal]], *,
+               decided: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Adaptive Card for the meeting chat. ``decided`` maps a proposal id to what happened to it: an issue's
+    URL once created (the card is updated in place and links it), or ``"rejected"``; a decided item has no
+    buttons any more."""
+    decided = decided or {}
     body: list[dict[str, Any]] = [
         {"type": "TextBlock", "text": f"Action items from {meeting_title}", "weight": "Bolder", "size": "Medium",
          "wrap": True},
@@ -58,17 +62,25 @@ def recap_card(meeting_title: str, entries: Sequence[tuple[ActionItem, Proposal]
                 {"type": "TextBlock", "wrap": True, "text": f"Owner: {item.owner}{due}"},
                 {"type": "TextBlock", "wrap": True, "isSubtle": True,
                  "text": f"[{item.evidence.timestamp}] {item.speaker or 'Unknown'}: \"{item.evidence.quote}\""},
-                {"type": "ActionSet", "actions": [
-                    {"type": "Action.Execute", "title": f"{verb.capitalize()} {proposal.id}", "verb": verb,
-                     "data": {"proposal": proposal.id, "hash": proposal.hash[:SHORT_HASH]},
-                     **({"style": "positive"} if verb == "approve" else {})}
-                    for verb in VERBS
-                ]},
+                _decision_element(proposal, decided.get(proposal.id)),
             ],
         })
     if not entries:
         body.append({"type": "TextBlock", "wrap": True, "text": "No new action items."})
     return {"$schema": CARD_SCHEMA, "type": "AdaptiveCard", "version": CARD_VERSION, "body": body}
+
+
+def _decision_element(proposal: Proposal, outcome: str | None) -> dict[str, Any]:
+    if outcome == "rejected":
+        return {"type": "TextBlock", "wrap": True, "isSubtle": True, "text": "Rejected: no issue will be created."}
+    if outcome:
+        return {"type": "TextBlock", "wrap": True, "text": f"Approved: [tracked as an issue]({outcome})"}
+    return {"type": "ActionSet", "actions": [
+        {"type": "Action.Execute", "title": f"{verb.capitalize()} {proposal.id}", "verb": verb,
+         "data": {"proposal": proposal.id, "hash": proposal.hash[:SHORT_HASH]},
+         **({"style": "positive"} if verb == "approve" else {})}
+        for verb in VERBS
+    ]}
 
 
 _ELEMENTS = {"TextBlock": ("text",), "Container": ("items",), "ActionSet": ("actions",)}
