@@ -141,3 +141,39 @@ def test_without_graph_permissions_the_fake_behaves_as_before() -> None:
     for _, client in _graph(None):
         assert client.get("/chats/19:abc/messages/1").status_code == 404
         assert client.get(f"/users/{ORGANIZER}/onlineMeetings/{MEETING}/transcripts").status_code == 200
+
+
+async def test_transcripts_through_msgraph_sdk() -> None:
+    from kiota_abstractions.authentication import AnonymousAuthenticationProvider
+
+    from shared.meetings.transcripts import (
+        TranscriptPermissionMissing,
+        fetch_transcript,
+        list_transcripts,
+        transcript_resource_ids,
+    )
+    from shared.platforms.teams.graph import make_graph_client
+    from shared.settings import Settings
+
+    settings = Settings.model_validate({})
+    for permissions in (["OnlineMeetingTranscript.Read.All"], []):
+        with FakeGraph(clock=lambda: NOW, graph_permissions=permissions, transcripts={MEETING: VTT}) as fake:
+            graph = make_graph_client(settings, base_url=fake.base_url, auth_provider=AnonymousAuthenticationProvider())
+            try:
+                if not permissions:
+                    with pytest.raises(TranscriptPermissionMissing) as refused:
+                        await list_transcripts(graph, ORGANIZER, MEETING)
+                    assert refused.value.refusal["permission"] == "OnlineMeetingTranscript.Read.All"
+                    assert str(refused.value).endswith("the tenant has not granted OnlineMeetingTranscript.Read.All "
+                                                       "(or resource-specific consent OnlineMeetingTranscript.Read."
+                                                       "Chat where the app is installed)")
+                    continue
+                [transcript] = await list_transcripts(graph, ORGANIZER, MEETING)
+                text = await fetch_transcript(graph, ORGANIZER, MEETING, transcript["id"])
+                assert parse_vtt(text).speakers[0] == "Ada Lovelace"
+                (request,) = fake.requests_to("GET", r"/content$")
+                assert request.query["$format"] == ["text/vtt"]
+            finally:
+                await graph.request_adapter._http_client.aclose()
+    assert transcript_resource_ids("communications/onlineMeetings('m-1')/transcripts('t-9')") == ("m-1", "t-9")
+    assert transcript_resource_ids("chats('x')/messages('y')") is None
