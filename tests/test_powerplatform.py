@@ -219,3 +219,25 @@ async def test_failed_flow_runs_are_readable() -> None:
         runs = await DataverseClient(fake.instance_url("contoso-test"), _token()).failed_flow_runs()
     assert [(r["name"], r["errorcode"]) for r in runs] == [("08585", "ActionFailed")]
     assert on_error(start("e", "s", "p", environment_sku="Sandbox"), "boom", code="0x1").failure is not None
+
+
+def test_deploy_solution_tool_content_and_operator_explanations() -> None:
+    from pydantic import ValidationError
+
+    from shared.powerplatform.tool import DeploySolution, explain
+
+    ok = DeploySolution(environment="contoso-prod", solution="contoso_app",
+                        source="release:octo-org/ops@v1.2.0/contoso_app_managed.zip")
+    assert ok.target == "powerplatform:contoso-prod/contoso_app"
+    assert ok.source_repo() == "octo-org/ops"
+    assert DeploySolution(environment="Default-7d1f9a57-1111-4c7e-9a57-2f6c1d0e9b10", solution="x1",
+                          source="path:octo-org/ops/solutions/x1.zip").source_repo() == "octo-org/ops"
+    for bad in ({"source": "https://evil.example/x.zip"}, {"source": "path:octo-org/ops/../x.zip"},
+                {"solution": "1bad"}, {"environment": "Prod Env"}):
+        with pytest.raises(ValidationError):
+            DeploySolution.model_validate({"environment": "contoso-prod", "solution": "contoso_app",
+                                           "source": "path:o/r/a.zip", **bad})
+    assert "add its managed identity as an application user" in explain(
+        DataverseError(403, "0x80072560", "The user is not a member of the organization."), "contoso-prod")
+    assert explain(DataverseError(401, "Unauthorized", ""), "e").startswith("Dataverse in e refused the app's token")
+    assert explain(DataverseError(400, "0x1", "bad"), "e") == "Dataverse in e refused (400 0x1): bad"
