@@ -277,3 +277,13 @@ def test_decided_items_show_their_issue_or_rejection(standup: Transcript) -> Non
     assert states[0]["text"] == "Approved: [tracked as an issue](https://github.com/octo-org/ops/issues/41)"
     assert states[1]["text"].startswith("Rejected")
     assert states[2]["type"] == "ActionSet"
+
+
+def test_nudge_and_closed_texts() -> None:
+    from shared.meetings.nudges import closed_note, nudge_text
+
+    url = "https://github.com/octo-org/ops/issues/41"
+    assert nudge_text("before", "Ada", "Update the runbook", date(2026, 12, 11), url) == (
+        'Ada: "Update the runbook" is due tomorrow (2026-12-11). Tracked in ' + url)
+    assert "still open" in nudge_text("overdue", "Ada", "x", date(2026, 12, 11), url)
+    assert closed_note("Update the runbook", url, "ada") == f'Done: "Update the runbook" was closed by ada ({url}).'

@@ -40,3 +40,16 @@ tomorrow" after the day). Nudges before the item
     if past:
         return past[-1]
     return pending[0] if pending else None
+
+
+def nudge_text(kind: NudgeKind, owner: str, action: str, due: date, issue_url: str) -> str:
+    """The chat message of a nudge (posted by the bot in the meeting chat, with Reynolds' marker)."""
+    when = {"before": f"is due tomorrow ({due.isoformat()})", "due": f"is due today ({due.isoformat()})",
+            "overdue": f"was due {due.isoformat()} and is still open"}[kind]
+    return f"{owner}: \"{action}\" {when}. Tracked in {issue_url}"
+
+
+def closed_note(action: str, issue_url: str, closed_by: str | None = None) -> str:
+    """The chat note when an item's issue is closed (and its nudges stop)."""
+    by = f" by {closed_by}" if closed_by else ""
+    return f"Done: \"{action}\" was closed{by} ({issue_url})."
