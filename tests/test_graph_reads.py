@@ -146,7 +146,7 @@ def test_without_graph_permissions_the_fake_behaves_as_before() -> None:
 async def test_transcripts_through_msgraph_sdk() -> None:
     from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 
-    from shared.meetings.transcripts import (
+    from shared.platforms.teams.transcripts import (
         TranscriptPermissionMissing,
         fetch_transcript,
         list_transcripts,
