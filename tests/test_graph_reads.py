@@ -146,13 +146,13 @@ def test_without_graph_permissions_the_fake_behaves_as_before() -> None:
 async def test_transcripts_through_msgraph_sdk() -> None:
     from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 
+    from shared.platforms.teams.graph import make_graph_client
     from shared.platforms.teams.transcripts import (
         TranscriptPermissionMissing,
         fetch_transcript,
         list_transcripts,
         transcript_resource_ids,
     )
-    from shared.platforms.teams.graph import make_graph_client
     from shared.settings import Settings
 
     settings = Settings.model_validate({})
