@@ -9,6 +9,27 @@ newest first, a page of ``$top`` (default 20) with ``@odata.nextLink`` carrying 
 a ``$top`` above 50 or below 1 is refused 400 ``BadRequest``, an unknown ``$skiptoken`` 400 too. Errors use Graph's
 shape ``{"error": {"code", "message", "innerError": {…}}}``. Anything else is a 404 recorded in ``unexpected``.
 
+Meeting transcripts (added for the Platform specialist; nothing above changes when they are not used):
+``GET /users/{organizer}/onlineMeetings/{meeting}/transcripts`` (graph/api/onlinemeeting-list-transcripts),
+``…/transcripts/{id}`` and ``…/transcripts/{id}/content?$format=text/vtt`` (graph/api/calltranscript-get: the
+WebVTT text; without ``$format=text/vtt`` or ``Accept: text/vtt`` Graph answers 400 "Invalid format …"),
+``GET /users/{organizer}/onlineMeetings/getAllTranscripts(meetingOrganizerUserId='…')``
+(graph/api/onlinemeeting-getalltranscripts), and subscriptions to ``communications/onlineMeetings/getAllTranscripts``
+(graph/teams-changenotifications-callrecording-and-calltranscript: lifetime up to 4,230 minutes) whose
+notifications (resource ``communications/onlineMeetings('{m}')/transcripts('{t}')``, ``#Microsoft.Graph.
+callTranscript``) collect in ``outbox`` when ``add_transcript`` makes one available. Seeded with
+``transcripts={"<meeting id>": "<WebVTT>"}`` (the ``tools.simulate`` key); a meeting of another organizer is 404.
+
+Granted permissions: with ``graph_permissions=[...]`` (the application permissions the tenant granted, plus any
+resource-specific consent permissions the app holds), reads and subscriptions need their permission and are
+refused as Graph refuses them: 403 with code ``Forbidden`` (Teams and communications APIs answer ``Forbidden``;
+learn.microsoft.com/graph/errors lists 403 for missing permissions) and a message naming the roles the API
+requires. ``None`` (the default) grants everything, as before. Which call needs which permission:
+``shared.platforms.teams.read_permissions.GRAPH_READS`` (channel messages ChannelMessage.Read.All or RSC
+ChannelMessage.Read.Group; chat messages Chat.Read.All; transcripts OnlineMeetingTranscript.Read.All or RSC
+OnlineMeetingTranscript.Read.Chat; getAllTranscripts OnlineMeetingTranscript.Read.All). Posting messages is not
+gated here (it is modelled by the poster, unchanged).
+
 Like Graph, every posted message (Reynolds' own included) becomes a change notification for each matching
 subscription; the payloads collect in ``outbox`` and ``notifications_for(message)`` builds one on demand.
 ``lifecycle_notification`` builds lifecycle events, ``validation_request`` the validation handshake call, and
@@ -33,6 +54,14 @@ MAX_RICH_MESSAGE_LIFETIME = timedelta(minutes=4320)
 MIN_LIFETIME = timedelta(minutes=45)
 LIFECYCLE_REQUIRED_ABOVE = timedelta(hours=1)
 MAX_CLIENT_STATE = 128
+#: Maximum lifetime of a callTranscript subscription (graph/api/resources/subscription, "Subscription lifetime").
+MAX_TRANSCRIPT_LIFETIME = timedelta(minutes=4230)
+ALL_TRANSCRIPTS = "communications/onlineMeetings/getAllTranscripts"
+TRANSCRIPT_ORGANIZER = "00000000-0000-0000-0000-0000000000a1"
+#: Permissions (any one suffices) per gated call, from each API page's permission table.
+TRANSCRIPT_PERMISSIONS = ("OnlineMeetingTranscript.Read.All", "OnlineMeetingTranscript.Read.Chat")
+CHANNEL_READ_PERMISSIONS = ("ChannelMessage.Read.All", "ChannelMessage.Read.Group")
+CHAT_READ_PERMISSIONS = ("Chat.Read.All",)
 CHANGE_TYPES = {"created", "updated", "deleted"}
 
 Validator = Callable[[str], tuple[int, str, str]]
@@ -107,6 +136,14 @@ def _parse_time(value: Any) -> datetime | None:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+@dataclass(frozen=True)
+class _Raw:
+    """A non-JSON answer (the WebVTT transcript content)."""
+
+    content_type: str
+    data: bytes
+
+
 class GraphError(Exception):
     """Raised inside a route to answer with Graph's error shape."""
 
@@ -129,6 +166,9 @@ class FakeGraph:
         poster: dict[str, Any] | None = None,
         validator: Validator | None = None,
         require_token: str | None = None,
+        graph_permissions: list[str] | tuple[str, ...] | None = None,
+        transcripts: dict[str, str] | None = None,
+        transcript_organizer: str = TRANSCRIPT_ORGANIZER,
     ) -> None:
         self.clock = clock or (lambda: datetime.now(UTC))
         self.tenant_id = tenant_id
@@ -144,6 +184,11 @@ class FakeGraph:
         }
         self.validator = validator
         self.require_token = require_token
+        #: The permissions the tenant granted (``None``: everything, the historical behaviour).
+        self.graph_permissions = None if graph_permissions is None else frozenset(graph_permissions)
+        self.transcript_organizer = transcript_organizer
+        #: meeting id → transcript id → {"meta": callTranscript, "content": WebVTT text}.
+        self.transcripts: dict[str, dict[str, dict[str, Any]]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
         #: Stored messages: ``("channel", team, channel)`` or ``("chat", chat)`` → id → message.
         self.messages: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
@@ -157,6 +202,8 @@ class FakeGraph:
         self._next_message = 1_700_000_000_000
         self._server: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
+        for meeting_id, vtt in (transcripts or {}).items():
+            self.add_transcript(meeting_id, vtt)
 
     # --- lifecycle ---------------------------------------------------------------------------------------
 
@@ -329,6 +376,91 @@ class FakeGraph:
         """True when ``message`` was posted through the API (by the identity in ``poster``)."""
         return (message.get("from") or {}).get("user") == self.poster.get("user") and "user" in self.poster
 
+    # --- transcripts -------------------------------------------------------------------------------------
+
+    def add_transcript(self, meeting_id: str, vtt: str) -> dict[str, Any]:
+        """A meeting's transcript becomes available: stored, and notified to ``getAllTranscripts`` subscribers."""
+        with self._lock:
+            store = self.transcripts.setdefault(meeting_id, {})
+            transcript_id = f"MSMjMCMj{uuid.uuid5(uuid.NAMESPACE_URL, f'{meeting_id}/{len(store)}').hex}"
+            now = _iso(self.clock())
+            meta = {
+                "id": transcript_id,
+                "meetingId": meeting_id,
+                "callId": str(uuid.uuid5(uuid.NAMESPACE_URL, meeting_id)),
+                "contentCorrelationId": str(uuid.uuid5(uuid.NAMESPACE_URL, transcript_id)),
+                "transcriptContentUrl": f"https://graph.microsoft.com/v1.0/users/{self.transcript_organizer}/"
+                                        f"onlineMeetings/{meeting_id}/transcripts/{transcript_id}/content",
+                "createdDateTime": now,
+                "endDateTime": now,
+                "meetingOrganizer": {"application": None, "device": None, "user": {
+                    "id": self.transcript_organizer, "displayName": None, "userIdentityType": "aadUser",
+                    "tenantId": self.tenant_id}},
+            }
+            store[transcript_id] = {"meta": meta, "content": vtt}
+            notification = self.transcript_notification(meeting_id, transcript_id)
+            if notification["value"]:
+                self.outbox.append(notification)
+        return dict(meta)
+
+    def transcript_notification(self, meeting_id: str, transcript_id: str) -> dict[str, Any]:
+        """The change notification Graph sends ``getAllTranscripts`` subscribers for one transcript."""
+        resource = f"communications/onlineMeetings('{meeting_id}')/transcripts('{transcript_id}')"
+        with self._lock:
+            subs = [s for s in self.subscriptions.values()
+                    if s["resource"].strip("/").lower() == ALL_TRANSCRIPTS.lower() and "created" in s["changeType"]]
+        return {"value": [{
+            "subscriptionId": sub["id"], "clientState": sub.get("clientState"), "changeType": "created",
+            "resource": resource, "subscriptionExpirationDateTime": sub["expirationDateTime"],
+            "resourceData": {"id": transcript_id, "@odata.type": "#Microsoft.Graph.callTranscript",
+                             "@odata.id": resource},
+            "tenantId": self.tenant_id,
+        } for sub in subs]}
+
+    def _require(self, permissions: tuple[str, ...]) -> None:
+        if self.graph_permissions is None or self.graph_permissions & set(permissions):
+            return
+        raise GraphError(403, "Forbidden", "Missing role permissions on the request. API requires one of '"
+                         + ", ".join(permissions) + "'. Roles on the request '"
+                         + ", ".join(sorted(self.graph_permissions)) + "'.")
+
+    def _meetings(self, method: str, seg: list[str], record: RecordedRequest) -> tuple[int, Any]:
+        # seg: users/{user}/onlineMeetings/...
+        if method != "GET":
+            return self._unexpected(record)
+        user, rest = seg[1], seg[3:]
+        if rest and rest[0].startswith("getAllTranscripts("):
+            self._require(TRANSCRIPT_PERMISSIONS[:1])
+            match = re.search(r"meetingOrganizerUserId='([^']+)'", rest[0])
+            if match is None or match[1] != user:
+                raise GraphError(400, "BadRequest", "meetingOrganizerUserId is required and must be the user.")
+            with self._lock:
+                value = [t["meta"] for store in self.transcripts.values() for t in store.values()
+                         if user == self.transcript_organizer]
+            return 200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#Collection(callTranscript)",
+                         "value": value}
+        self._require(TRANSCRIPT_PERMISSIONS)
+        if len(rest) < 2 or rest[1] != "transcripts":
+            return self._unexpected(record)
+        store = self.transcripts.get(rest[0]) if user == self.transcript_organizer else None
+        if store is None:
+            raise GraphError(404, "NotFound", f"Online meeting {rest[0]} was not found for user {user}.")
+        if len(rest) == 2:
+            return 200, {"@odata.context": "https://graph.microsoft.com/v1.0/$metadata#callTranscripts",
+                         "value": [t["meta"] for t in store.values()]}
+        entry = store.get(rest[2])
+        if entry is None:
+            raise GraphError(404, "NotFound", f"Transcript {rest[2]} was not found.")
+        if len(rest) == 3:
+            return 200, entry["meta"]
+        if len(rest) == 4 and rest[3] == "content":
+            wanted = (record.query.get("$format") or [""])[0] or record.headers.get("Accept", "")
+            if "text/vtt" not in wanted:
+                raise GraphError(400, "BadRequest", f"Invalid format '{wanted or 'application/octet-stream'}' "
+                                 "specified.")
+            return 200, _Raw("text/vtt", entry["content"].encode("utf-8"))
+        return self._unexpected(record)
+
     # --- internals ---------------------------------------------------------------------------------------
 
     def _store_message(
@@ -409,11 +541,14 @@ class FakeGraph:
                     },
                 }
             }
-        data = b"" if payload is None else json.dumps(payload).encode("utf-8")
+        answer = payload if isinstance(payload, _Raw) else None
+        data = answer.data if answer else b"" if payload is None else json.dumps(payload).encode("utf-8")
         handler.send_response(status)
         for name, value in headers.items():
             handler.send_header(name, value)
-        if data:
+        if answer:
+            handler.send_header("Content-Type", answer.content_type)
+        elif data:
             handler.send_header("Content-Type", "application/json; odata.metadata=minimal; charset=utf-8")
         handler.send_header("Content-Length", str(len(data)))
         handler.end_headers()
@@ -447,10 +582,16 @@ class FakeGraph:
         method = record.method
         if seg[:1] == ["subscriptions"]:
             return self._subscriptions(method, seg[1:], record)
+        if len(seg) >= 4 and seg[0] == "users" and seg[2] == "onlineMeetings":
+            return self._meetings(method, seg, record)
         if len(seg) >= 5 and seg[0] == "teams" and seg[2] == "channels" and seg[4] == "messages":
+            if method == "GET":
+                self._require(CHANNEL_READ_PERMISSIONS)
             key: tuple[str, ...] = ("channel", seg[1], seg[3])
             return self._messages(method, key, seg[5:], record)
         if len(seg) >= 3 and seg[0] == "chats" and seg[2] == "messages":
+            if method == "GET":
+                self._require(CHAT_READ_PERMISSIONS)
             return self._messages(method, ("chat", seg[1]), seg[3:], record)
         return self._unexpected(record)
 
@@ -466,6 +607,8 @@ class FakeGraph:
         if expiry <= now:
             raise GraphError(400, "InvalidRequest", "Subscription expiration can only be in the future.")
         limit = MAX_RICH_MESSAGE_LIFETIME if sub.get("includeResourceData") else MAX_MESSAGE_LIFETIME
+        if str(sub.get("resource", "")).strip("/").lower() == ALL_TRANSCRIPTS.lower():
+            limit = MAX_TRANSCRIPT_LIFETIME
         if expiry - now > limit + timedelta(seconds=30):
             raise GraphError(
                 400,
@@ -554,8 +697,16 @@ class FakeGraph:
             re.fullmatch(r"teams/[^/]+/channels/[^/]+/messages", resource)
             or re.fullmatch(r"chats/[^/]+/messages", resource)
             or resource in ("teams/getAllMessages", "chats/getAllMessages")
+            or resource.lower() == ALL_TRANSCRIPTS.lower()
         ):
             raise GraphError(400, "InvalidRequest", f"Resource {resource!r} is not supported by the fake.")
+        if resource.lower() == ALL_TRANSCRIPTS.lower():
+            self._require(TRANSCRIPT_PERMISSIONS[:1])
+        elif resource.startswith("teams/"):
+            self._require(CHANNEL_READ_PERMISSIONS[:1] if resource == "teams/getAllMessages"
+                          else CHANNEL_READ_PERMISSIONS)
+        else:
+            self._require(CHAT_READ_PERMISSIONS)
         client_state = body.get("clientState")
         if client_state is not None and (not isinstance(client_state, str) or len(client_state) > MAX_CLIENT_STATE):
             raise GraphError(400, "InvalidRequest", "clientState must be a string of at most 128 characters.")
