@@ -177,7 +177,7 @@ def test_an_item_spanning_a_chunk_boundary_is_found_once(standup: Transcript) ->
     assert len(chunks) > 2
     boundary = chunks[0].end
     assert boundary == 5, "the fixture's first boundary falls between the request and the acceptance"
-    covered = set()
+    covered: set[int] = set()
     for chunk in chunks:
         covered.update(range(chunk.start, chunk.end))
         assert sum(len(c.text) for c in chunk.cues(standup)) > 0
@@ -229,10 +229,14 @@ def test_due_date_nudges_once_each_and_stop_when_closed() -> None:
     due = date(2026, 12, 11)
     approved = datetime(2026, 12, 8, 10, tzinfo=UTC)
     assert next_nudge(approved, due, set(), created_at=approved) == ("before", datetime(2026, 12, 10, 9, tzinfo=UTC))
-    assert next_nudge(datetime(2026, 12, 11, 9, 30, tzinfo=UTC), due, {"before"})[0] == "due"
+    on_the_day = next_nudge(datetime(2026, 12, 11, 9, 30, tzinfo=UTC), due, {"before"})
+    assert on_the_day is not None
+    assert on_the_day[0] == "due"
     # Offline for days: only the latest past nudge, and the earlier ones are obsolete once it is sent.
     late = datetime(2026, 12, 13, tzinfo=UTC)
-    assert next_nudge(late, due, set())[0] == "overdue"
+    overdue = next_nudge(late, due, set())
+    assert overdue is not None
+    assert overdue[0] == "overdue"
     assert next_nudge(late, due, {"overdue"}) is None
     assert next_nudge(approved, due, set(), closed=True) is None
 
