@@ -19,7 +19,7 @@ from tools.fakes.github import FakeGitHub
 from tools.fakes.github.actions_api import add_workflow_run
 from tools.fakes.github.writes_log import record_writes, seed_repo_files
 from tools.fakes.openai import ScriptError, replies_from_script
-from tools.scripted_model import model_outcome, scripted_model
+from tools.scripted_model import ItemInputError, model_outcome, scripted_model
 from tools.world import REYNOLDS_LOGIN, World, build_world
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -187,5 +187,5 @@ async def test_one_call_gives_a_simulate_line_its_writes_model_and_repo_files(wo
                               base_url=world.github.base_url, auto_retry=False)
     policy_file: Any = served.rest.repos.get_content("octo", "app", ".github/reynolds.yml").json()
     assert policy_file["type"] == "file"
-    with pytest.raises(ScriptError):
+    with pytest.raises(ItemInputError):
         await run_with_interfaces(world, {**item, "model": [{"bad": 1}]}, writes, run_item)

@@ -219,7 +219,7 @@ def _words_the_guard_writes() -> dict[str, set[str]]:
                     if isinstance(item, ast.AnnAssign) and isinstance(item.target, ast.Name) and \
                             item.target.id in ("rule", "state") and text(item.value):
                         words[item.target.id].add(str(text(item.value)))
-            if isinstance(node, ast.Dict):
+            if isinstance(node, ast.Dict) and "loop" in path.parts:  # effect states live in the loop's ledger
                 for key, value in zip(node.keys, node.values, strict=True):
                     if text(key) == "state" and text(value):
                         words["state"].add(str(text(value)))

@@ -57,6 +57,7 @@ ENDPOINT_PERMISSIONS: dict[tuple[str, str], tuple[tuple[str, Access], ...]] = {
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/comments"): (("issues", "write"),
                                                                          ("pull_requests", "write")),
     ("PATCH", "/repos/{owner}/{repo}/issues/comments/{comment_id}"): (("issues", "write"), ("pull_requests", "write")),
+    ("DELETE", "/repos/{owner}/{repo}/issues/comments/{comment_id}"): (("issues", "write"), ("pull_requests", "write")),
     ("GET", "/repos/{owner}/{repo}/issues/{issue_number}/labels"): (("issues", "read"), ("pull_requests", "read")),
     ("POST", "/repos/{owner}/{repo}/issues/{issue_number}/labels"): (("issues", "write"), ("pull_requests", "write")),
     ("GET", "/repos/{owner}/{repo}"): (("metadata", "read"),),

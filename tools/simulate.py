@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import sys
@@ -265,7 +266,8 @@ async def simulate(items: list[dict[str, Any]], store: str,
     teams_token = os.environ.get("TEAMS_OUTGOING_WEBHOOK_TOKEN")
     extra = {**({"TEAMS_OUTGOING_WEBHOOK_TOKEN": teams_token} if teams_token else {}), **tool_settings("simulate")}
     with build_world(store=store, webhook_secret=os.environ.get("GITHUB_WEBHOOK_SECRET") or None,
-                     extra_settings=extra) as world, journal_to(world.services, journal, source=journal_source):
+                     extra_settings=extra) as world, (
+            journal_to(world.services, journal, source=journal_source) if journal else contextlib.nullcontext()):
         writes = record_writes(world.github, REYNOLDS_LOGIN)
         for n, item in enumerate(items, 1):
             source = item.get("source")
