@@ -36,6 +36,43 @@ Loop guard v2 adds, all optional (older files run unchanged)::
               "actorkind": "human"}    # what a Service Bus producer claims to be (default: from the actor's type)
     {"humans_never_blocked": true}   # a loop scenario that also fails when any person goes unanswered
 
+Loop guard v3 adds, all optional (older files run unchanged)::
+
+    ACTION = {…, "created_at_offset_seconds": -1500}   # the event's own timestamp, 1500 s before its delivery
+    ACTION = {"platform": "github", "kind": "reaction", "content": "+1" | "-1" | "laugh" | "confused" | "heart"
+                                                                  | "hooray" | "rocket" | "eyes",
+              "repo": …, "number": "same" | 7}        # on the triggering comment, else on the issue
+    ACTION = {"platform": "teams", "kind": "reaction", "channel": "same" | "<id>", "content": "+1" | "like" | …}
+                                                       # on the triggering message, else the channel's latest
+    ACTION = {"platform": "github", "kind": "label", "label": "triaged-{n}", "repo": …, "number": "same" | 7}
+    on = {"platform": "github" | "teams", "kind": "reaction" | "label", "by": …}   # actors may answer those too
+
+*The event's own timestamp.* ``created_at_offset_seconds`` (≤ 0, default 0) is when the event happened relative
+to when it is delivered: the platform stamps what the actor writes that many seconds before the world's time
+while the delivery happens now — GitHub's ``created_at``/``updated_at`` of the comment or issue, Teams'
+``createdDateTime`` (and ``lastModifiedDateTime``), a Service Bus message's enqueued time and its CloudEvent
+``time``. Reynolds' own writes are never shifted. A backlog is written as actions delivered in a burst, each with
+its own (earlier) time; with ``faults``, an action scheduled while Reynolds is held by an outage is performed
+when the arena gets to it (the world's clock has moved on), so the offset is what gives it back its time.
+
+*Reactions and labels reach Reynolds only as the platforms deliver them* (each from the upstream docs):
+
+- GitHub reaction: stored (``POST …/reactions``; it shows in the comment's or issue's ``reactions`` roll-up)
+  and **never delivered**: GitHub has no webhook event for reactions (docs.github.com, "Webhook events and
+  payloads"; community discussions #7168 and #20824 ask for one; octokit/webhooks has no reaction payload).
+- GitHub label: ``issues`` ``labeled`` with ``label``, ``issue``, ``repository``, ``sender``, ``installation``
+  (tests check the fake's payload against ``../shared/fixtures/github-webhooks/…/issues/labeled.payload.json``).
+- Teams reaction: a ``chatMessageReaction`` (``reactionType``, ``createdDateTime``, ``user``) is added to the
+  message and its ``lastModifiedDateTime`` moves; Graph reports that as an ``updated`` change of the message
+  (learn.microsoft.com: chatMessageReaction; chatMessageHistoryItem ``reactionAdded``), sent only to
+  subscriptions whose ``changeType`` includes ``updated``. Reynolds subscribes to ``created``: **nothing reaches
+  it**. A bot installed in the conversation would get a ``messageReaction`` activity (``reactionsAdded``) from the
+  Bot Connector; Reynolds hears Teams through an outgoing webhook (messages that mention it) and Graph, so none.
+- Service Bus: a queue carries messages only; reactions and labels are refused there.
+
+So a reactions-only bot cannot make Reynolds write: its reactions are evidence only where they are delivered.
+When Reynolds subscribes to ``updated`` changes, the arena delivers Teams reactions as Graph would, with no change.
+
 ``linked_scopes`` defaults to ``ARENA_LINKED_SCOPES`` (the ``octo`` organisation, the Teams tenant and the
 Service Bus namespace bridge to each other, as a deployment with a GitHub↔Teams bridge would configure).
 The result line adds ``chain_ids`` (the first 100 chains decided, first seen first), ``chains`` (how many
