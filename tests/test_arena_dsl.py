@@ -189,3 +189,18 @@ def test_servicebus_has_no_reactions_or_labels() -> None:
             Scenario.model_validate({"name": "x", "expect": "legit", "start": [
                 {"at": 0, "actor": {"login": "job"}, "action": {"platform": "servicebus", "kind": kind,
                                                                "queue": "q", "content": "+1", "label": "x"}}]})
+
+
+def test_an_actor_can_notice_only_the_threads_it_takes_part_in() -> None:
+    spec = {"name": "own threads", "expect": "legit", "until_seconds": 600,
+            "start": [_issue(), _issue(at=1, number=8, body="Another report"),
+                      {"at": 2, "actor": {"login": "watcher", "type": "User"},
+                       "action": {"platform": "github", "kind": "comment", "number": 8, "body": "I own this one"}}],
+            "actors": [{"actor": {"login": "watcher", "type": "User"},
+                        "on": {"platform": "github", "kind": "comment", "by": "reynolds", "thread": "own"},
+                        "do": {"platform": "github", "kind": "reaction", "number": "same", "content": "eyes"},
+                        "delay_seconds": 1}]}
+    _result, world = _play(spec)
+    reacted = {n for n in (7, 8) for c in world.github.comments("octo/app", n)
+               if world.github.reactions("octo/app", comment_id=c["id"])}
+    assert reacted == {8}

@@ -46,6 +46,7 @@ Loop guard v3 adds, all optional (older files run unchanged)::
                                                        # on the triggering message, else the channel's latest
     ACTION = {"platform": "github", "kind": "label", "label": "triaged-{n}", "repo": …, "number": "same" | 7}
     on = {"platform": "github" | "teams", "kind": "reaction" | "label", "by": …}   # actors may answer those too
+    on = {…, "thread": "own"}   # only writes on threads (issue, channel, queue) the actor opened or wrote in
 
 *The event's own timestamp.* ``created_at_offset_seconds`` (≤ 0, default 0) is when the event happened relative
 to when it is delivered: the platform stamps what the actor writes that many seconds before the world's time
@@ -206,6 +207,8 @@ class Trigger(BaseModel):
     queue: str | None = None
     repo: str | None = None
     number: int | None = None
+    #: ``own``: only writes on threads (an issue, a channel, a queue) the actor itself opened or wrote in.
+    thread: Literal["any", "own"] = "any"
 
     @model_validator(mode="after")
     def _kind_fits_platform(self) -> Trigger:
@@ -349,6 +352,8 @@ class _Run:
     reynolds_out: list[str] = field(default_factory=list)
     #: Service Bus messages enqueued before their delivery (``created_at_offset_seconds``): message id → time.
     enqueued: dict[str, datetime] = field(default_factory=dict)
+    #: The threads each actor opened or wrote in (for ``"thread": "own"``).
+    threads: dict[str, set[tuple[Any, ...]]] = field(default_factory=dict)
 
     def push(self, at: float, kind: str, data: Any) -> None:
         heapq.heappush(self.queue, _Item(at, next(self.seq), kind, data))
@@ -372,8 +377,20 @@ def _body_for(action: Action, n: int) -> str:
     return action.body
 
 
-def _matches(trigger: Trigger, write: _Write, actor_login: str) -> bool:
+def _thread(write: _Write) -> tuple[Any, ...]:
+    """The thread a write is on: an issue, a channel, a queue."""
+    if write.platform == "github":
+        return ("github", write.repo, write.number)
+    if write.platform == "teams":
+        return ("teams", write.team, write.channel)
+    return ("servicebus", write.queue)
+
+
+def _matches(trigger: Trigger, write: _Write, actor_login: str,
+             threads: dict[str, set[tuple[Any, ...]]] | None = None) -> bool:
     if write.platform != trigger.platform or write.kind != trigger.kind:
+        return False
+    if trigger.thread == "own" and _thread(write) not in (threads or {}).get(actor_login, set()):
         return False
     if trigger.channel is not None and write.channel != trigger.channel:
         return False
@@ -557,8 +574,10 @@ def _send_servicebus(run: _Run, actor: ActorSpec, queue: str, text: str, claimed
 
 
 def _notice(run: _Run, write: _Write) -> None:
+    if write.author:
+        run.threads.setdefault(write.author, set()).add(_thread(write))
     for index, scripted in enumerate(run.scenario.actors):
-        if _matches(scripted.on, write, scripted.actor.login):
+        if _matches(scripted.on, write, scripted.actor.login, run.threads):
             seen = run.noticed[index] = run.noticed.get(index, 0) + 1
             if seen > scripted.skip and (seen - scripted.skip - 1) % scripted.every == 0:
                 run.push(run.current() + scripted.delay_seconds, "act", (index, write))
