@@ -22,13 +22,15 @@ ARENA = ROOT / "samples" / "arena"
 PEOPLE = ("people-60-comment-once-on-outage-issue", "support-rota-three-people-answer-40-issues",
           "teams-standup-12-posts", "teams-two-person-live-chat", "same-bug-filed-in-three-repos",
           "person-opens-five-issues-at-once", "twelve-people-plus-one-within-a-minute",
-          "backlog-after-30-minute-store-outage", "backlog-live-twin", "teams-backlog-after-outage")
+          "backlog-after-30-minute-store-outage", "backlog-live-twin", "teams-backlog-after-outage",
+          "teams-backlog-live-twin")
 LOOPS = ("org-hopping-app-bot-unlinked", "org-hopping-user-bot-unlinked-slow", "user-bot-two-slot-status-slow",
          "user-bot-two-slot-status-21s", "user-bot-two-slot-status-25s", "user-bot-plus-one-slow",
          "user-bot-plus-one-21s", "user-bot-plus-one-25s", "user-bot-new-text-alternating-30s-50s",
          "five-accounts-taking-turns", "app-bot-and-three-user-accounts-taking-turns",
          "servicebus-consumer-republishes-own-text-as-human", "paraphrasing-relay-on-user-accounts",
          "app-bot-answers-a-day-and-a-second-later", "reactions-only-bot", "label-bot", "label-user-bot-25s")
+AMPLIFIERS = ("amplifier-across-unlinked-organisations",)
 AMONG_PEOPLE = ("slow-bot-in-busy-organisation", "bot-hiding-among-people")
 
 
@@ -36,7 +38,7 @@ def _load(name: str) -> Scenario:
     return Scenario.model_validate_json((ARENA / f"{name}.json").read_text(encoding="utf-8"))
 
 
-@pytest.mark.parametrize("name", PEOPLE + LOOPS + AMONG_PEOPLE)
+@pytest.mark.parametrize("name", PEOPLE + LOOPS + AMPLIFIERS + AMONG_PEOPLE)
 def test_every_class_has_a_scenario_with_its_bound(name: str) -> None:
     raw = json.loads((ARENA / f"{name}.json").read_text(encoding="utf-8"))
     scenario = _load(name)
@@ -47,6 +49,9 @@ def test_every_class_has_a_scenario_with_its_bound(name: str) -> None:
     elif name in LOOPS:
         assert scenario.expect == "loop"
         assert scenario.max_reynolds_effects == 3
+    elif name in AMPLIFIERS:
+        assert scenario.expect == "loop"
+        assert scenario.max_reynolds_effects == 7
     else:
         assert scenario.expect == "loop"
         assert scenario.humans_never_blocked
@@ -92,3 +97,12 @@ def test_a_backlog_after_an_outage_gets_the_same_verdicts_as_live() -> None:
     assert len(people) == 6
     assert {k: backlog.get(k) for k in people} == {k: live[k] for k in people}
     assert live_result["blocked_human_events"] == backlog_result["blocked_human_events"] == 0
+
+
+@pytest.mark.xfail(strict=True, reason="loop guard v3 (issue 19): pace is measured at decision time on v2")
+def test_a_teams_backlog_gets_the_same_verdicts_as_live() -> None:
+    _, live = _play("teams-backlog-live-twin")
+    _, backlog = _play("teams-backlog-after-outage")
+    people = sorted(k for k in live if k.startswith("member-"))
+    assert len(people) == 6
+    assert {k: backlog.get(k) for k in people} == {k: live[k] for k in people}
