@@ -463,8 +463,9 @@ def _act(run: _Run, actor: ActorSpec, action: Action, n: int, trigger: _Write | 
             same = action.repo == "same" and trigger is not None and trigger.repo
             repo = trigger.repo if same and trigger is not None and trigger.repo else _place(action.repo, n)
             _add_repo(world, repo)
-            if not isinstance(number, int):
-                number = trigger.number if trigger is not None and trigger.number else 1
+            if not isinstance(number, int):  # a comment defaults to issue 1 (as ever); a reaction or label to
+                reacting = action.kind != "comment" and trigger is not None and trigger.number  # what triggered it
+                number = trigger.number if reacting and trigger is not None and trigger.number else 1
             world.ensure_issue(repo, number)
             if action.kind == "comment":
                 world.github.create_comment(repo, number, body or f"comment {n}", login)
