@@ -204,3 +204,37 @@ def test_an_actor_can_notice_only_the_threads_it_takes_part_in() -> None:
     reacted = {n for n in (7, 8) for c in world.github.comments("octo/app", n)
                if world.github.reactions("octo/app", comment_id=c["id"])}
     assert reacted == {8}
+
+
+def test_a_teams_reaction_is_delivered_as_an_updated_change_to_a_subscription_that_asks_for_it() -> None:
+    """Were Reynolds subscribed to ``updated`` changes, Graph would notify it of the reaction: the arena does."""
+    original = World.ensure_subscriptions
+
+    async def with_updates(self: World) -> None:
+        await original(self)
+        for sub in self.graph.subscriptions.values():
+            sub["changeType"] = "created,updated"
+
+    spec = {"name": "teams reactions, updated subscribed", "expect": "legit",
+            "start": [{"at": 0, "actor": {"login": "ada", "type": "User"},
+                       "action": {"platform": "teams", "kind": "message", "channel": "support",
+                                  "body": "The importer fails on large files"}}],
+            "actors": [{"actor": {"login": "ada", "type": "User"},
+                        "on": {"platform": "teams", "kind": "message", "by": "reynolds"},
+                        "do": {"platform": "teams", "kind": "reaction", "channel": "same", "content": "heart"},
+                        "delay_seconds": 30, "max_actions": 1}]}
+    posted: list[dict[str, Any]] = []
+    post = World.post_graph
+
+    async def spy(self: World, body: bytes, params: dict[str, str] | None = None) -> tuple[int, bytes, str]:
+        if body:
+            posted.append(json.loads(body))
+        return await post(self, body, params)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(World, "ensure_subscriptions", with_updates)
+        patch.setattr(World, "post_graph", spy)
+        result, _world = _play(spec)
+    changes = [item["changeType"] for payload in posted for item in payload["value"]]
+    assert changes.count("updated") == 1
+    assert result["events"] == 3  # ada's message, Reynolds' answer, and the reaction's update
