@@ -36,6 +36,10 @@ SNIPPET_CHARS = 160
 #: How much of each of Reynolds' texts is kept for copy detection (enough to tell a copy from a quote).
 TEXT_CHARS = 400
 MIN_SNIPPET_CHARS = 24
+#: An effect is filed after its platform write returned (seconds after the platform stamped it), and the
+#: platforms' clocks are not ours: an effect filed up to this long after an event's own timestamp counts as
+#: one the event's actor could have seen (errs toward seeing a reaction, never toward missing a bot's).
+CLOCK_SLACK_SECONDS = 2.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +103,15 @@ class GroupView:
         return value if isinstance(value, list) else []
 
     def _fresh(self, trace: Trace | None, window: float) -> Trace | None:
-        return trace if trace is not None and self.now - trace.at <= window else None
+        """``trace`` when it is within ``window`` before ``now`` and not after it (an effect filed after the
+        event happened, beyond the clock slack, is one its actor could not have seen)."""
+        if trace is None or self.now - trace.at > window or trace.at > self.now + CLOCK_SLACK_SECONDS:
+            return None
+        return trace
+
+    def as_of(self, when: float) -> GroupView:
+        """The same evidence as an actor could have seen it at ``when`` (its event's own timestamp)."""
+        return GroupView(self.doc, min(self.now, when))
 
     def target(self, target_key: str, window: float) -> Trace | None:
         """Reynolds' latest effect on this target, within ``window`` seconds."""

@@ -84,6 +84,10 @@ class ChainJoiner:
         first hop). A person starts a fresh chain at depth 0, linked to what it answers.
         """
         cfg = self.config
+        # What the actor could have seen: the evidence as of the event's OWN timestamp (a backlog decided in a
+        # burst after an outage is judged as it would have been live), never the decision time.
+        if event.occurred_at is not None:
+            view = view.as_of(event.occurred_at.timestamp())
         now = view.now
         text = normalise_text(event.text)
         key = actor_key(event.platform.value, event.actor.login, event.actor.id)
@@ -94,13 +98,20 @@ class ChainJoiner:
         # An exchange answers Reynolds' previous answer to the same counterpart: an automation's anywhere in
         # the group, a person's on the same target or within ``pace_seconds`` of it (a person's message on
         # another thread minutes later is unprompted).
-        since_answer = now - history.at if history is not None else None
-        quick = (target is not None and now - target.at <= cfg.fast_reply_seconds) or (
-            since_answer is not None and since_answer <= cfg.fast_reply_seconds)
+        since_answer = max(0.0, now - history.at) if history is not None else None
         same_target = history is not None and scope is not None and history.target == scope.target_key
         paced = since_answer is not None and since_answer <= cfg.pace_seconds
-        answering = history if history is not None and not machine and (
+        # Many people in one thread are many people: when Reynolds answered someone else on this thread after
+        # its answer to this actor, the actor's message follows the conversation (that other person's words),
+        # not Reynolds' answer to it. Reynolds' answers to others are never what a person reacts to.
+        interleaved = (same_target and target is not None and history is not None and target.at > history.at
+                       and target.to is not None and target.to != key)
+        answering = history if history is not None and not machine and not (
+            interleaved and not event.actor.automated) and (
             event.actor.automated or same_target or paced) else None
+        # Machine pace: this actor answered Reynolds' answer TO IT (not anyone else's) within seconds of it,
+        # measured between the effect and the event's own timestamp.
+        quick = answering is not None and since_answer is not None and since_answer <= cfg.fast_reply_seconds
         exchanges = answering.exchanges + 1 if answering else 0
         fast = answering.fast + 1 if answering and paced else 0
         repeat = answering.repeats + 1 if answering and repeats(answering.snippet,
