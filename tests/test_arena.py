@@ -85,7 +85,7 @@ def test_scenario_passes_on_memory_store(path: Path) -> None:
         if not scenario.humans_never_blocked:  # no file claims a looser bound than the promise
             assert (scenario.max_reynolds_effects or 3) <= _promise(path)
     if scenario.humans_never_blocked:
-        assert result["blocked_human_events"] == 0
+        assert result["blocked_people_events"] == 0  # the people; a scripted bot on a user account may be held
         assert result["chain_id"] is not None  # the loop was stopped, not merely quiet
         return
     assert result["passed"], result

@@ -238,3 +238,20 @@ def test_a_teams_reaction_is_delivered_as_an_updated_change_to_a_subscription_th
     changes = [item["changeType"] for payload in posted for item in payload["value"]]
     assert changes.count("updated") == 1
     assert result["events"] == 3  # ada's message, Reynolds' answer, and the reaction's update
+
+
+def test_a_bot_on_a_user_account_held_among_people_is_not_a_person_held() -> None:
+    spec = {"name": "bot among people", "expect": "loop", "max_reynolds_effects": 100, "humans_never_blocked": True,
+            "until_seconds": 3600,
+            "start": [_issue(), {"at": 30, "actor": {"login": "member-{n}", "type": "User"}, "repeat": 2,
+                                 "interval_seconds": 60,
+                                 "action": {"platform": "github", "kind": "comment", "number": 7,
+                                            "body": ["I see it too on linux", "Same on my mac"]}}],
+            "actors": [{"actor": {"login": "echo-user", "type": "User"},
+                        "on": {"platform": "github", "kind": "comment", "by": "reynolds"},
+                        "do": {"platform": "github", "kind": "comment", "number": "same", "body": "{text}"},
+                        "delay_seconds": 2}]}
+    result, _world = _play(spec)
+    assert result["blocked_human_events"] >= 1  # the echoing user account was held: GitHub types it a user
+    assert result["blocked_people_events"] == 0
+    assert result["passed"]

@@ -35,6 +35,8 @@ Loop guard v2 adds, all optional (older files run unchanged)::
               "number": "{n}",         # the n-th issue
               "actorkind": "human"}    # what a Service Bus producer claims to be (default: from the actor's type)
     {"humans_never_blocked": true}   # a loop scenario that also fails when any person goes unanswered
+                                     # (people: the actors of "start" that are not scripted actors; the result
+                                     # line then adds "blocked_people_events")
 
 Loop guard v3 adds, all optional (older files run unchanged)::
 
@@ -344,6 +346,8 @@ class _Run:
     reynolds_effects: int = 0
     notes: int = 0
     blocked_human: int = 0
+    #: Whose events were held (``blocked_human`` by actor login), to tell people from scripted bots on user accounts.
+    held: Counter[str] = field(default_factory=Counter)
     #: Reynolds failing (a 5xx, an orchestration that failed): never how a scenario may pass.
     faults: int = 0
     now: float = 0.0
@@ -717,7 +721,14 @@ async def _deliver_graph(run: _Run, payload: dict[str, Any], event_id: str) -> N
     if output.get("actor_kind") == "human":
         suppressed = any(e.get("suppressed") for e in output.get("effects", []))
         if verdict in ("loop", "rejected") or suppressed or status >= 400:
-            run.blocked_human += 1
+            stored = world.services.lineage.get_event(event_id) or {}
+            _held(run, (stored.get("actor") or {}).get("login"))
+
+
+def _held(run: _Run, login: Any) -> None:
+    """An event of an actor that may be a person was held (or its answer suppressed)."""
+    run.blocked_human += 1
+    run.held[str(login)] += 1
 
 
 async def _deliver_servicebus(run: _Run, message: ServiceBusMessage) -> None:
@@ -741,7 +752,7 @@ async def _deliver_servicebus(run: _Run, message: ServiceBusMessage) -> None:
             output = world.client.run_of(instance_id_for(event_id)).output or {}
             suppressed = any(e.get("suppressed") for e in output.get("effects", []))
         if verdict in ("loop", "rejected") or suppressed or settlement.outcome != "completed":
-            run.blocked_human += 1
+            _held(run, (stored.get("actor") or {}).get("login"))
 
 
 async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str) -> None:
@@ -767,7 +778,7 @@ async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str)
             output = world.client.run_of(instance).output or {}
             suppressed = any(e.get("suppressed") for e in output.get("effects", []))
         if verdict in ("loop", "rejected") or suppressed or failed or status >= 400:
-            run.blocked_human += 1
+            _held(run, sender.get("login"))
 
 
 def _chain(run: _Run, chain_id: Any, verdict: str) -> None:
@@ -789,7 +800,7 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
     s = run.scenario
     if s.expect == "loop":
         limit = s.max_reynolds_effects if s.max_reynolds_effects is not None else 3
-        passed = stopped and run.reynolds_effects <= limit and not (s.humans_never_blocked and run.blocked_human)
+        passed = stopped and run.reynolds_effects <= limit and not (s.humans_never_blocked and _people_held(run))
     else:
         passed = run.blocked_human == 0 and (
             s.expected_reynolds_effects is None or run.reynolds_effects == s.expected_reynolds_effects)
@@ -802,6 +813,8 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
               "events": run.events, "verdicts": dict(sorted(run.verdicts.items())), "stopped": stopped,
               "blocked_human_events": run.blocked_human, "passed": passed, "chain_id": run.loop_chain,
               "chain_ids": list(run.chains)[:MAX_CHAIN_IDS], "chains": len(run.chains)}
+    if s.humans_never_blocked:
+        result["blocked_people_events"] = _people_held(run)
     if s.expect == "loop" and run.blocked_human:
         # A loop scenario's bots on personal accounts are typed "User" by GitHub, so they count here; a loop
         # scenario is judged by stopped + effects, and blocking those "people" is the point.
@@ -809,6 +822,13 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
             "counts events by User-type accounts the guard stopped; in a loop scenario these are the bots on "
             "personal accounts (GitHub types them as users), not people: not a failure")
     return result
+
+
+def _people_held(run: _Run) -> int:
+    """Held events of the people in a scenario: every actor but the scripted ones (a scripted bot on a user account
+    is typed a user by its platform; holding it is the point of a loop scenario)."""
+    scripted = {a.actor.login for a in run.scenario.actors}
+    return sum(n for login, n in run.held.items() if login not in scripted)
 
 
 def chain_ids(world: World) -> list[str]:
