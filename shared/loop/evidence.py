@@ -36,10 +36,9 @@ SNIPPET_CHARS = 160
 #: How much of each of Reynolds' texts is kept for copy detection (enough to tell a copy from a quote).
 TEXT_CHARS = 400
 MIN_SNIPPET_CHARS = 24
-#: An effect is filed after its platform write returned (seconds after the platform stamped it), and the
-#: platforms' clocks are not ours: an effect filed up to this long after an event's own timestamp counts as
-#: one the event's actor could have seen (errs toward seeing a reaction, never toward missing a bot's).
-CLOCK_SLACK_SECONDS = 2.0
+#: Platform stamps have whole-second resolution (GitHub ``created_at``): an event stamped at second S happened
+#: in [S, S + 1), so an effect filed before S + 1 may have been seen by it; one filed at or after S + 1 was not.
+CLOCK_SLACK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -105,7 +104,7 @@ class GroupView:
     def _fresh(self, trace: Trace | None, window: float) -> Trace | None:
         """``trace`` when it is within ``window`` before ``now`` and not after it (an effect filed after the
         event happened, beyond the clock slack, is one its actor could not have seen)."""
-        if trace is None or self.now - trace.at > window or trace.at > self.now + CLOCK_SLACK_SECONDS:
+        if trace is None or self.now - trace.at > window or trace.at >= self.now + CLOCK_SLACK_SECONDS:
             return None
         return trace
 

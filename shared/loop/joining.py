@@ -114,8 +114,10 @@ class ChainJoiner:
         quick = answering is not None and since_answer is not None and since_answer <= cfg.fast_reply_seconds
         exchanges = answering.exchanges + 1 if answering else 0
         fast = answering.fast + 1 if answering and paced else 0
-        repeat = answering.repeats + 1 if answering and repeats(answering.snippet,
-                                                                 repeat_key(event.text)[:SNIPPET_CHARS]) else 0
+        # A repeat is the same text sent to Reynolds' answers on one thread (or by a declared automation
+        # anywhere); a person filing the same words on several threads is writing unprompted messages.
+        repeat = answering.repeats + 1 if answering and (same_target or event.actor.automated) and repeats(
+            answering.snippet, repeat_key(event.text)[:SNIPPET_CHARS]) else 0
         # Relaying: Reynolds' words carried to another platform, or re-posted with nothing of one's own by
         # someone else than the one Reynolds answered (a person pasting back Reynolds' answer to them, or
         # quoting it with their own words, is not relaying). A relay stays one for its exchanges in the window.
@@ -150,8 +152,9 @@ class ChainJoiner:
             return Evidence(trace.chain_id, trace.event_id, trace.depth + 1, via, notes=notes, relay=judged,
                             **stats)
         linked = copied or target
+        latest = view.latest(cfg.fast_reply_seconds, scope.container_key) if scope is not None else None
         return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=linked.chain_id if linked else None,
-                        notes=notes, **stats)
+                        notes=notes, prompted=latest is not None, **stats)
 
     def _scope_of(self, event: EventEnvelope) -> Scope | None:
         scope = self.scopes.of_event(event)

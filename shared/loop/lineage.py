@@ -137,7 +137,8 @@ class LineageService:
         for _ in range(_MAX_RETRIES):
             current = head or ChainHead(chain_id=evidence.chain_id, created_at=self._now(), root_event=event.id,
                                         linked_from=evidence.linked_chain, root_actor=evidence.actor,
-                                        root_automated=evidence.automated(event))
+                                        root_automated=evidence.automated(event),
+                                        root_prompted=evidence.prompted)
             updated = apply(current, event, evidence, judgement, self._now(), self.config)
             body = {"id": "head", "pk": evidence.chain_id, "kind": "chain", "ttl": self.lineage_ttl,
                     **updated.to_doc()}

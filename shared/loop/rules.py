@@ -82,6 +82,9 @@ class Evidence:
     actor: str | None = None
     #: Judged an automation because it relays Reynolds' words (stays with the actor's exchanges).
     relayed: bool = False
+    #: One of Reynolds' effects in the scope preceded this event (its own timestamp) by at most
+    #: ``fast_reply_seconds``: the event may be a first hop of an automation that reacts to Reynolds.
+    prompted: bool = True
 
     def automated(self, event: EventEnvelope) -> bool:
         """Whether ``event`` counts as an automated hop (an automation, or judged one by its behaviour)."""
@@ -100,6 +103,9 @@ class ChainHead:
     #: automation later in its own chain spent one more of the budget than the counter shows.
     root_actor: str | None = None
     root_automated: bool = True
+    #: The first event came within ``fast_reply_seconds`` after one of Reynolds' effects in its scope (by the
+    #: event's own timestamp): if its actor is judged an automation later, that first hop is charged too.
+    root_prompted: bool = True
     events: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     automated_accepted: int = 0
@@ -207,8 +213,12 @@ def judge(event: EventEnvelope, evidence: Evidence, head: ChainHead | None, conf
             reason = f"loop: amplification, event {evidence.parent_id} already caused {config.max_children} events"
             return Judgement(Verdict.LOOP, (reason, *notes), fp, "amplification")
         spent = head.automated_accepted
-        if not head.root_automated and head.root_actor is not None and head.root_actor == evidence.actor:
-            spent += 1  # its first event, taken for a person's, was this automation's too
+        if (not head.root_automated and head.root_prompted and head.root_actor is not None
+                and head.root_actor == evidence.actor):
+            # Its first event, taken for a person's, came seconds after one of Reynolds' effects and its actor
+            # is now judged an automation: that first hop was this automation's too. A chain a person started
+            # unprompted (nothing of Reynolds' just before) is never charged for it.
+            spent += 1
         if spent >= config.chain_budget:
             reason = f"loop: chain budget of {config.chain_budget} automated runs is spent"
             return Judgement(Verdict.LOOP, (reason, *notes), fp, "budget")
