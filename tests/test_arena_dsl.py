@@ -255,3 +255,24 @@ def test_a_bot_on_a_user_account_held_among_people_is_not_a_person_held() -> Non
     assert result["blocked_human_events"] >= 1  # the echoing user account was held: GitHub types it a user
     assert result["blocked_people_events"] == 0
     assert result["passed"]
+
+
+def test_the_door_reads_the_backdated_time_as_the_events_own_timestamp() -> None:
+    """The envelope's ``occurred_at`` (the guard's name for the event's own time) is the arena's backdated time."""
+    from shared.platforms.github.events import read_delivery, signature_for, to_envelope
+    from tools.world import SIMULATE_WEBHOOK_SECRET
+
+    spec = {"name": "backlog", "expect": "legit", "until_seconds": 4000,
+            "start": [_issue(created_at_offset_seconds=-60),
+                      {"at": 1800, "actor": {"login": "bob", "type": "User"},
+                       "action": {"platform": "github", "kind": "comment", "number": 7, "body": "Same here",
+                                  "created_at_offset_seconds": -1500}}]}
+    _result, world = _play(spec)
+    stamped = {}
+    for item in delivery_log(world.github).items:
+        signed = item.headers | {"X-Hub-Signature-256": signature_for(SIMULATE_WEBHOOK_SECRET, item.body)}
+        delivery = read_delivery(SIMULATE_WEBHOOK_SECRET, item.body, signed)
+        envelope = to_envelope(delivery, received_at=item.delivered_at, bot_login="reynolds[bot]", bot_app_id=None)
+        stamped[envelope.actor.login] = (envelope.occurred_at, item.delivered_at)
+    assert stamped["bob"] == (START + timedelta(seconds=300), START + timedelta(seconds=1801))
+    assert stamped["alice"] == (START - timedelta(seconds=60), START + timedelta(seconds=1))
