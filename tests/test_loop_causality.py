@@ -1,0 +1,143 @@
+"""Loop guard v3, causality from what an actor could have seen (issue 19, item 1).
+
+An event reacts to Reynolds only if one of Reynolds' effects addressed to its actor (or in a thread where no one
+else was answered since) preceded the event's OWN timestamp (``EventEnvelope.occurred_at``), never the decision
+time: a backlog decided in a burst after an outage gets the verdicts it would have got live, and Reynolds'
+answers to someone else are never what a person reacts to.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+import pytest
+
+from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
+from shared.loop.lineage import Decision, EffectRecord, LineageService, new_chain_id
+from shared.loop.rules import GuardConfig, Verdict
+from shared.store.memory import MemoryStore
+from tools.world import START, SimClock
+
+REPO = "octo/app"
+KEY = "causality-test-key"
+
+
+def comment(login: str, text: str, at: datetime, *, number: int = 7) -> EventEnvelope:
+    """An ``issue_comment.created`` envelope stamped by GitHub at ``at`` (``comment.created_at``)."""
+    return EventEnvelope(
+        id=f"github:{uuid.uuid4()}", source=f"https://github.com/{REPO}", type="com.github.issue_comment.created",
+        time=at, occurred_at=at, platform=Platform.GITHUB, event="issue_comment", action="created",
+        actor=Actor(login=login, id=str(abs(hash(login)) % 10**8), kind=ActorKind.HUMAN, account_type="User"),
+        target=Target(platform=Platform.GITHUB, key=f"{REPO}#{number}", repo=REPO, number=number),
+        resource_id=f"comment:{uuid.uuid4().int % 10**9}", text=text)
+
+
+@pytest.fixture
+def clock() -> SimClock:
+    return SimClock()
+
+
+def service(clock: SimClock) -> LineageService:
+    return LineageService(MemoryStore(clock=clock), GuardConfig(), marker_key=KEY, clock=clock)
+
+
+def answer(lineage: LineageService, decision: Decision, text: str, *, number: int = 7) -> None:
+    """Reynolds answers a decided event on its thread (intent, write, completion: filed as evidence)."""
+    record, fresh = lineage.begin_effect(EffectRecord(
+        key=f"{decision.event_id}:report", platform="github", kind="comment", target=f"{REPO}#{number}",
+        chain_id=decision.chain_id or "", event_id=decision.event_id, depth=decision.depth + 1))
+    assert fresh
+    lineage.complete_effect(record, f"comment:{uuid.uuid4().int % 10**9}", text)
+
+
+SAME_HERE = [("shopper-1", "Same here since the outage began"), ("shopper-2", "Checkout fails for me as well"),
+             ("shopper-3", "Seeing a blank page on payment"), ("shopper-4", "Our store is down too, any ETA?"),
+             ("shopper-5", "Same problem in the EU region"), ("shopper-6", "Payments time out for us too")]
+
+
+def test_a_backlog_decided_in_a_burst_gets_the_verdicts_it_would_have_got_live(clock: SimClock) -> None:
+    def play(backlog: bool) -> list[tuple[str, str, int]]:
+        clock.set(clock() + timedelta(days=3))  # each replay far from the other's evidence
+        lineage = service(clock)
+        base = clock()
+        opening = comment("alice", "Checkout is down for everyone", base)
+        first = lineage.decide(opening, routed=True)
+        clock.advance(2)
+        answer(lineage, first, "Reynolds triaged this as an outage (signals: down)")
+        events = [comment(login, text, base + timedelta(seconds=60 * (n + 1)))
+                  for n, (login, text) in enumerate(SAME_HERE)]
+        verdicts = []
+        for ev in events:
+            if backlog:
+                clock.set(base + timedelta(seconds=1860))  # the store came back: all decided in one burst
+                clock.advance(0.2)
+            else:
+                clock.set(ev.when)
+            decision = lineage.decide(ev, routed=True)
+            verdicts.append((decision.verdict.value, decision.rule, decision.depth))
+            clock.advance(2)
+            answer(lineage, decision, f"Reynolds noted the report from {ev.actor.login}")
+        return verdicts
+
+    live, backlog = play(backlog=False), play(backlog=True)
+    assert backlog == live
+    assert live == [("accepted", "human", 0)] * len(SAME_HERE)
+
+
+def test_many_people_in_one_thread_seconds_after_answers_to_others_are_people(clock: SimClock) -> None:
+    lineage = service(clock)
+    first = lineage.decide(comment("alice", "Search returns nothing since this morning", clock()), routed=True)
+    answer(lineage, first, "Reynolds triaged this as a bug (signals: nothing returned)")
+    for n in range(12):
+        clock.advance(3)
+        person = comment(f"fan-{n}", "+1, same here", clock())
+        decision = lineage.decide(person, routed=True)
+        assert (decision.verdict, decision.rule, decision.chain_id) == (Verdict.ACCEPTED, "human",
+                                                                        new_chain_id(person.id))
+        clock.advance(1)
+        answer(lineage, decision, f"Reynolds counted report {n + 2}")
+
+
+def test_two_people_chatting_around_reynolds_answers_are_a_conversation(clock: SimClock) -> None:
+    lineage = service(clock)
+    lines = ["Did the release go out?", "Yes, at nine.", "Any errors?", "I saw one error in the logs.", "Which one?",
+             "It was the old worker, ignore it.", "OK, thanks.", "Lunch at noon?", "Sure.", "Great, see you."]
+    for n, line in enumerate(lines):
+        decision = lineage.decide(comment("ada" if n % 2 == 0 else "bo", line, clock()), routed=True)
+        assert (decision.verdict, decision.rule, decision.depth) == (Verdict.ACCEPTED, "human", 0), (n, decision)
+        clock.advance(1)
+        answer(lineage, decision, f"Reynolds answered message {n}")
+        clock.advance(9)
+
+
+def test_machine_pace_is_measured_from_the_events_own_timestamp_not_the_decision(clock: SimClock) -> None:
+    """A user account that answered Reynolds' answer to it 3 s after it (by GitHub's stamp) acts at a machine's
+    pace, even when that comment is decided minutes later from a backlog."""
+    lineage = service(clock)
+    first = lineage.decide(comment("sync-user", "Ticket 41 opened by the sync", clock()), routed=True)
+    clock.advance(1)
+    answer(lineage, first, "Reynolds triaged ticket 41 as a task")
+    reacted_at = clock() + timedelta(seconds=3)
+    clock.advance(600)  # decided ten minutes later (an outage backlog)
+    decision = lineage.decide(comment("sync-user", "Ticket 42 opened by the sync", reacted_at), routed=True)
+    assert decision.chain_id == first.chain_id
+    assert any("machine's pace" in r for r in decision.reasons)
+
+
+def test_an_effect_filed_after_the_event_happened_was_not_seen_by_it(clock: SimClock) -> None:
+    """An event stamped before Reynolds' answer to its actor was filed is not a reaction to that answer (a person's
+    script opening issues half a second apart)."""
+    lineage = service(clock)
+    opened = clock()
+    first = lineage.decide(comment("dana", "Task 1 of the migration checklist", opened, number=1), routed=True)
+    clock.advance(1)
+    answer(lineage, first, "Reynolds filed task 1 under the migration", number=1)
+    second = comment("dana", "Task 2 of the migration checklist", opened, number=2)
+    decision = lineage.decide(second, routed=True)
+    assert (decision.verdict, decision.rule, decision.chain_id) == (Verdict.ACCEPTED, "human",
+                                                                    new_chain_id(second.id))
+
+
+def test_start_is_the_worlds_clock() -> None:
+    assert SimClock()() == START
