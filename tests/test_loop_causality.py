@@ -15,9 +15,9 @@ import pytest
 
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
 from shared.loop.lineage import Decision, EffectRecord, LineageService, new_chain_id
-from shared.loop.rules import GuardConfig, Verdict
+from shared.loop.rules import GuardConfig, Verdict, repeat_key, repeats
 from shared.store.memory import MemoryStore
-from tools.world import START, SimClock
+from tools.world import SimClock
 
 REPO = "octo/app"
 KEY = "causality-test-key"
@@ -139,5 +139,31 @@ def test_an_effect_filed_after_the_event_happened_was_not_seen_by_it(clock: SimC
                                                                     new_chain_id(second.id))
 
 
-def test_start_is_the_worlds_clock() -> None:
-    assert SimClock()() == START
+def test_a_template_with_slots_filled_is_a_repeat_and_a_persons_sentences_are_not() -> None:
+    assert repeats(repeat_key("Deploy of payments-api to staging: succeeded"),
+                   repeat_key("Deploy of web to production: failed"))
+    assert repeats(repeat_key("Deploy of search to canary: rolled back"),
+                   repeat_key("Deploy of billing to staging: pending"))
+    assert not repeats(repeat_key("The staging cluster still has 3.9."),
+                       repeat_key("Should we upgrade staging first?"))
+    assert not repeats(repeat_key("What happens to running jobs during the upgrade?"),
+                       repeat_key("Can we pause the scheduler meanwhile?"))
+
+
+def test_a_short_phrase_counts_as_a_repeat_only_as_a_reflex_to_reynolds() -> None:
+    assert repeats(repeat_key("+1"), repeat_key("+1"), reflex=True)
+    assert not repeats(repeat_key("+1"), repeat_key("+1"))  # "any update?" half an hour later: a follow-up
+    assert not repeats(repeat_key("Any update?"), repeat_key("Any update?"))
+
+
+def test_a_user_account_sending_plus_one_to_each_answer_is_held_at_its_third(clock: SimClock) -> None:
+    lineage = service(clock)
+    decision = lineage.decide(comment("alice", "The build fails after the upgrade", clock()), routed=True)
+    verdicts = []
+    for _ in range(4):
+        clock.advance(1)
+        answer(lineage, decision, f"Reynolds looked again at {clock().isoformat()}")
+        clock.advance(50)  # slower than any pace rule
+        decision = lineage.decide(comment("plus-user", "+1", clock()), routed=True)
+        verdicts.append((decision.verdict.value, decision.rule))
+    assert verdicts[:3] == [("accepted", "human"), ("accepted", "human"), ("loop", "repeat")]

@@ -19,7 +19,7 @@ from shared.loop.envelope import ActorKind, EventEnvelope, Platform
 from shared.loop.evidence import SNIPPET_CHARS, EvidenceStore, GroupView, Trace
 from shared.loop.ledger import EffectLedger, EffectRecord, doc_id
 from shared.loop.marker import Marker, find_markers
-from shared.loop.rules import Evidence, GuardConfig, normalise_text, repeat_key, repeats
+from shared.loop.rules import REFLEX_SECONDS, Evidence, GuardConfig, normalise_text, repeat_key, repeats
 from shared.loop.scopes import Scope, ScopeMap
 from shared.store.base import DocumentStore
 
@@ -116,8 +116,9 @@ class ChainJoiner:
         fast = answering.fast + 1 if answering and paced else 0
         # A repeat is the same text sent to Reynolds' answers on one thread (or by a declared automation
         # anywhere); a person filing the same words on several threads is writing unprompted messages.
+        reflex = since_answer is not None and since_answer <= REFLEX_SECONDS
         repeat = answering.repeats + 1 if answering and (same_target or event.actor.automated) and repeats(
-            answering.snippet, repeat_key(event.text)[:SNIPPET_CHARS]) else 0
+            answering.snippet, repeat_key(event.text)[:SNIPPET_CHARS], reflex=reflex, shape=copied is None) else 0
         # Relaying: Reynolds' words carried to another platform, or re-posted with nothing of one's own by
         # someone else than the one Reynolds answered (a person pasting back Reynolds' answer to them, or
         # quoting it with their own words, is not relaying). A relay stays one for its exchanges in the window.
