@@ -13,6 +13,8 @@ from datetime import datetime, timedelta
 
 import pytest
 
+from shared import names
+from shared.admission import orchestration_input
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
 from shared.loop.lineage import Decision, EffectRecord, LineageService, new_chain_id
 from shared.loop.rules import GuardConfig, Verdict, repeat_key, repeats
@@ -167,3 +169,20 @@ def test_a_user_account_sending_plus_one_to_each_answer_is_held_at_its_third(clo
         decision = lineage.decide(comment("plus-user", "+1", clock()), routed=True)
         verdicts.append((decision.verdict.value, decision.rule))
     assert verdicts[:3] == [("accepted", "human"), ("accepted", "human"), ("loop", "repeat")]
+
+
+def test_everything_after_the_decision_uses_the_judged_kind(clock: SimClock) -> None:
+    """Breakers and the report activity read ``actor_kind`` from the orchestration input: a user account judged
+    an automation by its behaviour is a ``bot`` there (issue 19: report_activity passed the declared kind)."""
+    lineage = service(clock)
+    first = lineage.decide(comment("sync-user", "Ticket 41 opened by the sync", clock()), routed=True)
+    clock.advance(1)
+    answer(lineage, first, "Reynolds triaged ticket 41 as a task")
+    clock.advance(3)
+    fast = comment("sync-user", "Ticket 42 opened by the sync", clock())
+    decision = lineage.decide(fast, routed=True)
+    assert decision.judged_automated
+    assert orchestration_input(names.TRIAGE, fast, decision)["actor_kind"] == "bot"
+    person = comment("alice", "The importer fails on large files", clock())
+    assert orchestration_input(names.TRIAGE, person, lineage.decide(person, routed=True))["actor_kind"] == "human"
+    assert lineage.decide(fast, routed=True).judged_automated  # a redelivery keeps the judgement

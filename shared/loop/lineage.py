@@ -69,6 +69,13 @@ class Decision:
     original_verdict: Verdict | None = None
     #: The rule that decided (see ``shared.loop.rules.Judgement.rule``).
     rule: str = ""
+    #: A person-declared actor judged an automation by its behaviour (machine pace, relaying, a Service Bus
+    #: producer): every rule and breaker downstream uses the judged kind, never the declared one.
+    judged_automated: bool = False
+
+    def actor_kind(self, declared: ActorKind) -> str:
+        """The kind everything after the decision uses: ``bot`` for a person-declared actor judged an automation."""
+        return ActorKind.BOT.value if self.judged_automated and declared is ActorKind.HUMAN else declared.value
 
     @property
     def reason(self) -> str:
@@ -162,7 +169,7 @@ class LineageService:
         else:  # pragma: no cover - 50 lost races in a row means the store is unhealthy
             raise CorruptState(f"chain {evidence.chain_id}: head update kept losing races")
         return Decision(judgement.verdict, judgement.reasons, event.id, evidence.chain_id, evidence.parent_id,
-                        evidence.depth, rule=judgement.rule)
+                        evidence.depth, rule=judgement.rule, judged_automated=evidence.relay)
 
     def hold(self, event: EventEnvelope, problem: str) -> Decision:
         """Record an event as loop-suspect when its chain state cannot be trusted (fail safe, not silent)."""
@@ -209,7 +216,8 @@ class LineageService:
         except (NotFound, ValueError):
             first, original = {}, None
         return Decision(Verdict.DUPLICATE, ("this event was already received",), event_id, first.get("chain_id"),
-                        first.get("parent_id"), int(first.get("depth") or 0), original)
+                        first.get("parent_id"), int(first.get("depth") or 0), original,
+                        judged_automated=first.get("judged_automated") is True)
 
     def _event_doc(self, event: EventEnvelope, evidence: Evidence, judgement: Judgement) -> dict[str, Any]:
         return {"id": doc_id("ev", event.id), "pk": doc_id("ev", event.id), "kind": "event", "event_id": event.id,
