@@ -117,8 +117,11 @@ class ChainJoiner:
         # A repeat is the same text sent to Reynolds' answers on one thread (or by a declared automation
         # anywhere); a person filing the same words on several threads is writing unprompted messages.
         reflex = since_answer is not None and since_answer <= REFLEX_SECONDS
-        repeat = answering.repeats + 1 if answering and (same_target or event.actor.automated) and repeats(
-            answering.snippet, repeat_key(event.text)[:SNIPPET_CHARS], reflex=reflex, shape=copied is None) else 0
+        # Interleaved with other people or not: one template sent after each of Reynolds' answers to an actor
+        # on a thread is that actor's shape (a bot hiding among people), not a conversation.
+        repeat = history.repeats + 1 if history is not None and not machine and (
+            same_target or (answering is not None and event.actor.automated)) and repeats(
+            history.snippet, repeat_key(event.text)[:SNIPPET_CHARS], reflex=reflex, shape=copied is None) else 0
         # Relaying: Reynolds' words carried to another platform, or re-posted with nothing of one's own by
         # someone else than the one Reynolds answered (a person pasting back Reynolds' answer to them, or
         # quoting it with their own words, is not relaying). A relay stays one for its exchanges in the window.
