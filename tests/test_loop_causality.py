@@ -186,3 +186,20 @@ def test_everything_after_the_decision_uses_the_judged_kind(clock: SimClock) -> 
     person = comment("alice", "The importer fails on large files", clock())
     assert orchestration_input(names.TRIAGE, person, lineage.decide(person, routed=True))["actor_kind"] == "human"
     assert lineage.decide(fast, routed=True).judged_automated  # a redelivery keeps the judgement
+
+
+def test_a_relay_judgement_does_not_stick_to_a_person_who_then_discusses_it(clock: SimClock) -> None:
+    lineage = service(clock)
+    said = "Reynolds triaged this as a bug in the importer (signals: crash, large file, timeout)"
+    first = lineage.decide(comment("alice", "The importer crashes on large files", clock()), routed=True)
+    clock.advance(1)
+    answer(lineage, first, said)
+    clock.advance(120)
+    shared = lineage.decide(comment("bob", said, clock()), routed=True)  # bob re-posts the answer to alice
+    assert shared.judged_automated
+    clock.advance(1)
+    answer(lineage, shared, "Reynolds noted the same triage for bob")
+    clock.advance(240)
+    own = lineage.decide(comment("bob", "I think the timeout is the real problem, we saw it last year", clock()),
+                         routed=True)
+    assert (own.verdict, own.rule, own.depth, own.judged_automated) == (Verdict.ACCEPTED, "human", 0, False)

@@ -127,7 +127,9 @@ class ChainJoiner:
         # quoting it with their own words, is not relaying). A relay stays one for its exchanges in the window.
         relay = copied is not None and (copied.platform != event.platform.value or (
             not _own_words(text, original) and copied.to != key))
-        relay = relay or (answering is not None and answering.relay)
+        # A relay judgement stays with an actor only while it keeps relaying or answering at machine pace: a
+        # person who shared an answer and then discusses it in their own words, at a person's pace, is a person.
+        relay = relay or (answering is not None and answering.relay and (copied is not None or quick))
         why = "a Service Bus producer" if machine else "answers at a machine's pace" if quick else \
             "relays Reynolds' words" if relay else ""
         judged = not event.actor.automated and bool(why)
