@@ -203,3 +203,23 @@ def test_a_relay_judgement_does_not_stick_to_a_person_who_then_discusses_it(cloc
     own = lineage.decide(comment("bob", "I think the timeout is the real problem, we saw it last year", clock()),
                          routed=True)
     assert (own.verdict, own.rule, own.depth, own.judged_automated) == (Verdict.ACCEPTED, "human", 0, False)
+
+
+def test_an_app_bot_answering_a_day_and_a_second_later_meets_its_own_history(clock: SimClock) -> None:
+    """No hard one-day edge: a declared automation's record is kept for a week, so each answer a day and a
+    second later continues its chain (and the chain's rules stop it) instead of starting afresh."""
+    lineage = service(clock)
+    first = lineage.decide(comment("alice", "The nightly build fails", clock()), routed=True)
+    clock.advance(1)
+    answer(lineage, first, "Reynolds triaged the nightly build failure as a bug")
+    verdicts = []
+    for day in range(4):
+        clock.advance(86401)
+        bot = comment("daily[bot]", f"Daily digest {day}: {3 + day} open items", clock()).model_copy(
+            update={"actor": Actor(login="daily[bot]", id="99", kind=ActorKind.BOT, account_type="Bot")})
+        decision = lineage.decide(bot, routed=True)
+        verdicts.append(decision.verdict)
+        if decision.verdict is Verdict.ACCEPTED:
+            clock.advance(1)
+            answer(lineage, decision, f"Reynolds read digest {day}")
+    assert Verdict.LOOP in verdicts[:3]

@@ -36,6 +36,9 @@ SNIPPET_CHARS = 160
 #: How much of each of Reynolds' texts is kept for copy detection (enough to tell a copy from a quote).
 TEXT_CHARS = 400
 MIN_SNIPPET_CHARS = 24
+#: How long an automation's own record (Reynolds' last answer to it, its exchanges) is kept: well past any
+#: one-day window, so an automation answering every 24 h + 1 s still meets its history (no hard window edge).
+ACTOR_MEMORY_SECONDS = 7 * 86400
 #: Platform stamps have whole-second resolution (GitHub ``created_at``): an event stamped at second S happened
 #: in [S, S + 1), so an effect filed before S + 1 may have been seen by it; one filed at or after S + 1 was not.
 CLOCK_SLACK_SECONDS = 1.0
@@ -178,14 +181,15 @@ class EvidenceStore:
         def update(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {}
             targets = _bounded_map(doc.get("targets"), scope.target_key, target_entry, MAX_TARGETS, horizon)
-            actors = _bounded_map(doc.get("actors"), to, actor_entry, MAX_ACTORS, horizon) \
-                if actor_entry is not None and isinstance(to, str) else _pruned(doc.get("actors"), horizon)
+            remembered = now - max(self.window, ACTOR_MEMORY_SECONDS)
+            actors = _bounded_map(doc.get("actors"), to, actor_entry, MAX_ACTORS, remembered) \
+                if actor_entry is not None and isinstance(to, str) else _pruned(doc.get("actors"), remembered)
             last = [e for e in _as_list(doc.get("last")) if _at(e) > horizon][-(MAX_LAST - 1):] + [last_entry]
             texts = [e for e in _as_list(doc.get("texts")) if _at(e) > horizon]
             if len(text) >= MIN_SNIPPET_CHARS:
                 texts = [*texts, {**target_entry, "p": scope.platform, "x": text[:TEXT_CHARS]}]
             return {"kind": "evidence", "group": scope.group, "targets": targets, "actors": actors,
-                    "last": last, "texts": texts[-MAX_TEXTS:], "ttl": self.ttl}
+                    "last": last, "texts": texts[-MAX_TEXTS:], "ttl": max(self.ttl, ACTOR_MEMORY_SECONDS)}
 
         update_document(self.store, evidence_id(scope.group), update)
 

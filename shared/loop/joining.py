@@ -16,7 +16,7 @@ from typing import Any
 
 from shared.errors import NotFound
 from shared.loop.envelope import ActorKind, EventEnvelope, Platform
-from shared.loop.evidence import SNIPPET_CHARS, EvidenceStore, GroupView, Trace
+from shared.loop.evidence import ACTOR_MEMORY_SECONDS, SNIPPET_CHARS, EvidenceStore, GroupView, Trace
 from shared.loop.ledger import EffectLedger, EffectRecord, doc_id
 from shared.loop.marker import Marker, find_markers
 from shared.loop.rules import REFLEX_SECONDS, Evidence, GuardConfig, normalise_text, repeat_key, repeats
@@ -92,7 +92,11 @@ class ChainJoiner:
         text = normalise_text(event.text)
         key = actor_key(event.platform.value, event.actor.login, event.actor.id)
         target = view.target(scope.target_key, cfg.causal_window_seconds) if scope else None
-        history = view.actor(key, cfg.scope_window_seconds) if key and scope else None
+        # A declared automation meets its own history for a week (no hard one-day edge to wait out); a person's
+        # history is the one-day window (a person coming back next week starts afresh).
+        memory = max(ACTOR_MEMORY_SECONDS, cfg.scope_window_seconds) if event.actor.automated or machine \
+            else cfg.scope_window_seconds
+        history = view.actor(key, memory) if key and scope else None
         found = view.copied(text, cfg.causal_window_seconds)
         copied, original = found if found is not None else (None, "")
         # An exchange answers Reynolds' previous answer to the same counterpart: an automation's anywhere in
