@@ -16,6 +16,7 @@ import pytest
 from shared import names
 from shared.admission import orchestration_input
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
+from shared.loop.evidence import GroupView
 from shared.loop.lineage import Decision, EffectRecord, LineageService, new_chain_id
 from shared.loop.rules import GuardConfig, Verdict, repeat_key, repeats
 from shared.store.memory import MemoryStore
@@ -223,3 +224,14 @@ def test_an_app_bot_answering_a_day_and_a_second_later_meets_its_own_history(clo
             clock.advance(1)
             answer(lineage, decision, f"Reynolds read digest {day}")
     assert Verdict.LOOP in verdicts[:3]
+
+
+def test_the_latest_effect_is_the_latest_one_the_event_could_have_seen() -> None:
+    doc = {"last": [{"c": "c-early", "e": "ev-1", "d": 1, "t": 100.0, "k": "octo/app"},
+                    {"c": "c-late", "e": "ev-2", "d": 1, "t": 110.0, "k": "octo/part-1"}]}
+    seen = GroupView(doc, 200.0).as_of(105.0).latest(3600, "octo/part-2")
+    assert seen is not None
+    assert seen.chain_id == "c-early"
+    live = GroupView(doc, 200.0).latest(3600, "octo/part-2")
+    assert live is not None
+    assert live.chain_id == "c-late"

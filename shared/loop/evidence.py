@@ -125,7 +125,9 @@ class GroupView:
 
     def latest(self, window: float, container: str | None = None) -> Trace | None:
         """Reynolds' latest effect in the group (in ``container`` first), within ``window`` seconds."""
-        traces = [t for t in (_trace(raw) for raw in reversed(self._list("last"))) if t is not None]
+        # Only the effects the event could have seen (filed before its own timestamp) compete for "latest".
+        traces = [t for t in (_trace(raw) for raw in reversed(self._list("last")))
+                  if t is not None and t.at < self.now + CLOCK_SLACK_SECONDS]
         for trace in traces:
             if container is not None and trace.container == container:
                 return self._fresh(trace, window)
