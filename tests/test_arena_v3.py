@@ -89,7 +89,6 @@ def test_the_backlog_twins_hold_the_same_events() -> None:
     assert backlog["faults"]["store"]["outages"] == [{"at": 60, "seconds": 1800}]
 
 
-@pytest.mark.xfail(strict=True, reason="loop guard v3 (issue 19): pace is measured at decision time on v2")
 def test_a_backlog_after_an_outage_gets_the_same_verdicts_as_live() -> None:
     live_result, live = _play("backlog-live-twin")
     backlog_result, backlog = _play("backlog-after-30-minute-store-outage")
@@ -99,7 +98,6 @@ def test_a_backlog_after_an_outage_gets_the_same_verdicts_as_live() -> None:
     assert live_result["blocked_human_events"] == backlog_result["blocked_human_events"] == 0
 
 
-@pytest.mark.xfail(strict=True, reason="loop guard v3 (issue 19): pace is measured at decision time on v2")
 def test_a_teams_backlog_gets_the_same_verdicts_as_live() -> None:
     _, live = _play("teams-backlog-live-twin")
     _, backlog = _play("teams-backlog-after-outage")
