@@ -180,7 +180,12 @@ def test_everything_after_the_decision_uses_the_judged_kind(clock: SimClock) -> 
     clock.advance(1)
     answer(lineage, first, "Reynolds triaged ticket 41 as a task")
     clock.advance(3)
-    fast = comment("sync-user", "Ticket 42 opened by the sync", clock())
+    once = lineage.decide(comment("sync-user", "Ticket 42 opened by the sync", clock()), routed=True)
+    assert not once.judged_automated  # one quick answer alone: a person may be that fast once
+    clock.advance(1)
+    answer(lineage, once, "Reynolds triaged ticket 42 as a task")
+    clock.advance(3)
+    fast = comment("sync-user", "Ticket 43 opened by the sync", clock())
     decision = lineage.decide(fast, routed=True)
     assert decision.judged_automated
     assert orchestration_input(names.TRIAGE, fast, decision)["actor_kind"] == "bot"

@@ -27,7 +27,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed
-from shared.loop.envelope import ActorKind, EventEnvelope
+from shared.loop.envelope import ActorKind, EventEnvelope, Platform
 from shared.loop.evidence import SNIPPET_CHARS, EvidenceStore
 from shared.loop.joining import ChainJoiner, actor_key, marker_text, new_chain_id
 from shared.loop.ledger import EffectLedger, EffectRecord, doc_id, public
@@ -103,6 +103,16 @@ def instance_id_for(event_id: str) -> str:
     return f"{prefix}::{digest}"
 
 
+def _judged_for_breakers(event: EventEnvelope, evidence: Evidence) -> bool:
+    """Whether the kind downstream (breakers, the report) is ``bot`` for a person-declared actor: judged an
+    automation by evidence that outlasts one event — a Service Bus producer, a relay, or a second exchange in a
+    row at a machine's pace. One quick answer alone (a person filing the same bug on a second repository
+    seconds after Reynolds answered the first) is not enough to have Reynolds' answer to it suppressed."""
+    if not evidence.relay:
+        return False
+    return event.platform is Platform.SERVICEBUS or evidence.relayed or evidence.exchanges >= 2
+
+
 class LineageService:
     """Decides events and records effects over a ``DocumentStore``."""
 
@@ -169,7 +179,7 @@ class LineageService:
         else:  # pragma: no cover - 50 lost races in a row means the store is unhealthy
             raise CorruptState(f"chain {evidence.chain_id}: head update kept losing races")
         return Decision(judgement.verdict, judgement.reasons, event.id, evidence.chain_id, evidence.parent_id,
-                        evidence.depth, rule=judgement.rule, judged_automated=evidence.relay)
+                        evidence.depth, rule=judgement.rule, judged_automated=_judged_for_breakers(event, evidence))
 
     def hold(self, event: EventEnvelope, problem: str) -> Decision:
         """Record an event as loop-suspect when its chain state cannot be trusted (fail safe, not silent)."""
