@@ -26,9 +26,9 @@ BACKGROUND_SAMPLE = 40
 #: v3 is built to pass them. Strict: a scenario that starts passing fails here until it is taken off this list.
 V3_PENDING = {
     "amplifier-across-unlinked-organisations", "app-bot-and-three-user-accounts-taking-turns",
-    "app-bot-answers-a-day-and-a-second-later", "five-accounts-taking-turns",
+    "five-accounts-taking-turns",
     "org-hopping-app-bot-unlinked", "org-hopping-user-bot-unlinked-slow", "paraphrasing-relay-on-user-accounts",
-    "same-bug-filed-in-three-repos", "servicebus-consumer-republishes-own-text-as-human",
+    "servicebus-consumer-republishes-own-text-as-human",
     "user-bot-new-text-alternating-30s-50s",
 }
 
