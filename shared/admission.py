@@ -93,7 +93,7 @@ def orchestration_input(orchestrator: str, event: EventEnvelope, decision: Decis
         return TriageInput(
             event_id=event.id, event_type=event.type, chain_id=decision.chain_id or "", depth=decision.depth,
             repo=event.target.repo, number=event.target.number, installation_id=event.target.installation_id,
-            actor=event.actor.login, actor_kind=event.actor.kind.value,
+            actor=event.actor.login, actor_kind=decision.actor_kind(event.actor.kind),
             association=event.actor.association, text=event.text[:2000], received_at=event.time,
         ).model_dump(mode="json")
     raise ValueError(f"no input builder for {orchestrator}")  # pragma: no cover - the routing table is closed

@@ -19,9 +19,23 @@ SCENARIOS = sorted((ROOT / "samples" / "arena").glob("*.json"))
 USER_BOT_NEW_TEXT = {"user-account-bot-new-text.json", "issue-hopping-user-bot.json",
                      "org-hopping-user-bot-slow-new-text.json"}
 AMPLIFIERS = {"amplifier.json", "cross-repo-amplifier.json", "loop-under-background-load.json",
-              "app-bot-and-slow-user-bot-taking-turns.json"}
+              "app-bot-and-slow-user-bot-taking-turns.json", "amplifier-across-unlinked-organisations.json"}
 #: Scenarios with background load run here with at most this many background threads (``make arena``: all).
 BACKGROUND_SAMPLE = 40
+#: Issue 19's scenarios the loop guard in this tree still fails (people held, automations not stopped); loop guard
+#: v3 is built to pass them. Strict: a scenario that starts passing fails here until it is taken off this list.
+V3_PENDING = {
+    "amplifier-across-unlinked-organisations", "app-bot-and-three-user-accounts-taking-turns",
+    "five-accounts-taking-turns",
+    "org-hopping-app-bot-unlinked", "org-hopping-user-bot-unlinked-slow", "paraphrasing-relay-on-user-accounts",
+    "servicebus-consumer-republishes-own-text-as-human",
+    "user-bot-new-text-alternating-30s-50s",
+}
+
+
+def _bundle() -> list[object]:
+    pending = pytest.mark.xfail(strict=True, reason="loop guard v3 (issue 19) not in this tree yet")
+    return [pytest.param(p, id=p.stem, marks=[pending] if p.stem in V3_PENDING else []) for p in SCENARIOS]
 
 
 def _load(path: Path) -> Scenario:
@@ -44,6 +58,7 @@ def _sampled(scenario: Scenario) -> tuple[Scenario, int]:
 
 def test_bundle_covers_the_required_scenarios() -> None:
     names = {p.stem for p in SCENARIOS}
+    assert names >= V3_PENDING
     assert len(SCENARIOS) >= 12
     for required in ("self-echo", "app-bot-ping-pong", "user-account-bot-echo", "quote-reply-bot", "mutating-echo",
                      "slow-loop", "amplifier", "two-bots-around-reynolds", "human-conversation", "thirty-humans",
@@ -51,7 +66,7 @@ def test_bundle_covers_the_required_scenarios() -> None:
         assert required in names
 
 
-@pytest.mark.parametrize("path", SCENARIOS, ids=[p.stem for p in SCENARIOS])
+@pytest.mark.parametrize("path", _bundle())
 def test_scenario_passes_on_memory_store(path: Path) -> None:
     scenario = _load(path)
     people = 0
@@ -65,7 +80,7 @@ def test_scenario_passes_on_memory_store(path: Path) -> None:
         if not scenario.humans_never_blocked:  # no file claims a looser bound than the promise
             assert (scenario.max_reynolds_effects or 3) <= _promise(path)
     if scenario.humans_never_blocked:
-        assert result["blocked_human_events"] == 0
+        assert result["blocked_people_events"] == 0  # the people; a scripted bot on a user account may be held
         assert result["chain_id"] is not None  # the loop was stopped, not merely quiet
         return
     assert result["passed"], result

@@ -10,7 +10,7 @@ import pytest
 
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target
 from shared.loop.evidence import MAX_TARGETS, evidence_id
-from shared.loop.lineage import EffectRecord, LineageService
+from shared.loop.lineage import EffectRecord, LineageService, new_chain_id
 from shared.loop.rules import GuardConfig, Verdict, repeat_key, repeats
 from shared.loop.scopes import ScopeMap, parse_links
 from shared.store.memory import MemoryStore
@@ -150,11 +150,24 @@ def test_unprompted_servicebus_tasks_from_one_person_never_join_a_chain(store: M
 def test_a_user_account_answering_at_a_machines_pace_continues_the_chain(store: MemoryStore,
                                                                          clock: SimClock) -> None:
     lineage = service(store, clock)
-    first = answer(lineage, gh("Deploy is broken"), "Reynolds triaged the deploy failure as a bug")
+    answer(lineage, gh("Deploy is broken", login="deploy-user"), "Reynolds triaged the deploy failure as a bug")
     clock.advance(5)
     fast = lineage.decide(gh("Deploy blocked, see the lint", login="deploy-user"), routed=True)
-    assert (fast.chain_id, fast.depth) == (first.chain_id, 2)
+    assert fast.depth == 2
     assert any("machine's pace" in r for r in fast.reasons)
+
+
+def test_a_person_writing_seconds_after_reynolds_answered_someone_else_is_a_person(store: MemoryStore,
+                                                                                   clock: SimClock) -> None:
+    """v3: pace is measured against Reynolds' answer TO the actor; an answer to someone else is not what a
+    person reacts to (60 people on an outage issue, a support rota, a stand-up)."""
+    lineage = service(store, clock)
+    answer(lineage, gh("Deploy is broken"), "Reynolds triaged the deploy failure as a bug")
+    clock.advance(5)
+    other = gh("Deploy blocked for us too", login="deploy-user")
+    fast = lineage.decide(other, routed=True)
+    assert (fast.verdict, fast.chain_id, fast.depth, fast.rule) == (Verdict.ACCEPTED, new_chain_id(other.id), 0,
+                                                                    "human")
 
 
 # ------------------------------------------------------------------------------------------ exchange rules

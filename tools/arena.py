@@ -35,6 +35,46 @@ Loop guard v2 adds, all optional (older files run unchanged)::
               "number": "{n}",         # the n-th issue
               "actorkind": "human"}    # what a Service Bus producer claims to be (default: from the actor's type)
     {"humans_never_blocked": true}   # a loop scenario that also fails when any person goes unanswered
+                                     # (people: the actors of "start" that are not scripted actors; the result
+                                     # line then adds "blocked_people_events")
+
+Loop guard v3 adds, all optional (older files run unchanged)::
+
+    ACTION = {…, "created_at_offset_seconds": -1500}   # the event's own timestamp, 1500 s before its delivery
+    ACTION = {"platform": "github", "kind": "reaction", "content": "+1" | "-1" | "laugh" | "confused" | "heart"
+                                                                  | "hooray" | "rocket" | "eyes",
+              "repo": …, "number": "same" | 7}        # on the triggering comment, else on the issue
+    ACTION = {"platform": "teams", "kind": "reaction", "channel": "same" | "<id>", "content": "+1" | "like" | …}
+                                                       # on the triggering message, else the channel's latest
+    ACTION = {"platform": "github", "kind": "label", "label": "triaged-{n}", "repo": …, "number": "same" | 7}
+    on = {"platform": "github" | "teams", "kind": "reaction" | "label", "by": …}   # actors may answer those too
+    on = {…, "thread": "own"}   # only writes on threads (issue, channel, queue) the actor opened or wrote in
+
+*The event's own timestamp.* ``created_at_offset_seconds`` (≤ 0, default 0) is when the event happened relative
+to when it is delivered: the platform stamps what the actor writes that many seconds before the world's time
+while the delivery happens now — GitHub's ``created_at``/``updated_at`` of the comment or issue, Teams'
+``createdDateTime`` (and ``lastModifiedDateTime``), a Service Bus message's enqueued time and its CloudEvent
+``time``. Reynolds' own writes are never shifted. A backlog is written as actions delivered in a burst, each with
+its own (earlier) time; with ``faults``, an action scheduled while Reynolds is held by an outage is performed
+when the arena gets to it (the world's clock has moved on), so the offset is what gives it back its time.
+
+*Reactions and labels reach Reynolds only as the platforms deliver them* (each from the upstream docs):
+
+- GitHub reaction: stored (``POST …/reactions``; it shows in the comment's or issue's ``reactions`` roll-up)
+  and **never delivered**: GitHub has no webhook event for reactions (docs.github.com, "Webhook events and
+  payloads"; community discussions #7168 and #20824 ask for one; octokit/webhooks has no reaction payload).
+- GitHub label: ``issues`` ``labeled`` with ``label``, ``issue``, ``repository``, ``sender``, ``installation``
+  (tests check the fake's payload against ``../shared/fixtures/github-webhooks/…/issues/labeled.payload.json``).
+- Teams reaction: a ``chatMessageReaction`` (``reactionType``, ``createdDateTime``, ``user``) is added to the
+  message and its ``lastModifiedDateTime`` moves; Graph reports that as an ``updated`` change of the message
+  (learn.microsoft.com: chatMessageReaction; chatMessageHistoryItem ``reactionAdded``), sent only to
+  subscriptions whose ``changeType`` includes ``updated``. Reynolds subscribes to ``created``: **nothing reaches
+  it**. A bot installed in the conversation would get a ``messageReaction`` activity (``reactionsAdded``) from the
+  Bot Connector; Reynolds hears Teams through an outgoing webhook (messages that mention it) and Graph, so none.
+- Service Bus: a queue carries messages only; reactions and labels are refused there.
+
+So a reactions-only bot cannot make Reynolds write: its reactions are evidence only where they are delivered.
+When Reynolds subscribes to ``updated`` changes, the arena delivers Teams reactions as Graph would, with no change.
 
 ``linked_scopes`` defaults to ``ARENA_LINKED_SCOPES`` (the ``octo`` organisation, the Teams tenant and the
 Service Bus namespace bridge to each other, as a deployment with a GitHub↔Teams bridge would configure).
@@ -65,9 +105,9 @@ import json
 import sys
 import uuid
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -76,6 +116,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from shared.loop.lineage import instance_id_for
 from shared.loop.marker import strip_markers
+from shared.platforms.teams.notifications import message_event_id
 from shared.platforms.teams.webhook import html_to_text
 from shared.store.base import Query
 from tools.fakes.github import FakeGitHubError, WriteEvent
@@ -98,8 +139,17 @@ class ActorSpec(BaseModel):
 
 
 Platform = Literal["github", "teams", "servicebus"]
-_KINDS = {"github": ("comment", "issue"), "teams": ("message",), "servicebus": ("message",)}
+#: What an actor can do on each platform. Service Bus has no reactions or labels: a message is all it carries.
+_KINDS = {"github": ("comment", "issue", "reaction", "label"), "teams": ("message", "reaction"),
+          "servicebus": ("message",)}
 DEFAULT_TEAM = "arena-team"
+#: GitHub's reaction contents (REST ``POST …/reactions``; anything else is a 422 there).
+GITHUB_REACTIONS = ("+1", "-1", "laugh", "confused", "heart", "hooray", "rocket", "eyes")
+#: A GitHub reaction name → the ``reactionType`` Teams stores on a ``chatMessageReaction`` (Teams' legacy names
+#: ``like``/``heart``/``laugh``/``surprised``/``sad``/``angry`` where one fits, else the emoji itself, which Teams
+#: accepts as a Unicode reaction). Any other content is passed through as Teams' own reaction type.
+TEAMS_REACTIONS = {"+1": "like", "-1": "\U0001F44E", "laugh": "laugh", "confused": "surprised", "heart": "heart",
+                   "hooray": "\U0001F389", "rocket": "\U0001F680", "eyes": "\U0001F440"}
 
 
 def _check_kind(platform: str, kind: str) -> None:
@@ -113,7 +163,7 @@ class Action(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     platform: Platform = "github"
-    kind: Literal["comment", "issue", "message"]
+    kind: Literal["comment", "issue", "message", "reaction", "label"]
     repo: str = "octo/app"
     number: int | Literal["same", "{n}"] | None = None
     count: int = Field(1, ge=1, le=100)
@@ -123,6 +173,15 @@ class Action(BaseModel):
     queue: str | None = None
     #: A Service Bus producer's claimed ``actorkind`` (default: ``bot`` for a Bot actor, else ``human``).
     actorkind: Literal["human", "bot"] | None = None
+    #: The event's own timestamp minus its delivery time (issue/comment ``created_at``, Teams
+    #: ``createdDateTime``, Service Bus enqueued time and CloudEvent ``time``): negative = written earlier than
+    #: delivered (a backlog). Never positive: nothing is delivered before it is written.
+    created_at_offset_seconds: float = Field(0, le=0, ge=-30 * 86400)
+    #: A reaction's content (``kind: reaction``): GitHub's ``+1 -1 laugh confused heart hooray rocket eyes``;
+    #: on Teams also any Teams reaction type (mapped as in ``TEAMS_REACTIONS``).
+    content: str | None = None
+    #: A label's name (``kind: label``); ``{n}`` is filled in.
+    label: str | None = None
 
     @model_validator(mode="after")
     def _kind_fits_platform(self) -> Action:
@@ -131,6 +190,13 @@ class Action(BaseModel):
             raise ValueError("a teams action needs a channel (an id or \"same\")")
         if self.platform == "servicebus" and not self.queue:
             raise ValueError("a servicebus action needs a queue")
+        if self.kind == "reaction":
+            if not self.content:
+                raise ValueError("a reaction needs a content (\"+1\", \"eyes\", …)")
+            if self.platform == "github" and self.content not in GITHUB_REACTIONS:
+                raise ValueError(f"GitHub reactions are {GITHUB_REACTIONS}, not {self.content!r}")
+        if self.kind == "label" and not (self.label or (isinstance(self.body, str) and self.body)):
+            raise ValueError("a label action needs a label name (\"label\")")
         return self
 
 
@@ -138,12 +204,14 @@ class Trigger(BaseModel):
     """Which writes an actor answers."""
 
     platform: Platform = "github"
-    kind: Literal["comment", "issue", "message"]
+    kind: Literal["comment", "issue", "message", "reaction", "label"]
     by: str = "any"
     channel: str | None = None
     queue: str | None = None
     repo: str | None = None
     number: int | None = None
+    #: ``own``: only writes on threads (an issue, a channel, a queue) the actor itself opened or wrote in.
+    thread: Literal["any", "own"] = "any"
 
     @model_validator(mode="after")
     def _kind_fits_platform(self) -> Trigger:
@@ -209,15 +277,28 @@ class _Write:
     channel: str | None = None
     queue: str | None = None
     repo: str | None = None
+    #: The written thing's id (a comment id, an issue number's issue, a Teams message id), for reactions to it.
+    resource_id: str | None = None
+    #: On GitHub: what a reaction or the written resource is on (``issue`` | ``comment``).
+    subject: str | None = None
+
+
+_GITHUB_KINDS = {"comment": "comment", "issue": "issue", "reaction": "reaction", "label": "label"}
 
 
 def _github_write(write: WriteEvent) -> _Write:
-    kind = "comment" if write.kind == "comment" else "issue" if write.kind == "issue" else None
-    text = str((write.resource or {}).get("body") or "")
+    kind = _GITHUB_KINDS.get(write.kind)
+    resource = write.resource or {}
+    text = str(resource.get("body") or "")
     if write.kind == "issue":
         text = f"{write.issue.get('title', '')}\n\n{text}".strip()
+    elif write.kind == "reaction":
+        text = str(resource.get("content") or "")
+    elif write.kind == "label":
+        text = str((write.label or {}).get("name") or "")
+    subject = write.subject or ("comment" if write.kind == "comment" else "issue")
     return _Write("github", kind, write.actor.get("login"), strip_markers(text), text, number=write.number,
-                  repo=write.repo)
+                  repo=write.repo, resource_id=str(write.resource_id), subject=subject)
 
 
 def _teams_write(world: World, message: dict[str, Any]) -> _Write:
@@ -227,7 +308,8 @@ def _teams_write(world: World, message: dict[str, Any]) -> _Write:
     content = str((message.get("body") or {}).get("content") or "")
     ident = message.get("channelIdentity") or {}
     return _Write("teams", "message", author, strip_markers(html_to_text(content)), content,
-                  team=ident.get("teamId"), channel=ident.get("channelId") or message.get("chatId"))
+                  team=ident.get("teamId"), channel=ident.get("channelId") or message.get("chatId"),
+                  resource_id=str(message.get("id")))
 
 
 def _servicebus_write(queue: str, message: ServiceBusMessage, by_reynolds: bool) -> _Write:
@@ -265,12 +347,18 @@ class _Run:
     reynolds_effects: int = 0
     notes: int = 0
     blocked_human: int = 0
+    #: Whose events were held (``blocked_human`` by actor login), to tell people from scripted bots on user accounts.
+    held: Counter[str] = field(default_factory=Counter)
     #: Reynolds failing (a 5xx, an orchestration that failed): never how a scenario may pass.
     faults: int = 0
     now: float = 0.0
     pending_redeliver: int = 1
     #: Everything Reynolds wrote on any platform (GitHub writes, Teams messages, Service Bus messages).
     reynolds_out: list[str] = field(default_factory=list)
+    #: Service Bus messages enqueued before their delivery (``created_at_offset_seconds``): message id → time.
+    enqueued: dict[str, datetime] = field(default_factory=dict)
+    #: The threads each actor opened or wrote in (for ``"thread": "own"``).
+    threads: dict[str, set[tuple[Any, ...]]] = field(default_factory=dict)
 
     def push(self, at: float, kind: str, data: Any) -> None:
         heapq.heappush(self.queue, _Item(at, next(self.seq), kind, data))
@@ -294,8 +382,20 @@ def _body_for(action: Action, n: int) -> str:
     return action.body
 
 
-def _matches(trigger: Trigger, write: _Write, actor_login: str) -> bool:
+def _thread(write: _Write) -> tuple[Any, ...]:
+    """The thread a write is on: an issue, a channel, a queue."""
+    if write.platform == "github":
+        return ("github", write.repo, write.number)
+    if write.platform == "teams":
+        return ("teams", write.team, write.channel)
+    return ("servicebus", write.queue)
+
+
+def _matches(trigger: Trigger, write: _Write, actor_login: str,
+             threads: dict[str, set[tuple[Any, ...]]] | None = None) -> bool:
     if write.platform != trigger.platform or write.kind != trigger.kind:
+        return False
+    if trigger.thread == "own" and _thread(write) not in (threads or {}).get(actor_login, set()):
         return False
     if trigger.channel is not None and write.channel != trigger.channel:
         return False
@@ -318,6 +418,30 @@ def _matches(trigger: Trigger, write: _Write, actor_login: str) -> bool:
 
 
 def _perform(run: _Run, actor: ActorSpec, action: Action, n: int, trigger: _Write | None) -> None:
+    with _stamped(run.world, action.created_at_offset_seconds):
+        _act(run, actor, action, n, trigger)
+
+
+@contextlib.contextmanager
+def _stamped(world: World, offset: float) -> Iterator[None]:
+    """While an actor acts, the platforms stamp what it writes ``offset`` seconds before the world's time (its
+    ``created_at`` / ``createdDateTime``); the delivery still happens now. Nothing else is moved."""
+    if not offset:
+        yield
+        return
+    saved = world.github.clock, world.graph.clock
+
+    def stamped() -> datetime:
+        return world.clock() + timedelta(seconds=offset)
+
+    world.github.clock = world.graph.clock = stamped
+    try:
+        yield
+    finally:
+        world.github.clock, world.graph.clock = saved
+
+
+def _act(run: _Run, actor: ActorSpec, action: Action, n: int, trigger: _Write | None) -> None:
     login = actor.login
     world = run.world
     trigger_text = trigger.quote if trigger is not None else ""
@@ -325,25 +449,40 @@ def _perform(run: _Run, actor: ActorSpec, action: Action, n: int, trigger: _Writ
     body = _render(_body_for(action, n), n, trigger_text, visible)
     if action.platform == "teams":
         placed = action.model_copy(update={"team": _place(action.team, n), "channel": _place(action.channel, n)})
-        _post_teams(run, actor, placed, body or f"message {n}", trigger)
+        if action.kind == "reaction":
+            _react_teams(run, actor, placed, trigger)
+        else:
+            _post_teams(run, actor, placed, body or f"message {n}", trigger)
         return
     if action.platform == "servicebus":
         for i in range(action.count):
             text = _render(_body_for(action, n), i + 1 if action.count > 1 else n, trigger_text, visible)
-            _send_servicebus(run, actor, action.queue or "", text or f"message {n}", action.actorkind)
+            _send_servicebus(run, actor, action.queue or "", text or f"message {n}", action.actorkind,
+                             action.created_at_offset_seconds)
         return
     number = trigger.number if action.number == "same" and trigger is not None else action.number
     if number == "{n}":
         number = n
     try:
-        if action.kind == "comment":
+        if action.kind in ("comment", "reaction", "label"):
             same = action.repo == "same" and trigger is not None and trigger.repo
             repo = trigger.repo if same and trigger is not None and trigger.repo else _place(action.repo, n)
             _add_repo(world, repo)
-            if not isinstance(number, int):
-                number = 1
+            if not isinstance(number, int):  # a comment defaults to issue 1 (as ever); a reaction or label to
+                reacting = action.kind != "comment" and trigger is not None and trigger.number  # what triggered it
+                number = trigger.number if reacting and trigger is not None and trigger.number else 1
             world.ensure_issue(repo, number)
-            world.github.create_comment(repo, number, body or f"comment {n}", login)
+            if action.kind == "comment":
+                world.github.create_comment(repo, number, body or f"comment {n}", login)
+            elif action.kind == "label":
+                name = _render(action.label or body, n, trigger_text, visible)[:50]
+                world.github.add_labels(repo, number, [name], login)
+            elif (trigger is not None and trigger.platform == "github" and trigger.kind == "comment"
+                  and trigger.resource_id and action.number in (None, "same") and trigger.repo == repo):
+                # a reaction to the comment that triggered it (GitHub sends no webhook for it)
+                world.github.react(repo, action.content or "", login, comment_id=int(trigger.resource_id))
+            else:
+                world.github.react(repo, action.content or "", login, number=number)
         else:
             for i in range(action.count):
                 repo = _place(action.repo, n, i + 1)
@@ -383,11 +522,57 @@ def _post_teams(run: _Run, actor: ActorSpec, action: Action, body: str, trigger:
     run.world.graph.post_as(sender, f"<p>{html.escape(body, quote=False)}</p>", team=team, channel=channel)
 
 
-def _send_servicebus(run: _Run, actor: ActorSpec, queue: str, text: str, claimed: str | None = None) -> None:
-    """A producer's CloudEvent (text only: a producer that copies text copies no lineage property)."""
+def _react_teams(run: _Run, actor: ActorSpec, action: Action, trigger: _Write | None) -> None:
+    """``actor`` reacts to a channel message: the triggering one (``channel: "same"``), else the latest message
+    in ``channel``. Teams stores a ``chatMessageReaction`` on the message and marks it modified; Graph reports
+    that as an ``updated`` change of the message, delivered only to subscriptions whose ``changeType`` includes
+    ``updated`` (Reynolds subscribes to ``created``: then nothing reaches it). See the module docstring."""
+    world = run.world
+    graph = world.graph
+    same = action.channel == "same" and trigger is not None and trigger.platform == "teams"
+    team = (trigger.team or action.team) if same and trigger is not None else action.team
+    channel = trigger.channel if same and trigger is not None else action.channel
+    with graph._lock:  # the fake's store, as Teams would change it (the fake has no reaction API to call)
+        stored = graph.messages.get(("channel", team or "", channel or ""), {})
+        wanted = trigger.resource_id if same and trigger is not None else None
+        message = stored.get(wanted) if wanted else (stored[max(stored, key=int)] if stored else None)
+        if message is None:
+            print(f"  actor {actor.login} could not react: no message in {team}/{channel}", file=sys.stderr)
+            return
+        when = _graph_time(graph.clock())
+        user = {"id": f"aad-{actor.login}", "displayName": actor.login, "userIdentityType": "aadUser"}
+        if actor.type == "Bot":
+            user = {"id": f"app-{actor.login}", "displayName": actor.login, "applicationIdentityType": "bot"}
+        content = action.content or ""
+        message.setdefault("reactions", []).append(
+            {"reactionType": TEAMS_REACTIONS.get(content, content), "createdDateTime": when,
+             "user": {"application": None, "device": None,
+                      ("application" if actor.type == "Bot" else "user"): user}})
+        message["lastModifiedDateTime"] = when
+    payload = graph.notifications_for(message, "updated")
+    if payload["value"]:
+        event_id = message_event_id(str(message["id"]), "updated", None)
+        for _ in range(run.pending_redeliver):
+            run.push(run.current() + WEBHOOK_LATENCY_SECONDS, "graph", (payload, event_id))
+    _notice(run, _Write("teams", "reaction", actor.login, content, content, team=team, channel=channel,
+                        resource_id=str(message["id"])))
+
+
+def _graph_time(value: datetime) -> str:
+    """Graph's timestamp format (UTC, milliseconds, ``Z``)."""
+    return value.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+def _send_servicebus(run: _Run, actor: ActorSpec, queue: str, text: str, claimed: str | None = None,
+                     offset: float = 0) -> None:
+    """A producer's CloudEvent (text only: a producer that copies text copies no lineage property). With an
+    offset the message was enqueued (and its CloudEvent ``time`` set) ``offset`` seconds before its delivery."""
     ident = str(uuid.UUID(int=next(run.seq) + 1))
+    enqueued = run.world.clock() + timedelta(seconds=offset)
+    if offset:
+        run.enqueued[ident] = enqueued
     event = {"specversion": "1.0", "id": ident, "source": f"/arena/{actor.login}", "type": "com.arena.message",
-             "time": run.world.clock().isoformat(), "datacontenttype": "application/json", "data": {"text": text},
+             "time": enqueued.isoformat(), "datacontenttype": "application/json", "data": {"text": text},
              "actorlogin": actor.login,
              "actorkind": claimed or ("bot" if actor.type == "Bot" else "human")}
     message = ServiceBusMessage(json.dumps(event), message_id=ident, content_type="application/cloudevents+json")
@@ -395,8 +580,10 @@ def _send_servicebus(run: _Run, actor: ActorSpec, queue: str, text: str, claimed
 
 
 def _notice(run: _Run, write: _Write) -> None:
+    if write.author:
+        run.threads.setdefault(write.author, set()).add(_thread(write))
     for index, scripted in enumerate(run.scenario.actors):
-        if _matches(scripted.on, write, scripted.actor.login):
+        if _matches(scripted.on, write, scripted.actor.login, run.threads):
             seen = run.noticed[index] = run.noticed.get(index, 0) + 1
             if seen > scripted.skip and (seen - scripted.skip - 1) % scripted.every == 0:
                 run.push(run.current() + scripted.delay_seconds, "act", (index, write))
@@ -536,7 +723,14 @@ async def _deliver_graph(run: _Run, payload: dict[str, Any], event_id: str) -> N
     if output.get("actor_kind") == "human":
         suppressed = any(e.get("suppressed") for e in output.get("effects", []))
         if verdict in ("loop", "rejected") or suppressed or status >= 400:
-            run.blocked_human += 1
+            stored = world.services.lineage.get_event(event_id) or {}
+            _held(run, (stored.get("actor") or {}).get("login"))
+
+
+def _held(run: _Run, login: Any) -> None:
+    """An event of an actor that may be a person was held (or its answer suppressed)."""
+    run.blocked_human += 1
+    run.held[str(login)] += 1
 
 
 async def _deliver_servicebus(run: _Run, message: ServiceBusMessage) -> None:
@@ -545,7 +739,7 @@ async def _deliver_servicebus(run: _Run, message: ServiceBusMessage) -> None:
     before = len(run.reynolds_out)
     event_id = f"servicebus:{message.message_id}"
     seen = world.services.lineage.get_event(event_id) is not None
-    settlement = await world.deliver_servicebus(message)
+    settlement = await world.deliver_servicebus(message, enqueued_time=run.enqueued.get(str(message.message_id)))
     run.events += 1
     stored = world.services.lineage.get_event(event_id) or {}
     if stored.get("verdict") == "accepted" and not seen:
@@ -560,7 +754,7 @@ async def _deliver_servicebus(run: _Run, message: ServiceBusMessage) -> None:
             output = world.client.run_of(instance_id_for(event_id)).output or {}
             suppressed = any(e.get("suppressed") for e in output.get("effects", []))
         if verdict in ("loop", "rejected") or suppressed or settlement.outcome != "completed":
-            run.blocked_human += 1
+            _held(run, (stored.get("actor") or {}).get("login"))
 
 
 async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str) -> None:
@@ -586,7 +780,7 @@ async def _deliver(run: _Run, name: str, payload: dict[str, Any], delivery: str)
             output = world.client.run_of(instance).output or {}
             suppressed = any(e.get("suppressed") for e in output.get("effects", []))
         if verdict in ("loop", "rejected") or suppressed or failed or status >= 400:
-            run.blocked_human += 1
+            _held(run, sender.get("login"))
 
 
 def _chain(run: _Run, chain_id: Any, verdict: str) -> None:
@@ -608,7 +802,7 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
     s = run.scenario
     if s.expect == "loop":
         limit = s.max_reynolds_effects if s.max_reynolds_effects is not None else 3
-        passed = stopped and run.reynolds_effects <= limit and not (s.humans_never_blocked and run.blocked_human)
+        passed = stopped and run.reynolds_effects <= limit and not (s.humans_never_blocked and _people_held(run))
     else:
         passed = run.blocked_human == 0 and (
             s.expected_reynolds_effects is None or run.reynolds_effects == s.expected_reynolds_effects)
@@ -621,6 +815,8 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
               "events": run.events, "verdicts": dict(sorted(run.verdicts.items())), "stopped": stopped,
               "blocked_human_events": run.blocked_human, "passed": passed, "chain_id": run.loop_chain,
               "chain_ids": list(run.chains)[:MAX_CHAIN_IDS], "chains": len(run.chains)}
+    if s.humans_never_blocked:
+        result["blocked_people_events"] = _people_held(run)
     if s.expect == "loop" and run.blocked_human:
         # A loop scenario's bots on personal accounts are typed "User" by GitHub, so they count here; a loop
         # scenario is judged by stopped + effects, and blocking those "people" is the point.
@@ -628,6 +824,13 @@ def _result(run: _Run, stopped: bool) -> dict[str, Any]:
             "counts events by User-type accounts the guard stopped; in a loop scenario these are the bots on "
             "personal accounts (GitHub types them as users), not people: not a failure")
     return result
+
+
+def _people_held(run: _Run) -> int:
+    """Held events of the people in a scenario: every actor but the scripted ones (a scripted bot on a user account
+    is typed a user by its platform; holding it is the point of a loop scenario)."""
+    scripted = {a.actor.login for a in run.scenario.actors}
+    return sum(n for login, n in run.held.items() if login not in scripted)
 
 
 def chain_ids(world: World) -> list[str]:

@@ -288,15 +288,18 @@ class World:
             answers.append((status, json.loads(body or b"{}")))
         return answers
 
-    async def deliver_servicebus(self, message: ServiceBusMessage, *, delivery_count: int = 1) -> Settlement:
+    async def deliver_servicebus(self, message: ServiceBusMessage, *, delivery_count: int = 1,
+                                 enqueued_time: datetime | None = None) -> Settlement:
         """Deliver ``message`` to the Service Bus trigger like the host: completed when it returns; when it
         raises, redelivered until ``MaxDeliveryCount``, then dead-lettered (a poison message) — a transient
-        failure on the last attempt is reported as ``abandoned``."""
+        failure on the last attempt is reported as ``abandoned``. ``enqueued_time`` (default: now) is when the
+        broker accepted it: earlier for a backlog delivered after an outage."""
         count = delivery_count
+        enqueued = enqueued_time or self.clock()
         while True:
             try:
                 await self.call_door("servicebus_events", msg=function_message(message, delivery_count=count,
-                                                                               enqueued_time=self.clock()),
+                                                                               enqueued_time=enqueued),
                                      client=self.client)
                 return Settlement("completed", count)
             except PoisonMessage as exc:

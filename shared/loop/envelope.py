@@ -1,5 +1,19 @@
 """The event envelope: every ingress turns its input into this, and everything downstream reads only this.
 
+Loop guard v3 (issue 19) names, agreed with the arena/world side through this docstring:
+
+* ``EventEnvelope.occurred_at``: the event's OWN timestamp, as the platform stamped it: GitHub
+  ``comment.created_at`` (``issue_comment``), ``issue.created_at`` (``issues.opened``), ``issue.updated_at``
+  (other ``issues`` actions such as ``labeled``); Teams ``createdDateTime`` (Bot Framework ``timestamp``);
+  Service Bus the broker's ``EnqueuedTimeUtc`` (a producer cannot set it; the CloudEvent ``time`` it can set is
+  only used when there is no enqueued time). ``None`` when the platform gave none: the guard then uses
+  ``time``. Causality ("could this actor have seen Reynolds' effect?") compares effect times with this, never
+  with the decision time, so a backlog decided in a burst gets the verdicts it would have got live.
+* ``Actor.id``: the actor's GLOBAL identity on its platform: GitHub account id (``sender.id``), Entra object id
+  (Teams ``from.user.id`` / ``aadObjectId``), the Service Bus producer identity. ``Actor.global_key`` is the
+  ``<namespace>:<id>`` string the guard keys per-actor evidence by (``github:<account id>``,
+  ``entra:<object id>``, ``servicebus:<producer>``), the same in every organisation, tenant and namespace.
+
 Attribute names follow CloudEvents 1.0 (``id``, ``source``, ``type``, ``subject``, ``time``, ``data``);
 lineage (chain, parent, automated-hop depth) and the actor travel beside them. On the wire (Service Bus,
 HTTP) the envelope is a structured-mode CloudEvent whose extension attributes carry the lineage
@@ -51,6 +65,13 @@ class Actor(BaseModel):
     #: GitHub ``author_association`` (OWNER, MEMBER, COLLABORATOR, …) where the platform gives one.
     association: str | None = None
 
+    def global_key(self, platform: str) -> str | None:
+        """The actor's global identity (``<namespace>:<id>``, see the module docstring), or None when unnamed."""
+        if self.id:
+            space = "entra" if platform == "teams" and self.account_type != "application" else platform
+            return f"{space}:{self.id.lower()}"
+        return f"{platform}:login:{self.login.lower()}" if self.login else None
+
     @property
     def automated(self) -> bool:
         """True for actors whose actions count as automated hops (bots, Reynolds, the platform)."""
@@ -92,6 +113,8 @@ class EventEnvelope(BaseModel):
     type: str = Field(min_length=1)
     subject: str | None = None
     time: datetime
+    #: The event's own timestamp as its platform stamped it (see the module docstring); None: use ``time``.
+    occurred_at: datetime | None = None
     datacontenttype: str = "application/json"
     data: dict[str, Any] = Field(default_factory=dict)
 
@@ -106,6 +129,11 @@ class EventEnvelope(BaseModel):
     #: Visible text (comment or issue body, message text), truncated to ``MAX_TEXT_CHARS``.
     text: str = ""
     lineage: Lineage = Field(default_factory=Lineage)
+
+    @property
+    def when(self) -> datetime:
+        """When the event happened: ``occurred_at`` if the platform stamped it, else ``time``."""
+        return self.occurred_at or self.time
 
     @property
     def name(self) -> str:

@@ -36,6 +36,12 @@ SNIPPET_CHARS = 160
 #: How much of each of Reynolds' texts is kept for copy detection (enough to tell a copy from a quote).
 TEXT_CHARS = 400
 MIN_SNIPPET_CHARS = 24
+#: How long an automation's own record (Reynolds' last answer to it, its exchanges) is kept: well past any
+#: one-day window, so an automation answering every 24 h + 1 s still meets its history (no hard window edge).
+ACTOR_MEMORY_SECONDS = 7 * 86400
+#: Platform stamps have whole-second resolution (GitHub ``created_at``): an event stamped at second S happened
+#: in [S, S + 1), so an effect filed before S + 1 may have been seen by it; one filed at or after S + 1 was not.
+CLOCK_SLACK_SECONDS = 1.0
 
 
 @dataclass(frozen=True)
@@ -99,7 +105,15 @@ class GroupView:
         return value if isinstance(value, list) else []
 
     def _fresh(self, trace: Trace | None, window: float) -> Trace | None:
-        return trace if trace is not None and self.now - trace.at <= window else None
+        """``trace`` when it is within ``window`` before ``now`` and not after it (an effect filed after the
+        event happened, beyond the clock slack, is one its actor could not have seen)."""
+        if trace is None or self.now - trace.at > window or trace.at >= self.now + CLOCK_SLACK_SECONDS:
+            return None
+        return trace
+
+    def as_of(self, when: float) -> GroupView:
+        """The same evidence as an actor could have seen it at ``when`` (its event's own timestamp)."""
+        return GroupView(self.doc, min(self.now, when))
 
     def target(self, target_key: str, window: float) -> Trace | None:
         """Reynolds' latest effect on this target, within ``window`` seconds."""
@@ -111,7 +125,9 @@ class GroupView:
 
     def latest(self, window: float, container: str | None = None) -> Trace | None:
         """Reynolds' latest effect in the group (in ``container`` first), within ``window`` seconds."""
-        traces = [t for t in (_trace(raw) for raw in reversed(self._list("last"))) if t is not None]
+        # Only the effects the event could have seen (filed before its own timestamp) compete for "latest".
+        traces = [t for t in (_trace(raw) for raw in reversed(self._list("last")))
+                  if t is not None and t.at < self.now + CLOCK_SLACK_SECONDS]
         for trace in traces:
             if container is not None and trace.container == container:
                 return self._fresh(trace, window)
@@ -167,14 +183,15 @@ class EvidenceStore:
         def update(doc: dict[str, Any] | None) -> dict[str, Any]:
             doc = doc or {}
             targets = _bounded_map(doc.get("targets"), scope.target_key, target_entry, MAX_TARGETS, horizon)
-            actors = _bounded_map(doc.get("actors"), to, actor_entry, MAX_ACTORS, horizon) \
-                if actor_entry is not None and isinstance(to, str) else _pruned(doc.get("actors"), horizon)
+            remembered = now - max(self.window, ACTOR_MEMORY_SECONDS)
+            actors = _bounded_map(doc.get("actors"), to, actor_entry, MAX_ACTORS, remembered) \
+                if actor_entry is not None and isinstance(to, str) else _pruned(doc.get("actors"), remembered)
             last = [e for e in _as_list(doc.get("last")) if _at(e) > horizon][-(MAX_LAST - 1):] + [last_entry]
             texts = [e for e in _as_list(doc.get("texts")) if _at(e) > horizon]
             if len(text) >= MIN_SNIPPET_CHARS:
                 texts = [*texts, {**target_entry, "p": scope.platform, "x": text[:TEXT_CHARS]}]
             return {"kind": "evidence", "group": scope.group, "targets": targets, "actors": actors,
-                    "last": last, "texts": texts[-MAX_TEXTS:], "ttl": self.ttl}
+                    "last": last, "texts": texts[-MAX_TEXTS:], "ttl": max(self.ttl, ACTOR_MEMORY_SECONDS)}
 
         update_document(self.store, evidence_id(scope.group), update)
 

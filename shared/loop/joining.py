@@ -16,10 +16,10 @@ from typing import Any
 
 from shared.errors import NotFound
 from shared.loop.envelope import ActorKind, EventEnvelope, Platform
-from shared.loop.evidence import SNIPPET_CHARS, EvidenceStore, GroupView, Trace
+from shared.loop.evidence import ACTOR_MEMORY_SECONDS, SNIPPET_CHARS, EvidenceStore, GroupView, Trace
 from shared.loop.ledger import EffectLedger, EffectRecord, doc_id
 from shared.loop.marker import Marker, find_markers
-from shared.loop.rules import Evidence, GuardConfig, normalise_text, repeat_key, repeats
+from shared.loop.rules import REFLEX_SECONDS, Evidence, GuardConfig, normalise_text, repeat_key, repeats
 from shared.loop.scopes import Scope, ScopeMap
 from shared.store.base import DocumentStore
 
@@ -84,33 +84,56 @@ class ChainJoiner:
         first hop). A person starts a fresh chain at depth 0, linked to what it answers.
         """
         cfg = self.config
+        # What the actor could have seen: the evidence as of the event's OWN timestamp (a backlog decided in a
+        # burst after an outage is judged as it would have been live), never the decision time.
+        if event.occurred_at is not None:
+            view = view.as_of(event.occurred_at.timestamp())
         now = view.now
         text = normalise_text(event.text)
         key = actor_key(event.platform.value, event.actor.login, event.actor.id)
         target = view.target(scope.target_key, cfg.causal_window_seconds) if scope else None
-        history = view.actor(key, cfg.scope_window_seconds) if key and scope else None
+        # A declared automation meets its own history for a week (no hard one-day edge to wait out); a person's
+        # history is the one-day window (a person coming back next week starts afresh).
+        memory = max(ACTOR_MEMORY_SECONDS, cfg.scope_window_seconds) if event.actor.automated or machine \
+            else cfg.scope_window_seconds
+        history = view.actor(key, memory) if key and scope else None
         found = view.copied(text, cfg.causal_window_seconds)
         copied, original = found if found is not None else (None, "")
         # An exchange answers Reynolds' previous answer to the same counterpart: an automation's anywhere in
         # the group, a person's on the same target or within ``pace_seconds`` of it (a person's message on
         # another thread minutes later is unprompted).
-        since_answer = now - history.at if history is not None else None
-        quick = (target is not None and now - target.at <= cfg.fast_reply_seconds) or (
-            since_answer is not None and since_answer <= cfg.fast_reply_seconds)
+        since_answer = max(0.0, now - history.at) if history is not None else None
         same_target = history is not None and scope is not None and history.target == scope.target_key
         paced = since_answer is not None and since_answer <= cfg.pace_seconds
-        answering = history if history is not None and not machine and (
+        # Many people in one thread are many people: when Reynolds answered someone else on this thread after
+        # its answer to this actor, the actor's message follows the conversation (that other person's words),
+        # not Reynolds' answer to it. Reynolds' answers to others are never what a person reacts to.
+        interleaved = (same_target and target is not None and history is not None and target.at > history.at
+                       and target.to is not None and target.to != key)
+        answering = history if history is not None and not machine and not (
+            interleaved and not event.actor.automated) and (
             event.actor.automated or same_target or paced) else None
+        # Machine pace: this actor answered Reynolds' answer TO IT (not anyone else's) within seconds of it,
+        # measured between the effect and the event's own timestamp.
+        quick = answering is not None and since_answer is not None and since_answer <= cfg.fast_reply_seconds
         exchanges = answering.exchanges + 1 if answering else 0
         fast = answering.fast + 1 if answering and paced else 0
-        repeat = answering.repeats + 1 if answering and repeats(answering.snippet,
-                                                                 repeat_key(event.text)[:SNIPPET_CHARS]) else 0
+        # A repeat is the same text sent to Reynolds' answers on one thread (or by a declared automation
+        # anywhere); a person filing the same words on several threads is writing unprompted messages.
+        reflex = since_answer is not None and since_answer <= REFLEX_SECONDS
+        # Interleaved with other people or not: one template sent after each of Reynolds' answers to an actor
+        # on a thread is that actor's shape (a bot hiding among people), not a conversation.
+        repeat = history.repeats + 1 if history is not None and not machine and (
+            same_target or (answering is not None and event.actor.automated)) and repeats(
+            history.snippet, repeat_key(event.text)[:SNIPPET_CHARS], reflex=reflex, shape=copied is None) else 0
         # Relaying: Reynolds' words carried to another platform, or re-posted with nothing of one's own by
         # someone else than the one Reynolds answered (a person pasting back Reynolds' answer to them, or
         # quoting it with their own words, is not relaying). A relay stays one for its exchanges in the window.
         relay = copied is not None and (copied.platform != event.platform.value or (
             not _own_words(text, original) and copied.to != key))
-        relay = relay or (answering is not None and answering.relay)
+        # A relay judgement stays with an actor only while it keeps relaying or answering at machine pace: a
+        # person who shared an answer and then discusses it in their own words, at a person's pace, is a person.
+        relay = relay or (answering is not None and answering.relay and (copied is not None or quick))
         why = "a Service Bus producer" if machine else "answers at a machine's pace" if quick else \
             "relays Reynolds' words" if relay else ""
         judged = not event.actor.automated and bool(why)
@@ -139,8 +162,9 @@ class ChainJoiner:
             return Evidence(trace.chain_id, trace.event_id, trace.depth + 1, via, notes=notes, relay=judged,
                             **stats)
         linked = copied or target
+        latest = view.latest(cfg.fast_reply_seconds, scope.container_key) if scope is not None else None
         return Evidence(new_chain_id(event.id), None, 0, "new", linked_chain=linked.chain_id if linked else None,
-                        notes=notes, **stats)
+                        notes=notes, prompted=latest is not None, **stats)
 
     def _scope_of(self, event: EventEnvelope) -> Scope | None:
         scope = self.scopes.of_event(event)

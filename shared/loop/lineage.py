@@ -28,7 +28,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from shared.errors import Conflict, CorruptState, NotFound, PreconditionFailed
-from shared.loop.envelope import ActorKind, EventEnvelope
+from shared.loop.envelope import ActorKind, EventEnvelope, Platform
 from shared.loop.evidence import SNIPPET_CHARS, EvidenceStore
 from shared.loop.joining import ChainJoiner, actor_key, marker_text, new_chain_id
 from shared.loop.ledger import EffectLedger, EffectRecord, doc_id, public
@@ -71,6 +71,13 @@ class Decision:
     original_verdict: Verdict | None = None
     #: The rule that decided (see ``shared.loop.rules.Judgement.rule``).
     rule: str = ""
+    #: A person-declared actor judged an automation by its behaviour (machine pace, relaying, a Service Bus
+    #: producer): every rule and breaker downstream uses the judged kind, never the declared one.
+    judged_automated: bool = False
+
+    def actor_kind(self, declared: ActorKind) -> str:
+        """The kind everything after the decision uses: ``bot`` for a person-declared actor judged an automation."""
+        return ActorKind.BOT.value if self.judged_automated and declared is ActorKind.HUMAN else declared.value
 
     @property
     def reason(self) -> str:
@@ -96,6 +103,16 @@ def instance_id_for(event_id: str) -> str:
     digest = hashlib.sha256(event_id.encode("utf-8", errors="surrogatepass")).hexdigest()[:36]
     prefix = re.sub(r"[^A-Za-z0-9_.-]", "-", event_id)[: MAX_INSTANCE_ID_CHARS - 2 - len(digest)]
     return f"{prefix}::{digest}"
+
+
+def _judged_for_breakers(event: EventEnvelope, evidence: Evidence) -> bool:
+    """Whether the kind downstream (breakers, the report) is ``bot`` for a person-declared actor: judged an
+    automation by evidence that outlasts one event — a Service Bus producer, a relay, or a second exchange in a
+    row at a machine's pace. One quick answer alone (a person filing the same bug on a second repository
+    seconds after Reynolds answered the first) is not enough to have Reynolds' answer to it suppressed."""
+    if not evidence.relay:
+        return False
+    return event.platform is Platform.SERVICEBUS or evidence.relayed or evidence.exchanges >= 2
 
 
 class LineageService:
@@ -139,7 +156,8 @@ class LineageService:
         for _ in range(_MAX_RETRIES):
             current = head or ChainHead(chain_id=evidence.chain_id, created_at=self._now(), root_event=event.id,
                                         linked_from=evidence.linked_chain, root_actor=evidence.actor,
-                                        root_automated=evidence.automated(event))
+                                        root_automated=evidence.automated(event),
+                                        root_prompted=evidence.prompted)
             updated = apply(current, event, evidence, judgement, self._now(), self.config)
             body = {"id": "head", "pk": evidence.chain_id, "kind": "chain", "ttl": self.lineage_ttl,
                     **updated.to_doc()}
@@ -163,7 +181,7 @@ class LineageService:
         else:  # pragma: no cover - 50 lost races in a row means the store is unhealthy
             raise CorruptState(f"chain {evidence.chain_id}: head update kept losing races")
         return Decision(judgement.verdict, judgement.reasons, event.id, evidence.chain_id, evidence.parent_id,
-                        evidence.depth, rule=judgement.rule)
+                        evidence.depth, rule=judgement.rule, judged_automated=_judged_for_breakers(event, evidence))
 
     def open_chain(self, event: EventEnvelope, reason: str, rule: str) -> Decision:
         """Record ``event`` as the accepted first event of a chain of its own, without judging it.
@@ -232,7 +250,8 @@ class LineageService:
         except (NotFound, ValueError):
             first, original = {}, None
         return Decision(Verdict.DUPLICATE, ("this event was already received",), event_id, first.get("chain_id"),
-                        first.get("parent_id"), int(first.get("depth") or 0), original)
+                        first.get("parent_id"), int(first.get("depth") or 0), original,
+                        judged_automated=first.get("judged_automated") is True)
 
     def _event_doc(self, event: EventEnvelope, evidence: Evidence, judgement: Judgement) -> dict[str, Any]:
         return {"id": doc_id("ev", event.id), "pk": doc_id("ev", event.id), "kind": "event", "event_id": event.id,

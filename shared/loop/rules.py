@@ -82,6 +82,9 @@ class Evidence:
     actor: str | None = None
     #: Judged an automation because it relays Reynolds' words (stays with the actor's exchanges).
     relayed: bool = False
+    #: One of Reynolds' effects in the scope preceded this event (its own timestamp) by at most
+    #: ``fast_reply_seconds``: the event may be a first hop of an automation that reacts to Reynolds.
+    prompted: bool = True
 
     def automated(self, event: EventEnvelope) -> bool:
         """Whether ``event`` counts as an automated hop (an automation, or judged one by its behaviour)."""
@@ -100,6 +103,9 @@ class ChainHead:
     #: automation later in its own chain spent one more of the budget than the counter shows.
     root_actor: str | None = None
     root_automated: bool = True
+    #: The first event came within ``fast_reply_seconds`` after one of Reynolds' effects in its scope (by the
+    #: event's own timestamp): if its actor is judged an automation later, that first hop is charged too.
+    root_prompted: bool = True
     events: int = 0
     verdicts: dict[str, int] = field(default_factory=dict)
     automated_accepted: int = 0
@@ -207,8 +213,12 @@ def judge(event: EventEnvelope, evidence: Evidence, head: ChainHead | None, conf
             reason = f"loop: amplification, event {evidence.parent_id} already caused {config.max_children} events"
             return Judgement(Verdict.LOOP, (reason, *notes), fp, "amplification")
         spent = head.automated_accepted
-        if not head.root_automated and head.root_actor is not None and head.root_actor == evidence.actor:
-            spent += 1  # its first event, taken for a person's, was this automation's too
+        if (not head.root_automated and head.root_prompted and head.root_actor is not None
+                and head.root_actor == evidence.actor):
+            # Its first event, taken for a person's, came seconds after one of Reynolds' effects and its actor
+            # is now judged an automation: that first hop was this automation's too. A chain a person started
+            # unprompted (nothing of Reynolds' just before) is never charged for it.
+            spent += 1
         if spent >= config.chain_budget:
             reason = f"loop: chain budget of {config.chain_budget} automated runs is spent"
             return Judgement(Verdict.LOOP, (reason, *notes), fp, "budget")
@@ -241,6 +251,7 @@ MIN_REPEAT_CHARS = 24
 MAX_FOLLOW_UP_CHARS = 48
 _MIN_REPEAT_WORDS = 4
 _WORD = re.compile(r"[A-Za-z]+")
+_PUNCT_SPLIT = re.compile(r"[^\s\W]+|[^\w\s]")
 _CONSONANT_RUN = re.compile(r"[bcdfghjklmnpqrstvwxz]{4,}")
 
 
@@ -261,18 +272,50 @@ def repeat_key(text: str) -> str:
     return normalise_text(_WORD.sub(lambda m: "<tok>" if _token_like(m.group()) else m.group(), strip_markers(text)))
 
 
-def repeats(previous: str, current: str) -> bool:
+#: A reaction this soon after Reynolds' answer to its actor is a reflex, not a follow-up: a short phrase
+#: ("+1", "thanks") sent again and again this soon after each answer is a repeat; a person asking "any update?"
+#: after Reynolds went quiet for longer is following up.
+REFLEX_SECONDS = 600
+#: Two texts of one actor sharing this share of their words, in order (and at least ``_MIN_REPEAT_WORDS - 1``
+#: of them), with word counts within one, are one template with slots filled (service, environment, state).
+TEMPLATE_SHARE = 0.5
+
+
+def _common_in_order(a: list[str], b: list[str]) -> int:
+    """The length of the longest common subsequence of two word lists (texts are short: O(len(a)·len(b)))."""
+    row = [0] * (len(b) + 1)
+    for x in a:
+        prev = 0
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], prev + 1 if x == y else max(row[j], row[j - 1])
+    return row[-1]
+
+
+def repeats(previous: str, current: str, *, reflex: bool = False, shape: bool = True) -> bool:
     """Whether two answers (as ``repeat_key``) are one template filled twice.
 
-    Equal, or equal but for one word in the same place (a generated token ``repeat_key`` did not recognise);
-    and more than what people repeat: a short phrase ("thanks!") or a short question ("any update on this
-    issue?": a person waiting for an answer).
+    Equal, or equal but for one word in the same place (a generated token ``repeat_key`` did not recognise), or
+    the same shape with slots filled (``TEMPLATE_SHARE`` of the words in order, word counts within one); and more
+    than what people repeat: a short phrase ("thanks!") or a short question ("any update on this issue?": a
+    person waiting for an answer) — unless it is a ``reflex`` (sent within ``REFLEX_SECONDS`` of Reynolds' answer
+    to its actor): the same short phrase as a reflex to Reynolds' answers again and again is a repeat. ``shape``
+    False (a text quoting Reynolds: the quote is Reynolds' words, not the actor's shape) skips the template test.
     """
+    if reflex and previous and previous == current:
+        return True
     if min(len(previous), len(current)) < MIN_REPEAT_CHARS:
         return False
     if len(current) <= MAX_FOLLOW_UP_CHARS and current.rstrip().endswith("?"):
         return False
     a, b = previous.split(), current.split()
-    if len(a) != len(b) or len(a) < _MIN_REPEAT_WORDS:
+    if abs(len(a) - len(b)) > 1 or min(len(a), len(b)) < _MIN_REPEAT_WORDS:
         return False
-    return sum(x != y for x, y in zip(a, b, strict=True)) <= (1 if len(a) > _MIN_REPEAT_WORDS else 0)
+    if len(a) == len(b) and sum(x != y for x, y in zip(a, b, strict=True)) <= (1 if len(a) > _MIN_REPEAT_WORDS
+                                                                                 else 0):
+        return True
+    if not shape:
+        return False
+    # Punctuation is part of a template's shape ("Deploy of <service> to <env>: <state>").
+    a, b = _PUNCT_SPLIT.findall(previous), _PUNCT_SPLIT.findall(current)
+    common = _common_in_order(a, b)
+    return common >= _MIN_REPEAT_WORDS and common >= TEMPLATE_SHARE * min(len(a), len(b))

@@ -81,7 +81,7 @@ def reply_input(event: EventEnvelope, decision: Decision, *, out_queue: str) -> 
     common: dict[str, Any] = {
         "event_id": event.id, "event_type": event.type, "chain_id": decision.chain_id or "",
         "depth": decision.depth, "actor": event.actor.login or event.actor.id,
-        "actor_kind": event.actor.kind.value, "text": event.text[:2000],
+        "actor_kind": decision.actor_kind(event.actor.kind), "text": event.text[:2000],
     }
     if event.platform is Platform.TEAMS:
         team, channel = data.get("team_id"), data.get("channel_id")

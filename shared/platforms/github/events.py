@@ -19,7 +19,7 @@ import logging
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
@@ -201,6 +201,17 @@ def event_identity(event: str, payload: Mapping[str, Any]) -> str:
     return f"{name}:{_digest(payload)[:40]}"
 
 
+def _stamp(value: Any) -> datetime | None:
+    """GitHub's ISO 8601 timestamp (``2026-12-08T02:00:00Z``) as an aware datetime, or None."""
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
 def to_envelope(delivery: Delivery, *, received_at: datetime, bot_login: str, bot_app_id: str | None) -> EventEnvelope:
     """Project a delivery into the envelope (small: ids, target, truncated text; never the whole payload)."""
     payload = delivery.payload
@@ -250,12 +261,15 @@ def to_envelope(delivery: Delivery, *, received_at: datetime, bot_login: str, bo
         for key in ("created_at", "updated_at"):
             if isinstance(comment.get(key), str):
                 data[f"comment_{key}"] = comment[key]
+    stamped = comment if delivery.event == "issue_comment" and comment else issue
+    stamp_key = "created_at" if delivery.event == "issue_comment" or action == "opened" else "updated_at"
     return EventEnvelope(
         id=f"github:{event_identity(delivery.event, payload)}",
         source=f"https://github.com/{repo}" if repo else "https://github.com",
         type=f"com.github.{delivery.event}" + (f".{action}" if action else ""),
         subject=target.key if target else None,
         time=received_at,
+        occurred_at=_stamp(stamped.get(stamp_key) if stamped else None),
         data=data,
         platform=Platform.GITHUB,
         event=delivery.event,

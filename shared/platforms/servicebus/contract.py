@@ -313,6 +313,8 @@ def parse_servicebus_body(
             type=event["type"],
             subject=_text(event.get("subject")),
             time=event.get("time") or enqueued_time or datetime.now(UTC),
+            # The broker's stamp, which no producer sets, is when the event happened for the loop guard.
+            occurred_at=enqueued_time,
             datacontenttype=_text(event.get("datacontenttype")) or "application/json",
             data=projected,
             platform=Platform.SERVICEBUS,

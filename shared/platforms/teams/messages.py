@@ -90,6 +90,7 @@ async def fetch_message(
         type=f"com.microsoft.teams.message.{change_type}",
         subject=ref.target_key,
         time=when,
+        occurred_at=when,
         data=message_data(ref, resource=ref.resource, fetched=True, markers=extract_markers(content)),
         platform=Platform.TEAMS,
         event="teams_message",

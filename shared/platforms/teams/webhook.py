@@ -262,6 +262,7 @@ def parse_teams_activity(
         type=TEAMS_MESSAGE_TYPE,
         subject=target_key,
         time=_parse_time(activity.get("timestamp"), received_at),
+        occurred_at=_parse_time(activity.get("timestamp"), received_at),
         data={key: value for key, value in data.items() if value is not None},
         platform=Platform.TEAMS,
         event="teams_message",
