@@ -120,9 +120,12 @@ from shared.platforms.teams.notifications import message_event_id
 from shared.platforms.teams.webhook import html_to_text
 from shared.store.base import Query
 from tools.fakes.github import FakeGitHubError, WriteEvent
+from tools.fakes.github.writes_log import record_writes
 from tools.faults.spec import FaultSpec
 from tools.faults.spec import install as install_faults
 from tools.local_settings import tool_settings
+from tools.scripted_model import ItemInputError, finish_line, scripted_model, seed_item
+from tools.whatif import journal_to
 from tools.world import REYNOLDS_LOGIN, START, World, build_world
 
 WEBHOOK_LATENCY_SECONDS = 1.0
@@ -261,6 +264,11 @@ class Scenario(BaseModel):
 
     #: What to break: store faults and outages, Durable outages, fake-GitHub fault modes.
     faults: FaultSpec | None = None
+    #: Issue 21/23's seeds: the fake model's replies in order, repository files, pull requests and workflow runs.
+    model: list[dict[str, Any]] | None = None
+    repo_files: dict[str, dict[str, str]] | None = None
+    pulls: dict[str, list[dict[str, Any]]] | None = None
+    runs: dict[str, list[dict[str, Any]]] | None = None
 
 
 @dataclass(frozen=True)
@@ -628,13 +636,20 @@ def _on_servicebus(run: _Run, queue: str, message: ServiceBusMessage, *, by_reyn
     _notice(run, write)
 
 
-async def run_scenario(scenario: Scenario, store: str,
-                       inspect: Callable[[World], None] | None = None) -> dict[str, Any]:
+async def run_scenario(scenario: Scenario, store: str, inspect: Callable[[World], None] | None = None,
+                       journal: str | None = None) -> dict[str, Any]:
     """Play one scenario to quiet (or to its caps); its result line. ``inspect`` sees the world before it closes
-    (``tools.explore`` reads the chains from it)."""
+    (``tools.explore`` reads the chains from it); ``journal`` records every decision and effect there
+    (``tools.whatif``'s format)."""
     # The developer's LOOP_* settings (environment over local.settings.json) win over the scenario's defaults.
     links = {"LOOP_LINKED_SCOPES": scenario.linked_scopes, **tool_settings("arena")}
-    with build_world(store=store, profile="reply-all", extra_settings=links) as world:
+    with build_world(store=store, profile="reply-all", extra_settings=links) as world, \
+            contextlib.ExitStack() as stack:
+        if journal:
+            stack.enter_context(journal_to(world.services, journal, source=f"arena:{scenario.name}"))
+        writes = record_writes(world.github, REYNOLDS_LOGIN)
+        seed_item(world, scenario.model_dump(include={"model", "repo_files", "pulls", "runs"}))
+        model = stack.enter_context(scripted_model(scenario.model, world.services))
         run = _Run(scenario=scenario, world=world)
         if scenario.faults is not None:
             install_faults(world, scenario.faults)
@@ -688,7 +703,10 @@ async def run_scenario(scenario: Scenario, store: str,
                 await _deliver(run, *item.data)
         if inspect is not None:
             inspect(world)
-        return _result(run, stopped)
+        result = finish_line(_result(run, stopped), writes, model)
+        if "error" in result:
+            result["passed"] = False
+        return result
 
 
 def _uses_teams(scenario: Scenario) -> list[bool]:
@@ -844,8 +862,13 @@ def main(argv: list[str] | None = None) -> int:
     """Command-line entry point."""
     parser = argparse.ArgumentParser(prog="python -m tools.arena", description="Run loop-arena scenarios.")
     parser.add_argument("--store", choices=("memory", "cosmos"), default="memory")
+    parser.add_argument("--journal", metavar="PATH",
+                        help="record one scenario's decisions and effects for `python -m tools.whatif --from PATH`")
     parser.add_argument("scenarios", nargs="+", metavar="SCENARIO.json")
     args = parser.parse_args(argv)
+    if args.journal and len(args.scenarios) != 1:
+        print("arena: --journal records one scenario at a time", file=sys.stderr)
+        return 2
     scenarios = []
     for path in args.scenarios:
         try:
@@ -858,7 +881,11 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     failed = 0
     for scenario in scenarios:
-        result = asyncio.run(run_scenario(scenario, args.store))
+        try:
+            result = asyncio.run(run_scenario(scenario, args.store, journal=args.journal))
+        except ItemInputError as exc:
+            print(f"arena: {scenario.name}: {exc}", file=sys.stderr)
+            return 2
         failed += not result["passed"]
         print(f"{'PASS' if result['passed'] else 'FAIL'} {scenario.name}: {result['reynolds_effects']} effects, "
               f"{result['events']} events, stopped={result['stopped']}", file=sys.stderr)

@@ -107,16 +107,9 @@ def model_outcome(model: ScriptedModel | None) -> dict[str, Any]:
 WRITE_KEYS = ("platform", "method", "path", "kind", "target", "sha256", "status")
 
 
-async def run_with_interfaces(world: Any, item: dict[str, Any], writes: list[dict[str, Any]],
-                              run: Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
-    """Run one simulate item or arena scenario with issue 21's interfaces, in one call.
-
-    Serves the item's ``"repo_files"`` through the fake GitHub's contents API, answers its model calls from its
-    ``"model"`` script, runs ``run(world, item)``, and adds to the line ``"writes"`` (the write requests made
-    during the run: ``writes`` is the list :func:`tools.fakes.github.writes_log.record_writes` returned once for
-    the world), ``model_replies_used`` and, when the script was exceeded, ``"error"``. A malformed ``"model"``
-    or ``"repo_files"`` raises :class:`ItemInputError` before anything runs.
-    """
+def seed_item(world: Any, item: dict[str, Any]) -> None:
+    """Check an item's (or scenario's) ``"model"`` script and seed its ``"repo_files"``, ``"pulls"`` and ``"runs"``
+    on the world's fake GitHub; anything malformed raises :class:`ItemInputError` before anything runs."""
     from tools.fakes.github import seeding
     from tools.fakes.github.writes_log import seed_repo_files
 
@@ -128,9 +121,27 @@ async def run_with_interfaces(world: Any, item: dict[str, Any], writes: list[dic
             seeding.seed(world.github, pulls=item.get("pulls"), runs=item.get("runs"))
     except ValueError as exc:
         raise ItemInputError(str(exc)) from exc
+
+
+def finish_line(line: dict[str, Any], writes: list[dict[str, Any]], model: ScriptedModel | None) -> dict[str, Any]:
+    """``line`` with its ``"writes"`` and the model's outcome (``"error"`` when the script was exceeded)."""
+    line["writes"] = [{key: entry[key] for key in WRITE_KEYS} for entry in writes]
+    line.update(model_outcome(model))
+    return line
+
+
+async def run_with_interfaces(world: Any, item: dict[str, Any], writes: list[dict[str, Any]],
+                              run: Callable[[Any, dict[str, Any]], Awaitable[dict[str, Any]]]) -> dict[str, Any]:
+    """Run one simulate item or arena scenario with issue 21's interfaces, in one call.
+
+    Serves the item's ``"repo_files"`` through the fake GitHub's contents API, answers its model calls from its
+    ``"model"`` script, runs ``run(world, item)``, and adds to the line ``"writes"`` (the write requests made
+    during the run: ``writes`` is the list :func:`tools.fakes.github.writes_log.record_writes` returned once for
+    the world), ``model_replies_used`` and, when the script was exceeded, ``"error"``. A malformed ``"model"``
+    or ``"repo_files"`` raises :class:`ItemInputError` before anything runs.
+    """
+    seed_item(world, item)
     before = len(writes)
     with scripted_model(item.get("model"), world.services) as model:
         line = await run(world, item)
-    line["writes"] = [{key: entry[key] for key in WRITE_KEYS} for entry in writes[before:]]
-    line.update(model_outcome(model))
-    return line
+    return finish_line(line, writes[before:], model)
