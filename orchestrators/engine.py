@@ -62,13 +62,13 @@ from typing import Any, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from orchestrators.backoff import ANSWER_RETRY, call_with_backoff
 from orchestrators.context import OrchestrationContext
 from shared.errors import ReynoldsError
 from shared.names import (
     APPROVAL_EVENT,
     CANCEL_EVENT,
     CANCEL_SUBTASKS,
-    LOAD_TASK,
     NOTIFY_PARENT,
     ORCHESTRATE_TASK,
     PLAN_TASK,
@@ -109,6 +109,16 @@ MARKER_SECONDS = 5 * 24 * 3600
 #: Attempts to deliver a subtask's outcome to its parent (the parent also collects it when it continues).
 NOTIFY_ATTEMPTS = 3
 NOTIFY_RETRY_SECONDS = 5.0
+#: How often the parent reconciles the subtasks it waits for with their runtime status (a lost outcome, a
+#: subtask that Failed, was Terminated or vanished): a durable timer, so nothing waits for ever on an event.
+SUPERVISE_SECONDS = 600.0
+#: After a START_SUBTASKS call failed (the task hub unreachable), the parent tries again this soon ...
+START_RETRY_SECONDS = 30.0
+#: ... this many times in all, then the subtasks it could not start are failed outcomes.
+START_ATTEMPTS = 5
+
+#: Needs-approval and final reports retry like answers (``orchestrators.backoff.ANSWER_RETRY``).
+REPORT_RETRY = ANSWER_RETRY
 
 EngineGenerator = Generator[Any, Any, Any]
 _M = TypeVar("_M", bound=BaseModel)
@@ -125,11 +135,15 @@ class SubtaskInput(TaskLineage):
     model_config = ConfigDict(extra="forbid")
 
     parent_instance_id: str
+    #: The parent's run (a restarted parent gets a new one): in this subtask's instance id and its event name.
+    run: str = ""
     subtask: Subtask
     #: Summaries of the dependencies' results (truncated), so a specialist can build on them.
     dependency_summaries: dict[str, str] = Field(default_factory=dict)
     policy: RetryPolicy = Field(default_factory=RetryPolicy)
-    #: Only for a subtask started on its own; the engine leaves it out and LOAD_TASK reads the parent's input.
+    #: Only for a subtask started on its own; the engine leaves it out and ``RUN_SUBTASK`` reads the task the
+    #: parent's first ``START_SUBTASKS`` saved (``shared.work.task_service.TaskSpecRef``): the description
+    #: enters no subtask history.
     task: TaskSpec | None = None
 
 
@@ -152,6 +166,12 @@ class EngineCarry(BaseModel):
     report_failures: int = 0
     approval_reported: bool = False
     generation: int = 0
+    #: This run of the instance id (``context.new_uuid`` of its first execution): part of every subtask id.
+    run: str = ""
+    #: The task was saved for the subtasks (by a START_SUBTASKS that completed).
+    task_saved: bool = False
+    #: Subtasks whose START_SUBTASKS call failed, with the number of failed calls (resent on the next pass).
+    unconfirmed: dict[str, int] = Field(default_factory=dict)
 
 
 class RunSubtaskResult(BaseModel):
@@ -257,7 +277,7 @@ def run_subtask(context: OrchestrationContext) -> EngineGenerator:
     outcome = yield from _attempts(context, data)
     delivery = {
         "parent_instance_id": data.parent_instance_id,
-        "event": subtask_done_event(data.subtask.id),
+        "event": subtask_done_event(data.subtask.id, data.run),
         "outcome": outcome,
     }
     for attempt in range(1, NOTIFY_ATTEMPTS + 1):
@@ -292,21 +312,20 @@ def _attempts(context: OrchestrationContext, data: SubtaskInput) -> EngineGenera
         if not granted:
             return _outcome(subtask, SubtaskState.FAILED, 0, error=f"approval denied{' by ' + who if who else ''}")
 
-    task = data.task
-    if task is None:
-        try:
-            task = TaskSpec.model_validate((yield context.call_activity(LOAD_TASK, data.parent_instance_id)))
-        except Exception as exc:
-            return _outcome(subtask, SubtaskState.FAILED, 0, error=f"could not load the task: {failure_text(exc)}")
-
     seed = f"{data.parent_instance_id}:{subtask.id}"
+    # The task by reference (the parent saved it once per run): attempts carry ids, not the description.
+    task: dict[str, Any] = (
+        {"task": data.task.model_dump(mode="json")}
+        if data.task is not None
+        else {"task_ref": {"parent_instance_id": data.parent_instance_id, "run": data.run}}
+    )
     payload = {
         "instance_id": data.parent_instance_id,
         "subtask_instance_id": context.instance_id,
-        "idempotency_key": seed,
+        "idempotency_key": f"{seed}:{data.run}" if data.run else seed,
         "attempt": 0,
         "subtask": subtask.model_dump(mode="json"),
-        "task": task.model_dump(mode="json"),
+        **task,
         "event_id": data.event_id,
         "chain_id": data.chain_id,
         "depth": data.depth,
@@ -319,7 +338,7 @@ def _attempts(context: OrchestrationContext, data: SubtaskInput) -> EngineGenera
         context.set_custom_status({"state": SubtaskState.RUNNING.value, "attempt": attempt})
         activity = context.call_activity(RUN_SUBTASK, {**payload, "attempt": attempt})
         timeout = context.create_timer(_after(context, policy.attempt_timeout_seconds))
-        winner = yield from _first_of(context, [activity, timeout, cancel])
+        winner = yield context.task_any([activity, timeout, cancel])
         if winner is cancel:
             # The attempt's activity stays open (DTFx cannot cancel it): this instance ends when it returns,
             # the parent hears of the cancellation now.
@@ -360,7 +379,7 @@ def _attempts(context: OrchestrationContext, data: SubtaskInput) -> EngineGenera
                 context.instance_id,
             )
         backoff = context.create_timer(_after(context, delay))
-        winner = yield from _first_of(context, [backoff, cancel])
+        winner = yield context.task_any([backoff, cancel])
         if winner is cancel:
             _cancel_timer(backoff)
             return _outcome(subtask, SubtaskState.SKIPPED, attempt, error=f"{_cancelled(cancel)} after: {last_error}")
@@ -425,7 +444,13 @@ class _Reporter:
             "error": None if error is None else truncate(error, MAX_ERROR_CHARS),
         }
         try:
-            yield self.context.call_activity(REPORT_STATUS, payload)
+            if phase is ReportPhase.STARTED:
+                yield self.context.call_activity(REPORT_STATUS, payload)
+            else:
+                # What a person waits for (the result, an approval to give) retries like an answer: durable-timer
+                # backoff honouring Retry-After, for as long as answers are retried.
+                yield from call_with_backoff(self.context, REPORT_STATUS, payload, seed=payload["idempotency_key"],
+                                             policy=REPORT_RETRY)
         except Exception as exc:
             # Reporting is best effort: a failed comment must not throw away the subtasks' work.
             self.failures += 1
@@ -499,22 +524,33 @@ class _Window:
 
 
 def _custom_status(window: _Window, phase: str) -> dict[str, Any]:
-    """The parent's custom status: counts, and the per-subtask map while it fits the extension's limit."""
+    """The parent's custom status: counts, the run, the subtasks waiting for an approval (what ``/reynolds approve``
+    reads) and the per-subtask map while it fits the extension's 16 KB limit; past it the map is dropped first,
+    then the waiting list is cut (``truncated``)."""
     counts = window.counts()
+    states = window.carry.states
+    waiting = [sid for sid, state in states.items() if state is SubtaskState.WAITING]
     status: dict[str, Any] = {
         "phase": phase,
-        "total": len(window.carry.states),
+        "run": window.carry.run,
+        "total": len(states),
         "done": counts[SubtaskState.SUCCEEDED] + counts[SubtaskState.FAILED] + counts[SubtaskState.SKIPPED],
         "succeeded": counts[SubtaskState.SUCCEEDED],
         "running": counts[SubtaskState.RUNNING],
         "waiting": counts[SubtaskState.WAITING],
         "failed": counts[SubtaskState.FAILED],
         "skipped": counts[SubtaskState.SKIPPED],
-        "subtasks": {sid: state.value for sid, state in window.carry.states.items()},
+        "waiting_ids": waiting,
+        "subtasks": {sid: state.value for sid, state in states.items()},
     }
-    if utf16_json_bytes(status) > MAX_CUSTOM_STATUS_BYTES:
-        status["subtasks"] = {}
-        status["truncated"] = True
+    if utf16_json_bytes(status) <= MAX_CUSTOM_STATUS_BYTES:
+        return status
+    status["subtasks"] = {}
+    status["truncated"] = True
+    size = utf16_json_bytes(status)
+    while waiting and size > MAX_CUSTOM_STATUS_BYTES:
+        # 2 bytes per UTF-16 code unit: the id, its quotes and comma.
+        size -= 2 * (len(waiting.pop()) + 3)
     return status
 
 
@@ -524,9 +560,10 @@ def utf16_json_bytes(value: Any) -> int:
 
 
 def _publish(context: OrchestrationContext, window: _Window, phase: str) -> None:
-    """Set the custom status on the live pass only (DTFx keeps what the live pass of each episode sets)."""
-    if not context.is_replaying:
-        context.set_custom_status(_custom_status(window, phase))
+    """Set the custom status before every yield, replay included: DTFx stores, every episode, what that
+    episode set, so an episode that only replays (a duplicate outcome, a marker firing days later) must set it
+    too, or the status (and the approvals that read it) is cleared."""
+    context.set_custom_status(_custom_status(window, phase))
 
 
 def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | None = None) -> EngineGenerator:
@@ -544,8 +581,7 @@ def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | No
     else:
         request = _validated(TaskRequest, raw)
         reporter = _Reporter(context, request)
-        if not context.is_replaying:
-            context.set_custom_status({"phase": "planning"})
+        context.set_custom_status({"phase": "planning"})
         try:
             raw_plan = yield context.call_activity(PLAN_TASK, request.model_dump(mode="json"))
             plan = Plan.model_validate(raw_plan)
@@ -556,6 +592,7 @@ def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | No
             yield from reporter.report(ReportPhase.FAILED, {}, {}, error=error)
             raise EngineFailed(error) from None
         carry = EngineCarry(
+            run=str(context.new_uuid()).replace("-", "")[:12],
             request=request,
             subtasks=[subtask.model_dump(mode="json", exclude_defaults=True) for subtask in plan.subtasks],
             planner=plan.planner,
@@ -569,15 +606,22 @@ def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | No
 
 
 def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Reporter) -> EngineGenerator:
-    request, instance_id = carry.request, context.instance_id
+    request, instance_id, run = carry.request, context.instance_id, carry.run
     window = _Window(carry)
     width = 1 if request.strategy.approach == "sequential" else request.strategy.max_concurrency
     cancel = context.wait_for_external_event(CANCEL_EVENT)
-    waiters = {sid: context.wait_for_external_event(subtask_done_event(sid)) for sid in carry.running}
+    waiters = {sid: context.wait_for_external_event(subtask_done_event(sid, run)) for sid in carry.running}
     # Outcomes raised during the previous execution's last episode were dropped with it: the first START of a
     # continued execution also collects the outcomes of subtasks that already ended.
-    collect = {sid: subtask_instance_id(instance_id, sid) for sid in carry.running} if carry.generation else {}
-    starts: list[tuple[Any, list[str]]] = []  # START_SUBTASKS calls not completed yet, with their subtasks
+    collect = (
+        {sid: subtask_instance_id(instance_id, sid, run) for sid in carry.running if sid not in carry.unconfirmed}
+        if carry.generation
+        else {}
+    )
+    resend: list[str] = []  # subtasks whose START failed, sent again on a supervision pass
+    starts: list[tuple[Any, list[str], bool]] = []  # START_SUBTASKS calls not completed yet: (task, wave, saves)
+    watch: Any = None  # the supervision timer (point 5 of the module docstring)
+    watch_short = False
     unyielded = True  # the cancel wait (and the carried waits) have not been in a yielded task yet
     cancelled = False
     handled = 0
@@ -585,6 +629,7 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
     while True:
         if handled >= EVENTS_PER_EXECUTION and not starts and carry.running:
             # Continue before starting the refill: the next execution's first START carries it with the collection.
+            _cancel_timer(watch)  # an open timer would hold the continue-as-new (DTFx HasOpenTasks)
             carry.generation += 1
             carry.reports, carry.report_failures = reporter.sequence, reporter.failures
             _publish(context, window, "running")
@@ -592,18 +637,24 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
             return None
         starting = window.take_ready(width - len(carry.running))
         new_start = False
-        if starting or collect:
-            children = [_child(carry, window, instance_id, sid) for sid in starting]
+        if starting or collect or resend:
             for sid in starting:
                 carry.states[sid] = SubtaskState.WAITING if window.by_id[sid].get("writes") else SubtaskState.RUNNING
                 carry.running.append(sid)
-                waiters[sid] = context.wait_for_external_event(subtask_done_event(sid))
+                waiters[sid] = context.wait_for_external_event(subtask_done_event(sid, run))
             carry.max_running = max(carry.max_running, len(carry.running))
-            start = context.call_activity(
-                START_SUBTASKS, {"parent_instance_id": instance_id, "children": children, "collect": collect}
-            )
-            collect = {}
-            starts.append((start, starting))
+            wave = [*resend, *starting]
+            start_input: dict[str, Any] = {
+                "parent_instance_id": instance_id,
+                "children": [_child(carry, window, instance_id, sid) for sid in wave],
+                "collect": collect,
+            }
+            saves = bool(wave) and not carry.task_saved and not any(saving for _, _, saving in starts)
+            if saves:
+                # The description goes to the store once per run; subtasks' attempts read it by reference.
+                start_input["task"] = {"run": run, "spec": request.task.model_dump(mode="json")}
+            starts.append((context.call_activity(START_SUBTASKS, start_input), wave, saves))
+            collect, resend = {}, []
             new_start, unyielded = True, unyielded or bool(starting)
             if not carry.approval_reported and any(window.by_id[sid].get("writes") for sid in starting):
                 # Wait for the wave to be started, then say that approvals are needed.
@@ -616,8 +667,12 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
         if not carry.running and not starts:
             break
 
+        if watch is None:
+            watch_short = bool(carry.unconfirmed)
+            watch = context.create_timer(_after(context, START_RETRY_SECONDS if watch_short else SUPERVISE_SECONDS))
+            unyielded = True
         _publish(context, window, "running")
-        tasks = [*(task for task, _ in starts), *waiters.values(), cancel]
+        tasks = [*(task for task, _, _ in starts), *waiters.values(), cancel, watch]
         if unyielded and not new_start:
             # New waits without a new START in the entry: the host would await them alone (module docstring 1).
             winner = yield from _first_of(context, tasks)
@@ -627,9 +682,24 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
         unyielded = False
         if winner is cancel:
             cancelled = True
-            yield from _cancel_running(context, window, cancel, instance_id)
+            _cancel_timer(watch)
+            yield from _cancel_running(context, window, cancel, instance_id, starts, waiters)
             break
+        if getattr(watch, "is_completed", False):
+            # Supervision: ask the task hub about every subtask still owed (lost outcome, Failed, Terminated,
+            # vanished) and send again the ones whose START failed.
+            watch = None
+            pending = {sid for _, wave, _ in starts for sid in wave}
+            resend = [sid for sid in carry.unconfirmed if sid not in pending]
+            collect = {
+                sid: subtask_instance_id(instance_id, sid, run)
+                for sid in carry.running
+                if sid not in carry.unconfirmed and sid not in pending
+            }
         yield from _settle_starts(context, window, starts, waiters, block=False)
+        if carry.unconfirmed and watch is not None and not watch_short:
+            _cancel_timer(watch)  # a START failed: the next pass comes sooner
+            watch = None
         for sid, waiter in list(waiters.items()):
             if getattr(waiter, "is_completed", False):
                 del waiters[sid]
@@ -639,36 +709,46 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
                 if not context.is_replaying:
                     logger.info("subtask %s %s [instance=%s]", sid, outcome["status"], instance_id)
 
+    _cancel_timer(watch)
     return (yield from _finish(context, window, reporter, cancelled))
 
 
 def _settle_starts(
     context: OrchestrationContext,
     window: _Window,
-    starts: list[tuple[Any, list[str]]],
+    starts: list[tuple[Any, list[str], bool]],
     waiters: dict[str, Any],
     *,
     block: bool,
 ) -> EngineGenerator:
-    """Take in finished START_SUBTASKS calls (``block``: wait for them first): collected outcomes are applied,
-    a failed call fails its subtasks."""
-    for start, starting in list(starts):
+    """Take in finished START_SUBTASKS calls (``block``: wait for them first): collected outcomes are applied;
+    a failed call leaves its subtasks unconfirmed, to be sent again, and fails them after :data:`START_ATTEMPTS`."""
+    carry = window.carry
+    for entry in list(starts):
+        start, wave, saves = entry
         if block and not getattr(start, "is_completed", False):
             with contextlib.suppress(Exception):  # a failure is read from the task itself below
                 yield start
         if not getattr(start, "is_completed", False):
             continue
-        starts.remove((start, starting))
+        starts.remove(entry)
         failure = _task_error(start)
         if failure is not None:
             error = f"could not start: {failure_text(failure)}"
-            for sid in starting:
-                if sid in waiters and window.carry.states[sid] not in _TERMINAL:
+            for sid in wave:
+                if sid not in waiters or carry.states[sid] in _TERMINAL:
+                    continue
+                carry.unconfirmed[sid] = carry.unconfirmed.get(sid, 0) + 1
+                if carry.unconfirmed[sid] >= START_ATTEMPTS:
+                    del carry.unconfirmed[sid]
                     del waiters[sid]
                     window.finish(sid, _outcome(window.by_id[sid], SubtaskState.FAILED, 0, error=error))
             continue
+        carry.task_saved = carry.task_saved or saves
+        for sid in wave:
+            carry.unconfirmed.pop(sid, None)
         for sid, outcome in ((start.result or {}).get("outcomes") or {}).items():
-            if sid in waiters and window.carry.states[sid] not in _TERMINAL:
+            if sid in waiters and carry.states[sid] not in _TERMINAL:
                 del waiters[sid]
                 window.finish(sid, _read_outcome(window.by_id[sid], outcome))
 
@@ -685,6 +765,8 @@ def _child(carry: EngineCarry, window: _Window, instance_id: str, sid: str) -> d
         "depth": request.depth,
         "tracking_issue": request.tracking_issue,
     }
+    if carry.run:
+        child_input["run"] = carry.run
     if subtask.get("dependencies"):
         child_input["dependency_summaries"] = {
             dep: truncate(carry.outcomes[dep].get("summary") or "", DEPENDENCY_SUMMARY_CHARS)
@@ -692,12 +774,23 @@ def _child(carry: EngineCarry, window: _Window, instance_id: str, sid: str) -> d
         }
     if window.policy_json:
         child_input["policy"] = window.policy_json
-    return {"instance_id": subtask_instance_id(instance_id, sid), "input": child_input}
+    return {"instance_id": subtask_instance_id(instance_id, sid, carry.run), "input": child_input}
 
 
-def _cancel_running(context: OrchestrationContext, window: _Window, cancel: Any, instance_id: str) -> EngineGenerator:
-    """Skip everything not finished and tell the running subtasks to stop; the parent does not wait for them."""
+def _cancel_running(
+    context: OrchestrationContext,
+    window: _Window,
+    cancel: Any,
+    instance_id: str,
+    starts: list[tuple[Any, list[str], bool]],
+    waiters: dict[str, Any],
+) -> EngineGenerator:
+    """Skip everything not finished and tell the running subtasks to stop; the parent does not wait for them.
+
+    A START still queued is waited for first: it would otherwise start subtasks after the cancel went out."""
     carry = window.carry
+    if starts:
+        yield from _settle_starts(context, window, starts, waiters, block=True)
     reason = _cancelled(cancel)
     running = list(carry.running)
     for sid, state in carry.states.items():
@@ -705,6 +798,7 @@ def _cancel_running(context: OrchestrationContext, window: _Window, cancel: Any,
             carry.states[sid] = SubtaskState.SKIPPED
             carry.outcomes[sid] = _outcome(window.by_id[sid], SubtaskState.SKIPPED, 0, error=reason)
     carry.running.clear()
+    carry.unconfirmed.clear()
     if not running:
         return
     _publish(context, window, "cancelling")
@@ -712,7 +806,7 @@ def _cancel_running(context: OrchestrationContext, window: _Window, cancel: Any,
         yield context.call_activity(
             CANCEL_SUBTASKS,
             {
-                "instance_ids": [subtask_instance_id(instance_id, sid) for sid in running],
+                "instance_ids": [subtask_instance_id(instance_id, sid, carry.run) for sid in running],
                 "by": approval_granted(cancel.result)[1],
             },
         )

@@ -43,14 +43,15 @@ async def test_approve_reaches_the_waiting_subtask_and_the_task_finishes() -> No
         instance, number = await _start(world, _gated_plan(1))
         status = await world.client.get_status(instance)
         assert status.custom_status["waiting"] == 1
-        assert (await world.client.get_status(f"{instance}:g00")).runtime_status.value == "Running"
+        gated = names.subtask_instance_id(instance, "g00", status.custom_status["run"])
+        assert (await world.client.get_status(gated)).runtime_status.value == "Running"
         world.github.add_user("maria")
         world.github.set_association(TRACKING_REPO, "maria", "COLLABORATOR")
         await world.comment(TRACKING_REPO, number, "/reynolds approve", "maria")
         done = await world.client.get_status(instance)
         assert done.runtime_status.value == "Completed"
         assert [o["status"] for o in done.output["outcomes"]] == ["succeeded"]
-        assert world.client.events_raised[0] == (f"{instance}:g00", names.APPROVAL_EVENT,
+        assert world.client.events_raised[0] == (gated, names.APPROVAL_EVENT,
                                                  {"approved": True, "by": "maria"})
 
 

@@ -21,6 +21,7 @@ from shared.chain_view import explorer_url
 from shared.errors import IncomingRequestError, NotFound
 from shared.loop.lineage import EffectRecord, new_chain_id
 from shared.loop.marker import sign_text
+from shared.names import subtask_instance_id
 from shared.platforms.github.client import RequestFailed
 from shared.platforms.github.pacer import GitHubPacer, get_pacer
 from shared.services import Services
@@ -328,13 +329,23 @@ def _rate_limited(exc: RequestFailed) -> bool:
 
 
 def subtask_ids_waiting(custom_status: Any) -> list[str]:
-    """Subtask ids the parent's custom status shows as waiting for approval."""
+    """Subtask ids the parent's custom status shows as waiting for approval: its ``waiting_ids`` list (kept
+    even when a large plan's per-subtask map no longer fits the 16 KB status), else the map."""
     if not isinstance(custom_status, Mapping):
         return []
+    listed = custom_status.get("waiting_ids")
+    if isinstance(listed, list):
+        return sorted(str(sid) for sid in listed)
     subtasks = custom_status.get("subtasks")
     if not isinstance(subtasks, Mapping):
         return []
     return sorted(str(sid) for sid, state in subtasks.items() if state == SubtaskState.WAITING.value)
+
+
+def waiting_subtask_instances(parent_instance_id: str, custom_status: Any) -> dict[str, str]:
+    """Each subtask waiting for approval → the instance id its approval goes to (the parent's run is in it)."""
+    run = str(custom_status.get("run") or "") if isinstance(custom_status, Mapping) else ""
+    return {sid: subtask_instance_id(parent_instance_id, sid, run) for sid in subtask_ids_waiting(custom_status)}
 
 
 __all__ = [
@@ -344,4 +355,5 @@ __all__ = [
     "github_for",
     "parse_tracking_issue",
     "subtask_ids_waiting",
+    "waiting_subtask_instances",
 ]

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING, Any
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.ai.client import ModelError, ModelThrottled, TokenBudget, make_openai_client
 from shared.ai.planner import analyze_potential, offline_plan, plan_task
@@ -42,6 +42,20 @@ logger = logging.getLogger(__name__)
 # --- payload models (the activities' contracts, see orchestrators/engine.py) -------------------------------
 
 
+class TaskSpecRef(BaseModel):
+    """Where a subtask's attempt finds its task: saved once per parent run by ``START_SUBTASKS``, so the
+    description enters neither the subtasks' histories nor an O(N) read of the parent's input per subtask."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parent_instance_id: str = Field(min_length=1, max_length=200)
+    run: str = Field("", max_length=40)
+
+
+def _task_spec_doc_id(ref: TaskSpecRef) -> str:
+    return safe_id(f"taskspec:{ref.parent_instance_id}:{ref.run}")
+
+
 class RunSubtaskPayload(TaskLineage):
     """Input of ``run_subtask_activity``."""
 
@@ -52,8 +66,16 @@ class RunSubtaskPayload(TaskLineage):
     idempotency_key: str
     attempt: int = Field(ge=1)
     subtask: Subtask
-    task: TaskSpec
+    #: The task itself (a subtask started on its own) or, from the engine, a reference to the saved task.
+    task: TaskSpec | None = None
+    task_ref: TaskSpecRef | None = None
     dependency_summaries: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_task(self) -> RunSubtaskPayload:
+        if (self.task is None) == (self.task_ref is None):
+            raise ValueError("exactly one of task and task_ref is required")
+        return self
 
 
 # --- process-wide model clients ---------------------------------------------------------------------
@@ -126,6 +148,22 @@ class TaskService:
                 "durations": {key.value: value for key, value in durations.items()},
                 "mode": "offline" if self.offline else "model"}
 
+    # -- the task, saved once per run ------------------------------------------------------------------
+    def save_task_spec(self, parent_instance_id: str, run: str, spec: dict[str, Any]) -> None:
+        """Save a run's task for its subtasks (a second save of the same run is the same document)."""
+        doc_id = _task_spec_doc_id(TaskSpecRef(parent_instance_id=parent_instance_id, run=run))
+        task = TaskSpec.model_validate(spec)
+        self.store.upsert({"id": doc_id, "pk": doc_id, "kind": "taskspec", "task": task.model_dump(mode="json"),
+                           "ttl": TASK_DOC_TTL_SECONDS})
+
+    def task_of(self, payload: RunSubtaskPayload) -> TaskSpec:
+        """The attempt's task: given, or read by reference (one point read of a small document)."""
+        if payload.task is not None:
+            return payload.task
+        assert payload.task_ref is not None  # the payload validator requires one of them
+        doc_id = _task_spec_doc_id(payload.task_ref)
+        return TaskSpec.model_validate(self.store.read(doc_id, doc_id)["task"])
+
     # -- running a subtask -------------------------------------------------------------------------------
     def run_subtask(self, payload: RunSubtaskPayload) -> dict[str, Any]:
         """One attempt of a subtask; returns the engine's ``RunSubtaskResult`` dict (see module docstring)."""
@@ -157,7 +195,7 @@ class TaskService:
         client = self.model_client()
         if client is None:  # pragma: no cover - offline is decided before
             return self._run_offline(payload)
-        task, subtask = payload.task, payload.subtask
+        task, subtask = self.task_of(payload), payload.subtask
         allowed = [task.repo] if task.repo else []
         context = [UntrustedText("task-description", task.type, task.description)]
         if task.components:
@@ -214,4 +252,4 @@ class TaskService:
         return True
 
 
-__all__ = ["RunSubtaskPayload", "TaskService", "set_model_client"]
+__all__ = ["RunSubtaskPayload", "TaskService", "TaskSpecRef", "set_model_client"]
