@@ -19,29 +19,45 @@ modelled and pinned in ``tools.harness.host_rules``):
 2. DTFx completes or continues an instance only when none of the activities, sub-orchestrations or timers it
    scheduled is open (``if (!context.HasOpenTasks)``), and they cannot be cancelled. So the parent does not
    call its subtasks as sub-orchestrations: ``START_SUBTASKS`` (an activity with a durable client) starts
-   each wave as top-level instances with id ``<parent>:<subtask id>`` (approvals reach them there), and each
-   subtask reports its outcome with the event ``subtask_done_<id>`` (``NOTIFY_PARENT``). A subtask stuck on a
-   hung activity (its attempt timed out) keeps only itself open, until the host's ``functionTimeout`` (10 min,
-   host.json) ends the activity; cancel raises ``cancel`` to the running
-   subtasks (``CANCEL_SUBTASKS``) and the parent ends at once. Event waits are not open tasks.
+   each wave as top-level instances with id ``<parent>:<run>:<subtask id>`` (``shared.names.subtask_instance_id``,
+   at most 100 characters; approvals reach them there, reading the run from the parent's custom status), and
+   each subtask reports its outcome with the event ``subtask_done_<run>_<id>`` (``NOTIFY_PARENT``). The run is
+   a fresh token of each run of the parent's instance id (``context.new_uuid`` in its first execution): a
+   parent restarted under its id (after Failed/Terminated, by a redelivery or by recovery) starts its own
+   subtasks and never adopts, or waits on, a previous run's. An attempt's timeout fires on the subtask's
+   timer, but DTFx cannot cancel the activity: what bounds a hung specialist is the activity's own deadline
+   (``shared.work.task_service.SPECIALIST_DEADLINE_SECONDS``, 240 s) below the attempt timeout (300 s), below
+   host.json's ``functionTimeout`` (600 s). An invocation reaching ``functionTimeout`` would not end alone: on
+   Python the host restarts the worker and aborts every invocation running on it
+   (Azure/azure-functions-host#8720). Cancel raises ``cancel`` to the running subtasks (``CANCEL_SUBTASKS``,
+   after any START still queued has run) and the parent ends at once. Event waits are not open tasks.
 3. With no open tasks between waves, the parent can ``continue_as_new`` every :data:`EVENTS_PER_EXECUTION`
    outcomes, carrying its state (:class:`EngineCarry`): history per execution, and the replay cost of every
    episode, stay bounded at any plan size. Outcomes that land in the episode that continues are dropped with
    it; the next execution's first ``START_SUBTASKS`` collects them from the subtasks' own status. A wave's
    ``START_SUBTASKS`` shares the wait entry with the new subtasks' event waits: the host sees the activity
    complete soon and walks on, so those entries need no marker.
+5. Supervision: outcome waits are raced against a durable timer (:data:`SUPERVISE_SECONDS`). When it fires,
+   the next ``START_SUBTASKS`` collects every subtask still owed from the task hub: a Completed one's output (its
+   NOTIFY was lost), a failed outcome for one that Failed, was Terminated or vanished. A failed
+   ``START_SUBTASKS`` (the task hub unreachable) leaves its subtasks unconfirmed: they are sent again
+   (``START_SUBTASKS`` leaves ids it knows alone) every :data:`START_RETRY_SECONDS`, and after
+   :data:`START_ATTEMPTS` calls they are failed outcomes. The timer is cancelled before the parent continues as
+   new or ends. Whatever outcome is lost, wherever in the plan, the parent finishes.
 4. Events have one name per subtask: the Python SDK 1.7 keeps a single buffered event per name
    (``TaskOrchestrationExecutor.set_task_value`` → ``deferred_tasks[name]``), so same-named outcomes
    arriving while the parent waits for an activity would overwrite each other.
 
 Replay cost: the DAG bookkeeping (remaining dependencies, ready queue, skip cones) is updated once per
-outcome, not rescanned per step; the custom status is built only on the live pass (DTFx replaces the status
-every episode with what the orchestrator set in it, so the live pass sets it before every yield) and capped
-at the extension's 16 KB of UTF-16; subtask inputs carry ids and the subtask node, never the description
-(``LOAD_TASK`` reads it from the parent's input).
+outcome, not rescanned per step; the custom status is set before every yield, on replay too (DTFx replaces the
+status every episode with what that episode set: an episode that only replays, a duplicate outcome or a marker
+firing days later, would otherwise clear it and with it what ``/reynolds approve`` reads), and kept within the
+extension's 16 KB of UTF-16 (the per-subtask map goes first, the ``waiting_ids`` approvals read last);
+subtask inputs carry ids and the subtask node, never the description: the run's first ``START_SUBTASKS``
+saves the task once, and each ``RUN_SUBTASK`` reads it by reference (one small point read).
 
 * :func:`run_orchestrate_task` — the parent: plan, report (at most three times: started, needs-approval,
-  final), keep up to ``max_concurrency`` subtasks running as soon as they are ready, skip the downstream cone
+  final; the last two retried like answers, ``orchestrators.backoff.ANSWER_RETRY``), keep up to ``max_concurrency`` subtasks running as soon as they are ready, skip the downstream cone
   of a failure, stop on ``cancel``.
 * :func:`run_subtask` — one subtask: an approval gate when it writes (raced against a durable timer and
   ``cancel``), then ``RUN_SUBTASK`` attempts, each raced against a per-attempt timeout, with exponential
@@ -449,7 +465,7 @@ class _Reporter:
             else:
                 # What a person waits for (the result, an approval to give) retries like an answer: durable-timer
                 # backoff honouring Retry-After, for as long as answers are retried.
-                yield from call_with_backoff(self.context, REPORT_STATUS, payload, seed=payload["idempotency_key"],
+                yield from call_with_backoff(self.context, REPORT_STATUS, payload, seed=f"{instance_id}:report:{self.sequence}",
                                              policy=REPORT_RETRY)
         except Exception as exc:
             # Reporting is best effort: a failed comment must not throw away the subtasks' work.

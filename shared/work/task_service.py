@@ -15,7 +15,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     import openai
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 
@@ -78,6 +80,45 @@ class RunSubtaskPayload(TaskLineage):
         return self
 
 
+# --- timeouts in the right order -------------------------------------------------------------------------
+#
+# host.json ``functionTimeout`` (600 s) > the engine's attempt timeout (``RetryPolicy.attempt_timeout_seconds``,
+# 300 s) > this deadline (240 s) > one model call (``AZURE_OPENAI_TIMEOUT_SECONDS``, 30 s) and one GitHub call
+# (``GITHUB_TIMEOUT_SECONDS``, 10 s). A specialist run is up to 6 turns of one model call and 8 tool calls
+# (660 s at the worst), so the activity stops waiting for it at the deadline and answers a retryable failure:
+# no invocation reaches ``functionTimeout``, where the host restarts the Python worker and aborts every
+# invocation running on it (Azure/azure-functions-host#8720), and the orchestration's attempt timeout stays a
+# backstop that never has to fire. The abandoned run finishes on its own daemon thread within its own client
+# timeouts; it writes nothing (specialists only propose writes).
+
+#: How long one attempt's activity waits for its specialist run.
+SPECIALIST_DEADLINE_SECONDS = 240.0
+
+
+class SpecialistDeadline(Exception):
+    """The specialist run did not finish within the activity's deadline (retryable)."""
+
+
+def within_deadline(call: Callable[[], _T], seconds: float) -> _T:
+    """``call()`` on a daemon thread, waited for at most ``seconds``; raises :class:`SpecialistDeadline` after."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed back to the waiting activity below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="specialist-run", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise SpecialistDeadline(f"specialist run exceeded the activity deadline of {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return cast(_T, outcome["value"])
+
+
 # --- process-wide model clients ---------------------------------------------------------------------
 
 _lock = threading.Lock()
@@ -96,8 +137,9 @@ def set_model_client(endpoint: str, client: Any | None) -> None:
 class TaskService:
     """Planning and subtask execution over one ``Services`` container."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, deadline_seconds: float | None = None) -> None:
         self.services = services
+        self.deadline_seconds = SPECIALIST_DEADLINE_SECONDS if deadline_seconds is None else deadline_seconds
         self.settings = services.settings
         self.store = services.store
         self.agents = AgentRegistry(services)
@@ -208,8 +250,13 @@ class TaskService:
         spent = self.tokens_spent(payload.instance_id)
         budget = TokenBudget(self.settings.openai_token_budget, used=spent)
         try:
-            result = run_specialist(client, self.settings.openai_deployment, subtask.specialist, subtask, context,
-                                    tools, budget, allowed_repos=allowed, secrets=secret_values(self.settings))
+            result = within_deadline(
+                lambda: run_specialist(client, self.settings.openai_deployment, subtask.specialist, subtask, context,
+                                       tools, budget, allowed_repos=allowed, secrets=secret_values(self.settings)),
+                self.deadline_seconds,
+            )
+        except SpecialistDeadline as exc:
+            return {"ok": False, "retryable": True, "error": str(exc)}
         except ModelThrottled as exc:
             return {"ok": False, "retryable": True, "retry_after": exc.retry_after_seconds, "error": str(exc)}
         except ModelError as exc:
@@ -252,4 +299,12 @@ class TaskService:
         return True
 
 
-__all__ = ["RunSubtaskPayload", "TaskService", "TaskSpecRef", "set_model_client"]
+__all__ = [
+    "SPECIALIST_DEADLINE_SECONDS",
+    "RunSubtaskPayload",
+    "SpecialistDeadline",
+    "TaskService",
+    "TaskSpecRef",
+    "set_model_client",
+    "within_deadline",
+]
