@@ -201,7 +201,7 @@ def test_raised_activity_error_is_retried_with_backoff() -> None:
     outcome = run.output["outcomes"][0]
     assert outcome["status"] == "succeeded"
     assert outcome["attempts"] == 3
-    backoffs = [d for d in durations(child(h, "inst-raise:s00")) if d < 600]
+    backoffs = [d for d in durations(child(h, "inst-raise:s00")) if d < RetryPolicy().attempt_timeout_seconds]
     assert len(backoffs) == 2
     assert 1 <= backoffs[0] <= 2
     assert 2 <= backoffs[1] <= 4
