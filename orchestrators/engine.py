@@ -52,13 +52,15 @@ Replay cost: the DAG bookkeeping (remaining dependencies, ready queue, skip cone
 outcome, not rescanned per step; the custom status is set before every yield, on replay too (DTFx replaces the
 status every episode with what that episode set: an episode that only replays, a duplicate outcome or a marker
 firing days later, would otherwise clear it and with it what ``/reynolds approve`` reads), and kept within the
-extension's 16 KB of UTF-16 (the per-subtask map goes first, the ``waiting_ids`` approvals read last);
+extension's 16 KB of UTF-16 (the per-subtask map only for plans up to 32, the ``waiting_ids`` approvals read
+always);
 subtask inputs carry ids and the subtask node, never the description: the run's first ``START_SUBTASKS``
 saves the task once, and each ``RUN_SUBTASK`` reads it by reference (one small point read).
 
 * :func:`run_orchestrate_task` — the parent: plan, report (at most three times: started, needs-approval,
-  final; the last two retried like answers, ``orchestrators.backoff.ANSWER_RETRY``), keep up to ``max_concurrency`` subtasks running as soon as they are ready, skip the downstream cone
-  of a failure, stop on ``cancel``.
+  final; the last two retried like answers, ``orchestrators.backoff.ANSWER_RETRY``), keep up to
+  ``max_concurrency`` subtasks running as soon as they are ready, skip the downstream cone of a failure, stop
+  on ``cancel``.
 * :func:`run_subtask` — one subtask: an approval gate when it writes (raced against a durable timer and
   ``cancel``), then ``RUN_SUBTASK`` attempts, each raced against a per-attempt timeout, with exponential
   backoff and deterministic jitter from durable timers, Retry-After honoured; reports to the parent.
@@ -116,10 +118,20 @@ MAX_REPORTS = 3
 MAX_CUSTOM_STATUS_BYTES = 16 * 1024
 #: Outcome texts passed to REPORT_STATUS are shorter still: the comment shows one line per subtask.
 REPORT_TEXT_CHARS = 200
+#: Length of the status comment's title (task type and the head of its description).
+TITLE_CHARS = 200
+#: The custom status lists every subtask's state only for plans up to this size: DTFx writes the status to the
+#: instance table every episode, so a larger map would cost O(N) bytes per outcome (counts and the waiting ids,
+#: what approvals read, are always there).
+STATUS_MAP_MAX_SUBTASKS = 32
 #: How much of a dependency's summary a dependant subtask receives.
 DEPENDENCY_SUMMARY_CHARS = 500
-#: Subtask outcomes handled per parent execution before it continues as new (bounds history and replay).
+#: Subtask outcomes handled per parent execution before it continues as new (bounds history and replay) ...
 EVENTS_PER_EXECUTION = 4
+#: ... or more on large plans, so that a task has about this many executions: each continue-as-new writes the
+#: carried state (O(N)) three times (ContinueAsNew result, ExecutionStarted message and history), so a fixed
+#: count would write O(N²) bytes in all.
+EXECUTIONS_TARGET = 8
 #: How far ahead the cancelled marker timers point: beyond any wait of a live run, within one durable timer.
 MARKER_SECONDS = 5 * 24 * 3600
 #: Attempts to deliver a subtask's outcome to its parent (the parent also collects it when it continues).
@@ -413,7 +425,7 @@ def _cancelled(cancel: Any) -> str:
 
 
 def _title(task: TaskSpec) -> str:
-    return truncate(f"{task.type}: {task.description}", 200)
+    return truncate(f"{task.type}: {task.description}", TITLE_CHARS)
 
 
 class _Reporter:
@@ -465,8 +477,8 @@ class _Reporter:
             else:
                 # What a person waits for (the result, an approval to give) retries like an answer: durable-timer
                 # backoff honouring Retry-After, for as long as answers are retried.
-                yield from call_with_backoff(self.context, REPORT_STATUS, payload, seed=f"{instance_id}:report:{self.sequence}",
-                                             policy=REPORT_RETRY)
+                seed = f"{instance_id}:report:{self.sequence}"
+                yield from call_with_backoff(self.context, REPORT_STATUS, payload, seed=seed, policy=REPORT_RETRY)
         except Exception as exc:
             # Reporting is best effort: a failed comment must not throw away the subtasks' work.
             self.failures += 1
@@ -480,6 +492,7 @@ class _Window:
 
     def __init__(self, carry: EngineCarry) -> None:
         self.carry = carry
+        self.status_cache: tuple[tuple[Any, ...], dict[str, Any]] | None = None
         self.ids = [node["id"] for node in carry.subtasks]
         # Subtasks get the policy only when it is not the default (keeps their inputs small).
         self.policy_json = carry.policy.model_dump(mode="json", exclude_defaults=True)
@@ -512,7 +525,7 @@ class _Window:
         state = SubtaskState(outcome["status"])
         carry.states[sid] = state
         keep = DEPENDENCY_SUMMARY_CHARS if self.dependants[sid] else REPORT_TEXT_CHARS
-        carry.outcomes[sid] = {**outcome, "summary": truncate(outcome.get("summary") or "", keep)}
+        carry.outcomes[sid] = _compact({**outcome, "summary": truncate(outcome.get("summary") or "", keep)})
         if sid in carry.running:
             carry.running.remove(sid)
         if state is SubtaskState.SUCCEEDED:
@@ -527,10 +540,15 @@ class _Window:
             if carry.states[dependant] is not SubtaskState.PENDING:
                 continue
             carry.states[dependant] = SubtaskState.SKIPPED
-            carry.outcomes[dependant] = _outcome(
+            carry.outcomes[dependant] = _compact(_outcome(
                 self.by_id[dependant], SubtaskState.SKIPPED, 0, error=f"dependency {broken} did not succeed"
-            )
+            ))
             stack.extend((further, dependant) for further in self.dependants[dependant])
+
+    def outcomes(self) -> dict[str, dict[str, Any]]:
+        """Every recorded outcome in full (``SubtaskOutcome`` shape), in plan order."""
+        outcomes = self.carry.outcomes
+        return {sid: _expand(self.by_id[sid], outcomes[sid]) for sid in self.ids if sid in outcomes}
 
     def counts(self) -> dict[SubtaskState, int]:
         counts = dict.fromkeys(SubtaskState, 0)
@@ -541,8 +559,19 @@ class _Window:
 
 def _custom_status(window: _Window, phase: str) -> dict[str, Any]:
     """The parent's custom status: counts, the run, the subtasks waiting for an approval (what ``/reynolds approve``
-    reads) and the per-subtask map while it fits the extension's 16 KB limit; past it the map is dropped first,
-    then the waiting list is cut (``truncated``)."""
+    reads) and, for plans up to :data:`STATUS_MAP_MAX_SUBTASKS`, the per-subtask map; within the extension's
+    16 KB limit (past it the waiting list is cut: ``truncated``). Built again only when a subtask started,
+    ended or was left unconfirmed since the last call (it is set before every yield, replay included)."""
+    carry = window.carry
+    key = (phase, len(carry.running), len(carry.outcomes), len(carry.unconfirmed))
+    if window.status_cache is not None and window.status_cache[0] == key:
+        return window.status_cache[1]
+    status = _build_status(window, phase)
+    window.status_cache = (key, status)
+    return status
+
+
+def _build_status(window: _Window, phase: str) -> dict[str, Any]:
     counts = window.counts()
     states = window.carry.states
     waiting = [sid for sid, state in states.items() if state is SubtaskState.WAITING]
@@ -557,8 +586,12 @@ def _custom_status(window: _Window, phase: str) -> dict[str, Any]:
         "failed": counts[SubtaskState.FAILED],
         "skipped": counts[SubtaskState.SKIPPED],
         "waiting_ids": waiting,
-        "subtasks": {sid: state.value for sid, state in states.items()},
     }
+    if len(states) > STATUS_MAP_MAX_SUBTASKS:
+        status["subtasks"] = {}
+        status["truncated"] = True
+    else:
+        status["subtasks"] = {sid: state.value for sid, state in states.items()}
     if utf16_json_bytes(status) <= MAX_CUSTOM_STATUS_BYTES:
         return status
     status["subtasks"] = {}
@@ -617,7 +650,7 @@ def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | No
             states=dict.fromkeys((s.id for s in plan.subtasks), SubtaskState.PENDING),
         )
         _publish(context, _Window(carry), "running")
-        yield from reporter.report(ReportPhase.STARTED, carry.states, carry.outcomes)
+        yield from reporter.report(ReportPhase.STARTED, carry.states, {})
     return (yield from _fan_out(context, carry, reporter))
 
 
@@ -641,13 +674,22 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
     unyielded = True  # the cancel wait (and the carried waits) have not been in a yielded task yet
     cancelled = False
     handled = 0
+    per_execution = max(EVENTS_PER_EXECUTION, -(-len(carry.states) // EXECUTIONS_TARGET))
 
     while True:
-        if handled >= EVENTS_PER_EXECUTION and not starts and carry.running:
+        if handled >= per_execution and not starts and carry.running:
             # Continue before starting the refill: the next execution's first START carries it with the collection.
             _cancel_timer(watch)  # an open timer would hold the continue-as-new (DTFx HasOpenTasks)
             carry.generation += 1
             carry.reports, carry.report_failures = reporter.sequence, reporter.failures
+            for sid, outcome in carry.outcomes.items():
+                if outcome["status"] == SubtaskState.SUCCEEDED.value and not window.dependants[sid]:
+                    # A leaf's success summary stays with its subtask (read back once, at the end, by
+                    # ``_summaries``): the carry, written three times per continue-as-new, stays small.
+                    outcome.pop("summary", None)
+            if carry.task_saved and len(request.task.description) > TITLE_CHARS:
+                # The subtasks read the saved task: later executions keep only what the reports' title shows.
+                carry.request.task.description = request.task.description[:TITLE_CHARS]
             _publish(context, window, "running")
             context.continue_as_new(carry.model_dump(mode="json"))
             return None
@@ -677,7 +719,7 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
                 carry.approval_reported = True
                 yield from _settle_starts(context, window, starts, waiters, block=True)
                 _publish(context, window, "running")
-                yield from reporter.report(ReportPhase.NEEDS_APPROVAL, carry.states, carry.outcomes)
+                yield from reporter.report(ReportPhase.NEEDS_APPROVAL, carry.states, window.outcomes())
                 new_start = False
 
         if not carry.running and not starts:
@@ -812,7 +854,7 @@ def _cancel_running(
     for sid, state in carry.states.items():
         if state not in _TERMINAL:
             carry.states[sid] = SubtaskState.SKIPPED
-            carry.outcomes[sid] = _outcome(window.by_id[sid], SubtaskState.SKIPPED, 0, error=reason)
+            carry.outcomes[sid] = _compact(_outcome(window.by_id[sid], SubtaskState.SKIPPED, 0, error=reason))
     carry.running.clear()
     carry.unconfirmed.clear()
     if not running:
@@ -831,9 +873,36 @@ def _cancel_running(
             logger.warning("telling subtasks to stop failed: %s [instance=%s]", failure_text(exc), instance_id)
 
 
+def _summaries(context: OrchestrationContext, window: _Window) -> EngineGenerator:
+    """Read back the summaries the carry left with the subtasks (succeeded leaves): one START_SUBTASKS collect.
+    Best effort: a failure leaves those outcomes without their summary, never the task unfinished."""
+    carry = window.carry
+    missing = {
+        sid: subtask_instance_id(context.instance_id, sid, carry.run)
+        for sid, outcome in carry.outcomes.items()
+        if outcome["status"] == SubtaskState.SUCCEEDED.value and "summary" not in outcome
+    }
+    if not missing:
+        return
+    try:
+        result = yield context.call_activity(
+            START_SUBTASKS, {"parent_instance_id": context.instance_id, "children": [], "collect": missing}
+        )
+    except Exception as exc:
+        if not context.is_replaying:
+            logger.warning("reading subtask summaries failed: %s [instance=%s]", failure_text(exc),
+                           context.instance_id)
+        return
+    for sid, value in ((result or {}).get("outcomes") or {}).items():
+        if sid in missing and isinstance(value, dict) and value.get("summary"):
+            carry.outcomes[sid]["summary"] = truncate(str(value["summary"]), REPORT_TEXT_CHARS)
+
+
 def _finish(context: OrchestrationContext, window: _Window, reporter: _Reporter, cancelled: bool) -> EngineGenerator:
     carry = window.carry
-    ordered = [carry.outcomes[sid] for sid in window.ids]
+    yield from _summaries(context, window)
+    full = window.outcomes()
+    ordered = [full[sid] for sid in window.ids]
     counts = window.counts()
     succeeded, failed, skipped = (
         counts[SubtaskState.SUCCEEDED],
@@ -849,7 +918,7 @@ def _finish(context: OrchestrationContext, window: _Window, reporter: _Reporter,
     else:
         phase = ReportPhase.FAILED
     context.set_custom_status(_custom_status(window, phase.value))
-    yield from reporter.report(phase, carry.states, carry.outcomes)
+    yield from reporter.report(phase, carry.states, full)
     context.set_custom_status(_custom_status(window, phase.value))
 
     if phase is ReportPhase.FAILED:
@@ -868,6 +937,24 @@ def _finish(context: OrchestrationContext, window: _Window, reporter: _Reporter,
         "report_failures": reporter.failures,
         "executions": carry.generation + 1,
     }
+
+
+def _compact(outcome: dict[str, Any]) -> dict[str, Any]:
+    """An outcome as the carry keeps it: without what the plan already says (id, specialist) or empty fields.
+    The carry is written three times per continue-as-new; this keeps it about a third smaller."""
+    compact = {"status": outcome["status"], "attempts": outcome["attempts"]}
+    if outcome.get("summary"):
+        compact["summary"] = outcome["summary"]
+    if outcome.get("error") is not None:
+        compact["error"] = outcome["error"]
+    return compact
+
+
+def _expand(subtask: dict[str, Any], compact: dict[str, Any]) -> dict[str, Any]:
+    """The full ``SubtaskOutcome`` of a carried one."""
+    return {"id": subtask["id"], "specialist": subtask["specialist"], "status": compact["status"],
+            "attempts": compact.get("attempts", 0), "summary": compact.get("summary", ""),
+            "error": compact.get("error")}
 
 
 def _read_outcome(subtask: dict[str, Any], value: Any) -> dict[str, Any]:

@@ -113,6 +113,9 @@ class OrchestrationRun:
     cpu_seconds: float = 0.0
     #: When the instance reached a terminal state, in seconds after its start (None: it did not).
     finished_at_seconds: float | None = None
+    #: Task-hub storage this instance wrote and read (``_Instance.storage_written``), bytes of compact JSON.
+    storage_written: int = 0
+    storage_read: int = 0
 
 
 @dataclass(order=True)
@@ -274,6 +277,7 @@ class ReplayHarness:
         # beyond it wait for a slot (``max_concurrent_activities_from_host_json``).
         self.max_concurrent_activities = max_concurrent_activities
         self.activity_slots: list[datetime] = []  # when each busy slot frees (a heap)
+        self.client_read_bytes = 0  # instance-table bytes the durable client's status queries read
         self.max_activities_at_once = 0
 
     @contextlib.contextmanager
@@ -488,6 +492,12 @@ class _Instance:
         self.busy = False
         self.horizon: datetime | None = None
         self.max_history_bytes = 0
+        self.history_bytes = 0  # the current execution's history, compact JSON
+        # Task-hub storage (Azure Storage provider, no extended sessions) in bytes of compact JSON: every episode
+        # reads the execution's history and its new messages, appends its new history events, and writes the
+        # instance row's custom status; the messages it consumed were written by their senders.
+        self.storage_written = 0
+        self.storage_read = 0
         self.cpu_seconds = 0.0  # CPU spent in the SDK's orchestrator handle (replays), all executions
         self._reset_execution(input_json)
 
@@ -573,6 +583,8 @@ class _Instance:
             open_tasks=len(self._open_task_ids()),
             max_history_bytes=self.max_history_bytes,
             cpu_seconds=self.cpu_seconds,
+            storage_written=self.storage_written,
+            storage_read=self.storage_read,
             finished_at_seconds=(
                 None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
             ),
@@ -584,6 +596,7 @@ class _Instance:
         self.input_json = input_json
         self.execution_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{self.instance_id}/{self.now.isoformat()}").hex
         self.history: list[dict[str, Any]] = []
+        self.history_bytes = 0
         self.next_id = 0
         # The host's walk: atomic actions invoked so far (flat, in order) with their task ids, how many
         # top-level entries were invoked, and whether the last invoked one is still awaited.
@@ -699,6 +712,10 @@ class _Instance:
 
     def _episode(self, new_events: list[dict[str, Any]], follow_ups: list[tuple[str, Any]]) -> None:
         replaying = bool(self.history)
+        messages = len(json.dumps(new_events, separators=(",", ":")).encode("utf-8"))
+        self.storage_read += self.history_bytes + messages
+        self.storage_written += messages
+        history_before = self.history_bytes
         self.history.append(self._event(HistoryEventType.ORCHESTRATOR_STARTED))
         self.history.extend(new_events)
         context = {
@@ -766,6 +783,9 @@ class _Instance:
                                            if e["EventType"] == HistoryEventType.EVENT_RAISED]
         self.history.append(self._event(HistoryEventType.ORCHESTRATOR_COMPLETED))
         self._record_size()
+        self.storage_written += max(0, self.history_bytes - history_before)
+        if self.custom_status is not None:
+            self.storage_written += len(json.dumps(self.custom_status, separators=(",", ":")).encode("utf-8"))
         self._settle()
 
     def _continued_after(self, top: list[dict[str, Any]], walk_from: tuple[int, bool]) -> int:
@@ -796,6 +816,7 @@ class _Instance:
 
     def _record_size(self) -> None:
         size = len(json.dumps(self.history, separators=(",", ":")).encode("utf-8"))
+        self.history_bytes = size
         self.max_history_bytes = max(self.max_history_bytes, size)
 
     def _settle(self) -> None:
@@ -1211,6 +1232,8 @@ class FakeDurableClient(df.DurableOrchestrationClient):
         }
         if show_history:
             payload["history"] = json.loads(json.dumps(instance.history))
+        # What the status query reads from the instance table (input included when asked for).
+        self.harness.client_read_bytes += len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
         return DurableOrchestrationStatus.from_json(payload)
 
     async def get_status_by(
