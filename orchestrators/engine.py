@@ -78,7 +78,7 @@ from collections.abc import Generator
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from orchestrators.backoff import ANSWER_RETRY, call_with_backoff
 from orchestrators.context import OrchestrationContext
@@ -131,7 +131,7 @@ EVENTS_PER_EXECUTION = 4
 #: ... or more on large plans, so that a task has about this many executions: each continue-as-new writes the
 #: carried state (O(N)) three times (ContinueAsNew result, ExecutionStarted message and history), so a fixed
 #: count would write O(N²) bytes in all.
-EXECUTIONS_TARGET = 8
+EXECUTIONS_TARGET = 10
 #: How far ahead the cancelled marker timers point: beyond any wait of a live run, within one durable timer.
 MARKER_SECONDS = 5 * 24 * 3600
 #: Attempts to deliver a subtask's outcome to its parent (the parent also collects it when it continues).
@@ -186,14 +186,34 @@ class EngineCarry(BaseModel):
     planner: str = "offline"
     rationale: str = ""
     policy: RetryPolicy = Field(default_factory=RetryPolicy)
+    #: States of the subtasks without an outcome (the others' state is their outcome's status).
     states: dict[str, SubtaskState]
-    outcomes: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    #: Compact outcomes (``_compact``): a bare attempt count is a success whose summary stays with the subtask.
+    outcomes: dict[str, dict[str, Any] | int] = Field(default_factory=dict)
     running: list[str] = Field(default_factory=list)
     max_running: int = 0
     reports: int = 0
     report_failures: int = 0
     approval_reported: bool = False
     generation: int = 0
+
+    @model_validator(mode="before")
+    @classmethod
+    def _states_of_finished(cls, value: Any) -> Any:
+        """The carry leaves out the state of a finished subtask (its outcome says it): put it back."""
+        if not isinstance(value, dict):
+            return value
+        if isinstance(value.get("outcomes"), dict) and isinstance(value.get("states"), dict):
+            states = dict(value["states"])
+            for sid, outcome in value["outcomes"].items():
+                if sid not in states:
+                    states[sid] = outcome.get("status") if isinstance(outcome, dict) else SubtaskState.SUCCEEDED.value
+            if len(states) != len(value["states"]):
+                # Keep plan order: the window iterates states in it.
+                order = [node.get("id") for node in value.get("subtasks") or [] if isinstance(node, dict)]
+                value = {**value, "states": {sid: states[sid] for sid in order if sid in states} or states}
+        return value
+
     #: This run of the instance id (``context.new_uuid`` of its first execution): part of every subtask id.
     run: str = ""
     #: The task was saved for the subtasks (by a START_SUBTASKS that completed).
@@ -683,15 +703,18 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
             carry.generation += 1
             carry.reports, carry.report_failures = reporter.sequence, reporter.failures
             for sid, outcome in carry.outcomes.items():
-                if outcome["status"] == SubtaskState.SUCCEEDED.value and not window.dependants[sid]:
+                if isinstance(outcome, dict) and outcome["status"] == SubtaskState.SUCCEEDED.value \
+                        and not window.dependants[sid]:
                     # A leaf's success summary stays with its subtask (read back once, at the end, by
                     # ``_summaries``): the carry, written three times per continue-as-new, stays small.
-                    outcome.pop("summary", None)
+                    carry.outcomes[sid] = int(outcome.get("attempts", 1))
             if carry.task_saved and len(request.task.description) > TITLE_CHARS:
                 # The subtasks read the saved task: later executions keep only what the reports' title shows.
                 carry.request.task.description = request.task.description[:TITLE_CHARS]
             _publish(context, window, "running")
-            context.continue_as_new(carry.model_dump(mode="json"))
+            dumped = carry.model_dump(mode="json")
+            dumped["states"] = {sid: state for sid, state in dumped["states"].items() if sid not in carry.outcomes}
+            context.continue_as_new(dumped)
             return None
         starting = window.take_ready(width - len(carry.running))
         new_start = False
@@ -827,7 +850,7 @@ def _child(carry: EngineCarry, window: _Window, instance_id: str, sid: str) -> d
         child_input["run"] = carry.run
     if subtask.get("dependencies"):
         child_input["dependency_summaries"] = {
-            dep: truncate(carry.outcomes[dep].get("summary") or "", DEPENDENCY_SUMMARY_CHARS)
+            dep: truncate(_expand(window.by_id[dep], carry.outcomes[dep])["summary"], DEPENDENCY_SUMMARY_CHARS)
             for dep in subtask["dependencies"]
         }
     if window.policy_json:
@@ -880,7 +903,7 @@ def _summaries(context: OrchestrationContext, window: _Window) -> EngineGenerato
     missing = {
         sid: subtask_instance_id(context.instance_id, sid, carry.run)
         for sid, outcome in carry.outcomes.items()
-        if outcome["status"] == SubtaskState.SUCCEEDED.value and "summary" not in outcome
+        if isinstance(outcome, int)
     }
     if not missing:
         return
@@ -895,7 +918,8 @@ def _summaries(context: OrchestrationContext, window: _Window) -> EngineGenerato
         return
     for sid, value in ((result or {}).get("outcomes") or {}).items():
         if sid in missing and isinstance(value, dict) and value.get("summary"):
-            carry.outcomes[sid]["summary"] = truncate(str(value["summary"]), REPORT_TEXT_CHARS)
+            carry.outcomes[sid] = {"status": SubtaskState.SUCCEEDED.value, "attempts": carry.outcomes[sid],
+                                   "summary": truncate(str(value["summary"]), REPORT_TEXT_CHARS)}
 
 
 def _finish(context: OrchestrationContext, window: _Window, reporter: _Reporter, cancelled: bool) -> EngineGenerator:
@@ -950,8 +974,10 @@ def _compact(outcome: dict[str, Any]) -> dict[str, Any]:
     return compact
 
 
-def _expand(subtask: dict[str, Any], compact: dict[str, Any]) -> dict[str, Any]:
+def _expand(subtask: dict[str, Any], compact: dict[str, Any] | int) -> dict[str, Any]:
     """The full ``SubtaskOutcome`` of a carried one."""
+    if isinstance(compact, int):
+        compact = {"status": SubtaskState.SUCCEEDED.value, "attempts": compact}
     return {"id": subtask["id"], "specialist": subtask["specialist"], "status": compact["status"],
             "attempts": compact.get("attempts", 0), "summary": compact.get("summary", ""),
             "error": compact.get("error")}
