@@ -258,3 +258,27 @@ def test_subtask_ids_stay_within_100_characters() -> None:
     assert len(long_id) == 100
     assert long_id != subtask_instance_id(parent, sid, "ba9876543210")
     assert subtask_instance_id("inst", "s1", "r1") == "inst:r1:s1"
+
+
+def test_recovery_restarts_a_continued_parent_from_its_request_not_its_carry() -> None:
+    from shared.work.restart import restart_orchestration
+
+    h, client, _ = drill(plan_of(8, writes=("s07",)))
+    instance = "restart-carry"
+    first = h.start_instance(ORCHESTRATE_TASK, request(4), instance, h.start)
+    first.run_until_idle(timer_horizon=h.start + timedelta(seconds=120))
+    h.settle_all(horizon=h.start + timedelta(seconds=120))
+    old_run = first.custom_status["run"]
+    asyncio.run(client.terminate(instance, "operator"))
+    carried = asyncio.run(client.get_status(instance, show_input=True)).input_
+    assert carried["run"] == old_run  # it had continued as new: its input is the carry of the old run
+
+    asyncio.run(restart_orchestration(client, ORCHESTRATE_TASK, instance, carried))
+    again = h.instances[instance]
+    h.settle_all(horizon=again.now + timedelta(seconds=120))
+    new_run = again.custom_status["run"]
+    assert new_run != old_run
+    asyncio.run(client.raise_event(subtask_instance_id(instance, "s07", new_run), APPROVAL_EVENT, {"by": "m"}))
+    h.run_in_time_order()
+    assert again.status == "Completed", again.error
+    assert all(f":{new_run}:" in o["summary"] for o in again.output["outcomes"])
