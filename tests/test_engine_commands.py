@@ -75,3 +75,19 @@ async def test_cancel_on_forty_gated_subtasks_ends_the_task_and_its_subtasks() -
         assert len(after) == 8  # no new subtask started
         assert [i.status for i in after.values() if i.status == "Running"] == []
         assert {i.output["error"] for i in after.values()} == {"cancelled by olivia"}
+
+
+async def test_cancel_on_a_finished_task_answers_that_it_already_ended() -> None:
+    with build_world() as world:
+        plan = {"planner": "offline", "subtasks": [{"id": "a", "title": "read", "specialist": "devops"}]}
+        instance, number = await _start(world, plan)
+        assert (await world.client.get_status(instance)).runtime_status.value == "Completed"
+        world.github.add_user("olivia")
+        world.github.set_association(TRACKING_REPO, "olivia", "OWNER")
+        before = len(world.reynolds_writes)
+        status, _ = await world.comment(TRACKING_REPO, number, "/reynolds cancel", "olivia")
+        assert status < 300
+        await world.client.advance(None)
+        bodies = [str(w.resource.get("body") or "") for w in world.reynolds_writes[before:]]
+        assert any("already ended" in body and "nothing to cancel" in body for body in bodies), bodies
+        assert (await world.client.get_status(instance)).runtime_status.value == "Completed"
