@@ -451,8 +451,10 @@ def _title(task: TaskSpec) -> str:
 class _Reporter:
     """Batches status-comment writes: at most one per phase kind and :data:`MAX_REPORTS` in all."""
 
-    def __init__(self, context: OrchestrationContext, request: TaskRequest, sent: int = 0, failures: int = 0) -> None:
+    def __init__(self, context: OrchestrationContext, request: TaskRequest, sent: int = 0, failures: int = 0,
+                 run: str = "") -> None:
         self.context = context
+        self.run = run
         self.request = request
         self.sequence = sent
         self.failures = failures
@@ -468,9 +470,13 @@ class _Reporter:
             return
         self.sequence += 1
         instance_id = self.context.instance_id
+        run = self.run
         payload = {
             "instance_id": instance_id,
-            "idempotency_key": f"{instance_id}:report:{self.sequence}",
+            "run": run,
+            # One key per report of this run: a restarted instance (a new run) reports again.
+            "idempotency_key": f"{instance_id}:{run}:report:{self.sequence}" if run
+            else f"{instance_id}:report:{self.sequence}",
             "sequence": self.sequence,
             "final": phase not in (ReportPhase.STARTED, ReportPhase.NEEDS_APPROVAL),
             "phase": phase.value,
@@ -646,10 +652,11 @@ def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | No
     raw = context.get_input()
     if isinstance(raw, dict) and "request" in raw and "subtasks" in raw:
         carry = _validated(EngineCarry, raw)
-        reporter = _Reporter(context, carry.request, carry.reports, carry.report_failures)
+        reporter = _Reporter(context, carry.request, carry.reports, carry.report_failures, carry.run)
     else:
         request = _validated(TaskRequest, raw)
-        reporter = _Reporter(context, request)
+        run = str(context.new_uuid()).replace("-", "")[:12]
+        reporter = _Reporter(context, request, run=run)
         context.set_custom_status({"phase": "planning"})
         try:
             raw_plan = yield context.call_activity(PLAN_TASK, request.model_dump(mode="json"))
@@ -661,7 +668,7 @@ def run_orchestrate_task(context: OrchestrationContext, policy: RetryPolicy | No
             yield from reporter.report(ReportPhase.FAILED, {}, {}, error=error)
             raise EngineFailed(error) from None
         carry = EngineCarry(
-            run=str(context.new_uuid()).replace("-", "")[:12],
+            run=run,
             request=request,
             subtasks=[subtask.model_dump(mode="json", exclude_defaults=True) for subtask in plan.subtasks],
             planner=plan.planner,

@@ -385,7 +385,7 @@ def test_reports_are_batched_and_custom_status_tracks_states() -> None:
     output, ctx, _ = run_parent(world)
     assert [r["phase"] for r in world.reports] == ["started", "needs_approval", "succeeded"]
     assert world.reports[1]["states"]["w"] == "waiting"
-    assert [r["idempotency_key"] for r in world.reports] == ["inst:report:1", "inst:report:2", "inst:report:3"]
+    assert [r["idempotency_key"] for r in world.reports] == [f"inst:{RUN}:report:{i}" for i in (1, 2, 3)]
     first = ctx.custom_statuses[1]
     assert first["subtasks"] == {"a": "pending", "w": "pending", "b": "pending"}
     assert any(s.get("waiting") == 1 and s.get("running") == 1 for s in ctx.custom_statuses)

@@ -91,3 +91,30 @@ async def test_cancel_on_a_finished_task_answers_that_it_already_ended() -> None
         bodies = [str(w.resource.get("body") or "") for w in world.reynolds_writes[before:]]
         assert any("already ended" in body and "nothing to cancel" in body for body in bodies), bodies
         assert (await world.client.get_status(instance)).runtime_status.value == "Completed"
+
+
+async def test_a_report_committed_late_never_replaces_a_newer_one_on_the_status_comment() -> None:
+    import asyncio
+
+    from shared.work.task_report import ReportPayload, TaskReporter
+
+    with build_world() as world:
+        plan = {"planner": "offline", "subtasks": [{"id": "a", "title": "read", "specialist": "devops"}]}
+        instance, number = await _start(world, plan)
+        status = await world.client.get_status(instance)
+        assert status.runtime_status.value == "Completed"
+        run = status.custom_status["run"]
+
+        def status_body() -> str:
+            return next(c["body"] for c in world.github.comments(TRACKING_REPO, number)
+                        if f"Instance: `{instance}`" in c["body"])
+
+        done = status_body()
+        assert "Done" in done
+        # The needs-approval report (sequence 2) of the same run, committed after the final one (sequence 3).
+        late = ReportPayload(instance_id=instance, run=run, idempotency_key=f"{instance}:{run}:report:2",
+                             sequence=2, final=False, phase="needs_approval", title="maintenance: Tidy the release.",
+                             tracking_issue=f"{TRACKING_REPO}#{number}", event_id="e", chain_id="c")
+        result = await asyncio.to_thread(TaskReporter(world.services).report, late)
+        assert result.edited is False
+        assert status_body() == done

@@ -48,6 +48,8 @@ class ReportPayload(TaskLineage):
     model_config = ConfigDict(extra="ignore")
 
     instance_id: str
+    #: The orchestration's run (a restart under the same id is a new run); reports of one run are ordered.
+    run: str = Field("", max_length=40)
     idempotency_key: str
     sequence: int = Field(ge=1, le=3)
     final: bool
@@ -154,10 +156,17 @@ class TaskReporter:
         record, _ = self.services.lineage.begin_effect(intent)
         if record.state == "done":
             return False
+        if self._newer_report_shown(payload):
+            # Read before write: a report committed late (a retry after an outage) never replaces a newer one.
+            logger.info("event %s chain %s instance %s: report %d skipped, a newer one is on the comment", event_id,
+                        chain_id, payload.instance_id, payload.sequence)
+            self.services.lineage.complete_effect(record, f"comment:{comment_id}", body)
+            return False
         # An edit is idempotent by nature: after a crash mid-way, editing again to the same body is harmless.
         signed = sign_text(self._marker_key(), body, chain_id, event_id, depth)
         self._write(lambda: github.rest.issues.update_comment(owner, name, comment_id, body=signed),
                     kind="comment_edit")
+        self._mark_report_shown(payload)
         self.services.lineage.complete_effect(record, f"comment:{comment_id}", body)
         logger.info("event %s chain %s instance %s: status comment %s edited (report %d, %s)", event_id, chain_id,
                     payload.instance_id, comment_id, payload.sequence, payload.phase.value)
@@ -260,6 +269,27 @@ class TaskReporter:
             if login == self.settings.bot_login and needle in (comment.body or ""):
                 return int(comment.id)
         return None
+
+    def _newer_report_shown(self, payload: ReportPayload) -> bool:
+        doc_id = safe_id(f"status-seq:{payload.instance_id}")
+        try:
+            doc = self.store.read(doc_id, doc_id)
+        except NotFound:
+            return False
+        return str(doc.get("run") or "") == payload.run and int(doc.get("sequence") or 0) > payload.sequence
+
+    def _mark_report_shown(self, payload: ReportPayload) -> None:
+        """Record the newest report of this run the comment shows (a newer run starts over)."""
+
+        def update(doc: dict[str, Any] | None) -> dict[str, Any]:
+            shown = doc or {}
+            sequence = payload.sequence
+            if str(shown.get("run") or "") == payload.run:
+                sequence = max(sequence, int(shown.get("sequence") or 0))
+            return {"kind": "status-seq", "instance_id": payload.instance_id, "run": payload.run,
+                    "sequence": sequence, "ttl": TASK_DOC_TTL_SECONDS}
+
+        update_document(self.store, safe_id(f"status-seq:{payload.instance_id}"), update)
 
     def track(self, issue: str, instance_id: str) -> None:
         """Index the orchestration reporting on ``owner/repo#N`` (``/reynolds`` commands there reach it)."""
