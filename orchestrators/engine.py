@@ -128,10 +128,11 @@ STATUS_MAP_MAX_SUBTASKS = 32
 DEPENDENCY_SUMMARY_CHARS = 500
 #: Subtask outcomes handled per parent execution before it continues as new (bounds history and replay) ...
 EVENTS_PER_EXECUTION = 4
-#: ... or more on large plans, so that a task has about this many executions: each continue-as-new writes the
-#: carried state (O(N)) three times (ContinueAsNew result, ExecutionStarted message and history), so a fixed
-#: count would write O(N²) bytes in all.
-EXECUTIONS_TARGET = 10
+#: ... or more on large plans: each continue-as-new writes the carried state (O(N)) three times (ContinueAsNew
+#: result, ExecutionStarted message and history), so a fixed count writes O(N²) bytes in all, while each outcome
+#: more per execution makes every replay longer (parent CPU). N²/this many outcomes per execution balances the
+#: two (N = 100: 5; N = 200: 19: about 2.0 MB written in all, parent CPU 0.48x flat; docs/benchmarks.md).
+CARRY_BALANCE = 2200
 #: How far ahead the cancelled marker timers point: beyond any wait of a live run, within one durable timer.
 MARKER_SECONDS = 5 * 24 * 3600
 #: Attempts to deliver a subtask's outcome to its parent (the parent also collects it when it continues).
@@ -701,7 +702,7 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
     unyielded = True  # the cancel wait (and the carried waits) have not been in a yielded task yet
     cancelled = False
     handled = 0
-    per_execution = max(EVENTS_PER_EXECUTION, -(-len(carry.states) // EXECUTIONS_TARGET))
+    per_execution = max(EVENTS_PER_EXECUTION, -(-len(carry.states) ** 2 // CARRY_BALANCE))
 
     while True:
         if handled >= per_execution and not starts and carry.running:
