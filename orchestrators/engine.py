@@ -778,6 +778,7 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
             # Supervision: ask the task hub about every subtask still owed (lost outcome, Failed, Terminated,
             # vanished) and send again the ones whose START failed.
             watch = None
+            handled += 1  # a pass counts like an outcome: a day of approval waits still continues as new
             pending = {sid for _, wave, _ in starts for sid in wave}
             resend = [sid for sid in carry.unconfirmed if sid not in pending]
             collect = {
