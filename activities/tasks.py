@@ -9,6 +9,7 @@ Anything unexpected raises: the engine retries subtasks and treats a failed repo
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -60,7 +61,8 @@ def report_status_activity(payload: dict[str, Any]) -> dict[str, Any]:
 # The parent never calls its subtasks as sub-orchestrations: DTFx would hold the parent open until each one ends
 # (see orchestrators/engine.py). These activities carry ids only; each is safe to run twice.
 
-_LIVE = ("Pending", "Running", "ContinueAsNew", "Suspended")
+#: The SDK's ``OrchestrationRuntimeStatus`` names of an instance that can still receive events.
+_LIVE = ("Pending", "Running", "ContinuedAsNew", "Suspended")
 
 
 def _status_name(status: Any) -> str | None:
@@ -71,8 +73,14 @@ def _status_name(status: Any) -> str | None:
 @bp.activity_trigger(input_name="payload", activity=names.START_SUBTASKS)
 @bp.durable_client_input(client_name="client")
 async def start_subtasks_activity(payload: dict[str, Any], client: df.DurableOrchestrationClient) -> dict[str, Any]:
-    """Start each subtask orchestration of a wave under its derived id (an id already known is left alone), and
-    return the outcomes of the ``collect`` subtasks that already ended (a continued parent asks for them)."""
+    """Start each subtask orchestration of a wave under its derived id (an id already known is left alone: the
+    run is in the id, so only a re-run of this call meets one), and return the outcomes of the ``collect``
+    subtasks that already ended (a continued parent, or its supervision pass, asks for them): the output of a
+    Completed one; a failed outcome for one that Failed, was Terminated or is not known any more. With ``task``
+    (the first call of a run) the task is saved once for the subtasks' attempts to read by reference."""
+    if payload.get("task"):
+        await asyncio.to_thread(TaskService(get_services()).save_task_spec, str(payload["parent_instance_id"]),
+                                str(payload["task"].get("run") or ""), payload["task"]["spec"])
     started, known = [], []
     for child in payload.get("children") or []:
         instance_id = str(child["instance_id"])
@@ -87,9 +95,10 @@ async def start_subtasks_activity(payload: dict[str, Any], client: df.DurableOrc
         name = _status_name(status)
         if name == "Completed":
             outcomes[sid] = status.output
-        elif name in ("Failed", "Terminated"):
+        elif name in ("Failed", "Terminated", None):
+            what = "not known to the task hub" if name is None else name.lower()
             outcomes[sid] = {"id": sid, "specialist": "code_intelligence", "status": "failed", "attempts": 0,
-                             "error": f"subtask orchestration {name.lower()}"}
+                             "error": f"subtask orchestration {what}"}
     logger.info("instance %s: started %d subtasks (%d already known), %d outcomes collected",
                 payload.get("parent_instance_id"), len(started), len(known), len(outcomes))
     return {"started": started, "known": known, "outcomes": outcomes}
@@ -122,8 +131,10 @@ async def cancel_subtasks_activity(payload: dict[str, Any], client: df.DurableOr
 
 @bp.activity_trigger(input_name="payload", activity=names.LOAD_TASK)
 @bp.durable_client_input(client_name="client")
-async def load_task_activity(payload: str, client: df.DurableOrchestrationClient) -> dict[str, Any]:
-    """The task (description included) from the parent's input, so subtask inputs stay small."""
+async def load_task_activity(payload: Any, client: df.DurableOrchestrationClient) -> dict[str, Any]:
+    """The task of a subtask started before tasks were saved by reference (a parent id): read from the parent's
+    input. The engine no longer calls it (``RUN_SUBTASK`` reads ``TaskSpecRef``); kept for subtasks in flight
+    across a deployment."""
     status = await client.get_status(str(payload), show_input=True)
     if _status_name(status) is None:
         raise LookupError(f"no orchestration {payload}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+
 # Orchestrators
 TRIAGE = "triage_orchestrator"
 ORCHESTRATE_TASK = "orchestrate_task_orchestrator"
@@ -41,12 +43,23 @@ SUBTASK_DONE_EVENT_PREFIX = "subtask_done_"
 GITHUB_EVENT_TYPE_PREFIX = "com.github."
 
 
-def subtask_instance_id(parent_instance_id: str, subtask_id: str) -> str:
-    """Instance id of a subtask's orchestration: derived, so commands can raise ``approval`` to it."""
-    return f"{parent_instance_id}:{subtask_id}"
+#: Durable backends store instance ids in 100-character columns (``shared.loop.lineage.MAX_INSTANCE_ID_CHARS``).
+_MAX_SUBTASK_INSTANCE_ID_CHARS = 100
 
 
-def subtask_done_event(subtask_id: str) -> str:
+def subtask_instance_id(parent_instance_id: str, subtask_id: str, run: str = "") -> str:
+    """Instance id of a subtask's orchestration: derived from the parent, its run and the subtask, so commands can
+    raise ``approval`` to it and a restarted parent (same instance id, new ``run``) never meets a previous run's
+    subtasks. At most 100 characters: a longer id keeps its readable head and ends in a digest of the whole."""
+    full = f"{parent_instance_id}:{run}:{subtask_id}" if run else f"{parent_instance_id}:{subtask_id}"
+    if len(full) <= _MAX_SUBTASK_INSTANCE_ID_CHARS:
+        return full
+    digest = hashlib.sha256(full.encode("utf-8")).hexdigest()[:20]
+    return f"{full[: _MAX_SUBTASK_INSTANCE_ID_CHARS - len(digest) - 1]}~{digest}"
+
+
+def subtask_done_event(subtask_id: str, run: str = "") -> str:
     """Name of the event a subtask's orchestration raises to its parent when it ends (one name per subtask:
-    the Python SDK keeps a single buffered event per name)."""
-    return f"{SUBTASK_DONE_EVENT_PREFIX}{subtask_id}"
+    the Python SDK keeps a single buffered event per name; the parent's run in it, so a previous run's subtask
+    cannot answer for this run's)."""
+    return f"{SUBTASK_DONE_EVENT_PREFIX}{run}_{subtask_id}" if run else f"{SUBTASK_DONE_EVENT_PREFIX}{subtask_id}"

@@ -34,9 +34,11 @@ from shared.work.policy import (
     validate_plan,
 )
 from shared.work.tasks import Plan, SubtaskState
-from tests.harness.fake_context import PENDING, FakeOrchestrationContext, FakeTask, drive
+from tests.harness.fake_context import PENDING, FakeOrchestrationContext, FakeTask, StalledError, drive
 
 START = datetime(2026, 1, 1, tzinfo=UTC)
+#: The run token of a parent started at START under id "inst" (``context.new_uuid`` is deterministic).
+RUN = str(FakeOrchestrationContext(None, instance_id="inst", now=START).new_uuid()).replace("-", "")[:12]
 OK = {"ok": True, "summary": "done"}
 
 
@@ -81,9 +83,19 @@ def subtask_input(sid: str = "s1", writes: bool = False, **policy: Any) -> dict[
     }
 
 
-def observed(gen: Generator[Any, Any, Any], windows: list[list[str]]) -> Generator[Any, Any, Any]:
+def sid_of(event_name: str) -> str:
+    """The subtask id in a ``subtask_done_<run>_<id>`` event name (the run is 12 hex digits)."""
+    rest = event_name[len(SUBTASK_DONE_EVENT_PREFIX):]
+    head, _, tail = rest.partition("_")
+    return tail if len(head) == 12 and tail else rest
+
+
+def observed(
+    gen: Generator[Any, Any, Any], windows: list[list[str]], watches: set[int] | None = None
+) -> Generator[Any, Any, Any]:
     """Proxy a generator, recording the subtasks in flight (their outcome waits) at every ``task_any`` that does
-    not also wait for a START_SUBTASKS call."""
+    not also wait for a START_SUBTASKS call, and (``watches``) the supervision timers: the live timers of a
+    ``task_any`` that also waits for ``cancel``."""
     value: Any = None
     error: BaseException | None = None
     while True:
@@ -91,8 +103,10 @@ def observed(gen: Generator[Any, Any, Any], windows: list[list[str]]) -> Generat
             task = gen.throw(error) if error is not None else gen.send(value)
         except StopIteration as stop:
             return stop.value
+        if watches is not None and task.kind == "any" and any(c.name == CANCEL_EVENT for c in task.children):
+            watches.update(id(c) for c in task.children if c.kind == "timer" and not c.is_cancelled)
         if task.kind == "any" and not any(c.kind == "activity" for c in task.children):
-            windows.append([f"inst:{c.name[len(SUBTASK_DONE_EVENT_PREFIX):]}" for c in task.children
+            windows.append([f"inst:{sid_of(c.name or '')}" for c in task.children
                             if c.kind == "event" and (c.name or "").startswith(SUBTASK_DONE_EVENT_PREFIX)])
         try:
             value, error = (yield task), None
@@ -125,6 +139,9 @@ class World:
         self.started: list[str] = []
         self.done: dict[str, Any] = {}
         self.cancel_requests: list[dict[str, Any]] = []
+        #: Supervision timers (``observed``); they fire only when ``supervise`` says so.
+        self.watches: set[int] = set()
+        self.supervise = False
 
     def resolve(self, task: FakeTask) -> Any:
         if task.kind == "activity" and task.name == PLAN_TASK:
@@ -147,11 +164,12 @@ class World:
             self.cancel_requests.append(task.input)
             return {"told": task.input["instance_ids"]}
         if task.kind == "event" and (task.name or "").startswith(SUBTASK_DONE_EVENT_PREFIX):
-            return self.done.get((task.name or "")[len(SUBTASK_DONE_EVENT_PREFIX):], PENDING)
+            return self.done.get(sid_of(task.name or ""), PENDING)
         if task.kind == "event":
             return self.parent_events.get(task.name or "", PENDING)
         if task.kind == "timer":
-            return None
+            # The supervision timer fires only when nothing else happens for ten minutes (never, unless asked).
+            return PENDING if id(task) in self.watches and not self.supervise else None
         raise AssertionError(f"unexpected {task.kind} {task.name}")
 
     def resolve_child(self, sid: str) -> Callable[[FakeTask], Any]:
@@ -183,7 +201,7 @@ def run_parent(
     windows: list[list[str]] = []
     while True:
         ctx = FakeOrchestrationContext(payload, instance_id="inst", now=START)
-        output = drive(observed(run_orchestrate_task(ctx), windows), world.resolve, ctx)
+        output = drive(observed(run_orchestrate_task(ctx), windows, world.watches), world.resolve, ctx)
         if not ctx.continued_as:
             return output, ctx, windows
         assert output is None
@@ -301,7 +319,7 @@ def test_sliding_window_keeps_exactly_max_concurrency_in_flight() -> None:
         ["inst:s08", "inst:s09"],
         ["inst:s09"],
     ]
-    assert world.started == [f"inst:{sid}" for sid in ids]
+    assert world.started == [subtask_instance_id("inst", sid, RUN) for sid in ids]
     assert output["executions"] > 1  # the parent continued as new along the way
 
 
@@ -367,12 +385,14 @@ def test_reports_are_batched_and_custom_status_tracks_states() -> None:
     output, ctx, _ = run_parent(world)
     assert [r["phase"] for r in world.reports] == ["started", "needs_approval", "succeeded"]
     assert world.reports[1]["states"]["w"] == "waiting"
-    assert [r["idempotency_key"] for r in world.reports] == ["inst:report:1", "inst:report:2", "inst:report:3"]
+    assert [r["idempotency_key"] for r in world.reports] == [f"inst:{RUN}:report:{i}" for i in (1, 2, 3)]
     first = ctx.custom_statuses[1]
     assert first["subtasks"] == {"a": "pending", "w": "pending", "b": "pending"}
     assert any(s.get("waiting") == 1 and s.get("running") == 1 for s in ctx.custom_statuses)
     assert ctx.custom_status == {
         "phase": "succeeded",
+        "run": RUN,
+        "waiting_ids": [],
         "subtasks": {"a": "succeeded", "w": "succeeded", "b": "succeeded"},
         "total": 3,
         "done": 3,
@@ -409,7 +429,7 @@ def test_cancel_skips_the_rest_and_reports_final() -> None:
     assert world.reports[-1]["labels"] == []
     assert ctx.custom_status["skipped"] == 3
     # The running subtasks are told to stop; the parent does not wait for them.
-    assert world.cancel_requests == [{"instance_ids": ["inst:a", "inst:c"], "by": "octocat"}]
+    assert world.cancel_requests == [{"instance_ids": [f"inst:{RUN}:a", f"inst:{RUN}:c"], "by": "octocat"}]
 
 
 # ------------------------------------------------------------------------------------------------ subtask
@@ -593,13 +613,34 @@ def test_custom_status_stays_within_the_extensions_16_kb() -> None:
     assert small_ctx.custom_status["subtasks"] == {"a": "succeeded", "b": "succeeded"}
 
 
-def test_custom_status_is_built_on_the_live_pass_only() -> None:
-    world = World(make_plan([f"s{i}" for i in range(6)]))
+def test_custom_status_is_set_on_replay_too_so_a_stray_wake_up_keeps_it() -> None:
+    # A replayed episode (a duplicate outcome, a marker firing days later) yields only old steps; DTFx stores
+    # what that episode set, so the engine sets the status on replay as well and approvals still find it.
+    world = World(make_plan(["a", "w"], writes=["w"]))
+    world.pending_subs = {"w"}
     ctx = FakeOrchestrationContext(make_request(max_concurrency=2), instance_id="inst", now=START)
-    ctx.replaying = True  # a replay: every step is an old one
-    drive(run_orchestrate_task(ctx), world.resolve, ctx)
-    assert ctx.continued_as  # four outcomes, then the parent continued as new
-    assert ctx.custom_statuses == []  # nothing built while replaying (the live pass sets it every episode)
+    ctx.replaying = True
+    with pytest.raises(StalledError):  # w waits for its approval: the parent waits with it
+        drive(observed(run_orchestrate_task(ctx), [], world.watches), world.resolve, ctx)
+    assert ctx.custom_status["waiting_ids"] == ["w"]
+    assert ctx.custom_status["run"] == RUN
+
+
+def test_large_plans_with_long_ids_stay_approvable_within_16_kb() -> None:
+    from orchestrators.engine import MAX_CUSTOM_STATUS_BYTES, _custom_status, _Window, utf16_json_bytes
+    from shared.work.task_report import subtask_ids_waiting
+
+    ids = [f"{'x' * 60}{i:04d}" for i in range(200)]
+    carry = {"request": make_request(), "subtasks": make_plan(ids, writes=ids)["subtasks"],
+             "states": dict.fromkeys(ids, "waiting"), "run": RUN}
+    from orchestrators.engine import EngineCarry
+
+    status = _custom_status(_Window(EngineCarry.model_validate(carry)), "running")
+    assert utf16_json_bytes(status) <= MAX_CUSTOM_STATUS_BYTES
+    assert status["truncated"] is True
+    waiting = subtask_ids_waiting(status)
+    assert len(waiting) > 100  # the map is gone; the waiting list is what approvals read
+    assert set(waiting) <= set(ids)
 
 
 def test_subtask_inputs_carry_ids_not_the_description() -> None:

@@ -43,14 +43,15 @@ async def test_approve_reaches_the_waiting_subtask_and_the_task_finishes() -> No
         instance, number = await _start(world, _gated_plan(1))
         status = await world.client.get_status(instance)
         assert status.custom_status["waiting"] == 1
-        assert (await world.client.get_status(f"{instance}:g00")).runtime_status.value == "Running"
+        gated = names.subtask_instance_id(instance, "g00", status.custom_status["run"])
+        assert (await world.client.get_status(gated)).runtime_status.value == "Running"
         world.github.add_user("maria")
         world.github.set_association(TRACKING_REPO, "maria", "COLLABORATOR")
         await world.comment(TRACKING_REPO, number, "/reynolds approve", "maria")
         done = await world.client.get_status(instance)
         assert done.runtime_status.value == "Completed"
         assert [o["status"] for o in done.output["outcomes"]] == ["succeeded"]
-        assert world.client.events_raised[0] == (f"{instance}:g00", names.APPROVAL_EVENT,
+        assert world.client.events_raised[0] == (gated, names.APPROVAL_EVENT,
                                                  {"approved": True, "by": "maria"})
 
 
@@ -74,3 +75,46 @@ async def test_cancel_on_forty_gated_subtasks_ends_the_task_and_its_subtasks() -
         assert len(after) == 8  # no new subtask started
         assert [i.status for i in after.values() if i.status == "Running"] == []
         assert {i.output["error"] for i in after.values()} == {"cancelled by olivia"}
+
+
+async def test_cancel_on_a_finished_task_answers_that_it_already_ended() -> None:
+    with build_world() as world:
+        plan = {"planner": "offline", "subtasks": [{"id": "a", "title": "read", "specialist": "devops"}]}
+        instance, number = await _start(world, plan)
+        assert (await world.client.get_status(instance)).runtime_status.value == "Completed"
+        world.github.add_user("olivia")
+        world.github.set_association(TRACKING_REPO, "olivia", "OWNER")
+        before = len(world.reynolds_writes)
+        status, _ = await world.comment(TRACKING_REPO, number, "/reynolds cancel", "olivia")
+        assert status < 300
+        await world.client.advance(None)
+        bodies = [str(w.resource.get("body") or "") for w in world.reynolds_writes[before:]]
+        assert any("already ended" in body and "nothing to cancel" in body for body in bodies), bodies
+        assert (await world.client.get_status(instance)).runtime_status.value == "Completed"
+
+
+async def test_a_report_committed_late_never_replaces_a_newer_one_on_the_status_comment() -> None:
+    import asyncio
+
+    from shared.work.task_report import ReportPayload, TaskReporter
+
+    with build_world() as world:
+        plan = {"planner": "offline", "subtasks": [{"id": "a", "title": "read", "specialist": "devops"}]}
+        instance, number = await _start(world, plan)
+        status = await world.client.get_status(instance)
+        assert status.runtime_status.value == "Completed"
+        run = status.custom_status["run"]
+
+        def status_body() -> str:
+            return next(c["body"] for c in world.github.comments(TRACKING_REPO, number)
+                        if f"Instance: `{instance}`" in c["body"])
+
+        done = status_body()
+        assert "Done" in done
+        # The needs-approval report (sequence 2) of the same run, committed after the final one (sequence 3).
+        late = ReportPayload(instance_id=instance, run=run, idempotency_key=f"{instance}:{run}:report:2",
+                             sequence=2, final=False, phase="needs_approval", title="maintenance: Tidy the release.",
+                             tracking_issue=f"{TRACKING_REPO}#{number}", event_id="e", chain_id="c")
+        result = await asyncio.to_thread(TaskReporter(world.services).report, late)
+        assert result.edited is False
+        assert status_body() == done

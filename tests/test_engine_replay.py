@@ -7,7 +7,7 @@ also prove the engine deterministic: the harness fails on any replay that produc
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Generator
+from collections.abc import Callable, Generator, Iterator
 from datetime import timedelta
 from typing import Any
 
@@ -25,13 +25,20 @@ from orchestrators.engine import (
     run_orchestrate_task,
     run_subtask,
 )
-from shared.names import LOAD_TASK, NOTIFY_PARENT
+from shared.names import NOTIFY_PARENT, subtask_instance_id
 from shared.work.policy import RetryPolicy
-from tools.harness.app_index import functions
+from tools.harness.app_index import functions, memory_services
 from tools.harness.durable import ExternalEvent, FakeDurableClient, OrchestrationRun, ReplayHarness
 from tools.harness.replay_check import assert_replays_alike
 
 LATENCY = 10.0
+
+
+@pytest.fixture(autouse=True)
+def _services() -> Iterator[Any]:
+    """The lifecycle activities save the task in the store: an empty memory store per test."""
+    with memory_services() as services:
+        yield services
 
 bp = df.Blueprint()
 
@@ -103,7 +110,10 @@ def children(h: ReplayHarness, parent: str) -> list[OrchestrationRun]:
 
 
 def child(h: ReplayHarness, instance_id: str) -> OrchestrationRun:
-    return h.instances[instance_id].snapshot()
+    """A subtask orchestration by ``<parent>:<subtask id>``: its instance id carries the parent's run too."""
+    parent, _, sid = instance_id.rpartition(":")
+    run = (h.instances[parent].custom_status or {}).get("run", "")
+    return h.instances[subtask_instance_id(parent, sid, run)].snapshot()
 
 
 def most_running(h: ReplayHarness, parent: str) -> int:
@@ -133,7 +143,8 @@ def test_sixteen_subtasks_window_of_eight() -> None:
     assert run.output["max_running"] == 8
     assert most_running(h, "inst-16") == 8  # measured on the harness, not the engine's own count
     assert run.elapsed_seconds == pytest.approx(2 * LATENCY)
-    assert {s.instance_id for s in children(h, "inst-16")} == {f"inst-16:s{i:02d}" for i in range(16)}
+    run_token = run.custom_status["run"]
+    assert {s.instance_id for s in children(h, "inst-16")} == {f"inst-16:{run_token}:s{i:02d}" for i in range(16)}
     assert all(s.runtime_status == "Completed" for s in children(h, "inst-16"))
     assert [r["phase"] for r in reports] == ["started", "succeeded"]
     assert run.custom_status["done"] == 16
@@ -190,7 +201,7 @@ def test_raised_activity_error_is_retried_with_backoff() -> None:
     outcome = run.output["outcomes"][0]
     assert outcome["status"] == "succeeded"
     assert outcome["attempts"] == 3
-    backoffs = [d for d in durations(child(h, "inst-raise:s00")) if d < 600]
+    backoffs = [d for d in durations(child(h, "inst-raise:s00")) if d < RetryPolicy().attempt_timeout_seconds]
     assert len(backoffs) == 2
     assert 1 <= backoffs[0] <= 2
     assert 2 <= backoffs[1] <= 4
@@ -251,11 +262,12 @@ def test_approval_that_never_comes_times_out_cleanly() -> None:
 
 
 def test_approval_delivered_lets_the_subtask_run() -> None:
-    # The subtask alone (no parent instance): the task comes from a stand-in LOAD_TASK, the outcome is not
-    # delivered (NOTIFY_PARENT finds no parent) and the subtask still completes.
-    h, _ = harness(plan_of(1), activities={LOAD_TASK: lambda _parent: {"type": "rollout", "description": "deploy"}})
+    # The subtask alone (no parent instance): the task comes in its input, the outcome is not delivered
+    # (NOTIFY_PARENT finds no parent) and the subtask still completes.
+    h, _ = harness(plan_of(1))
     subtask_input = {
         "parent_instance_id": "inst-approve",
+        "task": {"type": "rollout", "description": "deploy"},
         "subtask": {"id": "deploy", "title": "deploy", "specialist": "devops", "writes": True},
         "policy": RetryPolicy().model_dump(mode="json"),
     }
@@ -268,7 +280,7 @@ def test_approval_delivered_lets_the_subtask_run() -> None:
     assert run.runtime_status == "Completed", run.error
     assert run.output["status"] == "succeeded"
     assert run.output["attempts"] == 1
-    assert [name for name, _ in run.activity_calls] == [LOAD_TASK, RUN_SUBTASK, NOTIFY_PARENT]
+    assert [name for name, _ in run.activity_calls] == [RUN_SUBTASK, NOTIFY_PARENT]
     assert run.elapsed_seconds == pytest.approx(90 + LATENCY)
     assert run.custom_status == {"state": "succeeded", "attempt": 1}
 
@@ -340,7 +352,7 @@ def test_dag_levels_run_as_soon_as_their_dependencies_succeed() -> None:
     run = h.run(ORCHESTRATE_TASK, request(4), instance_id="inst-dag")
     assert run.runtime_status == "Completed", run.error
     assert run.output["succeeded"] == 10
-    started = {i.instance_id.split(":")[1]: (i.started_at - h.start).total_seconds() for i in h.instances.values()
+    started = {i.instance_id.split(":")[-1]: (i.started_at - h.start).total_seconds() for i in h.instances.values()
                if i.name == SUBTASK_ORCHESTRATOR}
     assert started["b0"] == pytest.approx(LATENCY)  # a0 and a1 done at 10 s
     assert started["c"] == pytest.approx(max(started[f"b{i}"] for i in range(3)) + LATENCY)

@@ -14,7 +14,8 @@ harness, not from the engine's bookkeeping), ``parent_cpu_s`` (CPU in the parent
 ``flat_cpu_s`` (the same for a flat ``task_all`` over the same N subtask orchestrations with the same
 latencies and inputs, in the same run; at N >= 100 both are the least of three runs taking turns, since the
 machine may be shared), ``history_kb_max`` (largest history of one execution of any instance, compact JSON),
-``executions``, ``episodes``.
+``executions``, ``episodes``, ``storage_written_kb`` and ``storage_read_kb`` (task-hub bytes the whole task
+wrote and read: every engine instance and execution, see the Markdown notes).
 
 **End-to-end cases** (``kind: "world"``, the fields this tool always printed): the HTTP start function, the
 registered orchestrators and activities, the effect ledger, githubkit against the fake GitHub; N = 16,
@@ -39,7 +40,7 @@ from typing import Any
 from shared import names
 from shared.platforms.github.pacer import set_pacer
 from tools.fakes.github import WRITE_METHODS
-from tools.harness.app_index import functions
+from tools.harness.app_index import functions, memory_services
 from tools.harness.durable import FakeDurableClient, ReplayHarness
 from tools.simulate_tasks import TASK_SETTINGS, prepare, run_task
 from tools.world import build_world
@@ -99,6 +100,7 @@ SCALE_LATENCIES = ("equal", "distinct")
 CPU_GOAL = 0.5  # parent replay CPU against the flat task_all fan-out, at N >= 100
 CPU_REPEATS = 3
 HISTORY_GOAL_KB = 256.0  # largest history of one execution, at N = 200
+WRITTEN_GOAL_KB = 2048.0  # task-hub storage written per task (engine instances, all executions), at N = 200
 DESCRIPTION = ("Review every service's error handling for the reliability audit. " * 200)[:8000]
 
 
@@ -156,6 +158,19 @@ def _max_overlap(intervals: list[tuple[float, float]]) -> int:
     return best
 
 
+def _scale_runs(n: int, w: int, instance_id: str, activities: dict[str, Any],
+                latency: Any) -> tuple[ReplayHarness, Any, Any]:
+    harness = ReplayHarness.from_app(functions(), orchestrators={"bench_flat": _flat, "bench_flat_child": _flat_child},
+                                     activities=activities, latency=latency)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the SDK's note on an outcome raised before its wait (buffered)
+        engine_run = harness.run(names.ORCHESTRATE_TASK, _scale_request(w), instance_id=instance_id,
+                                 max_episodes=100_000)
+        flat_run = harness.run("bench_flat", {**_scale_request(w), "n": n}, instance_id=f"{instance_id}-flat",
+                               max_episodes=100_000)
+    return harness, engine_run, flat_run
+
+
 def scale_case(n: int, w: int, kind: str) -> dict[str, Any]:
     """One scale case: the engine and the flat baseline under the host-faithful harness."""
     plan = _scale_plan(n)
@@ -179,15 +194,8 @@ def scale_case(n: int, w: int, kind: str) -> dict[str, Any]:
     # The machine is shared: CPU is the least of CPU_REPEATS runs of each, engine and flat taking turns.
     engine_cpu, flat_cpu = [], []
     for attempt in range(CPU_REPEATS if n >= 100 else 1):
-        harness = ReplayHarness.from_app(functions(), orchestrators={"bench_flat": _flat,
-                                                                     "bench_flat_child": _flat_child},
-                                         activities=activities, latency=latency)
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")  # the SDK's note on an outcome raised before its wait (buffered)
-            engine_run = harness.run(names.ORCHESTRATE_TASK, _scale_request(w), instance_id=instance_id,
-                                     max_episodes=100_000)
-            flat_run = harness.run("bench_flat", {**_scale_request(w), "n": n}, instance_id=f"{instance_id}-flat",
-                                   max_episodes=100_000)
+        with memory_services():  # START_SUBTASKS saves the task for the subtasks' attempts
+            harness, engine_run, flat_run = _scale_runs(n, w, instance_id, activities, latency)
         engine_cpu.append(engine_run.cpu_seconds)
         flat_cpu.append(flat_run.cpu_seconds)
         if attempt == 0:
@@ -209,6 +217,8 @@ def scale_case(n: int, w: int, kind: str) -> dict[str, Any]:
         "history_kb_max": round(history / 1024, 1), "flat_history_kb": round(flat.max_history_bytes / 1024, 1),
         "executions": (run.output or {}).get("executions"), "episodes": run.episodes,
         "subtasks_done": sum(1 for c in children if c.status == "Completed"),
+        "storage_written_kb": round(sum(i.storage_written for i in engine_instances) / 1024, 1),
+        "storage_read_kb": round((sum(i.storage_read for i in engine_instances) + harness.client_read_bytes) / 1024, 1),
     }
 
 
@@ -219,7 +229,7 @@ def scale_ok(row: dict[str, Any]) -> bool:
     if row["n"] >= 100:
         ok = ok and row["parent_cpu_s"] <= CPU_GOAL * row["flat_cpu_s"]
     if row["n"] == 200:
-        ok = ok and row["history_kb_max"] <= HISTORY_GOAL_KB
+        ok = ok and row["history_kb_max"] <= HISTORY_GOAL_KB and row["storage_written_kb"] <= WRITTEN_GOAL_KB
     return ok
 
 
@@ -257,12 +267,14 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["", "### Scale on the host-faithful harness (one completion per episode, 8,000-character "
                   "description)", "",
                   "| N | W | latencies | wall (s) | ideal (s) | ratio | max running | parent CPU (s) | flat task_all "
-                  "CPU (s) | CPU ratio | largest history (KB) | executions | parent episodes |",
-                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+                  "CPU (s) | CPU ratio | largest history (KB) | executions | parent episodes | storage written "
+                  "(KB) | storage read (KB) |",
+                  "|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
         for r in result["scale"]:
             lines.append(f"| {r['n']} | {r['w']} | {r['latencies']} | {r['wall_s']:g} | {r['ideal_s']:g} "
                          f"| {r['ratio']:.3f} | {r['max_running']} | {r['parent_cpu_s']:.3f} | {r['flat_cpu_s']:.3f} "
-                         f"| {r['cpu_ratio']} | {r['history_kb_max']} | {r['executions']} | {r['episodes']} |")
+                         f"| {r['cpu_ratio']} | {r['history_kb_max']} | {r['executions']} | {r['episodes']} "
+                         f"| {r['storage_written_kb']} | {r['storage_read_kb']} |")
         lines += ["", "The harness plays the Durable extension's part as its sources describe it "
                   "(`tools/harness/host_rules.py`): the action list is walked in order, each entry awaited before "
                   "the next is scheduled, and an instance completes only when none of its tasks is open. Ideal: "
@@ -272,7 +284,12 @@ def markdown(result: dict[str, Any]) -> str:
                   "over the same N subtask orchestrations (same small inputs, same latencies) in the same run. "
                   "Largest history: one execution of any instance of the engine, compact JSON. Goals: ratio ≤ "
                   f"{GOAL}, max running = min(W, N), parent CPU ≤ {CPU_GOAL}× flat at N ≥ 100, largest history ≤ "
-                  f"{HISTORY_GOAL_KB:g} KB at N = 200."]
+                  f"{HISTORY_GOAL_KB:g} KB at N = 200, storage written ≤ {WRITTEN_GOAL_KB:g} KB at N = 200. "
+                  "Storage: the task hub's bytes (compact JSON) for the whole task, parent and subtasks, every "
+                  "execution (`ReplayHarness` storage counters, Azure Storage provider without extended sessions): "
+                  "written = history events appended, messages sent, custom status per episode; read = the "
+                  "execution's history loaded per episode, messages received, the durable client's status "
+                  "queries."]
     return "\n".join(lines) + "\n"
 
 

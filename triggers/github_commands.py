@@ -23,11 +23,10 @@ import azure.durable_functions as df
 from shared import names
 from shared.errors import Conflict
 from shared.loop.envelope import EventEnvelope
-from shared.names import subtask_instance_id
 from shared.services import Services
 from shared.store.base import safe_id
 from shared.work.commands import PRIVILEGED, CommandName, authorize, parse_command
-from shared.work.task_report import TaskReporter, subtask_ids_waiting
+from shared.work.task_report import TaskReporter, waiting_subtask_instances
 
 logger = logging.getLogger(__name__)
 
@@ -120,7 +119,8 @@ async def apply_command(event: EventEnvelope, client: df.DurableOrchestrationCli
         return CommandReply(f"`/reynolds {verb}` was not carried out: orchestration `{instance}` started after "
                             "this comment was written. Comment the command again to act on it.")
     if command.name is CommandName.APPROVE:
-        waiting = subtask_ids_waiting(status.custom_status)
+        instances = waiting_subtask_instances(instance, status.custom_status)
+        waiting = sorted(instances)
         targets = [command.subtask] if command.subtask else waiting
         targets = [sid for sid in targets if sid in waiting]
         if not targets:
@@ -128,10 +128,14 @@ async def apply_command(event: EventEnvelope, client: df.DurableOrchestrationCli
                 f" named `{command.subtask}`." if command.subtask else "."))
         for sid in targets:
             approval = {"approved": True, "by": login}
-            await client.raise_event(subtask_instance_id(instance, sid), names.APPROVAL_EVENT, approval)
+            await client.raise_event(instances[sid], names.APPROVAL_EVENT, approval)
         logger.info("event %s instance %s: approved %s by %s", event.id, instance, targets, login)
         return CommandReply(f"Approved by {login}: " + ", ".join(f"`{sid}`" for sid in targets) + ".", executed=True)
     if command.name is CommandName.CANCEL:
+        runtime = getattr(status.runtime_status, "value", status.runtime_status)
+        if runtime not in ("Pending", "Running", "ContinuedAsNew", "Suspended"):
+            # The task hub refuses an event to a finished instance: say so instead of failing the command.
+            return CommandReply(f"Orchestration `{instance}` already ended ({_state(status)}): nothing to cancel.")
         await client.raise_event(instance, names.CANCEL_EVENT, {"by": login})
         logger.info("event %s instance %s: cancel raised by %s", event.id, instance, login)
         return CommandReply(f"Cancelling orchestration `{instance}` at {login}'s request: running subtasks are told "

@@ -32,13 +32,12 @@ from shared import names
 from shared.admission import open_task_chain, task_request_event
 from shared.errors import ConfigurationError, IncomingRequestError, StoreError
 from shared.loop.lineage import new_chain_id
-from shared.names import subtask_instance_id
 from shared.platforms.limits import check_json
 from shared.platforms.teams.permissions import graph_permission_status, graph_unhealthy
 from shared.services import get_services
 from shared.telemetry import bind_log_context
 from shared.work.agents import AgentRegistry
-from shared.work.task_report import TaskReporter, subtask_ids_waiting
+from shared.work.task_report import TaskReporter, waiting_subtask_instances
 from shared.work.task_service import TaskService
 from shared.work.tasks import Strategy, TaskRequest, TaskSpec
 from triggers.ingress import json_response
@@ -234,7 +233,8 @@ async def api_approve_orchestration(req: func.HttpRequest,
         instance_id = _instance_param(req)
         body: ApproveBody = parse_model(ApproveBody, req.get_body(), empty_ok=True)
         status = await _status_or_404(client, instance_id)
-        waiting = subtask_ids_waiting(status.custom_status)
+        instances = waiting_subtask_instances(instance_id, status.custom_status)
+        waiting = sorted(instances)
         if body.subtask is not None:
             if body.subtask not in waiting:
                 raise IncomingRequestError(f"subtask {body.subtask} is not waiting for approval", 409)
@@ -245,7 +245,7 @@ async def api_approve_orchestration(req: func.HttpRequest,
             raise IncomingRequestError("no subtask is waiting for approval", 409)
         data = {"approved": True, "by": body.by or "api"}
         for sid in targets:
-            await client.raise_event(subtask_instance_id(instance_id, sid), names.APPROVAL_EVENT, data)
+            await client.raise_event(instances[sid], names.APPROVAL_EVENT, data)
             logger.info("instance %s: approval raised on subtask %s by %s", instance_id, sid, data["by"])
     except Exception as exc:
         return api_error(exc)

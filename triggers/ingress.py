@@ -33,6 +33,7 @@ from shared.loop.envelope import EventEnvelope
 from shared.loop.lineage import Decision, instance_id_for
 from shared.services import Services
 from shared.telemetry import bind_log_context
+from shared.work.restart import restart_orchestration
 
 logger = logging.getLogger(__name__)
 
@@ -87,7 +88,10 @@ async def admit(event: EventEnvelope, client: df.DurableOrchestrationClient, ser
     if prepare is not None and runtime is None:
         payload.update(await prepare())
     try:
-        await client.start_new(orchestrator, instance_id, payload)
+        if runtime is None:
+            await client.start_new(orchestrator, instance_id, payload)
+        else:
+            await restart_orchestration(client, orchestrator, instance_id, payload)
     except Exception as exc:
         # A concurrent delivery of the same event started it between our status read and this start.
         again = await client.get_status(instance_id)

@@ -31,6 +31,7 @@ from shared.platforms.github.client import GitHubClients, RequestFailed
 from shared.platforms.github.deliveries import RecoveryReport, recover_deliveries
 from shared.services import Services, get_services
 from shared.store.base import safe_id, update_document
+from shared.work.restart import restart_orchestration
 
 logger = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ async def restart_failed(client: df.DurableOrchestrationClient, services: Servic
         if not await asyncio.to_thread(_claim_restart, services, status.instance_id):
             continue
         full = await client.get_status(status.instance_id, show_input=True)
-        await client.start_new(status.name, status.instance_id, full.input_)
+        await restart_orchestration(client, status.name, status.instance_id, full.input_)
         restarted.append(status.instance_id)
         logger.warning("instance %s (%s) had failed; started again from its own input", status.instance_id,
                        status.name)

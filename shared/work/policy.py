@@ -33,7 +33,9 @@ class RetryPolicy(BaseModel):
     max_attempts: int = Field(4, ge=1, le=20)
     base: float = Field(2.0, gt=0, le=3600)
     cap: float = Field(300.0, gt=0, le=MAX_TIMER_SECONDS)
-    attempt_timeout_seconds: float = Field(600.0, gt=0, le=MAX_TIMER_SECONDS)
+    #: Half of host.json's ``functionTimeout`` (600 s), above the activity's own specialist deadline (240 s,
+    #: ``shared.work.task_service.SPECIALIST_DEADLINE_SECONDS``): see the ordering there.
+    attempt_timeout_seconds: float = Field(300.0, gt=0, le=MAX_TIMER_SECONDS)
     approval_timeout_seconds: float = Field(24 * 3600.0, gt=0, le=MAX_TIMER_SECONDS)
     jitter: Literal["equal", "full"] = "equal"
 

@@ -21,6 +21,7 @@ from shared.chain_view import explorer_url
 from shared.errors import IncomingRequestError, NotFound
 from shared.loop.lineage import EffectRecord, new_chain_id
 from shared.loop.marker import sign_text
+from shared.names import subtask_instance_id
 from shared.platforms.github.client import RequestFailed
 from shared.platforms.github.pacer import GitHubPacer, get_pacer
 from shared.services import Services
@@ -47,6 +48,8 @@ class ReportPayload(TaskLineage):
     model_config = ConfigDict(extra="ignore")
 
     instance_id: str
+    #: The orchestration's run (a restart under the same id is a new run); reports of one run are ordered.
+    run: str = Field("", max_length=40)
     idempotency_key: str
     sequence: int = Field(ge=1, le=3)
     final: bool
@@ -153,10 +156,17 @@ class TaskReporter:
         record, _ = self.services.lineage.begin_effect(intent)
         if record.state == "done":
             return False
+        if self._newer_report_shown(payload):
+            # Read before write: a report committed late (a retry after an outage) never replaces a newer one.
+            logger.info("event %s chain %s instance %s: report %d skipped, a newer one is on the comment", event_id,
+                        chain_id, payload.instance_id, payload.sequence)
+            self.services.lineage.complete_effect(record, f"comment:{comment_id}", body)
+            return False
         # An edit is idempotent by nature: after a crash mid-way, editing again to the same body is harmless.
         signed = sign_text(self._marker_key(), body, chain_id, event_id, depth)
         self._write(lambda: github.rest.issues.update_comment(owner, name, comment_id, body=signed),
                     kind="comment_edit")
+        self._mark_report_shown(payload)
         self.services.lineage.complete_effect(record, f"comment:{comment_id}", body)
         logger.info("event %s chain %s instance %s: status comment %s edited (report %d, %s)", event_id, chain_id,
                     payload.instance_id, comment_id, payload.sequence, payload.phase.value)
@@ -260,6 +270,27 @@ class TaskReporter:
                 return int(comment.id)
         return None
 
+    def _newer_report_shown(self, payload: ReportPayload) -> bool:
+        doc_id = safe_id(f"status-seq:{payload.instance_id}")
+        try:
+            doc = self.store.read(doc_id, doc_id)
+        except NotFound:
+            return False
+        return str(doc.get("run") or "") == payload.run and int(doc.get("sequence") or 0) > payload.sequence
+
+    def _mark_report_shown(self, payload: ReportPayload) -> None:
+        """Record the newest report of this run the comment shows (a newer run starts over)."""
+
+        def update(doc: dict[str, Any] | None) -> dict[str, Any]:
+            shown = doc or {}
+            sequence = payload.sequence
+            if str(shown.get("run") or "") == payload.run:
+                sequence = max(sequence, int(shown.get("sequence") or 0))
+            return {"kind": "status-seq", "instance_id": payload.instance_id, "run": payload.run,
+                    "sequence": sequence, "ttl": TASK_DOC_TTL_SECONDS}
+
+        update_document(self.store, safe_id(f"status-seq:{payload.instance_id}"), update)
+
     def track(self, issue: str, instance_id: str) -> None:
         """Index the orchestration reporting on ``owner/repo#N`` (``/reynolds`` commands there reach it)."""
         doc_id = safe_id(f"ti:{issue}")
@@ -328,13 +359,23 @@ def _rate_limited(exc: RequestFailed) -> bool:
 
 
 def subtask_ids_waiting(custom_status: Any) -> list[str]:
-    """Subtask ids the parent's custom status shows as waiting for approval."""
+    """Subtask ids the parent's custom status shows as waiting for approval: its ``waiting_ids`` list (kept
+    even when a large plan's per-subtask map no longer fits the 16 KB status), else the map."""
     if not isinstance(custom_status, Mapping):
         return []
+    listed = custom_status.get("waiting_ids")
+    if isinstance(listed, list):
+        return sorted(str(sid) for sid in listed)
     subtasks = custom_status.get("subtasks")
     if not isinstance(subtasks, Mapping):
         return []
     return sorted(str(sid) for sid, state in subtasks.items() if state == SubtaskState.WAITING.value)
+
+
+def waiting_subtask_instances(parent_instance_id: str, custom_status: Any) -> dict[str, str]:
+    """Each subtask waiting for approval → the instance id its approval goes to (the parent's run is in it)."""
+    run = str(custom_status.get("run") or "") if isinstance(custom_status, Mapping) else ""
+    return {sid: subtask_instance_id(parent_instance_id, sid, run) for sid in subtask_ids_waiting(custom_status)}
 
 
 __all__ = [
@@ -344,4 +385,5 @@ __all__ = [
     "github_for",
     "parse_tracking_issue",
     "subtask_ids_waiting",
+    "waiting_subtask_instances",
 ]

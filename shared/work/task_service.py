@@ -15,9 +15,10 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
-from pydantic import ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from shared.ai.client import ModelError, ModelThrottled, TokenBudget, make_openai_client
 from shared.ai.planner import analyze_potential, offline_plan, plan_task
@@ -36,10 +37,25 @@ if TYPE_CHECKING:
     import openai
 
 logger = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 
 # --- payload models (the activities' contracts, see orchestrators/engine.py) -------------------------------
+
+
+class TaskSpecRef(BaseModel):
+    """Where a subtask's attempt finds its task: saved once per parent run by ``START_SUBTASKS``, so the
+    description enters neither the subtasks' histories nor an O(N) read of the parent's input per subtask."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    parent_instance_id: str = Field(min_length=1, max_length=200)
+    run: str = Field("", max_length=40)
+
+
+def _task_spec_doc_id(ref: TaskSpecRef) -> str:
+    return safe_id(f"taskspec:{ref.parent_instance_id}:{ref.run}")
 
 
 class RunSubtaskPayload(TaskLineage):
@@ -52,8 +68,55 @@ class RunSubtaskPayload(TaskLineage):
     idempotency_key: str
     attempt: int = Field(ge=1)
     subtask: Subtask
-    task: TaskSpec
+    #: The task itself (a subtask started on its own) or, from the engine, a reference to the saved task.
+    task: TaskSpec | None = None
+    task_ref: TaskSpecRef | None = None
     dependency_summaries: dict[str, str] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _one_task(self) -> RunSubtaskPayload:
+        if (self.task is None) == (self.task_ref is None):
+            raise ValueError("exactly one of task and task_ref is required")
+        return self
+
+
+# --- timeouts in the right order -------------------------------------------------------------------------
+#
+# host.json ``functionTimeout`` (600 s) > the engine's attempt timeout (``RetryPolicy.attempt_timeout_seconds``,
+# 300 s) > this deadline (240 s) > one model call (``AZURE_OPENAI_TIMEOUT_SECONDS``, 30 s) and one GitHub call
+# (``GITHUB_TIMEOUT_SECONDS``, 10 s). A specialist run is up to 6 turns of one model call and 8 tool calls
+# (660 s at the worst), so the activity stops waiting for it at the deadline and answers a retryable failure:
+# no invocation reaches ``functionTimeout``, where the host restarts the Python worker and aborts every
+# invocation running on it (Azure/azure-functions-host#8720), and the orchestration's attempt timeout stays a
+# backstop that never has to fire. The abandoned run finishes on its own daemon thread within its own client
+# timeouts; it writes nothing (specialists only propose writes).
+
+#: How long one attempt's activity waits for its specialist run.
+SPECIALIST_DEADLINE_SECONDS = 240.0
+
+
+class SpecialistDeadline(Exception):
+    """The specialist run did not finish within the activity's deadline (retryable)."""
+
+
+def within_deadline(call: Callable[[], _T], seconds: float) -> _T:
+    """``call()`` on a daemon thread, waited for at most ``seconds``; raises :class:`SpecialistDeadline` after."""
+    outcome: dict[str, Any] = {}
+
+    def target() -> None:
+        try:
+            outcome["value"] = call()
+        except BaseException as exc:  # handed back to the waiting activity below
+            outcome["error"] = exc
+
+    worker = threading.Thread(target=target, name="specialist-run", daemon=True)
+    worker.start()
+    worker.join(seconds)
+    if worker.is_alive():
+        raise SpecialistDeadline(f"specialist run exceeded the activity deadline of {seconds:g} s")
+    if "error" in outcome:
+        raise outcome["error"]
+    return cast(_T, outcome["value"])
 
 
 # --- process-wide model clients ---------------------------------------------------------------------
@@ -74,8 +137,9 @@ def set_model_client(endpoint: str, client: Any | None) -> None:
 class TaskService:
     """Planning and subtask execution over one ``Services`` container."""
 
-    def __init__(self, services: Services) -> None:
+    def __init__(self, services: Services, *, deadline_seconds: float | None = None) -> None:
         self.services = services
+        self.deadline_seconds = SPECIALIST_DEADLINE_SECONDS if deadline_seconds is None else deadline_seconds
         self.settings = services.settings
         self.store = services.store
         self.agents = AgentRegistry(services)
@@ -126,6 +190,22 @@ class TaskService:
                 "durations": {key.value: value for key, value in durations.items()},
                 "mode": "offline" if self.offline else "model"}
 
+    # -- the task, saved once per run ------------------------------------------------------------------
+    def save_task_spec(self, parent_instance_id: str, run: str, spec: dict[str, Any]) -> None:
+        """Save a run's task for its subtasks (a second save of the same run is the same document)."""
+        doc_id = _task_spec_doc_id(TaskSpecRef(parent_instance_id=parent_instance_id, run=run))
+        task = TaskSpec.model_validate(spec)
+        self.store.upsert({"id": doc_id, "pk": doc_id, "kind": "taskspec", "task": task.model_dump(mode="json"),
+                           "ttl": TASK_DOC_TTL_SECONDS})
+
+    def task_of(self, payload: RunSubtaskPayload) -> TaskSpec:
+        """The attempt's task: given, or read by reference (one point read of a small document)."""
+        if payload.task is not None:
+            return payload.task
+        assert payload.task_ref is not None  # the payload validator requires one of them
+        doc_id = _task_spec_doc_id(payload.task_ref)
+        return TaskSpec.model_validate(self.store.read(doc_id, doc_id)["task"])
+
     # -- running a subtask -------------------------------------------------------------------------------
     def run_subtask(self, payload: RunSubtaskPayload) -> dict[str, Any]:
         """One attempt of a subtask; returns the engine's ``RunSubtaskResult`` dict (see module docstring)."""
@@ -157,7 +237,7 @@ class TaskService:
         client = self.model_client()
         if client is None:  # pragma: no cover - offline is decided before
             return self._run_offline(payload)
-        task, subtask = payload.task, payload.subtask
+        task, subtask = self.task_of(payload), payload.subtask
         allowed = [task.repo] if task.repo else []
         context = [UntrustedText("task-description", task.type, task.description)]
         if task.components:
@@ -170,8 +250,13 @@ class TaskService:
         spent = self.tokens_spent(payload.instance_id)
         budget = TokenBudget(self.settings.openai_token_budget, used=spent)
         try:
-            result = run_specialist(client, self.settings.openai_deployment, subtask.specialist, subtask, context,
-                                    tools, budget, allowed_repos=allowed, secrets=secret_values(self.settings))
+            result = within_deadline(
+                lambda: run_specialist(client, self.settings.openai_deployment, subtask.specialist, subtask, context,
+                                       tools, budget, allowed_repos=allowed, secrets=secret_values(self.settings)),
+                self.deadline_seconds,
+            )
+        except SpecialistDeadline as exc:
+            return {"ok": False, "retryable": True, "error": str(exc)}
         except ModelThrottled as exc:
             return {"ok": False, "retryable": True, "retry_after": exc.retry_after_seconds, "error": str(exc)}
         except ModelError as exc:
@@ -214,4 +299,12 @@ class TaskService:
         return True
 
 
-__all__ = ["RunSubtaskPayload", "TaskService", "set_model_client"]
+__all__ = [
+    "SPECIALIST_DEADLINE_SECONDS",
+    "RunSubtaskPayload",
+    "SpecialistDeadline",
+    "TaskService",
+    "TaskSpecRef",
+    "set_model_client",
+    "within_deadline",
+]

@@ -113,6 +113,9 @@ class OrchestrationRun:
     cpu_seconds: float = 0.0
     #: When the instance reached a terminal state, in seconds after its start (None: it did not).
     finished_at_seconds: float | None = None
+    #: Task-hub storage this instance wrote and read (``_Instance.storage_written``), bytes of compact JSON.
+    storage_written: int = 0
+    storage_read: int = 0
 
 
 @dataclass(order=True)
@@ -239,6 +242,8 @@ class ReplayHarness:
         long_timer_interval: timedelta = timedelta(days=3),
         clock: Callable[[], datetime] | None = None,
         on_time: Callable[[datetime], None] | None = None,
+        carryover: bool = True,
+        max_concurrent_activities: int | None = None,
     ) -> None:
         # ``clock``/``on_time`` tie the harness to a world's clock: new instances start at the world's now,
         # and an instance's simulated time moving (timers, latency) moves the world's clock along.
@@ -265,6 +270,15 @@ class ReplayHarness:
         self.global_mode = False
         # Activities that take a durable client binding (``@bp.durable_client_input``): name -> parameter.
         self.client_params: dict[str, str] = {}
+        # DTFx carries external events processed after ContinueAsNew into the next execution (Azure Storage's
+        # ``EventBehaviourForContinueAsNew.Carryover``); False models ``Ignore`` (and the harness before it).
+        self.carryover = carryover
+        # host.json ``maxConcurrentActivityFunctions`` of the one worker modelled (None: unlimited): activities
+        # beyond it wait for a slot (``max_concurrent_activities_from_host_json``).
+        self.max_concurrent_activities = max_concurrent_activities
+        self.activity_slots: list[datetime] = []  # when each busy slot frees (a heap)
+        self.client_read_bytes = 0  # instance-table bytes the durable client's status queries read
+        self.max_activities_at_once = 0
 
     @contextlib.contextmanager
     def acting_at(self, at: datetime) -> Iterator[None]:
@@ -388,6 +402,23 @@ class ReplayHarness:
         self.instances[instance_id] = instance
         return instance
 
+    def claim_activity_slot(self, now: datetime, seconds: float) -> datetime:
+        """When an activity scheduled at ``now`` starts on the worker, taking a slot for ``seconds``.
+
+        The extension hands ``maxConcurrentActivityFunctions`` to DTFx as ``MaxConcurrentTaskActivityWorkItems``
+        (``AzureStorageDurabilityProviderFactory``/``DurableTaskOptions``; the Azure Managed provider factory
+        sets ``options.MaxConcurrentActivityWorkItems`` from it): a worker runs at most that many activity work
+        items at once and leaves the others in the work-item queue until one ends."""
+        slots = self.activity_slots
+        while slots and slots[0] <= now:
+            heapq.heappop(slots)
+        begin = now
+        if self.max_concurrent_activities is not None and len(slots) >= self.max_concurrent_activities:
+            begin = max(now, heapq.heappop(slots))
+        heapq.heappush(slots, begin + timedelta(seconds=seconds))
+        self.max_activities_at_once = max(self.max_activities_at_once, sum(1 for t in slots if t > begin))
+        return begin
+
     def _invoke_activity(self, name: str, input_json: str) -> tuple[bool, str, Any, Any]:
         """Run an activity like the worker: returns (ok, result_json_or_reason, details, decoded_input)."""
         decoded = ActivityTriggerConverter.decode(func.meta.Datum(input_json, "json"), trigger_metadata=None)
@@ -461,6 +492,12 @@ class _Instance:
         self.busy = False
         self.horizon: datetime | None = None
         self.max_history_bytes = 0
+        self.history_bytes = 0  # the current execution's history, compact JSON
+        # Task-hub storage (Azure Storage provider, no extended sessions) in bytes of compact JSON: every episode
+        # reads the execution's history and its new messages, appends its new history events, and writes the
+        # instance row's custom status; the messages it consumed were written by their senders.
+        self.storage_written = 0
+        self.storage_read = 0
         self.cpu_seconds = 0.0  # CPU spent in the SDK's orchestrator handle (replays), all executions
         self._reset_execution(input_json)
 
@@ -546,6 +583,8 @@ class _Instance:
             open_tasks=len(self._open_task_ids()),
             max_history_bytes=self.max_history_bytes,
             cpu_seconds=self.cpu_seconds,
+            storage_written=self.storage_written,
+            storage_read=self.storage_read,
             finished_at_seconds=(
                 None if self.finished_at is None else (self.finished_at - self.started_at).total_seconds()
             ),
@@ -557,6 +596,7 @@ class _Instance:
         self.input_json = input_json
         self.execution_id = uuid.uuid5(uuid.NAMESPACE_URL, f"{self.instance_id}/{self.now.isoformat()}").hex
         self.history: list[dict[str, Any]] = []
+        self.history_bytes = 0
         self.next_id = 0
         # The host's walk: atomic actions invoked so far (flat, in order) with their task ids, how many
         # top-level entries were invoked, and whether the last invoked one is still awaited.
@@ -569,6 +609,11 @@ class _Instance:
         self.waiters: dict[int, tuple[str, int]] = {}  # flat index -> (event name, ordinal)
         self.waiters_per_name: dict[str, int] = {}
         self.pending_terminal: tuple[str, Any] | None = None
+        # Carryover (DTFx ``EventBehaviourForContinueAsNew.Carryover``): external events processed after the
+        # ContinueAsNew call, handed to the next execution.
+        self.carryover: list[dict[str, Any]] = []
+        # What each event of the current batch completes: (task id, event name), in processing order.
+        self.batch_effects: list[tuple[int | None, str | None]] = []
 
     def _event(self, event_type: HistoryEventType, event_id: int = -1, **fields: Any) -> dict[str, Any]:
         event: dict[str, Any] = {
@@ -619,6 +664,7 @@ class _Instance:
         batch.sort(key=lambda p: (p.priority, p.seq))
         new_events: list[dict[str, Any]] = []
         follow_ups: list[tuple[str, Any]] = []  # history appended / work started after the episode
+        self.batch_effects = []
         for pending in batch:
             pending.event["Timestamp"] = _ts(self.now)
             new_events.append(pending.event)
@@ -626,9 +672,11 @@ class _Instance:
                 self.in_flight -= 1
             if pending.completes is not None:
                 self.done_ids.add(pending.completes)
+            raised = None
             if pending.event["EventType"] == HistoryEventType.EVENT_RAISED:
-                name = pending.event["Name"]
-                self.events_received[name] = self.events_received.get(name, 0) + 1
+                raised = pending.event["Name"]
+                self.events_received[raised] = self.events_received.get(raised, 0) + 1
+            self.batch_effects.append((pending.completes, raised))
             retry = pending.retry
             if retry is None:
                 continue
@@ -664,6 +712,10 @@ class _Instance:
 
     def _episode(self, new_events: list[dict[str, Any]], follow_ups: list[tuple[str, Any]]) -> None:
         replaying = bool(self.history)
+        messages = len(json.dumps(new_events, separators=(",", ":")).encode("utf-8"))
+        self.storage_read += self.history_bytes + messages
+        self.storage_written += messages
+        history_before = self.history_bytes
         self.history.append(self._event(HistoryEventType.ORCHESTRATOR_STARTED))
         self.history.extend(new_events)
         context = {
@@ -713,6 +765,8 @@ class _Instance:
             # DTFx's TaskOrchestrationDispatcher stores, every episode, the status the orchestrator set in that
             # episode (``runtimeState.Status = result?.CustomStatus``): one not set this time is cleared.
             self.custom_status = state["customStatus"]
+            already_continued = self.pending_terminal is not None and self.pending_terminal[0] == "ContinueAsNew"
+            walk_from = (self.top_invoked, self.walk_blocked)
             walked = self._walk(state["top"], state["actions"])
             if walked is None:
                 return  # the walk failed the instance (invalid timer)
@@ -723,12 +777,46 @@ class _Instance:
                     can = next((a for a in state["actions"] if a["actionType"] == _CONTINUE_AS_NEW), None)
                     done = ("ContinueAsNew", can) if can is not None else ("Completed", state["output"])
                     self.pending_terminal = done
+                    if can is not None:
+                        first = 0 if already_continued else self._continued_after(state["top"], walk_from)
+                        self.carryover += [e for e in new_events[first:]
+                                           if e["EventType"] == HistoryEventType.EVENT_RAISED]
         self.history.append(self._event(HistoryEventType.ORCHESTRATOR_COMPLETED))
         self._record_size()
+        self.storage_written += max(0, self.history_bytes - history_before)
+        if self.custom_status is not None:
+            self.storage_written += len(json.dumps(self.custom_status, separators=(",", ":")).encode("utf-8"))
         self._settle()
+
+    def _continued_after(self, top: list[dict[str, Any]], walk_from: tuple[int, bool]) -> int:
+        """How many events of this batch DTFx processed before the walk reached ContinueAsNew.
+
+        DTFx feeds a batch's events to the orchestration one at a time; the shim's walk moves on as they complete
+        its awaited entries and calls ContinueAsNew when it gets there. Every ``EventRaised`` processed after that
+        is carried to the next execution (``TaskOrchestrationExecutor.ProcessEvent``, ``EventRaised`` case:
+        ``AddEventToNextIteration`` once ``HasContinueAsNew``). The walk is re-checked on each prefix of the batch.
+        """
+        firsts = list(itertools.accumulate((len(_flatten([a])) for a in top), initial=0))
+        done_ids, received = self.done_ids, self.events_received
+        start = walk_from[0] - 1 if walk_from[1] else walk_from[0]
+        try:
+            for count in range(len(self.batch_effects) + 1):
+                self.done_ids = set(done_ids)
+                self.events_received = dict(received)
+                for task_id, name in self.batch_effects[count:]:  # take back what the later events did
+                    if task_id is not None:
+                        self.done_ids.discard(task_id)
+                    if name is not None:
+                        self.events_received[name] -= 1
+                if all(self._complete(top[p], firsts[p]) for p in range(max(start, 0), len(top))):
+                    return count
+        finally:
+            self.done_ids, self.events_received = done_ids, received
+        return len(self.batch_effects)
 
     def _record_size(self) -> None:
         size = len(json.dumps(self.history, separators=(",", ":")).encode("utf-8"))
+        self.history_bytes = size
         self.max_history_bytes = max(self.max_history_bytes, size)
 
     def _settle(self) -> None:
@@ -742,12 +830,20 @@ class _Instance:
             self._finish("Failed", error=value)
         else:
             self.history.append(self._event(HistoryEventType.CONTINUE_AS_NEW, Result=_wire_input(value)))
-            # A new execution: fresh history and ids; events not yet delivered move over to it.
+            # A new execution: fresh history and ids; events not yet delivered move over to it, and so do the
+            # events processed after the ContinueAsNew call (DTFx carryover: the dispatcher sends
+            # ``CarryoverEvents`` to the new execution after its ExecutionStarted).
             self.queue = [p for p in self.queue if p.event["EventType"] == HistoryEventType.EVENT_RAISED]
             heapq.heapify(self.queue)
+            carried = self.carryover
             self.in_flight = 0
             self._reset_execution(_wire_input(value))
+            if not self.harness.carryover:
+                carried = []
             self._episode([self._execution_started()], [])
+            for event in carried:
+                self.raise_event(event["Name"], json.loads(event["Input"]) if event.get("Input") else None,
+                                 at=self.now)
 
     def _open_task_ids(self) -> set[int]:
         """Scheduled activities, sub-orchestrations and timers not yet completed (cancelled timers excluded)."""
@@ -873,10 +969,12 @@ class _Instance:
             self.history.append(
                 self._event(HistoryEventType.TASK_SCHEDULED, task_id, Name=name, Version="", Input=input_json)
             )
-            with self.harness.acting_at(self.now):
+            seconds = float(self.harness.latency(name, _decode_activity_input(input_json)))
+            begin = self.harness.claim_activity_slot(self.now, seconds)
+            with self.harness.acting_at(begin):
                 ok, payload, details, decoded = self.harness._invoke_activity(name, input_json)
             self.activity_calls.append((name, decoded))
-            done_at = self.now + timedelta(seconds=float(self.harness.latency(name, decoded)))
+            done_at = begin + timedelta(seconds=seconds)
             if ok:
                 event = self._event(HistoryEventType.TASK_COMPLETED, TaskScheduledId=task_id, Result=payload)
                 self._push(done_at, event, finishes_work=True, completes=root)
@@ -974,6 +1072,18 @@ class _Instance:
         self.history.append(completed)
         self.queue.clear()
         self._report_to_parent()
+
+
+def _decode_activity_input(input_json: str) -> Any:
+    return ActivityTriggerConverter.decode(func.meta.Datum(input_json, "json"), trigger_metadata=None)
+
+
+def max_concurrent_activities_from_host_json(path: str = "host.json") -> int | None:
+    """``extensions.durableTask.maxConcurrentActivityFunctions`` of a host.json (None when unset)."""
+    with open(path, encoding="utf-8") as handle:
+        host = json.load(handle)
+    value = ((host.get("extensions") or {}).get("durableTask") or {}).get("maxConcurrentActivityFunctions")
+    return None if value is None else int(value)
 
 
 def _wire_input(action: dict[str, Any]) -> str:
@@ -1122,6 +1232,8 @@ class FakeDurableClient(df.DurableOrchestrationClient):
         }
         if show_history:
             payload["history"] = json.loads(json.dumps(instance.history))
+        # What the status query reads from the instance table (input included when asked for).
+        self.harness.client_read_bytes += len(json.dumps(payload, separators=(",", ":")).encode("utf-8"))
         return DurableOrchestrationStatus.from_json(payload)
 
     async def get_status_by(

@@ -35,6 +35,20 @@ Each rule is read from the upstream sources (Microsoft.Azure.WebJobs.Extensions.
   cuts it out of the RPC text); DTFx's ``TaskActivityDispatcher`` stores it as ``TaskFailed.Reason`` and the
   serialised exception as ``Details``. The SDK raises ``Exception(f"{Reason} \\n {Details}")``
   (``TaskOrchestrationExecutor.set_task_value``).
+* **Carryover of events after ContinueAsNew** — ``src/DurableTask.Core/TaskOrchestrationExecutor.cs``,
+  ``ProcessEvent``, ``EventType.EventRaised`` case: once the orchestration called ContinueAsNew
+  (``TaskOrchestrationContext.HasContinueAsNew``) and unless ``skipCarryOverEvents``
+  (``EventBehaviourForContinueAsNew.Ignore``), an external event is not raised but handed to
+  ``TaskOrchestrationContext.AddEventToNextIteration``, which adds it to the ContinueAsNew action's
+  ``CarryoverEvents``; the dispatcher sends those to the new execution. On Azure Storage the behaviour is
+  ``Carryover``. The shim calls ContinueAsNew when its walk reaches that action, so the events of a batch that
+  DTFx processes after the event completing the last awaited entry move over (``ReplayHarness.carryover``;
+  pinned in ``tests/test_durable_carryover.py``).
+* **Activities per worker** — host.json ``extensions.durableTask.maxConcurrentActivityFunctions`` becomes DTFx's
+  ``MaxConcurrentTaskActivityWorkItems`` (``Azure/azure-functions-durable-extension``, the durability provider
+  factories, e.g. ``AzureManagedDurabilityProviderFactory``: ``options.MaxConcurrentActivityWorkItems =
+  metadata.MaxConcurrentActivityFunctions``): a worker runs at most that many activities at once, the others
+  stay queued (``ReplayHarness.max_concurrent_activities``, ``max_concurrent_activities_from_host_json``).
 """
 
 from __future__ import annotations
