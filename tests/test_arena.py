@@ -105,10 +105,11 @@ def test_cli_prints_one_line_per_scenario_and_exits_nonzero_on_failure(tmp_path:
     lines = [json.loads(line) for line in proc.stdout.splitlines()]
     assert [line["name"] for line in lines] == ["self-echo", "too strict"]
     assert [line["passed"] for line in lines] == [True, False]
-    # chain ids (and a note beside blocked_human_events when it needs one) were added compatibly.
+    # chain ids (and a note beside blocked_human_events when it needs one) and the write requests ("writes",
+    # issue 21) were added compatibly.
     assert set(lines[0]) - {"blocked_human_events_note"} == {
         "name", "expect", "reynolds_effects", "notes", "events", "verdicts", "stopped", "blocked_human_events",
-        "passed", "chain_id", "chain_ids", "chains"}
+        "passed", "chain_id", "chain_ids", "chains", "writes"}
     assert lines[1]["chain_id"] in lines[1]["chain_ids"]  # the chain the loop guard stopped
     assert proc.returncode == 1
 
