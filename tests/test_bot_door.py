@@ -25,7 +25,8 @@ from tools.simulate_bot import SIMULATE_BOT_APP_ID, bot_stage, run_bot
 from tools.world import World, build_world, call_function
 
 SERVICE_URL = "https://smba.trafficmanager.net/amer/"
-CONVERSATION = "19:general@thread.tacv2;messageid=1700000000001"
+CHANNEL = "19:general@thread.tacv2"
+CONVERSATION = f"{CHANNEL};messageid=1700000000001"
 
 
 def message(activity_id: str = "1700000000001", **extra: Any) -> dict[str, Any]:
@@ -73,7 +74,10 @@ def test_valid_token_is_accepted_and_answered_in_the_thread_through_the_connecto
     stage = bot_stage(world)
     bot_posts = [e for e in line["effects"] if e.get("via") == "bot"]
     assert len(bot_posts) == 1
-    assert bot_posts[0]["target"] == CONVERSATION
+    # Posted once, by the reply orchestration (the door posts nothing), in the channel's conversation as a reply
+    # in the thread of the message that asked.
+    assert bot_posts[0]["target"] == CHANNEL
+    assert len(stage.connector.activities) == 1
     posted = stage.connector.activities[-1]
     assert posted.reply_to_id == "1700000000001"
     assert posted.activity["replyToId"] == "1700000000001"

@@ -124,9 +124,11 @@ def _prepare(stage: BotStage, item: dict[str, Any], activity: dict[str, Any] | N
     conversation = activity.get("conversation") if activity else None
     if isinstance(conversation, dict) and isinstance(conversation.get("id"), str):
         # Teams knows every conversation the bot is in; the simulation learns them from the activities it sends.
-        stage.connector.add_conversation(conversation["id"], stage.app_id)
-        if activity is not None:
-            stage.connector.receive(conversation["id"], activity)
+        # A channel thread (``…;messageid=<root>``) belongs to its channel's conversation, where answers are posted.
+        for conversation_id in dict.fromkeys((conversation["id"], conversation["id"].split(";messageid=", 1)[0])):
+            stage.connector.add_conversation(conversation_id, stage.app_id)
+            if activity is not None:
+                stage.connector.receive(conversation_id, activity)
     return headers
 
 
