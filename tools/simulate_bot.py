@@ -133,11 +133,14 @@ def teams_activity_seen(world: World, body: bytes) -> None:
         return
     if not isinstance(activity, dict) or not isinstance(activity.get("id"), str):
         return
-    data = activity.get("channelData") if isinstance(activity.get("channelData"), dict) else {}
-    team = data.get("team") if isinstance(data.get("team"), dict) else {}
-    channel = data.get("teamsChannelId") or (data.get("channel") or {}).get("id")
+    def obj(value: Any) -> dict[str, Any]:
+        return value if isinstance(value, dict) else {}
+
+    data = obj(activity.get("channelData"))
+    team = obj(data.get("team"))
+    channel = data.get("teamsChannelId") or obj(data.get("channel")).get("id")
     group = team.get("aadGroupId") or data.get("teamsTeamId") or team.get("id")
-    conversation = activity.get("conversation") if isinstance(activity.get("conversation"), dict) else {}
+    conversation = obj(activity.get("conversation"))
     chat = conversation.get("id") if conversation.get("conversationType") != "channel" else None
     if group and channel:
         target = str(channel)
