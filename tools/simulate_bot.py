@@ -229,6 +229,9 @@ def _prepare(stage: BotStage, item: dict[str, Any], activity: dict[str, Any] | N
             stage.connector.add_conversation(conversation_id, stage.app_id)
             if activity is not None:
                 stage.connector.receive(conversation_id, activity)
+                root = conversation["id"].partition(";messageid=")[2]
+                if root and root != activity.get("id"):  # the thread's root message exists in Teams too
+                    stage.connector.receive(conversation_id, {"id": root, "type": "message"})
     return headers
 
 
