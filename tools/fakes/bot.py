@@ -34,7 +34,8 @@ status code                          when (source)
                                      bot messages are limited to about 28 KB, larger ones get 413)
 429    TooManyRequests + Retry-After per conversation above 7 / 1 s, 60 / 30 s or 1,800 / 3,600 s (Teams platform
                                      docs, "Optimize your bot with rate limiting", per bot per thread limits;
-                                     ../shared/REFERENCE.md)
+                                     ../shared/REFERENCE.md); ``throttle_next(seconds)`` scripts one (the
+                                     thread's limits spent by other senders)
 =====  ============================  ======================================================================
 
 Anything else (another path or method) is a 404 recorded in ``unexpected``.
