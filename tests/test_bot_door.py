@@ -332,10 +332,13 @@ def test_the_webhook_door_and_the_bot_door_deduplicate_the_same_message(world: W
 
     first = asyncio.run(run_teams(world, {"source": "teams", "headers": {"Authorization": "auto"},
                                           "body": message()}))
+    answered = len(bot_stage(world).connector.activities)
     again = run(world, item(message()))
     assert first["verdict"] == "accepted"
+    assert answered == 1  # the webhook door's message is answered once, by the orchestration, through the bot
     assert (again["status"], again["verdict"]) == (200, "duplicate")
-    assert bot_stage(world).connector.activities == []  # a duplicate gets no second answer
+    assert len(bot_stage(world).connector.activities) == 1  # a duplicate gets no second answer
+    assert again["effects"] == []
 
 
 def test_a_key_that_does_not_endorse_the_channel_is_refused() -> None:
