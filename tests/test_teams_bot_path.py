@@ -35,6 +35,7 @@ def _effect(world: World, key: str) -> dict[str, Any]:
 
 
 async def _person_writes(world: World, text: str) -> dict[str, object]:
+    world.graph.outbox.clear()  # earlier notifications (Reynolds' own replies) are not this test's subject
     message = world.graph.post_as_user(f"<p>{text}</p>", team=TEAM, channel=CHANNEL)
     status, _body, _ = await world.post_graph(json.dumps(world.graph.outbox.pop(0)).encode())
     assert status == 202
@@ -103,3 +104,31 @@ async def test_no_teams_flow_posts_through_graph(world: World) -> None:
     assert {a.reply_to_id for a in stage.connector.activities} >= {"1700000000777", "1700000000001"}
     assert world.graph.requests_to("POST", GRAPH_MESSAGE_POSTS) == []
     assert [r for r in world.graph.requests if r.method == "POST" and "/messages" in r.path] == []
+
+
+async def test_a_reference_the_connector_no_longer_knows_is_suppressed_not_retried(world: World) -> None:
+    stage = bot_stage(world)
+    await _person_writes(world, "first")  # the app gets installed in the channel
+    del stage.connector.conversations[CHANNEL]  # then removed from the team without Reynolds hearing of it
+    stage.auto_install = False
+    root = await _person_writes(world, "second")
+    record = _effect(world, reply_effect_key(f"teams:{root['id']}"))
+    assert record["state"] == "suppressed"
+    assert "404 ConversationNotFound" in record["reason"]
+    assert stage.connector.refusals[-1] == (404, "ConversationNotFound")
+    assert len([r for r in stage.connector.refusals if r[1] == "ConversationNotFound"]) == 1  # no retry loop
+
+
+async def test_a_vanished_thread_root_is_answered_in_the_channel(world: World) -> None:
+    stage = bot_stage(world)
+    await _person_writes(world, "first")
+    world.graph.outbox.clear()
+    root = world.graph.post_as_user("<p>second</p>", team=TEAM, channel=CHANNEL)
+    del stage.connector.conversations[CHANNEL].activities[root["id"]]  # deleted before Reynolds answers
+    status, _body, _ = await world.post_graph(json.dumps(world.graph.outbox.pop(0)).encode())
+    assert status == 202
+    (_, posted) = stage.connector.activities
+    assert posted.reply_to_id is None
+    assert stage.connector.refusals[-1] == (404, "ActivityNotFound")
+    record = _effect(world, reply_effect_key(f"teams:{root['id']}"))
+    assert (record["state"], record["resource_id"]) == ("done", posted.activity_id)

@@ -31,7 +31,7 @@ from shared.loop.marker import hidden_marker, sign_text
 from shared.platforms.servicebus.contract import RESEND_SAFE_FOR, reply_queue, to_servicebus_message
 from shared.platforms.servicebus.publisher import Publisher
 from shared.platforms.teams.bot_references import BotReferences, ConversationReference
-from shared.platforms.teams.connector import BotConnector, BotConnectorThrottled, message_activity
+from shared.platforms.teams.connector import BotConnector, BotConnectorError, BotConnectorThrottled, message_activity
 from shared.platforms.teams.graph import GraphThrottled
 from shared.platforms.teams.messages import find_posted
 from shared.platforms.teams.webhook import html_to_text
@@ -236,7 +236,16 @@ class TeamsReporter:
                 if permit.opened:
                     await self._note(reference, key, record, request, permit.reason)
                 return self.lineage.suppress_effect(record, permit.reason)
-        message_id = await self._send(reference, request, html_body, record)
+        try:
+            message_id = await self._send(reference, request, html_body, record)
+        except BotConnectorError as exc:
+            if exc.status not in (403, 404) or exc.code == "ActivityNotFound":
+                raise
+            # The bot is no longer in that conversation (uninstalled, team deleted): a retry cannot succeed.
+            reason = f"the bot can no longer post in {reference.conversation_id} ({exc.status} {exc.code})"
+            logger.warning("effect %s chain %s suppressed: %s; reinstall the Teams app there", key, request.chain_id,
+                           reason)
+            return self.lineage.suppress_effect(record, reason)
         logger.info("bot posted teams message %s on %s for event %s (chain %s)", message_id, record.target,
                     request.event_id, request.chain_id)
         return self.lineage.complete_effect(record, message_id, html_to_text(html_body))
@@ -246,8 +255,17 @@ class TeamsReporter:
         marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
         # A channel answer goes in the thread that asked; a chat has no threads.
         reply_to = request.reply_to_id if request.team_id and request.channel_id else None
+        activity = message_activity(html_body, marker)
         try:
-            posted = await self.connector().send(reference, message_activity(html_body, marker), reply_to_id=reply_to)
+            try:
+                posted = await self.connector().send(reference, activity, reply_to_id=reply_to)
+            except BotConnectorError as exc:
+                if exc.code != "ActivityNotFound" or reply_to is None:
+                    raise
+                # The thread's root is gone (deleted): the answer goes in the channel rather than nowhere.
+                logger.warning("event %s: thread %s not found in %s; answering in the channel", request.event_id,
+                               reply_to, reference.conversation_id)
+                posted = await self.connector().send(reference, activity)
         except BotConnectorThrottled as exc:
             # Only the message crosses to the orchestrator: it must carry the wait (``shared.errors.retry_after_in``).
             raise GraphThrottled(exc.retry_after, 429, exc.code,
