@@ -256,7 +256,7 @@ class World:
         for name, value in headers.items():
             if name.lower() == "authorization" and value == "auto":
                 signed[name] = teams_signature(self.settings.require("teams_webhook_token"), body)
-        _teams_bot_sees(self, body)
+        _teams_bot_sees(self, signed, body)
         request = func.HttpRequest(method="POST", url="http://localhost:7071/api/teams/webhook", headers=signed,
                                    params={}, route_params={}, body=body)
         response = await self.call_door("teams_webhook", req=request, client=self.client)
@@ -370,11 +370,15 @@ async def call_function(name: str, **kwargs: Any) -> Any:
     return result
 
 
-def _teams_bot_sees(world: World, body: bytes) -> None:
-    """The world's Teams app is installed where a webhook message comes from (``teams_activity_seen``)."""
+def _teams_bot_sees(world: World, headers: dict[str, str], body: bytes) -> None:
+    """The world's Teams app is installed where a genuine (signed) webhook message comes from
+    (``teams_activity_seen``)."""
     from tools.simulate_bot import teams_activity_seen
 
-    teams_activity_seen(world, body)
+    token = world.settings.teams_webhook_token
+    secret = token.get_secret_value() if token is not None else None
+    if secret and any(k.lower() == "authorization" and v == teams_signature(secret, body) for k, v in headers.items()):
+        teams_activity_seen(world, body)
 
 
 def _with_teams_bot(world: World) -> None:
