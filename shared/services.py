@@ -29,6 +29,7 @@ from shared.work.triage import GitHubReporter
 
 if TYPE_CHECKING:
     from shared.platforms.servicebus.publisher import Publisher
+    from shared.platforms.teams.connector import BotConnector
     from shared.platforms.teams.graph import GraphServiceClient
     from shared.work.reply import ServiceBusReporter, TeamsReporter
 
@@ -51,6 +52,8 @@ class Services:
     publisher: Publisher | None = None
     #: Access token for Microsoft Graph (the health check reads its roles); None → the managed identity's.
     graph_token: Callable[[], Awaitable[str]] | None = None
+    #: The Bot Connector client Teams posts go through; None → the bot runtime's (``get_bot_runtime``).
+    bot_connector: Callable[[], BotConnector] | None = None
     _lineage: LineageService | None = field(default=None, repr=False)
 
     @property
@@ -92,11 +95,21 @@ class Services:
             self.publisher = AzureServiceBusPublisher(self.settings)
         return self.publisher
 
+    def connector(self) -> BotConnector:
+        """The Bot Connector client (the bot's identity; built once per settings by the bot runtime)."""
+        if self.bot_connector is not None:
+            return self.bot_connector()
+        from shared.platforms.teams.bot import get_bot_runtime
+
+        return get_bot_runtime(self.settings).connector
+
     def teams_reporter(self) -> TeamsReporter:
-        """The Teams writer (Graph, effect ledger, marker, breakers)."""
+        """The Teams writer (the bot posts; Graph reads back; effect ledger, marker, breakers)."""
+        from shared.platforms.teams.bot_references import BotReferences
         from shared.work.reply import TeamsReporter
 
         return TeamsReporter(self.lineage, self.graph_client, marker_key=self.settings.require("marker_signing_key"),
+                             connector=self.connector, references=BotReferences(self.store),
                              breakers=self.breakers, explorer_url=self.settings.explorer_url)
 
     def servicebus_reporter(self) -> ServiceBusReporter:

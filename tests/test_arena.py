@@ -121,3 +121,26 @@ def test_cli_rejects_an_invalid_scenario_file(tmp_path: Path) -> None:
                           timeout=60)
     assert proc.returncode == 2
     assert "not a valid scenario" in proc.stderr
+
+
+TEAMS_SCENARIOS = sorted((ROOT / "samples" / "arena").glob("teams-*.json"))
+
+
+@pytest.mark.parametrize("path", TEAMS_SCENARIOS, ids=[p.stem for p in TEAMS_SCENARIOS])
+def test_teams_scenario_passes_through_the_bot_door(path: Path) -> None:
+    """Each bundled Teams scenario with ``"teams_door": "bot"``: Teams messages reach Reynolds at
+    ``POST /api/messages``, Reynolds answers through the Bot Connector, and Graph is never asked to post."""
+    raw = json.loads(path.read_text(encoding="utf-8"))
+    scenario = Scenario.model_validate({**raw, "teams_door": "bot"})
+    posts: list[int] = []
+
+    def inspect(world: object) -> None:
+        graph = world.graph  # type: ignore[attr-defined]
+        posts.append(len(graph.requests_to("POST", r"/(messages|replies)$")))
+
+    result = asyncio.run(run_scenario(scenario, "memory", inspect=inspect))
+    assert result["passed"], result
+    assert result["events"] > 0
+    if scenario.expect == "legit":
+        assert result["blocked_human_events"] == 0
+    assert posts == [0]

@@ -25,7 +25,8 @@ from tools.simulate_bot import SIMULATE_BOT_APP_ID, bot_stage, run_bot
 from tools.world import World, build_world, call_function
 
 SERVICE_URL = "https://smba.trafficmanager.net/amer/"
-CONVERSATION = "19:general@thread.tacv2;messageid=1700000000001"
+CHANNEL = "19:general@thread.tacv2"
+CONVERSATION = f"{CHANNEL};messageid=1700000000001"
 
 
 def message(activity_id: str = "1700000000001", **extra: Any) -> dict[str, Any]:
@@ -73,7 +74,10 @@ def test_valid_token_is_accepted_and_answered_in_the_thread_through_the_connecto
     stage = bot_stage(world)
     bot_posts = [e for e in line["effects"] if e.get("via") == "bot"]
     assert len(bot_posts) == 1
-    assert bot_posts[0]["target"] == CONVERSATION
+    # Posted once, by the reply orchestration (the door posts nothing), in the channel's conversation as a reply
+    # in the thread of the message that asked.
+    assert bot_posts[0]["target"] == CHANNEL
+    assert len(stage.connector.activities) == 1
     posted = stage.connector.activities[-1]
     assert posted.reply_to_id == "1700000000001"
     assert posted.activity["replyToId"] == "1700000000001"
@@ -328,10 +332,13 @@ def test_the_webhook_door_and_the_bot_door_deduplicate_the_same_message(world: W
 
     first = asyncio.run(run_teams(world, {"source": "teams", "headers": {"Authorization": "auto"},
                                           "body": message()}))
+    answered = len(bot_stage(world).connector.activities)
     again = run(world, item(message()))
     assert first["verdict"] == "accepted"
+    assert answered == 1  # the webhook door's message is answered once, by the orchestration, through the bot
     assert (again["status"], again["verdict"]) == (200, "duplicate")
-    assert bot_stage(world).connector.activities == []  # a duplicate gets no second answer
+    assert len(bot_stage(world).connector.activities) == 1  # a duplicate gets no second answer
+    assert again["effects"] == []
 
 
 def test_a_key_that_does_not_endorse_the_channel_is_refused() -> None:

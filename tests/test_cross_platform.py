@@ -125,8 +125,9 @@ def test_teams_hmac_vector_verifies_and_the_reply_is_built_in_process(world: Wor
     assert answer["type"] == "message"
     assert answer["text"]
     assert headers["X-Reynolds-Verdict"] == "accepted"
-    # The orchestration answered in the channel through Graph, with the signed marker embedded.
+    # The orchestration answered in the channel through the bot, with the signed marker embedded.
     (posted,) = world.teams_writes
+    assert posted["from"]["application"]["applicationIdentityType"] == "bot"
     assert posted["channelIdentity"] == {"teamId": TEAM, "channelId": CHANNEL}
     (marker,) = find_markers(posted["body"]["content"], SIMULATE_MARKER_KEY)
     assert marker.valid
@@ -231,8 +232,10 @@ def test_a_notification_and_the_webhook_for_one_message_run_once(world: World) -
     assert len(world.teams_writes) == 1
 
 
-def test_graph_throttling_is_retried_after_retry_after(world: World) -> None:
-    world.graph.fail_next(429, method="POST", path=r"/messages$", retry_after=30)
+def test_bot_connector_throttling_is_retried_after_retry_after(world: World) -> None:
+    from tools.simulate_bot import bot_stage
+
+    bot_stage(world).connector.throttle_next(30)
     body = _activity()
     _run(world.post_teams({"Authorization": "auto"}, body))
     assert not world.teams_writes  # waiting on a durable timer, not sleeping in the activity

@@ -12,12 +12,15 @@ from azure.core.credentials import AccessToken
 from kiota_abstractions.api_error import APIError
 from kiota_abstractions.authentication import AnonymousAuthenticationProvider
 from msgraph import GraphServiceClient
+from msgraph.generated.models.body_type import BodyType
+from msgraph.generated.models.chat_message import ChatMessage
+from msgraph.generated.models.item_body import ItemBody
 
 from shared.errors import ConfigurationError, IncomingRequestError
 from shared.loop.envelope import ActorKind, Platform
 from shared.loop.marker import hidden_marker
 from shared.platforms.teams.graph import GraphError, GraphThrottled, make_graph_client, parse_retry_after
-from shared.platforms.teams.messages import fetch_message, post_channel_message, post_chat_message, status_card
+from shared.platforms.teams.messages import fetch_message, status_card
 from shared.platforms.teams.notifications import (
     LifecycleEvent,
     MessageKind,
@@ -28,7 +31,7 @@ from shared.platforms.teams.notifications import (
 )
 from shared.platforms.teams.subscription_manager import SubscriptionManager
 from shared.settings import Settings
-from tools.fakes.graph import FakeGraph
+from tools.fakes.graph import APP_ONLY_POST_MESSAGE, FakeGraph
 
 CLIENT_STATE = "s3cret-client-state"
 NOTIFY_URL = "https://reynolds.example.net/api/graph/notifications"
@@ -240,8 +243,9 @@ async def test_client_sends_bearer_token_over_loopback_http(
 async def test_anonymous_provider_reaches_the_fake(settings: Settings, clock: Clock) -> None:
     with FakeGraph(clock=clock) as server:
         graph = make_graph_client(settings, base_url=server.base_url, auth_provider=AnonymousAuthenticationProvider())
-        message_id = await post_chat_message(graph, CHAT, "<p>hi</p>", "m1")
-        assert message_id
+        message = server.post_as_user("<p>hi</p>", chat=CHAT)
+        envelope = await fetch_message(graph, f"chats('{CHAT}')/messages('{message['id']}')")
+        assert envelope.resource_id == message["id"]
         assert "Authorization" not in server.requests[-1].headers
         await graph.request_adapter._http_client.aclose()
 
@@ -380,67 +384,92 @@ async def test_throttling_surfaces_retry_after_without_sdk_retries(
     assert len(fake.requests_to("POST", r"/subscriptions$")) == 1
 
 
-async def test_throttling_on_post_and_503_with_retry_after(fake: FakeGraph, client: GraphServiceClient) -> None:
-    fake.fail_next(429, method="POST", path="/messages$")
+async def test_throttling_on_read_and_503_with_retry_after(fake: FakeGraph, client: GraphServiceClient) -> None:
+    message = fake.post_as_user("<p>hi</p>", chat=CHAT)
+    resource = f"chats('{CHAT}')/messages('{message['id']}')"
+    fake.fail_next(429, method="GET", path="/messages/")
     with pytest.raises(GraphThrottled) as err:
-        await post_chat_message(client, CHAT, "<p>hi</p>", "m")
+        await fetch_message(client, resource)
     assert err.value.retry_after == 10.0  # Graph gave no Retry-After: the documented default
-    fake.fail_next(503, path="/messages$", retry_after=3)
+    fake.fail_next(503, path="/messages/", retry_after=3)
     with pytest.raises(GraphThrottled) as err:
-        await post_chat_message(client, CHAT, "<p>hi</p>", "m")
+        await fetch_message(client, resource)
     assert (err.value.status_code, err.value.retry_after) == (503, 3.0)
-    assert len(fake.requests_to("POST", "/messages$")) == 2
+    assert len(fake.requests_to("GET", "/messages/")) == 2
 
 
-# --- posting and notifications ---------------------------------------------------------------------------
+# --- Graph refuses app-only message posts; the bot's messages read back like any other -----------------------
 
 
-async def test_post_channel_message_embeds_marker_and_triggers_notification(
+def _message(html: str) -> ChatMessage:
+    return ChatMessage(body=ItemBody(content_type=BodyType.Html, content=html))
+
+
+async def test_app_only_message_posts_are_refused_as_graph_refuses_them(
+    fake: FakeGraph, client: GraphServiceClient
+) -> None:
+    root = fake.post_as_user("<p>please deploy</p>", team=TEAM, channel=CHANNEL)
+    messages = client.teams.by_team_id(TEAM).channels.by_channel_id(CHANNEL).messages
+    posts = [messages.post(_message("<p>a</p>")),
+             messages.by_chat_message_id(root["id"]).replies.post(_message("<p>b</p>")),
+             client.chats.by_chat_id(CHAT).messages.post(_message("<p>c</p>"))]
+    for post in posts:
+        with pytest.raises(APIError) as err:
+            await post
+        assert err.value.response_status_code == 401
+    assert len(fake.requests_to("POST", r"/(messages|replies)$")) == 3
+    assert len(fake.messages[("channel", TEAM, CHANNEL)]) == 1  # nothing stored but the person's message
+    assert ("chat", CHAT) not in fake.messages
+    assert not fake.outbox or all(  # no notification for a refused post
+        item["resourceData"]["id"] == root["id"] for payload in fake.outbox for item in payload["value"])
+
+
+async def test_the_refusal_has_graphs_status_code_and_message(fake: FakeGraph) -> None:
+    import httpx
+
+    async with httpx.AsyncClient() as http:
+        response = await http.post(f"{fake.base_url}/chats/{CHAT}/messages",
+                                   json={"body": {"contentType": "html", "content": "<p>hi</p>"}},
+                                   headers={"Authorization": f"Bearer {fake.require_token}"})
+    assert response.status_code == 401
+    error = response.json()["error"]
+    assert (error["code"], error["message"]) == ("Unauthorized", APP_ONLY_POST_MESSAGE)
+    assert error["message"].startswith("Message POST is allowed in application-only context only for import purposes")
+    assert set(error["innerError"]) == {"date", "request-id", "client-request-id"}
+
+
+async def test_a_migration_channel_accepts_an_import(fake: FakeGraph, client: GraphServiceClient) -> None:
+    fake.migration.add(("channel", TEAM, CHANNEL))
+    posted = await client.teams.by_team_id(TEAM).channels.by_channel_id(CHANNEL).messages.post(
+        _message("<p>imported</p>"))
+    assert posted is not None
+    assert posted.id in fake.messages[("channel", TEAM, CHANNEL)]
+
+
+async def test_a_bots_message_notifies_and_reads_back_with_the_bot_as_author(
     settings: Settings, fake: FakeGraph, client: GraphServiceClient, clock: Clock
 ) -> None:
     manager = SubscriptionManager(client, settings, clock)
     sub = await manager.ensure(f"/teams/{TEAM}/channels/{CHANNEL}/messages")
-
+    root = fake.post_as_user("<p>please deploy</p>", team=TEAM, channel=CHANNEL)
+    fake.outbox.clear()
     marker = hidden_marker("key", "chain-9", "github:delivery-1", 1)
-    message_id = await post_channel_message(client, TEAM, CHANNEL, "<p>Done: <b>3</b> checks</p>", marker)
-
-    (post,) = fake.requests_to("POST", r"/channels/.+/messages$")
-    assert post.path == f"/v1.0/teams/{TEAM}/channels/{CHANNEL.replace(':', '%3A').replace('@', '%40')}/messages"
-    assert post.json["body"]["contentType"] == "html"
-    assert post.json["body"]["content"] == f"<p>Done: <b>3</b> checks</p>{marker}"
+    reply = fake.post_as_bot("bot-app", f"<p>Done: <b>3</b> checks</p>{marker}", team=TEAM, channel=CHANNEL,
+                             reply_to=root["id"])
 
     # Graph tells Reynolds about its own message, like any other.
     (payload,) = fake.outbox
     (item,) = payload["value"]
     assert (item["subscriptionId"], item["changeType"]) == (sub.id, "created")
-    assert item["resourceData"]["id"] == message_id
     batch = parse_notifications(json.dumps(payload).encode(), CLIENT_STATE)
     (change,) = batch.changes
-
     envelope = await fetch_message(client, change.resource)
-    assert envelope.id == f"teams:{message_id}"
+    assert envelope.id == f"teams:{reply['id']}"
     assert envelope.text == "Done: 3 checks"
     assert envelope.data["markers"] == [marker]
-    assert envelope.actor.login == "Reynolds Service"
-
-
-async def test_reply_and_card_are_posted_and_fetched(fake: FakeGraph, client: GraphServiceClient) -> None:
-    root = fake.post_as_user("<p>please deploy</p>", team=TEAM, channel=CHANNEL)
-    card = status_card("Deploy #7", {"plan": "succeeded", "build": "running", "ship": "pending"})
-    reply_id = await post_channel_message(
-        client, TEAM, CHANNEL, "<p>status</p>", "mk", reply_to_id=root["id"], card=card
-    )
-
-    (post,) = fake.requests_to("POST", r"/replies$")
-    (attachment,) = post.json["attachments"]
-    assert attachment["contentType"] == "application/vnd.microsoft.card.adaptive"
-    assert json.loads(attachment["content"]) == card
-    assert f'<attachment id="{attachment["id"]}"></attachment>' in post.json["body"]["content"]
-
-    resource = f"teams('{TEAM}')/channels('{CHANNEL}')/messages('{root['id']}')/replies('{reply_id}')"
-    envelope = await fetch_message(client, resource)
-    assert envelope.resource_id == reply_id
     assert envelope.data["reply_to_id"] == root["id"]
+    assert (envelope.actor.id, envelope.actor.kind) == ("bot-app", ActorKind.BOT)
+    assert not fake.requests_to("POST", r"/messages$")
 
 
 async def test_chat_message_fetch_gives_human_actor(fake: FakeGraph, client: GraphServiceClient) -> None:

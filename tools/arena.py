@@ -76,6 +76,9 @@ when the arena gets to it (the world's clock has moved on), so the offset is wha
 So a reactions-only bot cannot make Reynolds write: its reactions are evidence only where they are delivered.
 When Reynolds subscribes to ``updated`` changes, the arena delivers Teams reactions as Graph would, with no change.
 
+``"teams_door": "bot"`` delivers every Teams message not Reynolds' own to the bot's messaging endpoint
+(``POST /api/messages``, a signed Bot Framework token, ``tools.simulate_bot``) instead of as a Graph change
+notification (``"graph"``, the default); Reynolds answers through the Bot Connector either way.
 ``linked_scopes`` defaults to ``ARENA_LINKED_SCOPES`` (the ``octo`` organisation, the Teams tenant and the
 Service Bus namespace bridge to each other, as a deployment with a GitHub↔Teams bridge would configure).
 The result line adds ``chain_ids`` (the first 100 chains decided, first seen first), ``chains`` (how many
@@ -269,6 +272,8 @@ class Scenario(BaseModel):
     repo_files: dict[str, dict[str, str]] | None = None
     pulls: dict[str, list[dict[str, Any]]] | None = None
     runs: dict[str, list[dict[str, Any]]] | None = None
+    #: How Teams messages reach Reynolds: Graph change notifications (as today) or the bot's messaging endpoint.
+    teams_door: Literal["graph", "bot"] = "graph"
 
 
 @dataclass(frozen=True)
@@ -618,6 +623,10 @@ def _on_teams_message(run: _Run, message: dict[str, Any]) -> None:
     write = _teams_write(world, message)
     if write.author == REYNOLDS_LOGIN:
         run.reynolds_out.append(str((message.get("body") or {}).get("content") or ""))
+    if run.scenario.teams_door == "bot":
+        _via_bot_door(run, write, message)
+        _notice(run, write)
+        return
     payload = world.graph.notifications_for(message)
     if payload["value"]:
         for _ in range(run.pending_redeliver):
@@ -697,6 +706,8 @@ async def run_scenario(scenario: Scenario, store: str, inspect: Callable[[World]
                     _perform(run, scripted.actor, scripted.do, done + 1, write)
             elif item.kind == "graph":
                 await _deliver_graph(run, *item.data)
+            elif item.kind == "bot":
+                await _deliver_bot(run, *item.data)
             elif item.kind == "servicebus":
                 await _deliver_servicebus(run, item.data)
             else:
@@ -749,6 +760,53 @@ def _held(run: _Run, login: Any) -> None:
     """An event of an actor that may be a person was held (or its answer suppressed)."""
     run.blocked_human += 1
     run.held[str(login)] += 1
+
+
+def _via_bot_door(run: _Run, write: _Write, message: dict[str, Any]) -> None:
+    """``"teams_door": "bot"``: Teams delivers a channel message to the installed bot (RSC
+    ``ChannelMessage.Read.Group``) as a message activity; a bot never receives its own messages."""
+    if write.author == REYNOLDS_LOGIN:
+        return
+    sender = message.get("from") or {}
+    user, app = sender.get("user") or {}, sender.get("application") or {}
+    ident = message.get("channelIdentity") or {}
+    channel = str(ident.get("channelId") or message.get("chatId"))
+    root = message.get("replyToId") or message["id"]
+    from_ = ({"id": f"28:{app.get('id')}", "name": app.get("displayName"), "role": "bot"} if app else
+             {"id": f"29:{user.get('id')}", "name": user.get("displayName"), "aadObjectId": user.get("id")})
+    activity = {"type": "message", "id": str(message["id"]), "timestamp": message.get("createdDateTime"),
+                "channelId": "msteams", "serviceUrl": "https://smba.trafficmanager.net/amer/", "from": from_,
+                "recipient": {"id": "28:reynolds-simulate-bot", "name": "Reynolds"},
+                "conversation": {"id": f"{channel};messageid={root}", "conversationType": "channel",
+                                 "tenantId": run.world.graph.tenant_id},
+                "channelData": {"team": {"id": ident.get("teamId"), "aadGroupId": ident.get("teamId")},
+                                "channel": {"id": channel}, "tenant": {"id": run.world.graph.tenant_id}},
+                "text": str((message.get("body") or {}).get("content") or "")}
+    for _ in range(run.pending_redeliver):
+        run.push(run.current() + WEBHOOK_LATENCY_SECONDS, "bot", (activity, f"teams:{message['id']}"))
+
+
+async def _deliver_bot(run: _Run, activity: dict[str, Any], event_id: str) -> None:
+    """POST a message activity to the bot door (a signed Bot Framework token); the verdict as for Graph."""
+    from tools.simulate_bot import run_bot
+
+    world = run.world
+    before = len(run.reynolds_out)
+    line = await run_bot(world, {"source": "bot", "headers": {"Authorization": "Bearer auto"}, "body": activity})
+    run.events += 1
+    verdict = str(line.get("verdict"))
+    output: dict[str, Any] = {}
+    if line.get("instance_id"):
+        output = world.client.run_of(instance_id_for(event_id)).output or {}
+        verdict = str(output.get("verdict") or verdict)
+        run.faults += _failed(world, instance_id_for(event_id))
+    run.verdicts[verdict] += 1
+    _chain(run, output.get("chain_id") or line.get("chain_id"), verdict)
+    _count_effects(run, before)
+    if output.get("actor_kind") == "human" or (not output and not activity["from"].get("role")):
+        suppressed = any(e.get("suppressed") for e in output.get("effects", []))
+        if verdict in ("loop", "rejected") or suppressed or int(line.get("status") or 500) >= 400:
+            run.blocked_human += 1
 
 
 async def _deliver_servicebus(run: _Run, message: ServiceBusMessage) -> None:

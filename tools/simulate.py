@@ -158,7 +158,10 @@ def _effects_since(world: World, github: int, teams: int, servicebus: int) -> li
     for message in world.teams_writes[teams:]:
         ident = message.get("channelIdentity") or {}
         target = f"teams:{ident['teamId']}/{ident['channelId']}" if ident else str(message.get("chatId"))
-        effects.append({"platform": "teams", "kind": "message", "target": target, "id": str(message["id"])})
+        effect = {"platform": "teams", "kind": "message", "target": target, "id": str(message["id"])}
+        if ((message.get("from") or {}).get("application") or {}).get("applicationIdentityType") == "bot":
+            effect["via"] = "bot"  # posted through the Bot Connector (Graph refuses app-only message posts)
+        effects.append(effect)
     for queue, sent in world.publisher.sent[servicebus:]:
         effects.append({"platform": "servicebus", "kind": "message", "target": queue, "id": str(sent.message_id)})
     return effects

@@ -138,7 +138,7 @@ class World:
     graph: FakeGraph
     publisher: CapturingPublisher
     reynolds_writes: list[WriteEvent] = field(default_factory=list)
-    #: Messages Reynolds posted through Graph (as the fake stores them).
+    #: Messages Reynolds posted in Teams (through its bot), as the fake Graph stores them.
     teams_writes: list[dict[str, Any]] = field(default_factory=list)
     #: The inbox Storage queue the doors hand deliveries to when deciding inline fails (``None``: built lazily).
     inbox: InboxQueue | None = None
@@ -256,6 +256,7 @@ class World:
         for name, value in headers.items():
             if name.lower() == "authorization" and value == "auto":
                 signed[name] = teams_signature(self.settings.require("teams_webhook_token"), body)
+        _teams_bot_sees(self, signed, body)
         request = func.HttpRequest(method="POST", url="http://localhost:7071/api/teams/webhook", headers=signed,
                                    params={}, route_params={}, body=body)
         response = await self.call_door("teams_webhook", req=request, client=self.client)
@@ -372,6 +373,25 @@ async def call_function(name: str, **kwargs: Any) -> Any:
     return result
 
 
+def _teams_bot_sees(world: World, headers: dict[str, str], body: bytes) -> None:
+    """The world's Teams app is installed where a genuine (signed) webhook message comes from
+    (``teams_activity_seen``)."""
+    from tools.simulate_bot import teams_activity_seen
+
+    token = world.settings.teams_webhook_token
+    secret = token.get_secret_value() if token is not None else None
+    if secret and any(k.lower() == "authorization" and v == teams_signature(secret, body) for k, v in headers.items()):
+        teams_activity_seen(world, body)
+
+
+def _with_teams_bot(world: World) -> None:
+    """Reynolds speaks in Teams as its bot (Graph refuses app-only message posts): the fake token issuer and Bot
+    Connector, bridged to the fake Graph (``tools.simulate_bot.bot_stage``), stopped with the world."""
+    from tools.simulate_bot import bot_stage
+
+    bot_stage(world)
+
+
 @contextlib.contextmanager
 def build_world(*, store: str = "memory", profile: str = "default", webhook_secret: str | None = None,
                 extra_settings: dict[str, str] | None = None) -> Iterator[World]:
@@ -432,4 +452,5 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
         graph.on_message.append(lambda m: world.teams_writes.append(m) if graph.is_poster(m) else None)
         github.on_write.append(lambda w: world.reynolds_writes.append(w) if w.actor.get("login") == REYNOLDS_LOGIN
                                else None)
+        _with_teams_bot(world)
         yield world

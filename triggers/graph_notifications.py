@@ -7,8 +7,8 @@ echo; a handshake-shaped request (empty body) without a token gets 400.
 
 The trigger never calls Graph. A change notification carries no author and no text, so it cannot be judged
 here: each ``created`` change starts the Teams notification orchestration, whose first activity fetches the
-message through msgraph-sdk, recognises Reynolds' own messages through the effect ledger (Graph names the
-delegated account Reynolds posts with as a human author) and only then asks the loop guard. Its instance id is
+message through msgraph-sdk, recognises Reynolds' own messages through the effect ledger (its bot's activity
+ids are the Teams message ids) and the marker, and only then asks the loop guard. Its instance id is
 the one the Teams outgoing webhook would give the same message (``teams:<message id>``), so the two doors
 run one orchestration per message between them. Lifecycle notifications start the subscription orchestration
 (renew, recreate, record ``missed``), which a timer also starts every ten minutes to renew before expiry.

@@ -2,14 +2,14 @@
 
 A Teams message or a Service Bus message that the loop guard accepts starts the ``reply`` orchestration:
 plan (the offline triage planner), then one answer on the platform and target where the event happened —
-a message in the same Teams channel (or chat) through Graph, or a CloudEvent on Reynolds' outbound queue
-(``SERVICEBUS_OUT_QUEUE``) unless the message named a reply queue (``ReplyTo``).
+a message in the same Teams channel thread (or chat) through the bot (Bot Connector), or a CloudEvent on
+Reynolds' outbound queue (``SERVICEBUS_OUT_QUEUE``) unless the message named a reply queue (``ReplyTo``).
 
 Both writers follow ``shared.work.triage.GitHubReporter``: the effect ledger records the intent before the call
-and the resource id after it (a Graph message id, a Service Bus message id), the rate breakers are asked
-before a new write, and every text carries the signed lineage marker (Teams: an HTML comment; Service Bus:
-in the text and in the ``reynolds-marker`` application property). The resource id is what makes Reynolds'
-own message, coming back as a Graph change notification, join its chain as ``self``.
+and the resource id after it (the bot's activity id = the Teams message id, a Service Bus message id), the
+rate breakers are asked before a new write, and every text carries the signed lineage marker (Teams: an HTML
+comment; Service Bus: in the text and in the ``reynolds-marker`` application property). The resource id is what makes
+Reynolds' own message, coming back as a Graph change notification, join its chain as ``self``.
 """
 
 from __future__ import annotations
@@ -30,8 +30,10 @@ from shared.loop.lineage import Decision, EffectRecord, LineageService
 from shared.loop.marker import hidden_marker, sign_text
 from shared.platforms.servicebus.contract import RESEND_SAFE_FOR, reply_queue, to_servicebus_message
 from shared.platforms.servicebus.publisher import Publisher
-from shared.platforms.teams.graph import GraphError, GraphThrottled
-from shared.platforms.teams.messages import find_posted, post_channel_message, post_chat_message
+from shared.platforms.teams.bot_references import BotReferences, ConversationReference
+from shared.platforms.teams.connector import BotConnector, BotConnectorError, BotConnectorThrottled, message_activity
+from shared.platforms.teams.graph import GraphThrottled
+from shared.platforms.teams.messages import find_posted
 from shared.platforms.teams.webhook import html_to_text
 from shared.work.triage import TriagePlan, _repeat_fingerprint
 
@@ -54,6 +56,8 @@ class ReplyInput(BaseModel):
     channel_id: str | None = None
     chat_id: str | None = None
     queue: str | None = None
+    #: The Teams message the answer replies to (the thread's root message): the bot posts in that thread.
+    reply_to_id: str | None = None
     actor: str | None = None
     actor_kind: str = ActorKind.HUMAN.value
     text: str = ""
@@ -85,6 +89,7 @@ def reply_input(event: EventEnvelope, decision: Decision, *, out_queue: str) -> 
     }
     if event.platform is Platform.TEAMS:
         team, channel = data.get("team_id"), data.get("channel_id")
+        common["reply_to_id"] = thread_root(event)
         if team and channel:
             return ReplyInput(platform="teams", target=f"teams:{team}/{channel}", team_id=team, channel_id=channel,
                               **common)
@@ -96,6 +101,19 @@ def reply_input(event: EventEnvelope, decision: Decision, *, out_queue: str) -> 
         queue = str(data.get("reply_to") or out_queue)  # only a configured queue survives servicebus_event
         return ReplyInput(platform="servicebus", target=queue, queue=queue, **common)
     raise ValueError(f"no reply on platform {event.platform.value}")
+
+
+def thread_root(event: EventEnvelope) -> str | None:
+    """The id of the Teams message whose thread an answer to ``event`` goes in (the root of its thread).
+
+    A bot activity in a channel thread names its root in the conversation id (``…;messageid=<root>``); Graph and
+    the outgoing webhook name it in ``replyToId``; a root message is its own thread.
+    """
+    conversation = str(event.data.get("conversation_id") or "")
+    if ";messageid=" in conversation:
+        return conversation.split(";messageid=", 1)[1] or None
+    root = event.data.get("reply_to_id") or event.resource_id
+    return str(root) if root else None
 
 
 def servicebus_event(event: EventEnvelope, message_id: str | None, reply_to: str | None = None, *,
@@ -141,27 +159,48 @@ def render_reply_text(plan: TriagePlan, instance_id: str) -> str:
 
 
 GraphFactory = Callable[[], Any]
+ConnectorFactory = Callable[[], BotConnector]
 
 
 class TeamsReporter:
-    """Posts Reynolds' Teams messages through msgraph-sdk, each once per key, each in the effect ledger."""
+    """Posts Reynolds' Teams messages through the bot (Bot Connector), each once per key, each in the effect ledger.
+
+    Microsoft Graph refuses app-only ``POST …/messages`` outside migration imports (401 "Message POST is allowed in
+    application-only context only for import purposes", ../shared/REFERENCE.md), so Reynolds speaks as its bot: the
+    conversation reference the bot door stored when the app was installed (``BotReferences``, keyed by the Teams
+    channel or chat id) names the service URL and conversation, and a channel answer is a reply in the thread of
+    the message that asked (``ReplyInput.reply_to_id``). Graph stays for reading: the read-back that keeps a retry
+    from posting twice (``find_posted``, allowed with RSC ``ChannelMessage.Read.Group``), because the Bot Connector
+    has no operation that lists or reads back a conversation's activities.
+    """
 
     def __init__(self, lineage: LineageService, graph: GraphFactory, *, marker_key: str,
+                 connector: ConnectorFactory, references: BotReferences,
                  breakers: BreakerService | None = None, explorer_url: str | None = None) -> None:
         self.lineage = lineage
         self.graph = graph
+        self.connector = connector
+        self.references = references
         self.marker_key = marker_key
         self.breakers = breakers
         self.explorer_url = explorer_url
+
+    def reference(self, request: ReplyInput) -> ConversationReference | None:
+        """Where the bot may speak for ``request`` (None: the app is not installed there)."""
+        conversation = request.channel_id if request.team_id and request.channel_id else request.chat_id
+        return self.references.get(conversation) if conversation else None
 
     async def post(self, *, key: str, request: ReplyInput, html_body: str, attempt: int | None = None,
                    run: str | None = None) -> EffectRecord:
         """Post ``html_body`` where ``request`` says, once per ``key``; ``GraphThrottled`` propagates.
 
-        A retry after success posts nothing. Graph has no idempotency key for channel messages, so an attempt
-        that takes over an unfinished one (the ledger still at "intent": it may have posted and crashed before
-        recording it, however long ago) first reads the channel or chat back (``find_posted``: the marker is
-        deterministic per chain, event and depth) and records the message it finds instead of posting again.
+        A retry after success posts nothing. The Bot Connector has no idempotency key and no read-back, so an
+        attempt that takes over an unfinished one (the ledger still at "intent", written before the post: it may
+        have posted and crashed before recording it, however long ago) first reads the channel or chat back through
+        Graph (``find_posted``: the marker is deterministic per chain, event and depth; a bot's message id is its
+        activity id) and records the message it finds instead of posting again. Without a conversation reference
+        (the app is not installed in that team or chat) nothing is posted: the effect is recorded as suppressed
+        with the reason, and a warning names the team.
         """
         intent = EffectRecord(key=key, platform=Platform.TEAMS.value, kind="message", target=request.target,
                               chain_id=request.chain_id, event_id=request.event_id, depth=request.depth + 1)
@@ -169,11 +208,18 @@ class TeamsReporter:
         if record.state in ("done", "suppressed"):
             logger.info("effect %s already %s (%s); not posting again", key, record.state, record.resource_id)
             return record
-        client = self.graph()
+        reference = self.reference(request)
+        if reference is None:
+            where = (f"team {request.team_id} channel {request.channel_id}" if request.team_id
+                     else f"chat {request.chat_id}")
+            reason = f"the Reynolds app is not installed in {where} (no bot conversation reference)"
+            logger.warning("effect %s chain %s suppressed: %s; install the Teams app there to get answers", key,
+                           request.chain_id, reason)
+            return self.lineage.suppress_effect(record, reason)
         if not fresh:
             marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
             since = datetime.fromisoformat(record.first_at) - timedelta(minutes=5) if record.first_at else None
-            found = await find_posted(client, marker, team_id=request.team_id, channel_id=request.channel_id,
+            found = await find_posted(self.graph(), marker, team_id=request.team_id, channel_id=request.channel_id,
                                       chat_id=request.chat_id, since=since)
             if found is not None:
                 logger.warning("effect %s: an earlier attempt posted teams message %s; recorded, not posted again",
@@ -188,27 +234,46 @@ class TeamsReporter:
                 logger.warning("effect %s chain %s suppressed: breaker %s is open (%s)", key, request.chain_id,
                                permit.key, permit.reason)
                 if permit.opened:
-                    await self._note(client, key, record, request, permit.reason)
+                    await self._note(reference, key, record, request, permit.reason)
                 return self.lineage.suppress_effect(record, permit.reason)
-        message_id = await self._send(client, request, html_body, record)
-        logger.info("posted teams message %s on %s for event %s (chain %s)", message_id, record.target,
+        try:
+            message_id = await self._send(reference, request, html_body, record)
+        except BotConnectorError as exc:
+            if exc.status not in (403, 404) or exc.code == "ActivityNotFound":
+                raise
+            # The bot is no longer in that conversation (uninstalled, team deleted): a retry cannot succeed.
+            reason = f"the bot can no longer post in {reference.conversation_id} ({exc.status} {exc.code})"
+            logger.warning("effect %s chain %s suppressed: %s; reinstall the Teams app there", key, request.chain_id,
+                           reason)
+            return self.lineage.suppress_effect(record, reason)
+        logger.info("bot posted teams message %s on %s for event %s (chain %s)", message_id, record.target,
                     request.event_id, request.chain_id)
         return self.lineage.complete_effect(record, message_id, html_to_text(html_body))
 
-    async def _send(self, client: Any, request: ReplyInput, html_body: str, record: EffectRecord) -> str:
+    async def _send(self, reference: ConversationReference, request: ReplyInput, html_body: str,
+                    record: EffectRecord) -> str:
         marker = hidden_marker(self.marker_key, record.chain_id, record.event_id, record.depth)
+        # A channel answer goes in the thread that asked; a chat has no threads.
+        reply_to = request.reply_to_id if request.team_id and request.channel_id else None
+        activity = message_activity(html_body, marker)
         try:
-            if request.team_id and request.channel_id:
-                return await post_channel_message(client, request.team_id, request.channel_id, html_body, marker)
-            if request.chat_id:
-                return await post_chat_message(client, request.chat_id, html_body, marker)
-        except GraphThrottled as exc:
+            try:
+                posted = await self.connector().send(reference, activity, reply_to_id=reply_to)
+            except BotConnectorError as exc:
+                if exc.code != "ActivityNotFound" or reply_to is None:
+                    raise
+                # The thread's root is gone (deleted): the answer goes in the channel rather than nowhere.
+                logger.warning("event %s: thread %s not found in %s; answering in the channel", request.event_id,
+                               reply_to, reference.conversation_id)
+                posted = await self.connector().send(reference, activity)
+        except BotConnectorThrottled as exc:
             # Only the message crosses to the orchestrator: it must carry the wait (``shared.errors.retry_after_in``).
-            raise GraphThrottled(exc.retry_after, exc.status_code or 429, exc.code,
+            raise GraphThrottled(exc.retry_after, 429, exc.code,
                                  f"throttled, retry after {exc.retry_after:g}s") from exc
-        raise GraphError(None, "noTarget", f"event {request.event_id} names no channel or chat")
+        return posted.activity_id
 
-    async def _note(self, client: Any, key: str, record: EffectRecord, request: ReplyInput, reason: str) -> None:
+    async def _note(self, reference: ConversationReference, key: str, record: EffectRecord, request: ReplyInput,
+                    reason: str) -> None:
         """The one visible note a breaker leaves when it opens (itself a recorded, idempotent effect)."""
         intent = EffectRecord(key=f"{key}:note", platform=record.platform, kind="note", target=record.target,
                               chain_id=record.chain_id, event_id=record.event_id, depth=record.depth)
@@ -218,7 +283,7 @@ class TeamsReporter:
         chain = chain_html(self.explorer_url, record.chain_id)
         body = (f"<p><b>{PAUSED_TITLE}</b></p><p>Reynolds stopped answering here: {html.escape(reason)}. "
                 f"This looks like a loop between automations.</p><p>{chain}</p>")
-        message_id = await self._send(client, request, body, note)
+        message_id = await self._send(reference, request, body, note)
         self.lineage.complete_effect(note, message_id, html_to_text(body))
 
 

@@ -34,7 +34,8 @@ status code                          when (source)
                                      bot messages are limited to about 28 KB, larger ones get 413)
 429    TooManyRequests + Retry-After per conversation above 7 / 1 s, 60 / 30 s or 1,800 / 3,600 s (Teams platform
                                      docs, "Optimize your bot with rate limiting", per bot per thread limits;
-                                     ../shared/REFERENCE.md)
+                                     ../shared/REFERENCE.md); ``throttle_next(seconds)`` scripts one (the
+                                     thread's limits spent by other senders)
 =====  ============================  ======================================================================
 
 Anything else (another path or method) is a 404 recorded in ``unexpected``.
@@ -236,6 +237,10 @@ class FakeBotConnector(_Loopback):
         self.activities: list[PostedActivity] = []
         self.refusals: list[tuple[int, str]] = []
         self.unexpected: list[str] = []
+        #: Teams itself: called with (conversation id, activity, reply-to id) for a new message and answers the id
+        #: Teams gives it (a world mirrors it into the fake Graph, where a bot's message id is its activity id).
+        self.on_post: Callable[[str, dict[str, Any], str | None], str] | None = None
+        self._throttle_next: list[float] = []
         self._lock = threading.Lock()
 
     def __enter__(self) -> FakeBotConnector:
@@ -248,6 +253,10 @@ class FakeBotConnector(_Loopback):
     def add_conversation(self, conversation_id: str, bot_id: str) -> None:
         """A conversation the bot is a member of (Teams knows it once the app is installed there)."""
         self.conversations.setdefault(conversation_id, _Conversation(bot_id))
+
+    def throttle_next(self, retry_after: float) -> None:
+        """Answer the next post 429 with ``Retry-After`` (Teams' per-thread limits reached by other senders too)."""
+        self._throttle_next.append(retry_after)
 
     def receive(self, conversation_id: str, activity: dict[str, Any]) -> None:
         """An activity Teams delivered to the bot: the connector knows it, so the bot may reply to it."""
@@ -305,7 +314,7 @@ class FakeBotConnector(_Loopback):
                 return self._refuse(400, "BadArgument", "A message needs text or attachments.")
             if activity_id is not None and activity_id not in conversation.activities:
                 return self._refuse(404, "ActivityNotFound", "Activity not found.")
-            wait = self._throttled(conversation)
+            wait = self._throttle_next.pop(0) if self._throttle_next else self._throttled(conversation)
             if wait is not None:
                 return self._refuse(429, "TooManyRequests", "Too many requests.",
                                     {"Retry-After": str(int(wait + 0.999))})
@@ -314,7 +323,8 @@ class FakeBotConnector(_Loopback):
                 conversation.activities[activity_id] = activity
                 self.activities.append(PostedActivity(conversation_id, activity_id, "PUT", activity))
                 return 200, {"id": activity_id}, {}
-            new_id = f"1{uuid.uuid4().int % 10**12:012d}"
+            new_id = (self.on_post(conversation_id, activity, activity_id) if self.on_post is not None
+                      else f"1{uuid.uuid4().int % 10**12:012d}")
             conversation.activities[new_id] = activity
             self.activities.append(PostedActivity(conversation_id, new_id, "POST", activity, activity_id))
             return 201, {"id": new_id}, {}

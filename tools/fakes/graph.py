@@ -27,8 +27,29 @@ learn.microsoft.com/graph/errors lists 403 for missing permissions) and a messag
 requires. ``None`` (the default) grants everything, as before. Which call needs which permission:
 ``shared.platforms.teams.read_permissions.GRAPH_READS`` (channel messages ChannelMessage.Read.All or RSC
 ChannelMessage.Read.Group; chat messages Chat.Read.All; transcripts OnlineMeetingTranscript.Read.All or RSC
-OnlineMeetingTranscript.Read.Chat; getAllTranscripts OnlineMeetingTranscript.Read.All). Posting messages is not
-gated here (it is modelled by the poster, unchanged).
+OnlineMeetingTranscript.Read.Chat; getAllTranscripts OnlineMeetingTranscript.Read.All). Posting messages is
+refused to applications as below, whatever was granted.
+
+Refusals (besides the 400s and 404s above), each as Graph answers it:
+
+=====  ============  =========================================================================================
+status code          when (source)
+=====  ============  =========================================================================================
+401    Unauthorized  ``POST …/channels/{id}/messages``, ``…/messages/{id}/replies`` and ``POST /chats/{id}/messages``
+                     with an application-only token (every token this fake sees: Reynolds has only its managed
+                     identity), message "Message POST is allowed in application-only context only for import
+                     purposes. Refer to https://learn.microsoft.com/microsoftteams/platform/graph-api/import-messages/
+                     import-external-messages-to-teams for more details." — learn.microsoft.com/graph/api/
+                     chatmessage-post and channel-post-messages (Permissions: Application ``Teamwork.Migrate.All``,
+                     "Application permissions are only supported for migration"); the exact error body as Graph
+                     returns it is quoted in Microsoft Q&A 1154651 ("send messages in channel apis…") and 1243927
+                     ("Unable to send messages in channel"); ../shared/REFERENCE.md. Allowed only in a channel or
+                     chat named in ``migration`` (created in migration mode, an import with ``Teamwork.Migrate.All``).
+401    InvalidAuthenticationToken  a ``require_token`` is set and the request carries another bearer token
+=====  ============  =========================================================================================
+
+Bots speak through the Bot Connector instead (``tools.fakes.bot.FakeBotConnector``); ``post_as_bot`` stores what a
+bot posted, as Teams shows it to Graph readers (``from.application``, ``applicationIdentityType: bot``).
 
 Like Graph, every posted message (Reynolds' own included) becomes a change notification for each matching
 subscription; the payloads collect in ``outbox`` and ``notifications_for(message)`` builds one on demand.
@@ -62,6 +83,10 @@ TRANSCRIPT_ORGANIZER = "00000000-0000-0000-0000-0000000000a1"
 TRANSCRIPT_PERMISSIONS = ("OnlineMeetingTranscript.Read.All", "OnlineMeetingTranscript.Read.Chat")
 CHANNEL_READ_PERMISSIONS = ("ChannelMessage.Read.All", "ChannelMessage.Read.Group")
 CHAT_READ_PERMISSIONS = ("Chat.Read.All",)
+#: Graph's answer to an app-only message POST outside a migration (the Q&A threads in the module docstring).
+APP_ONLY_POST_MESSAGE = ("Message POST is allowed in application-only context only for import purposes. Refer to "
+                         "https://learn.microsoft.com/microsoftteams/platform/graph-api/import-messages/"
+                         "import-external-messages-to-teams for more details.")
 CHANGE_TYPES = {"created", "updated", "deleted"}
 
 Validator = Callable[[str], tuple[int, str, str]]
@@ -190,6 +215,11 @@ class FakeGraph:
         #: meeting id → transcript id → {"meta": callTranscript, "content": WebVTT text}.
         self.transcripts: dict[str, dict[str, dict[str, Any]]] = {}
         self.subscriptions: dict[str, dict[str, Any]] = {}
+        #: Channels (``("channel", team, channel)``) and chats (``("chat", chat)``) in migration mode: the only
+        #: places an app-only ``POST …/messages`` is accepted (an import with ``Teamwork.Migrate.All``).
+        self.migration: set[tuple[str, ...]] = set()
+        #: App ids of Reynolds' bots: their messages (``post_as_bot``) count as Reynolds' own in ``is_poster``.
+        self.bot_apps: set[str] = set()
         #: Stored messages: ``("channel", team, channel)`` or ``("chat", chat)`` → id → message.
         self.messages: dict[tuple[str, ...], dict[str, dict[str, Any]]] = {}
         self.requests: list[RecordedRequest] = []
@@ -372,9 +402,25 @@ class FakeGraph:
         key: tuple[str, ...] = ("channel", team or "", channel or "") if team else ("chat", chat or "")
         return self._store_message(key, {"body": {"contentType": "html", "content": text_html}}, sender, None)
 
+    def post_as_bot(self, app_id: str, text_html: str, *, team: str | None = None, channel: str | None = None,
+                    chat: str | None = None, reply_to: str | None = None, name: str = "Reynolds") -> dict[str, Any]:
+        """A bot's message (posted through the Bot Connector) as Graph readers see it: ``from.application`` with
+        ``applicationIdentityType: bot``; stores it (a reply when ``reply_to``) and emits its notifications."""
+        sender = {"user": None, "application": {"@odata.type": "#microsoft.graph.teamworkApplicationIdentity",
+                                                "id": app_id, "displayName": name,
+                                                "applicationIdentityType": "bot"}}
+        key: tuple[str, ...] = ("channel", team or "", channel or "") if team else ("chat", chat or "")
+        if reply_to is not None and reply_to not in self.messages.get(key, {}):
+            reply_to = None  # a thread Graph does not know: the message is a new root, as the bot posted it
+        return self._store_message(key, {"body": {"contentType": "html", "content": text_html}}, sender, reply_to)
+
     def is_poster(self, message: dict[str, Any]) -> bool:
-        """True when ``message`` was posted through the API (by the identity in ``poster``)."""
-        return (message.get("from") or {}).get("user") == self.poster.get("user") and "user" in self.poster
+        """True when ``message`` is Reynolds' own: posted through the API (by the identity in ``poster``) or by one
+        of Reynolds' bots (``bot_apps``)."""
+        sender = message.get("from") or {}
+        if (sender.get("application") or {}).get("id") in self.bot_apps:
+            return True
+        return sender.get("user") == self.poster.get("user") and "user" in self.poster
 
     # --- transcripts -------------------------------------------------------------------------------------
 
@@ -740,6 +786,8 @@ class FakeGraph:
 
     def _messages(self, method: str, key: tuple[str, ...], rest: list[str], record: RecordedRequest) -> tuple[int, Any]:
         store = self.messages.get(key, {})
+        if method == "POST" and key not in self.migration:
+            raise GraphError(401, "Unauthorized", APP_ONLY_POST_MESSAGE)
         if not rest and method == "POST":
             return 201, self._post_message(key, record.body, None)
         if not rest and method == "GET":

@@ -1,14 +1,15 @@
-"""Reading and posting Teams messages through Graph: who wrote a fetched message, and Reynolds' own posts
-(channel replies, chat messages, the status card), each with the lineage marker embedded as an HTML comment.
+"""Reading Teams messages through Graph: who wrote a fetched message, the read-back of Reynolds' own posts
+(``find_posted``), and the status card's content.
 
-Graph only lets an *application* post channel messages for migration; in production these calls run with a
-delegated token (a service account), so the resulting notifications name that account as a human author: the
-effect ledger (keyed by the returned message id) and the marker are what mark them as ours.
+Graph is for reading only: it refuses application-only ``POST …/messages`` outside migration imports (401
+"Message POST is allowed in application-only context only for import purposes", ../shared/REFERENCE.md), so
+Reynolds posts as its bot through the Bot Connector (``shared.platforms.teams.connector``). A bot's message read
+through Graph names the bot application as its author; the effect ledger (keyed by the activity id, which is the
+Teams message id) and the embedded lineage marker are what mark it as Reynolds' own.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import datetime
@@ -17,21 +18,17 @@ from typing import Any
 from msgraph import GraphServiceClient
 from msgraph.generated.models.body_type import BodyType
 from msgraph.generated.models.chat_message import ChatMessage
-from msgraph.generated.models.chat_message_attachment import ChatMessageAttachment
-from msgraph.generated.models.item_body import ItemBody
 
 from shared.errors import IncomingRequestError
 from shared.loop.envelope import Actor, ActorKind, EventEnvelope, Platform, Target, truncate
 from shared.platforms.teams.graph import (
-    ADAPTIVE_CARD_CONTENT_TYPE,
     MAX_CARD_FACTS,
-    STATUS_CARD_ATTACHMENT_ID,
     GraphError,
     graph_call,
     utc_now,
 )
 from shared.platforms.teams.notifications import MessageKind, message_data, message_event_id, parse_message_resource
-from shared.platforms.teams.webhook import TEAMS_SOURCE_PREFIX, embed_marker, extract_markers, html_to_text
+from shared.platforms.teams.webhook import TEAMS_SOURCE_PREFIX, extract_markers, html_to_text
 
 logger = logging.getLogger(__name__)
 
@@ -146,63 +143,6 @@ def status_card(title: str, states: Mapping[str, str] | Sequence[tuple[str, str]
         "version": "1.4",
         "body": body,
     }
-
-
-def _chat_message(html: str, marker: str, card: Mapping[str, Any] | None) -> ChatMessage:
-    content = html
-    attachments: list[ChatMessageAttachment] | None = None
-    if card is not None:
-        # Graph renders an attachment where the body names it with <attachment id="…">.
-        content = f'{html}<attachment id="{STATUS_CARD_ATTACHMENT_ID}"></attachment>'
-        attachments = [
-            ChatMessageAttachment(
-                id=STATUS_CARD_ATTACHMENT_ID,
-                content_type=ADAPTIVE_CARD_CONTENT_TYPE,
-                content=json.dumps(card, ensure_ascii=False),
-            )
-        ]
-    return ChatMessage(
-        body=ItemBody(content_type=BodyType.Html, content=embed_marker(content, marker)),
-        attachments=attachments,
-    )
-
-
-async def post_channel_message(
-    client: GraphServiceClient,
-    team_id: str,
-    channel_id: str,
-    html: str,
-    marker: str,
-    *,
-    reply_to_id: str | None = None,
-    card: Mapping[str, Any] | None = None,
-) -> str:
-    """Post HTML (with the lineage marker, optionally a card) to a channel or as a reply; return the message id."""
-    messages = client.teams.by_team_id(team_id).channels.by_channel_id(channel_id).messages
-    body = _chat_message(html, marker, card)
-    if reply_to_id:
-        posted = await graph_call(messages.by_chat_message_id(reply_to_id).replies.post(body))
-    else:
-        posted = await graph_call(messages.post(body))
-    if posted is None or not posted.id:
-        raise GraphError(None, "emptyResponse", "Graph returned no message id")
-    return posted.id
-
-
-async def post_chat_message(
-    client: GraphServiceClient,
-    chat_id: str,
-    html: str,
-    marker: str,
-    *,
-    card: Mapping[str, Any] | None = None,
-) -> str:
-    """Post HTML (with the lineage marker, optionally a card) to a 1:1 or group chat; return the message id."""
-    body = _chat_message(html, marker, card)
-    posted = await graph_call(client.chats.by_chat_id(chat_id).messages.post(body))
-    if posted is None or not posted.id:
-        raise GraphError(None, "emptyResponse", "Graph returned no message id")
-    return posted.id
 
 
 #: Graph's page size limit for listing channel and chat messages ("List channel messages", "List messages in a
