@@ -310,32 +310,14 @@ SCALE_SAMPLE = 60
 SCALE_LAYOUTS = ("one-org", "many-orgs")
 
 
-class ScaleCounter:
-    """A ``DocumentStore`` proxy for the scale run: lost races and given-up evidence writes.
+class ScaleCounter(RaceCounter):
+    """:class:`RaceCounter` for the scale run: lost races and given-up evidence writes.
 
     A lost race is a conditional write the store refused because someone wrote first: a 412 on a replace
     (``If-Match``), or a 409 on a create of a document someone created meanwhile (an event document's 409 is a
     duplicate delivery, not a race). Any other operation (patch, batch, …) passes through and is counted the same
     way when it raises ``PreconditionFailed``.
     """
-
-    def __init__(self, store: DocumentStore) -> None:
-        self.store = store
-        self.lost = 0
-        self._lock = threading.Lock()
-
-    def _lose(self) -> None:
-        with self._lock:
-            self.lost += 1
-
-    def create(self, doc: Mapping[str, Any]) -> dict[str, Any]:
-        """Create; a 409 on anything but an event document is a lost race."""
-        try:
-            return self.store.create(doc)
-        except Conflict:
-            if not str(doc.get("id", "")).startswith("ev:"):
-                self._lose()
-            raise
 
     def __getattr__(self, name: str) -> Any:
         inner = getattr(self.store, name)
