@@ -132,9 +132,9 @@ EVENTS_PER_EXECUTION = 4
 #: ... or more on large plans: each continue-as-new writes the carried state (O(N)) three times (ContinueAsNew
 #: result, ExecutionStarted message and history), so a fixed count writes O(N²) bytes in all, while each outcome
 #: more per execution makes every replay longer (parent CPU). N²/this many outcomes per execution balances the
-#: two (N = 100: 5; N = 200: 19: about 1.85 MB written in all with the plan packed (``_pack_subtasks``),
-#: parent CPU under 0.5x flat; docs/benchmarks.md).
-CARRY_BALANCE = 2200
+#: two (N = 100: 5; N = 200: 17: about 1.89 MB written in all with the plan packed (``_pack_subtasks``),
+#: parent CPU about 0.44x flat; docs/benchmarks.md).
+CARRY_BALANCE = 2450
 #: How far ahead the cancelled marker timers point: beyond any wait of a live run, within one durable timer.
 MARKER_SECONDS = 5 * 24 * 3600
 #: Attempts to deliver a subtask's outcome to its parent (the parent also collects it when it continues).
