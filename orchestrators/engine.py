@@ -32,7 +32,8 @@ modelled and pinned in ``tools.harness.host_rules``):
    (Azure/azure-functions-host#8720). Cancel raises ``cancel`` to the running subtasks (``CANCEL_SUBTASKS``,
    after any START still queued has run) and the parent ends at once. Event waits are not open tasks.
 3. With no open tasks between waves, the parent can ``continue_as_new`` every :data:`EVENTS_PER_EXECUTION`
-   outcomes, carrying its state (:class:`EngineCarry`): history per execution, and the replay cost of every
+   outcomes, carrying its state (:class:`EngineCarry`; the plan packed as rows under shared keys, each
+   specialist named once: :func:`_pack_subtasks`): history per execution, and the replay cost of every
    episode, stay bounded at any plan size. Outcomes that land in the episode that continues are dropped with
    it; the next execution's first ``START_SUBTASKS`` collects them from the subtasks' own status. A wave's
    ``START_SUBTASKS`` shares the wait entry with the new subtasks' event waits: the host sees the activity
@@ -131,8 +132,9 @@ EVENTS_PER_EXECUTION = 4
 #: ... or more on large plans: each continue-as-new writes the carried state (O(N)) three times (ContinueAsNew
 #: result, ExecutionStarted message and history), so a fixed count writes O(N²) bytes in all, while each outcome
 #: more per execution makes every replay longer (parent CPU). N²/this many outcomes per execution balances the
-#: two (N = 100: 5; N = 200: 19: about 2.0 MB written in all, parent CPU 0.48x flat; docs/benchmarks.md).
-CARRY_BALANCE = 2200
+#: two (N = 100: 5; N = 200: 17: about 1.89 MB written in all with the plan packed (``_pack_subtasks``),
+#: parent CPU about 0.44x flat; docs/benchmarks.md).
+CARRY_BALANCE = 2450
 #: How far ahead the cancelled marker timers point: beyond any wait of a live run, within one durable timer.
 MARKER_SECONDS = 5 * 24 * 3600
 #: Attempts to deliver a subtask's outcome to its parent (the parent also collects it when it continues).
@@ -204,6 +206,8 @@ class EngineCarry(BaseModel):
         """The carry leaves out the state of a finished subtask (its outcome says it): put it back."""
         if not isinstance(value, dict):
             return value
+        if isinstance(value.get("subtasks"), dict):
+            value = {**value, "subtasks": _unpack_subtasks(value["subtasks"])}
         if isinstance(value.get("outcomes"), dict) and isinstance(value.get("states"), dict):
             states = dict(value["states"])
             for sid, outcome in value["outcomes"].items():
@@ -221,6 +225,48 @@ class EngineCarry(BaseModel):
     task_saved: bool = False
     #: Subtasks whose START_SUBTASKS call failed, with the number of failed calls (resent on the next pass).
     unconfirmed: dict[str, int] = Field(default_factory=dict)
+
+
+#: Values a plan node leaves out (``Subtask`` defaults, ``exclude_defaults``): a packed row holds them instead.
+_NODE_DEFAULTS: dict[str, Any] = {"dependencies": [], "risk": "low", "writes": False}
+
+
+def _pack_subtasks(nodes: list[dict[str, Any]]) -> dict[str, Any]:
+    """The plan's nodes as the carry writes them: one row of values per node under shared column names, each
+    specialist named once (rows hold its index); a column a node leaves out holds the field's default. The
+    carry is written to the task hub on every continue-as-new, and per-node keys and repeated specialist names
+    were most of its bytes at N = 200 (docs/benchmarks.md). :func:`_unpack_subtasks` gives the same nodes back."""
+    keys: list[str] = []
+    for node in nodes:
+        keys += [key for key in node if key not in keys]
+    specialists = list(dict.fromkeys(str(node.get("specialist", "")) for node in nodes))
+    index = {name: i for i, name in enumerate(specialists)}
+    rows = [[index[str(node.get(key, ""))] if key == "specialist" else node.get(key, _NODE_DEFAULTS.get(key))
+             for key in keys] for node in nodes]
+    return {"keys": keys, "specialists": specialists, "rows": rows}
+
+
+def _unpack_subtasks(packed: dict[str, Any]) -> Any:
+    """The nodes :func:`_pack_subtasks` packed, defaults left out again; anything else is returned for the
+    model to refuse."""
+    keys, specialists, rows = packed.get("keys"), packed.get("specialists"), packed.get("rows")
+    if not (isinstance(keys, list) and isinstance(specialists, list) and isinstance(rows, list)):
+        return packed
+    nodes: list[dict[str, Any]] = []
+    for row in rows:
+        if not isinstance(row, list) or len(row) != len(keys):
+            return packed
+        node: dict[str, Any] = {}
+        for key, item in zip(keys, row, strict=True):
+            if key == "specialist":
+                if not isinstance(item, int) or not 0 <= item < len(specialists):
+                    return packed
+                item = specialists[item]
+            if key in _NODE_DEFAULTS and item == _NODE_DEFAULTS[key]:
+                continue
+            node[key] = item
+        nodes.append(node)
+    return nodes
 
 
 class RunSubtaskResult(BaseModel):
@@ -722,6 +768,7 @@ def _fan_out(context: OrchestrationContext, carry: EngineCarry, reporter: _Repor
             _publish(context, window, "running")
             dumped = carry.model_dump(mode="json")
             dumped["states"] = {sid: state for sid, state in dumped["states"].items() if sid not in carry.outcomes}
+            dumped["subtasks"] = _pack_subtasks(dumped["subtasks"])
             context.continue_as_new(dumped)
             return None
         starting = window.take_ready(width - len(carry.running))

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import ValidationError
 
 from orchestrators.engine import (
     APPROVAL_EVENT,
@@ -16,6 +17,7 @@ from orchestrators.engine import (
     PLAN_TASK,
     REPORT_STATUS,
     RUN_SUBTASK,
+    EngineCarry,
     EngineFailed,
     approval_granted,
     run_orchestrate_task,
@@ -652,3 +654,40 @@ def test_subtask_inputs_carry_ids_not_the_description() -> None:
     assert all("task" not in i and "D" * 100 not in str(i) for i in inputs)
     assert inputs[1]["dependency_summaries"] == {"a": "did it"}
     assert inputs[1]["parent_instance_id"] == "inst"
+
+
+def test_the_carried_plan_is_packed_and_reads_back_as_the_same_nodes() -> None:
+    """continue_as_new writes the plan as rows under shared keys, each specialist once; the next execution
+    reads exactly the nodes (defaults left out) the first one validated, and runs the DAG the same way."""
+    plan = make_plan([f"s{i:02d}" for i in range(9)], deps={"s08": ["s00", "s03"]}, writes=["s05"])
+    plan["subtasks"][2]["specialist"] = "code_intelligence"
+    plan["subtasks"][4]["risk"] = "high"
+    world = World(plan)
+    request = make_request(max_concurrency=2)
+    ctx = FakeOrchestrationContext(request, instance_id="inst", now=START)
+    drive(run_orchestrate_task(ctx), world.resolve, ctx)
+    carried = json.loads(json.dumps(ctx.continued_as[-1]))
+    packed = carried["subtasks"]
+    assert packed["specialists"] == ["devops", "code_intelligence"]
+    assert len(packed["rows"]) == 9
+    assert all(isinstance(row, list) for row in packed["rows"])
+    expected = [Plan.model_validate(plan).subtasks[i].model_dump(mode="json", exclude_defaults=True)
+                for i in range(9)]
+    assert EngineCarry.model_validate(carried).subtasks == expected
+    # Smaller than the nodes it stands for (what the task hub stores on every continue-as-new).
+    assert len(json.dumps(packed)) < len(json.dumps(expected))
+    # The whole run, through every execution, reads the packed plan back (the writing subtask's approval is
+    # never granted in this world: it times out, as it does without packing).
+    output, _, _ = run_parent(World(plan), max_concurrency=2)
+    assert output["executions"] > 1
+    assert [(o["id"], o["status"]) for o in output["outcomes"] if o["status"] != "succeeded"] == [("s05", "failed")]
+    assert output["succeeded"] == 8
+
+
+@pytest.mark.parametrize("rows", [[["a", "t"]], [["a", "t", 7]], [["a", "t", "devops"]], "rows"])
+def test_a_malformed_packed_plan_is_refused(rows: Any) -> None:
+    carry = {"request": make_request(), "subtasks": {"keys": ["id", "title", "specialist"],
+                                                     "specialists": ["devops"], "rows": rows},
+             "states": {"a": "pending"}}
+    with pytest.raises(ValidationError):
+        EngineCarry.model_validate(carry)
