@@ -34,7 +34,7 @@ V3_PENDING = {
 
 
 def _bundle() -> list[object]:
-    pending = pytest.mark.xfail(strict=True, reason="loop guard v3 (issue 19) not in this tree yet")
+    pending = pytest.mark.xfail(strict=True, reason="issue 19 open: not yet within its bound on loop guard v3")
     return [pytest.param(p, id=p.stem, marks=[pending] if p.stem in V3_PENDING else []) for p in SCENARIOS]
 
 
