@@ -384,12 +384,12 @@ def _teams_bot_sees(world: World, headers: dict[str, str], body: bytes) -> None:
         teams_activity_seen(world, body)
 
 
-def _with_teams_bot(world: World) -> None:
+def _with_teams_bot(world: World, stack: contextlib.ExitStack) -> None:
     """Reynolds speaks in Teams as its bot (Graph refuses app-only message posts): the fake token issuer and Bot
     Connector, bridged to the fake Graph (``tools.simulate_bot.bot_stage``), stopped with the world."""
     from tools.simulate_bot import bot_stage
 
-    bot_stage(world)
+    stack.callback(bot_stage(world).close)
 
 
 @contextlib.contextmanager
@@ -452,5 +452,5 @@ def build_world(*, store: str = "memory", profile: str = "default", webhook_secr
         graph.on_message.append(lambda m: world.teams_writes.append(m) if graph.is_poster(m) else None)
         github.on_write.append(lambda w: world.reynolds_writes.append(w) if w.actor.get("login") == REYNOLDS_LOGIN
                                else None)
-        _with_teams_bot(world)
+        _with_teams_bot(world, stack)
         yield world
