@@ -36,6 +36,8 @@ from orchestrators.engine import (
     run_subtask,
 )
 from shared.names import SUBTASK_DONE_EVENT_PREFIX, subtask_instance_id
+from tests.test_engine_replay import plan_of
+from tests.test_engine_replay import request as replay_request
 from tools.harness.app_index import functions, memory_services
 from tools.harness.durable import FakeDurableClient, ReplayHarness
 
@@ -48,24 +50,9 @@ def _services() -> Iterator[Any]:
         yield services
 
 
-def plan_of(n: int, writes: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {
-        "subtasks": [
-            {"id": f"s{i:02d}", "title": f"step {i}", "specialist": "platform", "writes": f"s{i:02d}" in writes}
-            for i in range(n)
-        ],
-        "planner": "offline",
-    }
-
-
 def request(max_concurrency: int = 4) -> dict[str, Any]:
-    return {
-        "task": {"type": "rollout", "description": "roll out the new runner image"},
-        "strategy": {"approach": "parallel_optimized", "max_concurrency": max_concurrency},
-        "event_id": "delivery-1",
-        "chain_id": "chain-1",
-        "tracking_issue": "octo/repo#7",
-    }
+    """The replay tests' task request, with a window of 4 by default."""
+    return replay_request(max_concurrency)
 
 
 def said_by(payload: dict[str, Any]) -> dict[str, Any]:
